@@ -1,0 +1,402 @@
+"""The ``Channel`` base class that every channel plugin subclasses, and the small types around it.
+
+A plugin declares a subclass with a type name, a ``Settings`` model and a capability manifest, and
+registers it from its ``hub_register_channels`` hook. The hub builds one instance per configured
+channel (``Channel(channel_id, settings, context)``) and calls:
+
+* ``verify_handshake(query)`` for ``GET /webhooks/{id}`` (subscription handshake);
+* ``authenticate(body, headers)`` for every ``POST /webhooks/{id}`` before anything is stored;
+* ``delivery_key(body, headers)`` to recognise a provider's retry of the same delivery;
+* ``parse(raw)`` -> normalized events. **Pure**: no I/O, so fixtures test it and replays re-run it;
+* ``send(message)`` -> ``SendReceipt`` or a classified ``SendError``;
+* optionally ``fetch_media``, ``ingest`` (pull channels), ``health_check``, ``reply_window`` and
+  ``rate_limits``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, ClassVar, Literal, Protocol, Self
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.errors import BadSignature
+from hub.models import (
+    AttachmentKind,
+    ContactRef,
+    MessageKind,
+    OutboundMessage,
+    ParsedEvent,
+    SendReceipt,
+    utcnow,
+)
+
+__all__ = [
+    "HEALTH_ACTIONS",
+    "Capabilities",
+    "Channel",
+    "ChannelContext",
+    "ChannelSettings",
+    "Health",
+    "HealthState",
+    "Inbox",
+    "MediaContent",
+    "RateLimit",
+    "RawEvent",
+    "ReplyWindow",
+    "ReplyWindowPolicy",
+    "constant_time_hmac_check",
+]
+
+
+class ChannelSettings(BaseModel):
+    """Base of a channel's settings model.
+
+    Unknown fields are refused when an admin writes settings (a typo must not pass silently); use
+    ``SecretStr`` for credentials, which the hub encrypts at rest and never returns. Settings stored
+    by an older plugin version stay readable after an upgrade: see ``load_stored``.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @classmethod
+    def load_stored(cls, data: Mapping[str, Any]) -> Self:
+        """Validate settings read back from storage, dropping fields this version no longer knows."""
+        known = {k: v for k, v in data.items() if k in cls.model_fields}
+        return cls.model_validate(known)
+
+    @classmethod
+    def secret_fields(cls) -> list[str]:
+        """Names of the fields typed ``SecretStr`` (optional or not)."""
+        from pydantic import SecretStr
+
+        names = []
+        for name, info in cls.model_fields.items():
+            ann = info.annotation
+            args = getattr(ann, "__args__", ())
+            if ann is SecretStr or SecretStr in args:
+                names.append(name)
+        return names
+
+
+class ReplyWindowPolicy(BaseModel):
+    """When free-form replies are allowed. ``hours=None`` means always."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hours: float | None = None
+    outside: Literal["template", "tag", "none"] = "none"
+    """What still goes out once the window closed: templates only, tagged messages, or nothing."""
+
+
+class Capabilities(BaseModel):
+    """What a channel can carry, published to the app and enforced on every outbound message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: bool = True
+    max_text_length: int | None = None
+    media: frozenset[AttachmentKind] = frozenset()
+    max_attachment_bytes: dict[AttachmentKind, int] = Field(default_factory=dict)
+    max_attachments: int = 1
+    captions: bool = False
+    reactions: bool = False
+    templates: bool = False
+    interactive: bool = False
+    max_interactive_buttons: int = 3
+    max_interactive_rows: int = 10
+    replies: bool = False
+    read_receipts: bool = False
+    location: bool = False
+    subject: bool = False
+    reply_window: ReplyWindowPolicy = ReplyWindowPolicy()
+
+    def sendable_kinds(self) -> set[MessageKind]:
+        kinds: set[MessageKind] = set()
+        if self.text:
+            kinds.add(MessageKind.TEXT)
+        kinds.update(MessageKind(k.value) for k in self.media)
+        if self.templates:
+            kinds.add(MessageKind.TEMPLATE)
+        if self.interactive:
+            kinds.add(MessageKind.INTERACTIVE)
+        if self.reactions:
+            kinds.add(MessageKind.REACTION)
+        if self.location:
+            kinds.add(MessageKind.LOCATION)
+        if self.subject:
+            kinds.add(MessageKind.EMAIL)
+        return kinds
+
+
+class HealthState(StrEnum):
+    OK = "ok"
+    CONNECTING = "connecting"
+    AUTH_FAILED = "auth_failed"
+    RATE_LIMITED = "rate_limited"
+    UNREACHABLE = "unreachable"
+    PAUSED = "paused"
+    UNKNOWN = "unknown"
+
+
+HEALTH_ACTIONS: dict[HealthState, str] = {
+    HealthState.OK: "Nothing to do.",
+    HealthState.CONNECTING: "Wait: the hub is connecting to the provider.",
+    HealthState.AUTH_FAILED: "Update the channel's credentials; sending is paused and the queue kept.",
+    HealthState.RATE_LIMITED: "Wait: the provider is throttling this channel; messages stay queued.",
+    HealthState.UNREACHABLE: "Check the provider's status and the network; the hub keeps retrying.",
+    HealthState.PAUSED: "Enable the channel or fix its settings to resume.",
+    HealthState.UNKNOWN: "Wait for the first contact with the provider.",
+}
+
+
+class Health(BaseModel):
+    """One channel's health in the vocabulary shared by every channel."""
+
+    state: HealthState = HealthState.UNKNOWN
+    last_error: str | None = None
+    since: datetime = Field(default_factory=utcnow)
+
+    @property
+    def action(self) -> str:
+        return HEALTH_ACTIONS[self.state]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "action": self.action,
+            "last_error": self.last_error,
+            "since": self.since.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class ReplyWindow:
+    """Whether a conversation may get a free-form reply now, and until when."""
+
+    open: bool
+    closes_at: datetime | None = None
+    outside: Literal["template", "tag", "none"] = "none"
+
+    def permits(self, kind: MessageKind) -> bool:
+        if self.open:
+            return True
+        if self.outside == "template":
+            return kind is MessageKind.TEMPLATE
+        return self.outside == "tag"
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket the outbox takes one token from before a send.
+
+    ``key`` scopes it (``"number:123"``, ``"pair:123:456"``); ``rate`` is tokens per second and
+    ``burst`` the bucket size. When a provider still throttles, the outbox backs off that key alone.
+    """
+
+    key: str
+    rate: float
+    burst: float = 1.0
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """What reached the hub from a provider, exactly as it arrived (body bytes, lower-cased headers)."""
+
+    channel_id: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    received_at: datetime = field(default_factory=utcnow)
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+
+@dataclass(frozen=True)
+class MediaContent:
+    """Bytes fetched from a provider for one attachment."""
+
+    data: bytes
+    mime_type: str | None = None
+    filename: str | None = None
+    sha256_hex: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.sha256_hex:
+            object.__setattr__(self, "sha256_hex", hashlib.sha256(self.data).hexdigest())
+
+
+class Inbox(Protocol):
+    """The durable inbox a pull channel's ingest loop hands raw items to."""
+
+    async def put(
+        self,
+        body: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        key: str | None = None,
+        cursor: tuple[str, str] | None = None,
+    ) -> bool:
+        """Store one raw item durably; returns False when ``key`` was already stored.
+
+        ``cursor=(name, value)`` is saved in the same transaction, so the item and the position
+        after it are committed together and an outage is caught up exactly once.
+        """
+        ...
+
+    async def get_cursor(self, name: str) -> str | None:
+        """The value last saved for ``name`` on this channel, or None."""
+        ...
+
+    async def set_cursor(self, name: str, value: str) -> None:
+        """Save a cursor value on its own (e.g. a new UIDVALIDITY with nothing to store)."""
+        ...
+
+
+class ChannelContext(Protocol):
+    """What the hub lends a channel instance: the shared HTTP client, a logger, its health."""
+
+    http: httpx.AsyncClient
+    log: logging.Logger
+    public_url: str
+
+    def set_health(self, state: HealthState, error: str | None = None) -> None:
+        """Report this channel's state; the hub records and publishes a change once."""
+        ...
+
+
+def constant_time_hmac_check(
+    secret: bytes, body: bytes, signature_header: str | None, *, prefix: str = "sha256="
+) -> None:
+    """Check ``prefix`` + lower-case hex HMAC-SHA256 of the raw ``body``; raise ``BadSignature``.
+
+    The digest is computed over the bytes as received, never over re-serialized JSON, and compared
+    in constant time.
+    """
+    if not signature_header:
+        raise BadSignature("signature header missing")
+    if not signature_header.startswith(prefix):
+        raise BadSignature(f"signature header must start with {prefix!r}")
+    given = signature_header[len(prefix) :].strip().lower()
+    if len(given) != 64 or any(c not in "0123456789abcdef" for c in given):
+        raise BadSignature("signature is not a hex SHA-256 digest")
+    expected = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, given):
+        raise BadSignature("signature does not match the body")
+
+
+class Channel:
+    """Base class of every channel type. Subclass it, set the class attributes, override methods.
+
+    Class attributes:
+
+    * ``type_name``: the unique type (``"whatsapp"``), lower case, used in config and the API;
+    * ``display_name``: shown to admins;
+    * ``Settings``: a ``ChannelSettings`` subclass;
+    * ``capabilities``: a ``Capabilities`` manifest;
+    * ``mode``: ``"push"`` (webhooks) or ``"pull"`` (an ``ingest`` loop);
+    * ``webhook_fields``: settings that the admin copies into the provider's dashboard, shown
+      beside the webhook URL (``("verify_token",)``).
+    """
+
+    type_name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
+    Settings: ClassVar[type[ChannelSettings]] = ChannelSettings
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    mode: ClassVar[Literal["push", "pull"]] = "push"
+    webhook_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, channel_id: str, settings: ChannelSettings, context: ChannelContext) -> None:
+        self.channel_id = channel_id
+        self.settings = settings
+        self.context = context
+
+    # ---- inbound -------------------------------------------------------------------------------
+
+    def verify_handshake(self, query: Mapping[str, str]) -> str | None:
+        """Answer a subscription handshake (``GET /webhooks/{id}``).
+
+        Return the exact text to answer with 200, or None to refuse with 403. The default refuses.
+        """
+        return None
+
+    def authenticate(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise ``BadSignature`` unless the request is authentic. ``headers`` keys are lower case.
+
+        The default accepts everything: override it for any channel whose provider signs requests.
+        """
+
+    def delivery_key(self, body: bytes, headers: Mapping[str, str]) -> str:
+        """A key equal for every copy of one provider delivery. The default hashes the body."""
+        return hashlib.sha256(body).hexdigest()
+
+    def parse(self, raw: RawEvent) -> list[ParsedEvent]:
+        """Turn one raw delivery into normalized events. Pure: no I/O, no clock, no randomness.
+
+        Process every element of a batched payload. An element of an unknown type becomes an
+        ``unsupported`` message (or is skipped with a log line), never an exception. Raise
+        ``BadPayload`` only when the body as a whole cannot be read.
+        """
+        raise NotImplementedError
+
+    # ---- outbound ------------------------------------------------------------------------------
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        """Send one message; return the provider's receipt or raise a classified ``SendError``.
+
+        Network failures and timeouts must surface as ``SendError(RETRYABLE)``.
+        """
+        raise NotImplementedError
+
+    async def mark_read(self, external_id: str, contact: ContactRef) -> None:  # noqa: B027
+        """Tell the provider an agent read an inbound message (read receipts). Optional."""
+
+    def reply_window(self, last_inbound_at: datetime | None, now: datetime) -> ReplyWindow:
+        """Whether a free-form reply is allowed now, from the channel's ``reply_window`` policy."""
+        policy = self.capabilities.reply_window
+        if policy.hours is None:
+            return ReplyWindow(open=True)
+        if last_inbound_at is None:
+            return ReplyWindow(open=False, outside=policy.outside)
+        closes = last_inbound_at + timedelta(hours=policy.hours)
+        return ReplyWindow(open=now < closes, closes_at=closes, outside=policy.outside)
+
+    def rate_limits(self, message: OutboundMessage) -> list[RateLimit]:
+        """The token buckets a send of ``message`` draws from. The default: none."""
+        return []
+
+    # ---- optional ------------------------------------------------------------------------------
+
+    async def fetch_media(self, attachment_external_id: str, source_url: str | None) -> MediaContent:
+        """Download one inbound attachment's bytes. Raise ``SendError`` (classified) on failure."""
+        raise NotImplementedError
+
+    async def ingest(self, inbox: Inbox) -> None:
+        """Pull channels: run until cancelled, handing raw items to ``inbox``. Reconnect on errors."""
+        raise NotImplementedError
+
+    async def health_check(self) -> Health:
+        """Ask the provider whether the credentials work. The default reports ``unknown``."""
+        return Health(state=HealthState.UNKNOWN)
+
+    def setup_instructions(self, webhook_url: str) -> dict[str, str]:
+        """What the admin copies into the provider's dashboard."""
+        info = {"webhook_url": webhook_url} if self.mode == "push" else {}
+        for name in self.webhook_fields:
+            value = getattr(self.settings, name, None)
+            if value is not None:
+                info[name] = str(value)
+        return info
+
+    @classmethod
+    def supports(cls, method: str) -> bool:
+        """True when this channel type overrides the optional method ``method``."""
+        return getattr(cls, method) is not getattr(Channel, method)
+

@@ -1,0 +1,48 @@
+"""The hub's hook specifications: the whole plugin contract, and nothing else.
+
+Hooks are synchronous. They register objects (``hub_register_*``) or observe what happened
+(``hub_on_*``); the registered objects do the work, in async methods where there is I/O.
+``docs/plugins.md`` documents every hook below; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from hub.channel import Channel
+    from hub.models import Event
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+PROJECT = "hub"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def hub_register_channels(register: Callable[[type[Channel]], None]) -> None:
+    """Register channel types by calling ``register(ChannelSubclass)`` once per type.
+
+    Fires once, while the hub starts, after every plugin is loaded and before any channel instance
+    is built. ``register`` validates the class (type name, ``Settings`` model, capabilities) and
+    raises ``PluginLoadError`` for an invalid class or a type name another plugin already took,
+    which stops the start-up: two plugins must never answer for the same channel type.
+    The return value is ignored.
+    """
+
+
+@hookspec
+def hub_on_event(event: Event) -> None:
+    """Observe one entry of the event log after the change it records is committed.
+
+    Fires in the process that made the change, in ``seq`` order, for every event type
+    (``message.created``, ``message.updated``, ``conversation.created``, ``conversation.updated``,
+    ``channel.updated``, ``config.updated``). ``event`` must not be changed. The call is on the
+    hub's event loop: return quickly, and start your own task (``asyncio.get_running_loop()``) for
+    I/O. An exception is logged with the plugin's name and never stops the others or the change.
+    The return value is ignored.
+    """

@@ -1,0 +1,386 @@
+"""Normalized models: the one shape every channel's traffic takes inside the hub and towards the app.
+
+Two families live here:
+
+* what a channel's pure ``parse`` returns (``InboundMessage``, ``StatusUpdate``, ``ReactionUpdate``,
+  ``WatermarkUpdate``): provider facts, keyed by provider ids;
+* what the app sees (``Message``, ``Conversation``, ``Contact``, ``Event``): hub records, keyed by hub ids.
+
+This module imports nothing else of the hub, so plugins and the core can both depend on it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "STATUS_RANK",
+    "Attachment",
+    "AttachmentKind",
+    "AttachmentState",
+    "Contact",
+    "ContactRef",
+    "Conversation",
+    "Direction",
+    "Event",
+    "InboundMessage",
+    "InteractiveChoice",
+    "MessageKind",
+    "MessageStatus",
+    "OutboundAttachment",
+    "OutboundMessage",
+    "ParsedEvent",
+    "Reaction",
+    "ReactionUpdate",
+    "SendReceipt",
+    "StatusUpdate",
+    "Template",
+    "WatermarkUpdate",
+    "status_advances",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class MessageKind(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    FILE = "file"
+    STICKER = "sticker"
+    LOCATION = "location"
+    CONTACTS = "contacts"
+    INTERACTIVE = "interactive"
+    """An outbound message offering buttons or a list."""
+    INTERACTIVE_REPLY = "interactive_reply"
+    """The customer picked a button or list row (id and title kept in ``interactive``)."""
+    TEMPLATE = "template"
+    REACTION = "reaction"
+    """Outbound only: an agent reacting to a message. Inbound reactions attach to their target."""
+    ORDER = "order"
+    SYSTEM = "system"
+    EMAIL = "email"
+    UNSUPPORTED = "unsupported"
+    """A type the channel does not understand; the raw element is kept in ``data``."""
+
+
+class AttachmentKind(StrEnum):
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    FILE = "file"
+    STICKER = "sticker"
+
+
+class AttachmentState(StrEnum):
+    PENDING = "pending"
+    """Known from the webhook, not fetched yet."""
+    READY = "ready"
+    FAILED = "failed"
+
+
+class MessageStatus(StrEnum):
+    RECEIVED = "received"
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+STATUS_RANK: dict[MessageStatus, int] = {
+    MessageStatus.RECEIVED: 0,
+    MessageStatus.QUEUED: 0,
+    MessageStatus.SENT: 1,
+    MessageStatus.DELIVERED: 2,
+    MessageStatus.READ: 3,
+    MessageStatus.FAILED: 4,
+}
+
+
+def status_advances(current: MessageStatus | str, new: MessageStatus | str) -> bool:
+    """True when ``new`` moves a message forward: sent < delivered < read; failed is terminal.
+
+    A ``failed`` receipt wins over sent/delivered (the provider gave up), never over ``read`` (the
+    customer saw it), and nothing leaves ``failed``.
+    """
+    cur, nxt = MessageStatus(current), MessageStatus(new)
+    if cur is MessageStatus.FAILED:
+        return False
+    if nxt is MessageStatus.FAILED:
+        return cur is not MessageStatus.READ
+    return STATUS_RANK[nxt] > STATUS_RANK[cur]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# What channels produce (parse) and consume (send)
+# --------------------------------------------------------------------------------------------------
+
+
+class ContactRef(_Model):
+    """Who a provider says a message is from (or to), in the provider's own ids.
+
+    ``ids`` are this channel's identities for one person, most stable first, each namespaced by the
+    plugin (``"wa:15551234567"``, ``"bsuid:US.1234"``, ``"psid:..."``, ``"email:ann@example.com"``).
+    The hub merges them: a contact found by any id gains the others. Empty ids are refused, so a
+    provider's empty ``wa_id`` can never create a contact.
+    """
+
+    ids: list[str] = Field(min_length=1)
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+    @field_validator("ids")
+    @classmethod
+    def _no_empty_ids(cls, ids: list[str]) -> list[str]:
+        cleaned = [i for i in ids if i and i.split(":", 1)[-1].strip()]
+        if not cleaned:
+            raise ValueError("a contact needs at least one non-empty id")
+        return list(dict.fromkeys(cleaned))
+
+
+class Attachment(_Model):
+    """A file carried by a message. ``url`` is where the app downloads it (the hub's own URL)."""
+
+    kind: AttachmentKind
+    mime_type: str | None = None
+    filename: str | None = None
+    size: int | None = None
+    caption: str | None = None
+    url: str | None = None
+    external_id: str | None = Field(default=None, description="The provider's media id")
+    source_url: str | None = Field(default=None, description="A provider URL to fetch from")
+    sha256: str | None = Field(default=None, description="Hex digest when the provider gave one")
+    state: AttachmentState = AttachmentState.PENDING
+    voice: bool = False
+    animated: bool = False
+    content_id: str | None = Field(default=None, description="Inline part id (email cid:)")
+
+
+class InteractiveChoice(_Model):
+    """A button or list row: offered outbound, or picked inbound (``interactive_reply``)."""
+
+    id: str
+    title: str
+    description: str | None = None
+
+
+class Template(_Model):
+    """A provider-approved template. ``components`` use the provider's documented shape."""
+
+    name: str = Field(min_length=1)
+    language: str = Field(min_length=1)
+    components: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class InboundMessage(_Model):
+    """One message as a provider reported it.
+
+    ``direction`` is ``outbound`` for a channel's echoes of the business's own sends (Messenger
+    ``is_echo``, mail found in Sent): the hub matches those to its pending message by
+    ``external_id`` first, else records them as outbound. ``thread_refs`` are provider ids of earlier
+    messages this one belongs with (email In-Reply-To / References): the hub puts the message in the
+    conversation of the first one it knows. ``data`` holds kind-specific detail (location, shared
+    contacts, referral, order, and the raw element of an ``unsupported`` message).
+    """
+
+    type: Literal["message"] = "message"
+    external_id: str = Field(min_length=1)
+    contact: ContactRef
+    direction: Direction = Direction.INBOUND
+    kind: MessageKind
+    text: str | None = None
+    subject: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    interactive: InteractiveChoice | None = None
+    reply_to_external_id: str | None = None
+    thread_refs: list[str] = Field(default_factory=list)
+    forwarded: bool = False
+    timestamp: AwareDatetime
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class StatusUpdate(_Model):
+    """A delivery receipt for one message the business sent, by the provider's message id."""
+
+    type: Literal["status"] = "status"
+    external_id: str = Field(min_length=1)
+    status: Literal[MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED]
+    timestamp: AwareDatetime
+    recipient: ContactRef | None = None
+    error: dict[str, Any] | None = Field(
+        default=None, description="For failed: class, provider_code, title, message"
+    )
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class WatermarkUpdate(_Model):
+    """Everything sent to ``contact`` up to ``watermark`` reached ``status`` (Messenger delivery/read)."""
+
+    type: Literal["watermark"] = "watermark"
+    contact: ContactRef
+    status: Literal[MessageStatus.DELIVERED, MessageStatus.READ]
+    watermark: AwareDatetime
+    external_ids: list[str] = Field(default_factory=list)
+
+
+class ReactionUpdate(_Model):
+    """A reaction set on (``emoji`` given) or removed from (``emoji`` None) a message by a contact."""
+
+    type: Literal["reaction"] = "reaction"
+    target_external_id: str = Field(min_length=1)
+    contact: ContactRef
+    emoji: str | None = None
+    timestamp: AwareDatetime
+    external_id: str | None = None
+
+    @field_validator("emoji")
+    @classmethod
+    def _empty_is_removal(cls, emoji: str | None) -> str | None:
+        return emoji or None
+
+
+ParsedEvent = Annotated[
+    InboundMessage | StatusUpdate | WatermarkUpdate | ReactionUpdate, Field(discriminator="type")
+]
+
+
+class OutboundAttachment(_Model):
+    """A file to send: by the provider's media id, by a public ``url``, or by bytes the hub stored."""
+
+    kind: AttachmentKind
+    url: str | None = None
+    media_id: str | None = None
+    path: str | None = Field(default=None, description="Local file the hub stored from an upload")
+    mime_type: str | None = None
+    filename: str | None = None
+    size: int | None = None
+    caption: str | None = None
+
+
+class OutboundMessage(_Model):
+    """One message for a channel to send, already validated against its capability manifest.
+
+    ``id`` is the hub's message id; channels that let a client id travel with the send (and come back
+    on echoes) use it so a crash mid-send cannot create a second message.
+    """
+
+    id: str
+    channel_id: str
+    conversation_id: str
+    recipient: ContactRef
+    kind: MessageKind
+    text: str | None = None
+    subject: str | None = None
+    attachments: list[OutboundAttachment] = Field(default_factory=list)
+    template: Template | None = None
+    interactive: list[InteractiveChoice] = Field(default_factory=list)
+    interactive_header: str | None = None
+    interactive_button: str | None = Field(default=None, description="List menu button label")
+    reply_to_external_id: str | None = None
+    reaction_emoji: str | None = None
+    preview_url: bool = False
+    thread_refs: list[str] = Field(default_factory=list)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class SendReceipt(_Model):
+    """What a successful send returns: the provider's id for the new message."""
+
+    external_id: str = Field(min_length=1)
+    status: Literal[MessageStatus.SENT, MessageStatus.QUEUED] = MessageStatus.SENT
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# What the app sees
+# --------------------------------------------------------------------------------------------------
+
+
+class Reaction(BaseModel):
+    emoji: str
+    by: str = Field(description="contact id or user id")
+    at: datetime
+
+
+class Contact(BaseModel):
+    id: str
+    channel_id: str
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    identities: list[str] = Field(default_factory=list)
+
+
+class Message(BaseModel):
+    """A message as the app receives it, whatever the channel."""
+
+    id: str
+    conversation_id: str
+    channel_id: str
+    direction: Direction
+    kind: MessageKind
+    text: str | None = None
+    subject: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    interactive: InteractiveChoice | None = None
+    choices: list[InteractiveChoice] = Field(default_factory=list)
+    template: Template | None = None
+    reply_to_message_id: str | None = None
+    forwarded: bool = False
+    reactions: list[Reaction] = Field(default_factory=list)
+    sender: dict[str, Any] = Field(default_factory=dict)
+    status: MessageStatus
+    status_at: dict[str, datetime] = Field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    external_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+
+
+class Conversation(BaseModel):
+    id: str
+    channel_id: str
+    contact: Contact
+    status: Literal["open", "pending", "resolved"] = "open"
+    assignee_id: str | None = None
+    team: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    custom_attributes: dict[str, Any] = Field(default_factory=dict)
+    subject: str | None = None
+    last_message_at: datetime | None = None
+    last_inbound_at: datetime | None = None
+    reply_window_closes_at: datetime | None = None
+    unread_count: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class Event(BaseModel):
+    """One entry of the event log the app replays and streams. ``seq`` only ever grows."""
+
+    seq: int
+    type: str
+    channel_id: str | None = None
+    conversation_id: str | None = None
+    data: dict[str, Any]
+    created_at: datetime

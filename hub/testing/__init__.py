@@ -1,0 +1,1 @@
+"""The hub's test kit for channel plugin authors (pytest plugin ``hub``, loaded automatically)."""

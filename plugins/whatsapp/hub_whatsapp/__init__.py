@@ -1,0 +1,3 @@
+"""WhatsApp Cloud API channel."""
+
+__version__ = "0.1.0"
