@@ -355,7 +355,7 @@ class Channel:
         """
         raise NotImplementedError
 
-    async def mark_read(self, external_id: str, contact: ContactRef) -> None:  # noqa: B027
+    async def mark_read(self, external_id: str, contact: ContactRef) -> None:
         """Tell the provider an agent read an inbound message (read receipts). Optional."""
 
     def reply_window(self, last_inbound_at: datetime | None, now: datetime) -> ReplyWindow:
@@ -399,4 +399,3 @@ class Channel:
     def supports(cls, method: str) -> bool:
         """True when this channel type overrides the optional method ``method``."""
         return getattr(cls, method) is not getattr(Channel, method)
-

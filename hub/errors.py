@@ -121,6 +121,5 @@ class SendError(ChannelError):
 
     def __repr__(self) -> str:
         return (
-            f"SendError({self.error_class.value!r}, {self.message!r}, "
-            f"provider_code={self.provider_code!r})"
+            f"SendError({self.error_class.value!r}, {self.message!r}, provider_code={self.provider_code!r})"
         )

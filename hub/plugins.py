@@ -68,8 +68,7 @@ class ChannelRegistry:
         name = channel_cls.type_name
         if not isinstance(name, str) or not _TYPE_NAME.match(name):
             raise PluginLoadError(
-                f"{where}: {channel_cls.__name__}.type_name must match {_TYPE_NAME.pattern}, "
-                f"got {name!r}"
+                f"{where}: {channel_cls.__name__}.type_name must match {_TYPE_NAME.pattern}, got {name!r}"
             )
         if name in self._types:
             raise PluginLoadError(
@@ -192,7 +191,12 @@ def load_plugins(
             except PluginLoadError:
                 raise
             except Exception as exc:
-                _fail(report, name, f"hub_register_channels failed: {type(exc).__name__}: {exc}", strict)
+                _fail(
+                    report,
+                    name,
+                    f"hub_register_channels failed: {type(exc).__name__}: {exc}",
+                    strict,
+                )
         info.channels = sorted(set(registry.types()) - before)
     registry.current_plugin = None
     report.loaded = [i for n, i in infos.items() if n not in report.failed]
@@ -204,5 +208,3 @@ def _fail(report: PluginReport, name: str, error: str, strict: bool) -> None:
         raise PluginLoadError(f"plugin {name!r}: {error} (HUB_STRICT_PLUGINS is set)")
     log.warning("plugin %r skipped: %s", name, error)
     report.failed[name] = error
-
-

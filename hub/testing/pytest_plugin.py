@@ -1,1 +1,138 @@
-"""pytest plugin registered through the ``pytest11`` entry point: fixtures for channel plugin tests."""
+"""pytest plugin registered through the ``pytest11`` entry point: fixtures for channel plugin tests.
+
+It loads in every pytest run of a project that installs the hub, so it stays cheap to import and
+defines fixtures only (nothing autouse):
+
+* ``fake_channel_plugin``: a ``FakePlugin`` whose ``channel_cls`` is a ``FakeChannel`` subclass of
+  its own (``sent`` list and failure script not shared with any other test);
+* ``load_hub_plugins(*extra, strict=False, disabled=None)``: ``hub.plugins.load_plugins`` with extra
+  plugin objects (or ``(name, object)`` pairs) registered for this test only;
+* ``plugin_manager`` / ``channel_registry``: the installed plugins plus ``fake_channel_plugin``;
+* ``channel_context``: a ``ChannelContext`` with a real ``httpx.AsyncClient`` (closed after the
+  test), a logger, ``public_url`` and a ``health`` list recording every ``set_health`` call;
+* ``no_network``: any socket connection or DNS lookup during the test fails it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import httpx
+import pluggy
+import pytest
+
+from hub.channel import HealthState
+from hub.plugins import ChannelRegistry, PluginReport, load_plugins
+from hub.testing.conformance import forbid_network
+from hub.testing.fake_channel import FakeChannel, FakePlugin
+
+try:  # pytest-asyncio comes with hub[test]; without it async fixtures need asyncio_mode=auto.
+    import pytest_asyncio
+
+    _async_fixture: Callable[..., Any] = pytest_asyncio.fixture
+except ImportError:  # pragma: no cover
+    _async_fixture = pytest.fixture
+
+__all__ = ["HubPlugins", "RecordingContext"]
+
+
+class HubPlugins(NamedTuple):
+    """What ``load_hub_plugins`` returns; unpacks like ``load_plugins``'s tuple."""
+
+    pm: pluggy.PluginManager
+    registry: ChannelRegistry
+    report: PluginReport
+
+
+@dataclass
+class RecordingContext:
+    """A ``hub.channel.ChannelContext`` for tests: ``health`` records every reported state."""
+
+    http: httpx.AsyncClient
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("hub.channel.test"))
+    public_url: str = "http://hub.test"
+    health: list[tuple[HealthState, str | None]] = field(default_factory=list)
+
+    def set_health(self, state: HealthState, error: str | None = None) -> None:
+        self.health.append((HealthState(state), error))
+
+    @property
+    def last_health(self) -> HealthState | None:
+        return self.health[-1][0] if self.health else None
+
+
+def _plugin_name(obj: object) -> str:
+    name = getattr(obj, "plugin_name", None) or getattr(obj, "__name__", None)
+    if isinstance(obj, FakePlugin):
+        name = obj.channel_cls.type_name
+    return str(name or type(obj).__name__.lower())
+
+
+@pytest.fixture
+def fake_channel_plugin() -> FakePlugin:
+    """A plugin registering a FakeChannel class of this test's own (``.channel_cls``)."""
+    return FakePlugin(FakeChannel.isolated())
+
+
+@pytest.fixture
+def load_hub_plugins() -> Callable[..., HubPlugins]:
+    """Load the installed plugins plus ``extra`` ones, for this test only.
+
+    Each extra is a plugin object (named by its ``plugin_name``, ``__name__`` or type) or a
+    ``(name, object)`` pair. ``strict`` defaults to False and ``disabled`` to the
+    ``HUB_DISABLE_PLUGINS`` list, as in ``hub.plugins.load_plugins``.
+    """
+
+    def load(
+        *extra: object | tuple[str, object],
+        strict: bool | None = False,
+        disabled: list[str] | None = None,
+    ) -> HubPlugins:
+        pairs: list[tuple[str, object]] = []
+        for item in extra:
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+                pairs.append((item[0], item[1]))
+            else:
+                pairs.append((_plugin_name(item), item))
+        return HubPlugins(*load_plugins(strict=strict, disabled=disabled, extra=pairs))
+
+    return load
+
+
+@pytest.fixture
+def _hub_plugins(load_hub_plugins: Callable[..., HubPlugins], fake_channel_plugin: FakePlugin) -> HubPlugins:
+    return load_hub_plugins(("fake", fake_channel_plugin))
+
+
+@pytest.fixture
+def plugin_manager(_hub_plugins: HubPlugins) -> pluggy.PluginManager:
+    """The plugin manager of the installed plugins plus ``fake_channel_plugin``."""
+    return _hub_plugins.pm
+
+
+@pytest.fixture
+def channel_registry(_hub_plugins: HubPlugins) -> ChannelRegistry:
+    """The channel registry of the installed plugins plus ``fake_channel_plugin`` (type "fake")."""
+    return _hub_plugins.registry
+
+
+@_async_fixture
+async def channel_context() -> AsyncIterator[RecordingContext]:
+    """A ChannelContext with a real HTTP client (mock it with respx) that is closed afterwards."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+        yield RecordingContext(http=client)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test on any socket connection or DNS lookup."""
+    forbid_network(monkeypatch)
+
+
+# ---- the app client ------------------------------------------------------------------------------
+# RESERVED: the `hub_app` / `hub_client` fixtures (an aiohttp test client on the app factory, with
+# `fake_channel_plugin` installed and a temporary SQLite database) are added here once the app factory
+# exists. Keep this module importable without the web layer until then.

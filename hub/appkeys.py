@@ -1,0 +1,33 @@
+"""The application's typed state keys: every shared object lives on the app under one of these."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+import pluggy
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from hub.channels import ChannelService
+    from hub.config import HubConfig
+    from hub.events import Store
+    from hub.inbound import InboundProcessor, RawInbox
+    from hub.media import MediaStore, MediaWorker
+    from hub.metrics import Metrics
+    from hub.outbound import OutboxWorker
+    from hub.plugins import ChannelRegistry, PluginReport
+
+CONFIG: web.AppKey[HubConfig] = web.AppKey("config")
+PLUGIN_MANAGER: web.AppKey[pluggy.PluginManager] = web.AppKey("plugin_manager")
+REGISTRY: web.AppKey[ChannelRegistry] = web.AppKey("registry")
+PLUGIN_REPORT: web.AppKey[PluginReport] = web.AppKey("plugin_report")
+STORE: web.AppKey[Store] = web.AppKey("store")
+HTTP: web.AppKey[httpx.AsyncClient] = web.AppKey("http")
+CHANNELS: web.AppKey[ChannelService] = web.AppKey("channels")
+RAW_INBOX: web.AppKey[RawInbox] = web.AppKey("raw_inbox")
+PROCESSOR: web.AppKey[InboundProcessor] = web.AppKey("processor")
+OUTBOX: web.AppKey[OutboxWorker] = web.AppKey("outbox")
+MEDIA: web.AppKey[MediaStore] = web.AppKey("media")
+MEDIA_WORKER: web.AppKey[MediaWorker] = web.AppKey("media_worker")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -1,0 +1,248 @@
+"""Channel instances: stored settings (secrets sealed) turned into live ``Channel`` objects.
+
+The admin API and the config file write channel rows through ``ChannelService``; each change
+rebuilds that channel's instance in this process and emits ``channel.updated``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from pydantic import SecretStr, ValidationError
+
+from hub import schema
+from hub.channel import Channel, ChannelSettings, Health, HealthState
+from hub.events import Store
+from hub.models import utcnow
+from hub.plugins import ChannelRegistry
+from hub.security import SecretBox
+
+__all__ = ["ChannelContextImpl", "ChannelService", "SettingsInvalid", "mask_settings"]
+
+log = logging.getLogger("hub.channels")
+MASK = "********"
+
+
+class SettingsInvalid(Exception):
+    """Settings refused by the plugin's model; ``errors`` carry field paths for a 422."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("invalid channel settings")
+        self.errors = errors
+
+
+@dataclass
+class ChannelContextImpl:
+    """What a channel instance borrows from the hub (satisfies ``hub.channel.ChannelContext``)."""
+
+    channel_id: str
+    http: httpx.AsyncClient
+    public_url: str
+    service: ChannelService
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("hub.channel"))
+
+    def set_health(self, state: HealthState, error: str | None = None) -> None:
+        self.service.report_health(self.channel_id, state, error)
+
+
+def mask_settings(cls: type[ChannelSettings], values: dict[str, Any]) -> dict[str, Any]:
+    """Settings for an API answer: every secret replaced by a mask (or None when unset)."""
+    out = dict(values)
+    for name in cls.secret_fields():
+        out[name] = MASK if out.get(name) else None
+    return out
+
+
+def _validation_errors(exc: ValidationError, prefix: str = "settings") -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join([prefix, *[str(p) for p in e["loc"]]]), "message": e["msg"]} for e in exc.errors()
+    ]
+
+
+class ChannelService:
+    def __init__(
+        self,
+        store: Store,
+        registry: ChannelRegistry,
+        box: SecretBox,
+        http: httpx.AsyncClient,
+        public_url: str,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.box = box
+        self.http = http
+        self.public_url = public_url
+        self.instances: dict[str, Channel] = {}
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._health_tasks: set[asyncio.Task[None]] = set()
+
+    # ---- settings ---------------------------------------------------------------------------
+
+    def validate_settings(
+        self, type_name: str, incoming: dict[str, Any], previous: dict[str, Any] | None = None
+    ) -> ChannelSettings:
+        """Validate what an admin wrote; a secret left out or masked keeps its stored value."""
+        cls = self.registry.get(type_name)
+        if cls is None:
+            raise SettingsInvalid([{"field": "type", "message": f"unknown channel type {type_name!r}"}])
+        merged = dict(previous or {})
+        for key, value in incoming.items():
+            if key in cls.Settings.secret_fields() and value in (MASK, None) and key in merged:
+                continue
+            merged[key] = value
+        try:
+            return cls.Settings.model_validate(merged)
+        except ValidationError as exc:
+            raise SettingsInvalid(_validation_errors(exc)) from None
+
+    def split(self, settings: ChannelSettings) -> tuple[dict[str, Any], str | None]:
+        """(plain settings, sealed secrets) for storage."""
+        secret_names = set(type(settings).secret_fields())
+        plain: dict[str, Any] = {}
+        secrets: dict[str, Any] = {}
+        for name, value in settings.model_dump(mode="python").items():
+            if name in secret_names:
+                if value is not None:
+                    secrets[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+            else:
+                plain[name] = value
+        return _jsonable(plain), (self.box.seal(secrets) if secrets else None)
+
+    def full_settings(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {**(row["settings"] or {}), **self.box.open(row["secrets"])}
+
+    # ---- instances --------------------------------------------------------------------------
+
+    async def load_all(self) -> None:
+        async with self.store.db.read() as conn:
+            rows = (await conn.execute(sa.select(schema.channels))).mappings().all()
+        for row in rows:
+            self._activate(dict(row))
+
+    def _activate(self, row: dict[str, Any]) -> None:
+        cid = row["id"]
+        self.rows[cid] = row
+        self.instances.pop(cid, None)
+        if not row["enabled"]:
+            return
+        cls = self.registry.get(row["type"])
+        if cls is None:
+            log.warning("channel %r has type %r, which no installed plugin provides", cid, row["type"])
+            return
+        try:
+            settings = cls.Settings.load_stored(self.full_settings(row))
+        except ValidationError as exc:
+            log.warning("channel %r: stored settings no longer valid: %s", cid, _validation_errors(exc))
+            return
+        ctx = ChannelContextImpl(
+            cid, self.http, self.public_url, self, logging.getLogger(f"hub.channel.{cid}")
+        )
+        self.instances[cid] = cls(cid, settings, ctx)
+
+    def forget(self, channel_id: str) -> None:
+        self.rows.pop(channel_id, None)
+        self.instances.pop(channel_id, None)
+
+    def refresh(self, row: dict[str, Any]) -> None:
+        self._activate(row)
+
+    def get(self, channel_id: str) -> Channel | None:
+        """The live instance of an enabled channel, or None (unknown, disabled, plugin missing)."""
+        return self.instances.get(channel_id)
+
+    def webhook_url(self, channel_id: str) -> str:
+        return f"{self.public_url}/webhooks/{channel_id}"
+
+    def public_dict(self, row: dict[str, Any], *, admin: bool) -> dict[str, Any]:
+        cls = self.registry.get(row["type"])
+        inst = self.instances.get(row["id"])
+        out: dict[str, Any] = {
+            "id": row["id"],
+            "type": row["type"],
+            "name": row["name"],
+            "enabled": row["enabled"],
+            "health": _health_public(row["health"]),
+            "capabilities": cls.capabilities.model_dump(mode="json") if cls else None,
+            "mode": cls.mode if cls else None,
+            "sending_paused": row["send_paused"],
+        }
+        if admin:
+            out["source"] = row["source"]
+            out["plugin_installed"] = cls is not None
+            out["settings"] = mask_settings(cls.Settings, self.full_settings(row)) if cls else {}
+            out["setup"] = (
+                inst.setup_instructions(self.webhook_url(row["id"]))
+                if inst
+                else {"webhook_url": self.webhook_url(row["id"])}
+            )
+            out["created_at"] = row["created_at"].isoformat()
+            out["updated_at"] = row["updated_at"].isoformat()
+        return out
+
+    # ---- health -----------------------------------------------------------------------------
+
+    def report_health(self, channel_id: str, state: HealthState, error: str | None) -> None:
+        """Record a health change once (not every failure) and publish it."""
+        row = self.rows.get(channel_id)
+        if row is None:
+            return
+        current = row["health"] or {}
+        if current.get("state") == state.value and (
+            state is HealthState.OK or current.get("last_error") == error
+        ):
+            return
+        health = Health(state=state, last_error=error).model_dump(mode="json")
+        row["health"] = health
+        log.warning("channel %s health: %s%s", channel_id, state.value, f" ({error})" if error else "")
+        task = asyncio.get_running_loop().create_task(self._save_health(channel_id, health))
+        self._health_tasks.add(task)
+        task.add_done_callback(self._health_tasks.discard)
+
+    async def _save_health(self, channel_id: str, health: dict[str, Any], **extra: Any) -> None:
+        async with self.store.tx() as tx:
+            await tx.conn.execute(
+                schema.channels.update()
+                .where(schema.channels.c.id == channel_id)
+                .values(health=health, updated_at=utcnow(), **extra)
+            )
+            row = (
+                (await tx.conn.execute(sa.select(schema.channels).where(schema.channels.c.id == channel_id)))
+                .mappings()
+                .first()
+            )
+            if row is not None:
+                self.rows[channel_id] = dict(row)
+                await tx.emit(
+                    "channel.updated",
+                    self.public_dict(dict(row), admin=False),
+                    channel_id=channel_id,
+                )
+
+    async def set_send_paused(self, channel_id: str, paused: bool, error: str | None = None) -> None:
+        state = HealthState.AUTH_FAILED if paused else HealthState.OK
+        health = Health(state=state, last_error=error).model_dump(mode="json")
+        if channel_id in self.rows:
+            self.rows[channel_id]["send_paused"] = paused
+            self.rows[channel_id]["health"] = health
+        await self._save_health(channel_id, health, send_paused=paused)
+
+    async def drain(self) -> None:
+        if self._health_tasks:
+            await asyncio.gather(*self._health_tasks, return_exceptions=True)
+
+
+def _health_public(health: dict[str, Any] | None) -> dict[str, Any]:
+    h = Health.model_validate(health or {})
+    return h.public()
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(json.dumps(values, default=str)))

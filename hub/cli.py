@@ -1,0 +1,273 @@
+"""The ``hub`` command: serve, plugins, users, tokens, replay, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub import __version__
+from hub.config import HubConfig, load_config
+from hub.errors import HubError
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = "config/hub.toml"
+
+
+def _config(args: argparse.Namespace) -> HubConfig:
+    path = args.config or os.environ.get("HUB_CONFIG")
+    if path is None and os.path.exists(DEFAULT_CONFIG):
+        path = DEFAULT_CONFIG
+    return load_config(path)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from hub.web.app import create_app
+
+    cfg = _config(args)
+    host = args.host or cfg.hub.host
+    port = cfg.hub.port if args.port is None else args.port
+    if args.no_workers:
+        cfg.hub.run_workers = False
+    app = create_app(cfg)
+
+    def announce(_: str) -> None:
+        where = cfg.hub.database_url.split("@")[-1]
+        print(
+            f"hub {__version__} serving on http://{host}:{port} (database: {where}, "
+            f"public URL: {cfg.hub.public_url})",
+            flush=True,
+        )
+
+    web.run_app(app, host=host, port=port, print=announce, access_log=None, shutdown_timeout=10)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from hub.plugins import load_plugins
+
+    _, _, report = load_plugins()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    for p in report.loaded:
+        channels = ", ".join(p.channels) or "-"
+        print(
+            f"{p.name:<16} {p.version or '?':<10} channels: {channels:<20} hooks: {', '.join(p.hooks) or '-'}"
+        )
+    for name, err in report.failed.items():
+        print(f"{name:<16} FAILED     {err}")
+    for name in report.disabled:
+        print(f"{name:<16} disabled   (HUB_DISABLE_PLUGINS)")
+    return 0
+
+
+async def _with_db(cfg: HubConfig, fn: Callable[[Any], Awaitable[int]]) -> int:
+    from hub.db import Database
+    from hub.migrate import upgrade
+
+    db = Database(cfg.hub.database_url)
+    try:
+        await upgrade(db)
+        return await fn(db)
+    finally:
+        await db.dispose()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    async def run(_db: Any) -> int:
+        print("schema is up to date")
+        return 0
+
+    return asyncio.run(_with_db(_config(args), run))
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from hub.users import UserExists, create_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password (empty for token-only): ")
+    else:
+        password = ""
+    if password and len(password) < 8:
+        print("error: a password needs at least 8 characters", file=sys.stderr)
+        return 2
+
+    async def run(db: Any) -> int:
+        try:
+            user = await create_user(db, args.email, args.role, password or None, args.name)
+        except UserExists as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"created {user['role']} {user['email']} ({user['id']})")
+        return 0
+
+    return asyncio.run(_with_db(_config(args), run))
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from hub.users import list_users
+
+    async def run(db: Any) -> int:
+        for u in await list_users(db):
+            print(f"{u['id']}  {u['email']:<32} {u['role']:<14} {'active' if u['active'] else 'inactive'}")
+        return 0
+
+    return asyncio.run(_with_db(_config(args), run))
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    from hub.users import create_token, find_user
+
+    async def run(db: Any) -> int:
+        user = await find_user(db, args.email)
+        if user is None:
+            print(f"error: no user {args.email}; create one with `hub users create`", file=sys.stderr)
+            return 1
+        token = await create_token(db, user["id"], args.name)
+        print(f"token for {user['email']} (shown once):")
+        print(token)
+        return 0
+
+    return asyncio.run(_with_db(_config(args), run))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-parse stored raw deliveries with the installed plugins; duplicates keep one effect."""
+    import httpx
+
+    from hub import schema
+    from hub.channels import ChannelService
+    from hub.events import EventBus, Store
+    from hub.inbound import InboundProcessor
+    from hub.plugins import load_plugins
+    from hub.security import SecretBox, load_secret_key
+
+    cfg = _config(args)
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None and since.tzinfo is None:
+        print("error: --since needs a timezone, e.g. 2026-01-01T00:00:00+00:00", file=sys.stderr)
+        return 2
+
+    async def run(db: Any) -> int:
+        _, registry, _ = load_plugins()
+        store = Store(db, EventBus())
+        async with httpx.AsyncClient() as http:
+            svc = ChannelService(
+                store,
+                registry,
+                SecretBox(load_secret_key(cfg.hub.secret_key, cfg.hub.data_dir)),
+                http,
+                cfg.hub.public_url,
+            )
+            await svc.load_all()
+            proc = InboundProcessor(store, svc)
+            R = schema.raw_events
+            stmt = sa.select(R.c.id, R.c.channel_id, R.c.body, R.c.headers, R.c.received_at, R.c.attempts)
+            if args.channel:
+                stmt = stmt.where(R.c.channel_id == args.channel)
+            if since:
+                stmt = stmt.where(R.c.received_at >= since)
+            if not args.all:
+                stmt = stmt.where(R.c.state != "done")
+            async with db.read() as conn:
+                rows = (await conn.execute(stmt.order_by(R.c.id))).mappings().all()
+            total = len(rows)
+            print(f"replaying {total} raw event(s)", flush=True)
+            for i, row in enumerate(rows, 1):
+                await proc.process_one({**dict(row), "attempts": 0})
+                if i % 100 == 0 or i == total:
+                    print(f"  {i}/{total}", flush=True)
+            async with db.read() as conn:
+                failed = await conn.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(R)
+                    .where(R.c.id.in_([r["id"] for r in rows]), R.c.state == "failed")
+                )
+            print(f"done: {total - (failed or 0)} applied, {failed or 0} still failing")
+        return 0 if not failed else 1
+
+    return asyncio.run(_with_db(cfg, run))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description="Channel hub")
+    parser.add_argument("--version", action="version", version=f"hub {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help=f"TOML config file (default: $HUB_CONFIG or {DEFAULT_CONFIG})")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", parents=[common], help="serve the hub")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="web-only node: store webhooks and sends, leave processing to other processes",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("plugins", parents=[common], help="list installed plugins")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("migrate", parents=[common], help="bring the database schema up to date")
+    p.set_defaults(func=cmd_migrate)
+
+    users = sub.add_parser("users", help="manage users").add_subparsers(dest="users_command", required=True)
+    p = users.add_parser("create", parents=[common], help="create a user")
+    p.add_argument("email")
+    p.add_argument("--role", choices=["administrator", "agent"], required=True)
+    p.add_argument("--name")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(func=cmd_users_create)
+    p = users.add_parser("list", parents=[common], help="list users")
+    p.set_defaults(func=cmd_users_list)
+
+    tokens = sub.add_parser("tokens", help="manage API tokens").add_subparsers(
+        dest="tokens_command", required=True
+    )
+    p = tokens.add_parser("create", parents=[common], help="create a bearer token; printed as the last line")
+    p.add_argument("email")
+    p.add_argument("--name", default="cli")
+    p.set_defaults(func=cmd_tokens_create)
+
+    p = sub.add_parser(
+        "replay", parents=[common], help="re-parse stored raw events with the installed plugins"
+    )
+    p.add_argument("--channel")
+    p.add_argument("--since", help="ISO time with timezone")
+    p.add_argument("--all", action="store_true", help="also re-run events that were processed already")
+    p.set_defaults(func=cmd_replay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("HUB_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except HubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Configuration: one TOML file with ``${ENV_VAR}`` interpolation (``${VAR:-default}`` allowed).
+
+A referenced variable that is unset (and has no default) is an error naming it, so a missing secret
+never turns silently into an empty string.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hub.errors import ConfigError
+
+__all__ = ["ChannelDecl", "HubConfig", "HubSection", "interpolate", "load_config"]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class HubSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    database_url: str = "sqlite:///var/hub.db"
+    public_url: str = "http://127.0.0.1:8080"
+    secret_key: str = Field(
+        default="",
+        description="Key for channel secrets at rest; empty means a key file under data_dir",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: str = "var"
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    event_retention: int = Field(default=1_000_000, ge=1000, description="events kept for replay")
+    workers: int = Field(default=4, ge=1, le=256, description="outbox send concurrency (x32)")
+    run_workers: bool = Field(
+        default=True,
+        description="process stored deliveries and send queued messages in this process; false makes a "
+        "web-only node that stores webhooks and requests for other processes to work on",
+    )
+    log_level: str = "INFO"
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+
+class ChannelDecl(BaseModel):
+    """A channel declared in the file, upserted at start-up (``source = "config"``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    type: str
+    name: str
+    enabled: bool = True
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class HubConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hub: HubSection = Field(default_factory=HubSection)
+    channels: list[ChannelDecl] = Field(default_factory=list)
+    path: str | None = Field(default=None, exclude=True)
+
+
+def interpolate(value: Any, *, where: str = "") -> Any:
+    """Replace ``${VAR}`` in every string of a parsed TOML tree."""
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            got = os.environ.get(name)
+            if got is None:
+                if default is not None:
+                    return default
+                raise ConfigError(
+                    f"environment variable {name} is not set (referenced by {where or 'config'})"
+                )
+            return got
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, where=f"{where}.{k}" if where else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, where=f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def load_config(path: str | os.PathLike[str] | None) -> HubConfig:
+    """Read and validate the file; ``None`` gives the defaults. Errors name the file and field."""
+    if path is None:
+        return HubConfig()
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {p} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+    data = interpolate(raw)
+    try:
+        cfg = HubConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"config file {p}: {problems}") from exc
+    # A relative data_dir / SQLite path is relative to where the hub runs, as users expect of
+    # `make run`; keep the file's own location for error messages.
+    cfg.path = str(p)
+    return cfg

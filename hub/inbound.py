@@ -1,0 +1,480 @@
+"""The durable inbound pipeline.
+
+``RawInbox.store`` commits an authenticated delivery before the webhook answers 200; deliveries
+that arrive together are committed together (group commit), and a provider's retry of the same
+delivery (same ``delivery_key``) is recognised by a unique constraint, even when both copies
+arrive at the same moment. ``InboundProcessor`` then parses each stored delivery and applies its
+events in one transaction per delivery: contact, conversation, message, statuses and the event
+log move together or not at all. Deliveries left pending by a crash are picked up at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+
+from hub import schema
+from hub.channel import Channel, RawEvent
+from hub.channels import ChannelService
+from hub.events import Store, Tx
+from hub.models import (
+    Direction,
+    InboundMessage,
+    MessageStatus,
+    ParsedEvent,
+    ReactionUpdate,
+    StatusUpdate,
+    WatermarkUpdate,
+    utcnow,
+)
+from hub.records import (
+    apply_status,
+    ensure_contact,
+    ensure_conversation,
+    fetch_conversation,
+    insert_message,
+    message_dict,
+    touch_conversation,
+)
+
+__all__ = ["ChannelInbox", "InboundProcessor", "RawInbox", "apply_events"]
+
+log = logging.getLogger("hub.inbound")
+R = schema.raw_events
+M = schema.messages
+_parsed_list: TypeAdapter[list[ParsedEvent]] = TypeAdapter(list[ParsedEvent])
+
+
+@dataclass
+class _Pending:
+    channel_id: str
+    key: str
+    body: bytes
+    headers: dict[str, str]
+    received_at: datetime
+    cursor: tuple[str, str] | None
+    future: asyncio.Future[int | None] = field(repr=False)
+
+
+class RawInbox:
+    """Stores raw deliveries durably, committing concurrent arrivals in one transaction."""
+
+    def __init__(self, store: Store, *, max_batch: int = 500) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.on_stored: list[Any] = []
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hub-raw-inbox")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def store_raw(
+        self,
+        channel_id: str,
+        key: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        cursor: tuple[str, str] | None = None,
+    ) -> int | None:
+        """Commit one delivery; the new row id, or None when this key was stored before."""
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        item = _Pending(channel_id, key, body, dict(headers), utcnow(), cursor, future)
+        if self._task is None:  # not started (CLI, tests): write directly
+            return (await self._write([item]))[0]
+        await self._queue.put(item)
+        return await item.future
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                ids = await self._write(batch)
+            except Exception as exc:
+                log.exception("storing %d raw deliveries failed", len(batch))
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            for item, rid in zip(batch, ids, strict=True):
+                if not item.future.done():
+                    item.future.set_result(rid)
+            new = [(item.channel_id, rid) for item, rid in zip(batch, ids, strict=True) if rid]
+            for callback in self.on_stored:
+                callback(new)
+
+    async def _write(self, batch: Sequence[_Pending]) -> list[int | None]:
+        ids: list[int | None] = []
+        async with self.store.db.write() as conn:
+            for item in batch:
+                result = await conn.execute(
+                    self.store.db.insert(R)
+                    .values(
+                        channel_id=item.channel_id,
+                        dedupe_key=item.key,
+                        body=item.body,
+                        headers=item.headers,
+                        received_at=item.received_at,
+                        state="pending",
+                        attempts=0,
+                    )
+                    .on_conflict_do_nothing(index_elements=["channel_id", "dedupe_key"])
+                    .returning(R.c.id)
+                )
+                rid = result.scalar_one_or_none()
+                ids.append(int(rid) if rid is not None else None)
+                if item.cursor is not None:
+                    name, value = item.cursor
+                    await conn.execute(
+                        self.store.db.insert(schema.cursors)
+                        .values(channel_id=item.channel_id, name=name, value=value, updated_at=utcnow())
+                        .on_conflict_do_update(
+                            index_elements=["channel_id", "name"],
+                            set_={"value": value, "updated_at": utcnow()},
+                        )
+                    )
+        return ids
+
+
+class ChannelInbox:
+    """The ``hub.channel.Inbox`` a pull channel's ingest loop writes to."""
+
+    def __init__(self, raw: RawInbox, channel_id: str) -> None:
+        self.raw = raw
+        self.channel_id = channel_id
+
+    async def put(
+        self,
+        body: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        key: str | None = None,
+        cursor: tuple[str, str] | None = None,
+    ) -> bool:
+        import hashlib
+
+        k = key or hashlib.sha256(body).hexdigest()
+        return await self.raw.store_raw(self.channel_id, k, body, headers or {}, cursor) is not None
+
+    async def get_cursor(self, name: str) -> str | None:
+        async with self.raw.store.db.read() as conn:
+            value = await conn.scalar(
+                sa.select(schema.cursors.c.value).where(
+                    schema.cursors.c.channel_id == self.channel_id, schema.cursors.c.name == name
+                )
+            )
+        return str(value) if value is not None else None
+
+    async def set_cursor(self, name: str, value: str) -> None:
+        db = self.raw.store.db
+        async with db.write() as conn:
+            await conn.execute(
+                db.insert(schema.cursors)
+                .values(channel_id=self.channel_id, name=name, value=value, updated_at=utcnow())
+                .on_conflict_do_update(
+                    index_elements=["channel_id", "name"],
+                    set_={"value": value, "updated_at": utcnow()},
+                )
+            )
+
+
+class InboundProcessor:
+    """Parses stored deliveries in arrival order and applies them, one transaction per delivery."""
+
+    def __init__(self, store: Store, channels: ChannelService, *, max_attempts: int = 5) -> None:
+        self.store = store
+        self.channels = channels
+        self.max_attempts = max_attempts
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.processed = 0
+
+    def notify(self, _new: Sequence[tuple[str, int]] = ()) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._wake.set()  # pick up what a previous run left pending
+        self._task = asyncio.create_task(self._run(), name="hub-inbound")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                while await self.process_pending() > 0:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("inbound processing failed; retrying in 1 s")
+                await asyncio.sleep(1)
+                self._wake.set()
+
+    async def process_pending(self, limit: int = 200) -> int:
+        async with self.store.db.read() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(
+                            R.c.id,
+                            R.c.channel_id,
+                            R.c.body,
+                            R.c.headers,
+                            R.c.received_at,
+                            R.c.attempts,
+                        )
+                        .where(R.c.state == "pending")
+                        .order_by(R.c.id)
+                        .limit(limit)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        for row in rows:
+            await self.process_one(dict(row))
+        return len(rows)
+
+    async def process_one(self, row: dict[str, Any]) -> None:
+        channel = self.channels.get(row["channel_id"])
+        if channel is None:
+            # Disabled or removed after the delivery was stored: keep it for a replay.
+            await self._finish(row["id"], "skipped", "channel not active")
+            return
+        raw = RawEvent(row["channel_id"], row["body"], row["headers"] or {}, row["received_at"])
+        try:
+            parsed = channel.parse(raw)
+            # Re-validate what a plugin returned so a wrong shape fails here, not in storage.
+            parsed = _parsed_list.validate_python(parsed)
+        except Exception as exc:
+            log.exception("channel %s could not parse raw event %s", row["channel_id"], row["id"])
+            await self._finish(row["id"], "failed", f"parse: {type(exc).__name__}: {exc}")
+            return
+        try:
+            async with self.store.tx() as tx:
+                await apply_events(tx, channel, parsed)
+                await tx.conn.execute(
+                    R.update()
+                    .where(R.c.id == row["id"])
+                    .values(state="done", processed_at=utcnow(), error=None)
+                )
+        except Exception as exc:
+            attempts = int(row["attempts"]) + 1
+            state = "failed" if attempts >= self.max_attempts else "pending"
+            log.exception("applying raw event %s failed (attempt %d)", row["id"], attempts)
+            await self._finish(row["id"], state, f"apply: {type(exc).__name__}: {exc}", attempts)
+            if state == "pending":
+                await asyncio.sleep(min(2**attempts * 0.1, 5))
+            return
+        self.processed += 1
+
+    async def _finish(self, rid: int, state: str, error: str | None, attempts: int | None = None) -> None:
+        values: dict[str, Any] = {"state": state, "error": error, "processed_at": utcnow()}
+        if attempts is not None:
+            values["attempts"] = attempts
+        async with self.store.db.write() as conn:
+            await conn.execute(R.update().where(R.c.id == rid).values(**values))
+
+
+async def apply_events(tx: Tx, channel: Channel, parsed: Sequence[ParsedEvent]) -> None:
+    """Apply one delivery's normalized events to the records, emitting app events."""
+    for ev in parsed:
+        if isinstance(ev, InboundMessage):
+            await _apply_message(tx, channel, ev)
+        elif isinstance(ev, StatusUpdate):
+            await _apply_status(tx, channel.channel_id, ev)
+        elif isinstance(ev, WatermarkUpdate):
+            await _apply_watermark(tx, channel.channel_id, ev)
+        elif isinstance(ev, ReactionUpdate):
+            await _apply_reaction(tx, channel.channel_id, ev)
+
+
+async def _apply_message(tx: Tx, channel: Channel, ev: InboundMessage) -> None:
+    cid = channel.channel_id
+    existing = (
+        (await tx.conn.execute(sa.select(M).where(M.c.channel_id == cid, M.c.external_id == ev.external_id)))
+        .mappings()
+        .first()
+    )
+    if existing is not None:
+        return  # a duplicate (or the echo of our own send): one effect only
+    contact_id = await ensure_contact(tx, cid, ev.contact)
+    conv_id: str | None = None
+    if ev.thread_refs:
+        conv_id = await tx.conn.scalar(
+            sa.select(M.c.conversation_id)
+            .where(M.c.channel_id == cid, M.c.external_id.in_(ev.thread_refs))
+            .limit(1)
+        )
+    if conv_id is not None:
+        conv = dict(
+            (
+                await tx.conn.execute(
+                    sa.select(schema.conversations).where(schema.conversations.c.id == conv_id)
+                )
+            )
+            .mappings()
+            .one()
+        )
+        created = False
+    else:
+        thread_key = ev.external_id if getattr(channel, "threaded", False) else ""
+        conv, created = await ensure_conversation(tx, cid, contact_id, thread_key, ev.subject)
+    content: dict[str, Any] = {
+        "attachments": [a.model_dump(mode="json") for a in ev.attachments],
+        "interactive": ev.interactive.model_dump(mode="json") if ev.interactive else None,
+        "forwarded": ev.forwarded,
+        "subject": ev.subject,
+        "data": ev.data,
+    }
+    inbound = ev.direction is Direction.INBOUND
+    row = await insert_message(
+        tx,
+        {
+            "conversation_id": conv["id"],
+            "channel_id": cid,
+            "direction": ev.direction.value,
+            "kind": ev.kind.value,
+            "text": ev.text,
+            "content": content,
+            "reply_to_external_id": ev.reply_to_external_id,
+            "sender": {"type": "contact", "id": contact_id, "name": ev.contact.name}
+            if inbound
+            else {"type": "channel", "id": cid},
+            "status": MessageStatus.RECEIVED.value if inbound else MessageStatus.SENT.value,
+            "status_at": {} if inbound else {"sent": ev.timestamp.isoformat()},
+            "external_id": ev.external_id,
+            "created_at": ev.timestamp,
+        },
+    )
+    if row is None:
+        return
+    for idx, att in enumerate(ev.attachments):
+        if att.external_id or att.source_url:
+            await tx.conn.execute(
+                schema.media_jobs.insert().values(
+                    message_id=row["id"],
+                    idx=idx,
+                    channel_id=cid,
+                    state="pending",
+                    attempts=0,
+                    due_at=utcnow(),
+                )
+            )
+    conv = await touch_conversation(tx, conv, ev.timestamp, ev.direction)
+    conv_view = await fetch_conversation(tx.conn, conv["id"])
+    if created:
+        await tx.emit("conversation.created", conv_view or {}, channel_id=cid, conversation_id=conv["id"])
+    await tx.emit("message.created", message_dict(row), channel_id=cid, conversation_id=conv["id"])
+    if not created:
+        await tx.emit("conversation.updated", conv_view or {}, channel_id=cid, conversation_id=conv["id"])
+
+
+async def _apply_status(tx: Tx, cid: str, ev: StatusUpdate) -> None:
+    msg = (
+        (await tx.conn.execute(sa.select(M).where(M.c.channel_id == cid, M.c.external_id == ev.external_id)))
+        .mappings()
+        .first()
+    )
+    if msg is None:
+        # The receipt beat the send call's answer (or belongs to a message sent elsewhere): keep
+        # it, the outbox applies it once the provider id is known.
+        await tx.conn.execute(
+            schema.pending_statuses.insert().values(
+                channel_id=cid,
+                external_id=ev.external_id,
+                update=ev.model_dump(mode="json"),
+                created_at=utcnow(),
+            )
+        )
+        return
+    await apply_status(tx, dict(msg), MessageStatus(ev.status), ev.timestamp, ev.error)
+
+
+async def _apply_watermark(tx: Tx, cid: str, ev: WatermarkUpdate) -> None:
+    I = schema.contact_identities  # noqa: E741
+    contact_id = await tx.conn.scalar(
+        sa.select(I.c.contact_id).where(I.c.channel_id == cid, I.c.identity.in_(ev.contact.ids)).limit(1)
+    )
+    conds = [M.c.channel_id == cid, M.c.direction == "outbound"]
+    if ev.external_ids:
+        target = sa.or_(M.c.external_id.in_(ev.external_ids), M.c.created_at <= ev.watermark)
+    else:
+        target = M.c.created_at <= ev.watermark
+    if contact_id is None:
+        if not ev.external_ids:
+            return
+        target = M.c.external_id.in_(ev.external_ids)
+    else:
+        conv_ids = sa.select(schema.conversations.c.id).where(schema.conversations.c.contact_id == contact_id)
+        conds.append(M.c.conversation_id.in_(conv_ids))
+    rows = (
+        (
+            await tx.conn.execute(
+                sa.select(M)
+                .where(
+                    *conds,
+                    target,
+                    M.c.status.in_(["sent", "delivered"] if ev.status == "read" else ["sent"]),
+                )
+                .order_by(M.c.created_at)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    for msg in rows:
+        await apply_status(tx, dict(msg), MessageStatus(ev.status), ev.watermark)
+
+
+async def _apply_reaction(tx: Tx, cid: str, ev: ReactionUpdate) -> None:
+    msg = (
+        (
+            await tx.conn.execute(
+                sa.select(M).where(M.c.channel_id == cid, M.c.external_id == ev.target_external_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if msg is None:
+        log.info("reaction on unknown message %s on channel %s ignored", ev.target_external_id, cid)
+        return
+    contact_id = await ensure_contact(tx, cid, ev.contact)
+    reactions = [r for r in (msg["reactions"] or []) if r.get("by") != contact_id]
+    if ev.emoji:
+        reactions.append({"emoji": ev.emoji, "by": contact_id, "at": ev.timestamp.isoformat()})
+    if reactions == (msg["reactions"] or []):
+        return
+    now = utcnow()
+    await tx.conn.execute(M.update().where(M.c.id == msg["id"]).values(reactions=reactions, updated_at=now))
+    updated = {**dict(msg), "reactions": reactions, "updated_at": now}
+    await tx.emit(
+        "message.updated",
+        message_dict(updated),
+        channel_id=cid,
+        conversation_id=msg["conversation_id"],
+    )

@@ -1,0 +1,184 @@
+"""Inbound media: attachments are recorded at once as ``pending``; this worker fetches each one
+through its channel, verifies it, stores it, and publishes the message again with a download URL.
+A failed fetch is retried with backoff and never touches the message itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub import schema
+from hub.channels import ChannelService
+from hub.events import Store
+from hub.models import utcnow
+from hub.records import message_dict
+
+__all__ = ["MediaStore", "MediaWorker"]
+
+log = logging.getLogger("hub.media")
+J = schema.media_jobs
+M = schema.messages
+
+
+class MediaStore:
+    """Local files under ``data_dir/media``; the interface is small so another backend can replace it."""
+
+    def __init__(self, root: str | Path, store: Store) -> None:
+        self.root = Path(root)
+        self.store = store
+
+    async def save(self, message_id: str, idx: int, data: bytes) -> str:
+        folder = self.root / message_id[-2:] / message_id
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / str(idx)
+        await asyncio.to_thread(path.write_bytes, data)
+        return str(path)
+
+    async def path_for(self, message_id: str, idx: int) -> str | None:
+        async with self.store.db.read() as conn:
+            path = await conn.scalar(
+                sa.select(J.c.path).where(J.c.message_id == message_id, J.c.idx == idx, J.c.state == "done")
+            )
+        if not path or not await asyncio.to_thread(Path(path).exists):
+            return None
+        return str(path)
+
+
+class MediaWorker:
+    def __init__(
+        self,
+        store: Store,
+        channels: ChannelService,
+        media: MediaStore,
+        public_url: str,
+        *,
+        max_attempts: int = 8,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.media = media
+        self.public_url = public_url
+        self.max_attempts = max_attempts
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hub-media")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                n = await self.run_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("media worker failed")
+                n = 0
+            if n == 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 2.0)
+
+    async def run_due(self, limit: int = 20) -> int:
+        active = list(self.channels.instances)
+        if not active:
+            return 0
+        async with self.store.db.read() as conn:
+            jobs = (
+                (
+                    await conn.execute(
+                        sa.select(J)
+                        .where(J.c.state == "pending", J.c.due_at <= utcnow(), J.c.channel_id.in_(active))
+                        .order_by(J.c.due_at)
+                        .limit(limit)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        await asyncio.gather(*(self.fetch(dict(j)) for j in jobs))
+        return len(jobs)
+
+    async def fetch(self, job: dict[str, Any]) -> None:
+        channel = self.channels.get(job["channel_id"])
+        if channel is None:
+            return
+        async with self.store.db.read() as conn:
+            msg = (await conn.execute(sa.select(M).where(M.c.id == job["message_id"]))).mappings().one()
+        atts = list((msg["content"] or {}).get("attachments", []))
+        att = atts[job["idx"]]
+        try:
+            content = await channel.fetch_media(att.get("external_id") or "", att.get("source_url"))
+            expected = att.get("sha256")
+            if expected and hashlib.sha256(content.data).hexdigest() != expected.lower():
+                raise ValueError("the fetched file does not match the provider's sha256")
+            path = await self.media.save(msg["id"], job["idx"], content.data)
+        except Exception as exc:
+            attempts = job["attempts"] + 1
+            state = "failed" if attempts >= self.max_attempts else "pending"
+            log.warning("media %s/%s fetch failed (attempt %d): %s", msg["id"], job["idx"], attempts, exc)
+            delay = random.uniform(1, min(600, 2**attempts * 2))
+            async with self.store.tx() as tx:
+                await tx.conn.execute(
+                    J.update()
+                    .where(J.c.id == job["id"])
+                    .values(
+                        state=state,
+                        attempts=attempts,
+                        error=str(exc)[:500],
+                        due_at=utcnow() + timedelta(seconds=delay),
+                    )
+                )
+                if state == "failed":
+                    await self._update_attachment(tx, msg["id"], job["idx"], {"state": "failed"})
+            return
+        url = f"{self.public_url}/api/v1/attachments/{msg['id']}/{job['idx']}"
+        async with self.store.tx() as tx:
+            await tx.conn.execute(
+                J.update().where(J.c.id == job["id"]).values(state="done", path=path, error=None)
+            )
+            await self._update_attachment(
+                tx,
+                msg["id"],
+                job["idx"],
+                {
+                    "state": "ready",
+                    "url": url,
+                    "size": len(content.data),
+                    "mime_type": att.get("mime_type") or content.mime_type,
+                    "sha256": content.sha256_hex,
+                },
+            )
+
+    async def _update_attachment(self, tx: Any, message_id: str, idx: int, changes: dict[str, Any]) -> None:
+        msg = dict((await tx.conn.execute(sa.select(M).where(M.c.id == message_id))).mappings().one())
+        content = dict(msg["content"] or {})
+        atts = [dict(a) for a in content.get("attachments", [])]
+        atts[idx].update(changes)
+        content["attachments"] = atts
+        now = utcnow()
+        await tx.conn.execute(M.update().where(M.c.id == message_id).values(content=content, updated_at=now))
+        msg.update(content=content, updated_at=now)
+        await tx.emit(
+            "message.updated",
+            message_dict(msg),
+            channel_id=msg["channel_id"],
+            conversation_id=msg["conversation_id"],
+        )

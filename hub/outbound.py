@@ -1,0 +1,825 @@
+"""The outbound pipeline: agent sends become a queued message plus an outbox job (one transaction),
+and outbox workers deliver them.
+
+Guarantees: the same ``Idempotency-Key`` never makes a second message; a job lives until it is
+sent, failed for a stated reason, or cancelled; a worker that dies mid-send leaves a lease that
+expires so another picks the job up; the provider's message id is recorded in the transaction
+that marks the job done, and receipts that arrived before it are applied then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import random
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.exc import IntegrityError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from hub import schema
+from hub.channel import Channel, HealthState
+from hub.channels import ChannelService
+from hub.errors import SendError, SendErrorClass
+from hub.events import Store
+from hub.models import (
+    AttachmentKind,
+    ContactRef,
+    InteractiveChoice,
+    MessageKind,
+    MessageStatus,
+    OutboundAttachment,
+    OutboundMessage,
+    StatusUpdate,
+    Template,
+    utcnow,
+)
+from hub.ratelimit import RateLimiter
+from hub.records import apply_status, insert_message, message_dict
+
+__all__ = ["OutboundRejected", "OutboxWorker", "SendRequest", "cancel_message", "enqueue", "retry_message"]
+
+log = logging.getLogger("hub.outbound")
+M = schema.messages
+O = schema.outbox  # noqa: E741
+
+
+class OutboundRejected(Exception):
+    """A send request the hub refuses (422/404/409); ``errors`` carry field paths."""
+
+    def __init__(self, status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors or []
+
+
+class AttachmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: AttachmentKind
+    url: str | None = None
+    upload_id: str | None = None
+    media_id: str | None = None
+    filename: str | None = None
+    mime_type: str | None = None
+    size: int | None = Field(default=None, ge=0)
+    caption: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AttachmentIn:
+        if sum(x is not None for x in (self.url, self.upload_id, self.media_id)) != 1:
+            raise ValueError("give exactly one of url, upload_id, media_id")
+        return self
+
+
+class ReactionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: str
+    emoji: str = Field(description="empty string removes the reaction")
+
+
+class InteractiveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    body: str = Field(min_length=1)
+    header: str | None = None
+    button: str | None = Field(default=None, description="list menu label; omit for reply buttons")
+    choices: list[InteractiveChoice] = Field(min_length=1)
+
+
+class SendRequest(BaseModel):
+    """``POST /api/v1/conversations/{id}/messages``: what an agent sends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = None
+    subject: str | None = None
+    attachments: list[AttachmentIn] = Field(default_factory=list)
+    template: Template | None = None
+    interactive: InteractiveIn | None = None
+    reaction: ReactionIn | None = None
+    reply_to_message_id: str | None = None
+    preview_url: bool = False
+
+    def kind(self) -> MessageKind:
+        if self.reaction is not None:
+            return MessageKind.REACTION
+        if self.template is not None:
+            return MessageKind.TEMPLATE
+        if self.interactive is not None:
+            return MessageKind.INTERACTIVE
+        if self.attachments:
+            return MessageKind(self.attachments[0].kind.value)
+        return MessageKind.TEXT
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_capabilities(channel_cls: type[Channel], req: SendRequest) -> list[dict[str, Any]]:
+    """What in ``req`` the channel cannot send, as field errors (empty when all is fine)."""
+    caps = channel_cls.capabilities
+    errs: list[dict[str, Any]] = []
+    kind = req.kind()
+    parts = [req.text, req.attachments, req.template, req.interactive, req.reaction]
+    if not any(p for p in parts):
+        return [
+            {
+                "field": "text",
+                "message": "a message needs text, attachments, a template, interactive choices or a reaction",
+            }
+        ]
+    if req.reaction is not None and any(p for p in parts[:4]):
+        errs.append({"field": "reaction", "message": "a reaction is sent on its own"})
+    if req.template is not None and (req.text or req.attachments or req.interactive):
+        errs.append(
+            {
+                "field": "template",
+                "message": "a template carries its own content; put parameters in template.components",
+            }
+        )
+    if kind not in caps.sendable_kinds() and not (kind is MessageKind.TEXT and caps.subject):
+        errs.append(
+            {
+                "field": _kind_field(kind),
+                "message": f"channel type {channel_cls.type_name!r} cannot send {kind.value} messages",
+            }
+        )
+    if req.text is not None:
+        if not req.text.strip() and not req.attachments:
+            errs.append({"field": "text", "message": "text is empty"})
+        if caps.max_text_length and len(req.text) > caps.max_text_length:
+            errs.append(
+                {
+                    "field": "text",
+                    "message": f"text is {len(req.text)} characters; this channel "
+                    f"allows {caps.max_text_length}",
+                }
+            )
+    if len(req.attachments) > caps.max_attachments:
+        errs.append({"field": "attachments", "message": f"at most {caps.max_attachments} attachment(s)"})
+    for i, att in enumerate(req.attachments):
+        if att.kind not in caps.media:
+            errs.append(
+                {
+                    "field": f"attachments.{i}.kind",
+                    "message": f"this channel cannot send {att.kind.value} attachments",
+                }
+            )
+        limit = caps.max_attachment_bytes.get(att.kind)
+        if limit and att.size and att.size > limit:
+            errs.append(
+                {
+                    "field": f"attachments.{i}.size",
+                    "message": f"{att.size} bytes is over this channel's {att.kind.value} limit of "
+                    f"{limit} bytes",
+                }
+            )
+        if att.caption and not caps.captions:
+            errs.append({"field": f"attachments.{i}.caption", "message": "this channel has no captions"})
+    if req.interactive is not None:
+        n = len(req.interactive.choices)
+        cap = caps.max_interactive_rows if req.interactive.button else caps.max_interactive_buttons
+        if n > cap:
+            errs.append({"field": "interactive.choices", "message": f"{n} choices; at most {cap}"})
+    if req.reply_to_message_id and not caps.replies:
+        errs.append({"field": "reply_to_message_id", "message": "this channel cannot quote a message"})
+    if req.subject and not caps.subject:
+        errs.append({"field": "subject", "message": "this channel has no subject line"})
+    return errs
+
+
+def _kind_field(kind: MessageKind) -> str:
+    return {
+        MessageKind.TEMPLATE: "template",
+        MessageKind.INTERACTIVE: "interactive",
+        MessageKind.REACTION: "reaction",
+        MessageKind.TEXT: "text",
+    }.get(kind, "attachments")
+
+
+async def enqueue(
+    store: Store,
+    channels: ChannelService,
+    conversation_id: str,
+    author: dict[str, Any],
+    req: SendRequest,
+    idempotency_key: str | None,
+    uploads: dict[str, dict[str, Any]] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Store the message (queued) and its outbox job. Returns (message, created)."""
+    fingerprint = req.fingerprint()
+    for attempt in range(2):
+        try:
+            return await _enqueue_once(
+                store, channels, conversation_id, author, req, idempotency_key, fingerprint, uploads or {}
+            )
+        except IntegrityError:
+            # A concurrent request with the same key won the insert: answer with its message.
+            if attempt or not idempotency_key:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _enqueue_once(
+    store: Store,
+    channels: ChannelService,
+    conversation_id: str,
+    author: dict[str, Any],
+    req: SendRequest,
+    key: str | None,
+    fingerprint: str,
+    uploads: dict[str, dict[str, Any]],
+) -> tuple[dict[str, Any], bool]:
+    async with store.tx() as tx:
+        if key:
+            prior = (
+                (
+                    await tx.conn.execute(
+                        sa.select(M).where(M.c.author_id == author["id"], M.c.idempotency_key == key)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if prior is not None:
+                if prior["request_hash"] != fingerprint:
+                    raise OutboundRejected(
+                        422,
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was used for a different message; use a new key",
+                    )
+                return message_dict(prior), False
+        conv = (
+            (
+                await tx.conn.execute(
+                    sa.select(schema.conversations).where(schema.conversations.c.id == conversation_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if conv is None:
+            raise OutboundRejected(404, "not_found", f"conversation {conversation_id} does not exist")
+        row = channels.rows.get(conv["channel_id"])
+        cls = channels.registry.get(row["type"]) if row else None
+        if row is None or cls is None or not row["enabled"]:
+            raise OutboundRejected(
+                409,
+                "channel_inactive",
+                "the conversation's channel is disabled or its plugin is not installed",
+            )
+        errors = check_capabilities(cls, req)
+        reply_ext = None
+        if req.reply_to_message_id or req.reaction:
+            target_id = req.reaction.message_id if req.reaction else req.reply_to_message_id
+            target = (
+                (
+                    await tx.conn.execute(
+                        sa.select(M.c.external_id, M.c.conversation_id).where(M.c.id == target_id)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            field = "reaction.message_id" if req.reaction else "reply_to_message_id"
+            if target is None or target["conversation_id"] != conversation_id:
+                errors.append({"field": field, "message": "no such message in this conversation"})
+            elif not target["external_id"]:
+                errors.append({"field": field, "message": "that message has no provider id yet"})
+            else:
+                reply_ext = target["external_id"]
+        attachments = []
+        for i, att in enumerate(req.attachments):
+            entry = att.model_dump(mode="json", exclude_none=True)
+            if att.upload_id:
+                up = uploads.get(att.upload_id)
+                if up is None:
+                    errors.append({"field": f"attachments.{i}.upload_id", "message": "unknown upload"})
+                    continue
+                entry.update({k: up[k] for k in ("size", "mime_type", "filename", "path") if up.get(k)})
+                limit = cls.capabilities.max_attachment_bytes.get(att.kind)
+                if limit and up["size"] > limit:
+                    errors.append(
+                        {
+                            "field": f"attachments.{i}.upload_id",
+                            "message": f"{up['size']} bytes "
+                            f"is over this channel's {att.kind.value} limit of {limit} bytes",
+                        }
+                    )
+            attachments.append(entry)
+        if errors:
+            raise OutboundRejected(
+                422, "validation_failed", "the message cannot be sent on this channel", errors
+            )
+        kind = req.kind()
+        content = {
+            "attachments": attachments,
+            "choices": [c.model_dump(mode="json") for c in req.interactive.choices]
+            if req.interactive
+            else [],
+            "interactive_meta": req.interactive.model_dump(mode="json", exclude={"choices"})
+            if req.interactive
+            else None,
+            "template": req.template.model_dump(mode="json") if req.template else None,
+            "subject": req.subject,
+            "preview_url": req.preview_url,
+            "reaction": req.reaction.model_dump(mode="json") if req.reaction else None,
+            "data": {},
+        }
+        text = req.interactive.body if req.interactive else (req.reaction.emoji if req.reaction else req.text)
+        now = utcnow()
+        msg = await insert_message(
+            tx,
+            {
+                "conversation_id": conversation_id,
+                "channel_id": conv["channel_id"],
+                "direction": "outbound",
+                "kind": kind.value,
+                "text": text,
+                "content": content,
+                "reply_to_message_id": None if req.reaction else req.reply_to_message_id,
+                "reply_to_external_id": reply_ext,
+                "sender": {"type": "user", "id": author["id"], "name": author.get("name") or author["email"]},
+                "status": MessageStatus.QUEUED.value,
+                "status_at": {"queued": now.isoformat()},
+                "author_id": author["id"],
+                "idempotency_key": key,
+                "request_hash": fingerprint,
+                "created_at": now,
+            },
+        )
+        assert msg is not None
+        await tx.conn.execute(
+            O.insert().values(
+                message_id=msg["id"],
+                channel_id=conv["channel_id"],
+                state="pending",
+                attempts=0,
+                due_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        await tx.conn.execute(
+            schema.conversations.update()
+            .where(schema.conversations.c.id == conversation_id)
+            .values(last_message_at=now, updated_at=now)
+        )
+        await tx.emit(
+            "message.created",
+            message_dict(msg),
+            channel_id=conv["channel_id"],
+            conversation_id=conversation_id,
+        )
+    return message_dict(msg), True
+
+
+async def retry_message(store: Store, message_id: str) -> dict[str, Any]:
+    """An agent retries a failed outbound message: same message, new attempts."""
+    async with store.tx() as tx:
+        msg = (await tx.conn.execute(sa.select(M).where(M.c.id == message_id))).mappings().first()
+        if msg is None:
+            raise OutboundRejected(404, "not_found", f"message {message_id} does not exist")
+        if msg["direction"] != "outbound" or msg["status"] != MessageStatus.FAILED.value:
+            raise OutboundRejected(409, "not_retryable", "only a failed outbound message can be retried")
+        now = utcnow()
+        stamps = {"queued": now.isoformat()}
+        await tx.conn.execute(
+            M.update()
+            .where(M.c.id == message_id)
+            .values(status="queued", status_at=stamps, error=None, external_id=None, updated_at=now)
+        )
+        await tx.conn.execute(
+            O.update()
+            .where(O.c.message_id == message_id)
+            .values(
+                state="pending",
+                attempts=0,
+                due_at=now,
+                lease_until=None,
+                last_error=None,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        updated = {
+            **dict(msg),
+            "status": "queued",
+            "status_at": stamps,
+            "error": None,
+            "external_id": None,
+            "updated_at": now,
+        }
+        await tx.emit(
+            "message.updated",
+            message_dict(updated),
+            channel_id=msg["channel_id"],
+            conversation_id=msg["conversation_id"],
+        )
+    return message_dict(updated)
+
+
+async def cancel_message(store: Store, message_id: str) -> dict[str, Any]:
+    """An agent cancels a message that has not gone out yet."""
+    async with store.tx() as tx:
+        msg = (await tx.conn.execute(sa.select(M).where(M.c.id == message_id))).mappings().first()
+        if msg is None:
+            raise OutboundRejected(404, "not_found", f"message {message_id} does not exist")
+        job = (await tx.conn.execute(sa.select(O).where(O.c.message_id == message_id))).mappings().first()
+        if msg["status"] != "queued" or job is None or job["state"] != "pending":
+            raise OutboundRejected(
+                409, "not_cancellable", "only a queued message not being sent can be cancelled"
+            )
+        await tx.conn.execute(
+            O.update().where(O.c.id == job["id"]).values(state="cancelled", updated_at=utcnow())
+        )
+        updated = await apply_status(
+            tx,
+            dict(msg),
+            MessageStatus.FAILED,
+            utcnow(),
+            {"class": "cancelled", "message": "cancelled by an agent", "provider_code": None, "title": None},
+        )
+    assert updated is not None
+    return message_dict(updated)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, SendError) and exc.error_class is SendErrorClass.RETRYABLE
+
+
+class OutboxWorker:
+    """Claims due jobs and sends them, ``concurrency`` at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        channels: ChannelService,
+        *,
+        concurrency: int = 64,
+        lease: float = 60.0,
+        send_timeout: float = 30.0,
+        max_attempts: int = 8,
+        max_age: timedelta = timedelta(hours=24),
+        quick_retries: int = 2,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.concurrency = concurrency
+        self.lease = lease
+        self.send_timeout = send_timeout
+        self.max_attempts = max_attempts
+        self.max_age = max_age
+        self.quick_retries = quick_retries
+        self.poll_interval = poll_interval
+        self.limiter = RateLimiter()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._sem = asyncio.Semaphore(concurrency)
+        self.sent = 0
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="hub-outbox")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for t in list(self._inflight):
+            t.cancel()
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                free = self.concurrency - len(self._inflight)
+                jobs = await self.claim(free) if free > 0 else []
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claiming outbox jobs failed")
+                jobs = []
+            for job in jobs:
+                task = asyncio.create_task(self._deliver(job))
+                self._inflight.add(task)
+                task.add_done_callback(self._done)
+            if jobs and len(jobs) == free:
+                await asyncio.sleep(0)
+                if len(self._inflight) >= self.concurrency:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                continue
+            if not jobs:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()
+
+    def _sendable_channels(self) -> list[str]:
+        return [
+            cid
+            for cid, row in self.channels.rows.items()
+            if cid in self.channels.instances and not row.get("send_paused")
+        ]
+
+    async def claim(self, limit: int) -> list[dict[str, Any]]:
+        """Take up to ``limit`` due jobs (or jobs whose lease expired) and lease them to this worker."""
+        active = self._sendable_channels()
+        if not active or limit <= 0:
+            return []
+        now = utcnow()
+        due = sa.or_(
+            sa.and_(O.c.state == "pending", O.c.due_at <= now),
+            sa.and_(O.c.state == "inflight", O.c.lease_until < now),
+        )
+        query = (
+            sa.select(O.c.id, O.c.message_id, O.c.channel_id, O.c.attempts, O.c.created_at)
+            .where(due, O.c.channel_id.in_(active))
+            .order_by(O.c.due_at, O.c.id)
+            .limit(limit)
+        )
+        if not self.store.db.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        async with self.store.db.write() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+            if rows:
+                await conn.execute(
+                    O.update()
+                    .where(O.c.id.in_([r["id"] for r in rows]))
+                    .values(
+                        state="inflight",
+                        lease_until=now + timedelta(seconds=self.lease),
+                        attempts=O.c.attempts + 1,
+                        updated_at=now,
+                    )
+                )
+        return [dict(r) for r in rows]
+
+    async def _deliver(self, job: dict[str, Any]) -> None:
+        try:
+            await self.deliver(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("outbox job %s crashed; it is retried when its lease expires", job["id"])
+
+    async def _load(self, message_id: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        async with self.store.db.read() as conn:
+            msg = dict((await conn.execute(sa.select(M).where(M.c.id == message_id))).mappings().one())
+            conv = dict(
+                (
+                    await conn.execute(
+                        sa.select(schema.conversations).where(
+                            schema.conversations.c.id == msg["conversation_id"]
+                        )
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            contact = dict(
+                (
+                    await conn.execute(
+                        sa.select(schema.contacts).where(schema.contacts.c.id == conv["contact_id"])
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            ids = (
+                await conn.scalars(
+                    sa.select(schema.contact_identities.c.identity).where(
+                        schema.contact_identities.c.contact_id == contact["id"]
+                    )
+                )
+            ).all()
+        conv["contact"] = contact
+        return msg, conv, list(ids)
+
+    async def deliver(self, job: dict[str, Any]) -> None:
+        channel = self.channels.get(job["channel_id"])
+        msg, conv, ids = await self._load(job["message_id"])
+        if msg["status"] != MessageStatus.QUEUED.value:
+            await self._finish(job, "done")  # sent before a crash, or cancelled meanwhile
+            return
+        if channel is None:
+            await self._reschedule(job, 30.0, None, count=False)
+            return
+        out = self._outbound(msg, conv, ids)
+        now = utcnow()
+        window = channel.reply_window(conv["last_inbound_at"], now)
+        if not window.permits(out.kind):
+            closed = SendError(
+                SendErrorClass.NEEDS_TEMPLATE,
+                "the customer-service window is closed: only a template can be sent now",
+                title="Reply window closed",
+            )
+            await self._fail(job, msg, closed)
+            return
+        limits = channel.rate_limits(out)
+        wait = await self.limiter.acquire(limits, max_wait=2.0)
+        if wait > 0:
+            await self._reschedule(job, wait, None, count=False)
+            return
+        try:
+            receipt = await self._send(channel, out)
+        except SendError as exc:
+            await self._on_error(job, msg, exc, limits)
+            return
+        except Exception as exc:  # a plugin bug: keep the message, retry later
+            log.exception("channel %s send raised %s", job["channel_id"], type(exc).__name__)
+            await self._on_error(
+                job, msg, SendError(SendErrorClass.RETRYABLE, f"plugin error: {type(exc).__name__}"), limits
+            )
+            return
+        await self._sent(job, msg, receipt.external_id, receipt.data)
+        self.channels.report_health(job["channel_id"], HealthState.OK, None)
+        self.sent += 1
+
+    async def _send(self, channel: Channel, out: OutboundMessage) -> Any:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.quick_retries + 1),
+            wait=wait_random_exponential(multiplier=0.2, max=2.0),
+            retry=retry_if_exception(_is_retryable),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    return await asyncio.wait_for(channel.send(out), self.send_timeout)
+                except TimeoutError:
+                    raise SendError(
+                        SendErrorClass.RETRYABLE,
+                        f"the provider did not answer within {self.send_timeout:.0f} s",
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _outbound(self, msg: dict[str, Any], conv: dict[str, Any], ids: list[str]) -> OutboundMessage:
+        content = msg["content"] or {}
+        contact = conv["contact"]
+        meta = content.get("interactive_meta") or {}
+        reaction = content.get("reaction") or {}
+        return OutboundMessage(
+            id=msg["id"],
+            channel_id=msg["channel_id"],
+            conversation_id=msg["conversation_id"],
+            recipient=ContactRef(
+                ids=ids or [f"contact:{contact['id']}"],
+                name=contact["name"],
+                phone=contact["phone"],
+                email=contact["email"],
+            ),
+            kind=MessageKind(msg["kind"]),
+            text=meta.get("body") or (None if reaction else msg["text"]),
+            subject=content.get("subject"),
+            attachments=[
+                OutboundAttachment(
+                    kind=a["kind"],
+                    url=a.get("url"),
+                    media_id=a.get("media_id"),
+                    path=a.get("path"),
+                    mime_type=a.get("mime_type"),
+                    filename=a.get("filename"),
+                    size=a.get("size"),
+                    caption=a.get("caption"),
+                )
+                for a in content.get("attachments", [])
+            ],
+            template=Template.model_validate(content["template"]) if content.get("template") else None,
+            interactive=[InteractiveChoice.model_validate(c) for c in content.get("choices", [])],
+            interactive_header=meta.get("header"),
+            interactive_button=meta.get("button"),
+            reply_to_external_id=msg["reply_to_external_id"],
+            reaction_emoji=reaction.get("emoji") if reaction else None,
+            preview_url=bool(content.get("preview_url")),
+        )
+
+    async def _sent(
+        self, job: dict[str, Any], msg: dict[str, Any], external_id: str, data: dict[str, Any]
+    ) -> None:
+        now = utcnow()
+        async with self.store.tx() as tx:
+            await tx.conn.execute(
+                O.update().where(O.c.id == job["id"]).values(state="done", updated_at=now, lease_until=None)
+            )
+            updated = await apply_status(tx, msg, MessageStatus.SENT, now, extra={"external_id": external_id})
+            current = updated or {**msg, "external_id": external_id}
+            pending = (
+                (
+                    await tx.conn.execute(
+                        sa.select(schema.pending_statuses)
+                        .where(
+                            schema.pending_statuses.c.channel_id == msg["channel_id"],
+                            schema.pending_statuses.c.external_id == external_id,
+                        )
+                        .order_by(schema.pending_statuses.c.id)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            for p in pending:
+                st = StatusUpdate.model_validate(p["update"])
+                current = (
+                    await apply_status(tx, current, MessageStatus(st.status), st.timestamp, st.error)
+                    or current
+                )
+            if pending:
+                await tx.conn.execute(
+                    schema.pending_statuses.delete().where(
+                        schema.pending_statuses.c.id.in_([p["id"] for p in pending])
+                    )
+                )
+
+    async def _finish(self, job: dict[str, Any], state: str) -> None:
+        async with self.store.db.write() as conn:
+            await conn.execute(
+                O.update()
+                .where(O.c.id == job["id"])
+                .values(state=state, lease_until=None, updated_at=utcnow())
+            )
+
+    async def _reschedule(
+        self, job: dict[str, Any], delay: float, error: SendError | None, *, count: bool
+    ) -> None:
+        values: dict[str, Any] = {
+            "state": "pending",
+            "due_at": utcnow() + timedelta(seconds=delay),
+            "lease_until": None,
+            "updated_at": utcnow(),
+        }
+        if not count:
+            values["attempts"] = O.c.attempts - 1
+        if error is not None:
+            values["last_error"] = error.as_dict()
+        async with self.store.db.write() as conn:
+            await conn.execute(O.update().where(O.c.id == job["id"]).values(**values))
+
+    async def _fail(self, job: dict[str, Any], msg: dict[str, Any], exc: SendError) -> None:
+        async with self.store.tx() as tx:
+            await tx.conn.execute(
+                O.update()
+                .where(O.c.id == job["id"])
+                .values(state="failed", last_error=exc.as_dict(), lease_until=None, updated_at=utcnow())
+            )
+            await apply_status(tx, msg, MessageStatus.FAILED, utcnow(), exc.as_dict())
+
+    async def _on_error(
+        self, job: dict[str, Any], msg: dict[str, Any], exc: SendError, limits: list[Any]
+    ) -> None:
+        cls = exc.error_class
+        cid = job["channel_id"]
+        age = utcnow() - job["created_at"]
+        if cls is SendErrorClass.RATE_LIMITED:
+            wait = exc.retry_after if exc.retry_after is not None else _backoff(job["attempts"])
+            keys = [lim.key for lim in limits]
+            scoped = (
+                [k for k in keys if k.startswith("pair:")]
+                if exc.scope == "recipient"
+                else [k for k in keys if not k.startswith("pair:")]
+            )
+            for key in scoped or keys:
+                self.limiter.penalize(key, wait)
+            if exc.scope != "recipient":
+                self.channels.report_health(cid, HealthState.RATE_LIMITED, exc.message)
+            if age > self.max_age:
+                await self._fail(job, msg, exc)
+            else:
+                await self._reschedule(job, wait, exc, count=False)
+        elif cls is SendErrorClass.AUTH:
+            await self._reschedule(job, 0.0, exc, count=False)
+            await self.channels.set_send_paused(cid, True, exc.message)
+        elif cls is SendErrorClass.RETRYABLE:
+            if job["attempts"] >= self.max_attempts or age > self.max_age:
+                await self._fail(job, msg, exc)
+            else:
+                self.channels.report_health(cid, HealthState.UNREACHABLE, exc.message)
+                await self._reschedule(job, _backoff(job["attempts"]), exc, count=True)
+        else:
+            await self._fail(job, msg, exc)
+
+
+def _backoff(attempts: int) -> float:
+    """Full-jitter exponential backoff: up to 2^attempts seconds, capped at 10 minutes."""
+    return random.uniform(0.5, min(600.0, 2.0 ** max(attempts, 1)))

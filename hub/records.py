@@ -1,0 +1,318 @@
+"""Reading and writing the conversation records shared by the inbound and outbound pipelines:
+contacts with several identities, conversations, messages, the status machine and reactions.
+
+Every writer takes a ``Tx`` so that the change and its event are one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub import schema
+from hub.db import new_id
+from hub.events import Tx
+from hub.models import (
+    ContactRef,
+    Direction,
+    MessageStatus,
+    status_advances,
+    utcnow,
+)
+
+__all__ = [
+    "apply_status",
+    "conversation_dict",
+    "ensure_contact",
+    "ensure_conversation",
+    "fetch_conversation",
+    "fetch_message",
+    "insert_message",
+    "message_dict",
+]
+
+M = schema.messages
+C = schema.conversations
+
+
+def message_dict(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
+    """A stored message in the app's normalized shape (``hub.models.Message``, JSON-ready)."""
+    content = row["content"] or {}
+    return {
+        "id": row["id"],
+        "conversation_id": row["conversation_id"],
+        "channel_id": row["channel_id"],
+        "direction": row["direction"],
+        "kind": row["kind"],
+        "text": row["text"],
+        "subject": content.get("subject"),
+        "attachments": content.get("attachments", []),
+        "interactive": content.get("interactive"),
+        "choices": content.get("choices", []),
+        "template": content.get("template"),
+        "reply_to_message_id": row["reply_to_message_id"],
+        "forwarded": content.get("forwarded", False),
+        "reactions": row["reactions"] or [],
+        "sender": row["sender"] or {},
+        "status": row["status"],
+        "status_at": row["status_at"] or {},
+        "error": row["error"],
+        "external_id": row["external_id"],
+        "data": content.get("data", {}),
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+def conversation_dict(
+    row: RowMapping | dict[str, Any], contact: RowMapping | dict[str, Any], identities: list[str]
+) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "channel_id": row["channel_id"],
+        "contact": {
+            "id": contact["id"],
+            "channel_id": contact["channel_id"],
+            "name": contact["name"],
+            "phone": contact["phone"],
+            "email": contact["email"],
+            "identities": identities,
+        },
+        "status": row["status"],
+        "assignee_id": row["assignee_id"],
+        "team": row["team"],
+        "labels": row["labels"] or [],
+        "custom_attributes": row["custom_attributes"] or {},
+        "subject": row["subject"],
+        "last_message_at": _iso(row["last_message_at"]),
+        "last_inbound_at": _iso(row["last_inbound_at"]),
+        "unread_count": row["unread_count"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+async def ensure_contact(tx: Tx, channel_id: str, ref: ContactRef) -> str:
+    """The contact any of ``ref.ids`` names on this channel, created if none; it gains every id."""
+    conn = tx.conn
+    I = schema.contact_identities  # noqa: E741
+    rows = (
+        await conn.execute(
+            sa.select(I.c.identity, I.c.contact_id).where(
+                I.c.channel_id == channel_id, I.c.identity.in_(ref.ids)
+            )
+        )
+    ).all()
+    known = {r.identity: r.contact_id for r in rows}
+    now = utcnow()
+    if known:
+        # The most stable id (first in ref.ids) decides when two contacts were known separately.
+        contact_id = next(known[i] for i in ref.ids if i in known)
+        changes: dict[str, Any] = {}
+        if ref.name:
+            changes["name"] = ref.name
+        if ref.phone:
+            changes["phone"] = ref.phone
+        if ref.email:
+            changes["email"] = ref.email
+        if changes:
+            changes["updated_at"] = now
+            await conn.execute(
+                schema.contacts.update().where(schema.contacts.c.id == contact_id).values(**changes)
+            )
+    else:
+        contact_id = new_id("ct_")
+        await conn.execute(
+            schema.contacts.insert().values(
+                id=contact_id,
+                channel_id=channel_id,
+                name=ref.name,
+                phone=ref.phone,
+                email=ref.email,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    missing = [i for i in ref.ids if i not in known]
+    for identity in missing:
+        await conn.execute(
+            tx.db.insert(I)
+            .values(channel_id=channel_id, identity=identity, contact_id=contact_id)
+            .on_conflict_do_nothing()
+        )
+    return contact_id
+
+
+async def ensure_conversation(
+    tx: Tx, channel_id: str, contact_id: str, thread_key: str = "", subject: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """The conversation for (channel, contact, thread), created if new. Returns (row, created)."""
+    conn = tx.conn
+    row = (
+        (
+            await conn.execute(
+                sa.select(C).where(
+                    C.c.channel_id == channel_id,
+                    C.c.contact_id == contact_id,
+                    C.c.thread_key == thread_key,
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is not None:
+        return dict(row), False
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": new_id("cv_"),
+        "channel_id": channel_id,
+        "contact_id": contact_id,
+        "thread_key": thread_key,
+        "status": "open",
+        "assignee_id": None,
+        "team": None,
+        "labels": [],
+        "custom_attributes": {},
+        "subject": subject,
+        "last_message_at": None,
+        "last_inbound_at": None,
+        "unread_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await conn.execute(C.insert().values(**values))
+    return values, True
+
+
+async def fetch_conversation(conn: AsyncConnection, conversation_id: str) -> dict[str, Any] | None:
+    """The conversation in the app's shape, with its contact."""
+    row = (await conn.execute(sa.select(C).where(C.c.id == conversation_id))).mappings().first()
+    if row is None:
+        return None
+    contact = (
+        (await conn.execute(sa.select(schema.contacts).where(schema.contacts.c.id == row["contact_id"])))
+        .mappings()
+        .one()
+    )
+    ids = (
+        await conn.scalars(
+            sa.select(schema.contact_identities.c.identity).where(
+                schema.contact_identities.c.contact_id == contact["id"]
+            )
+        )
+    ).all()
+    return conversation_dict(row, contact, list(ids))
+
+
+async def fetch_message(conn: AsyncConnection, message_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(sa.select(M).where(M.c.id == message_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def insert_message(tx: Tx, values: dict[str, Any]) -> dict[str, Any] | None:
+    """Insert one message; None when (channel, external_id) is already stored (a duplicate)."""
+    now = utcnow()
+    row = {
+        "id": new_id("msg_"),
+        "reply_to_message_id": None,
+        "reply_to_external_id": None,
+        "reactions": [],
+        "sender": {},
+        "status_at": {},
+        "error": None,
+        "external_id": None,
+        "author_id": None,
+        "idempotency_key": None,
+        "request_hash": None,
+        "text": None,
+        "created_at": now,
+        "updated_at": now,
+        **values,
+    }
+    if row["reply_to_external_id"] and not row["reply_to_message_id"]:
+        row["reply_to_message_id"] = await tx.conn.scalar(
+            sa.select(M.c.id).where(
+                M.c.channel_id == row["channel_id"], M.c.external_id == row["reply_to_external_id"]
+            )
+        )
+    stmt = tx.db.insert(M).values(**row)
+    if row["external_id"] is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["channel_id", "external_id"])
+    result = await tx.conn.execute(stmt)
+    if result.rowcount == 0:
+        return None
+    return row
+
+
+async def touch_conversation(
+    tx: Tx, conv: dict[str, Any], at: datetime, direction: Direction
+) -> dict[str, Any]:
+    """Move a conversation's clocks forward for a new message; a resolved one reopens on inbound."""
+    changes: dict[str, Any] = {"updated_at": utcnow()}
+    if conv["last_message_at"] is None or at > conv["last_message_at"]:
+        changes["last_message_at"] = at
+    if direction is Direction.INBOUND:
+        if conv["last_inbound_at"] is None or at > conv["last_inbound_at"]:
+            changes["last_inbound_at"] = at
+        changes["unread_count"] = C.c.unread_count + 1
+        if conv["status"] == "resolved":
+            changes["status"] = "open"
+    await tx.conn.execute(C.update().where(C.c.id == conv["id"]).values(**changes))
+    row = (await tx.conn.execute(sa.select(C).where(C.c.id == conv["id"]))).mappings().one()
+    return dict(row)
+
+
+async def apply_status(
+    tx: Tx,
+    msg: dict[str, Any],
+    status: MessageStatus,
+    at: datetime,
+    error: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Move a message's status forward (never back) and emit ``message.updated``.
+
+    ``read`` implies ``delivered`` (both timestamps are set). Returns the updated row, or None when
+    the update would not move the message forward (a late or duplicate receipt).
+    """
+    current = MessageStatus(msg["status"])
+    if not status_advances(current, status):
+        # Still record a timestamp the message skipped (delivered arriving after read).
+        stamps = dict(msg["status_at"] or {})
+        if (
+            status.value not in stamps
+            and status in (MessageStatus.DELIVERED, MessageStatus.SENT)
+            and current != MessageStatus.FAILED
+        ):
+            stamps[status.value] = at.isoformat()
+            await tx.conn.execute(M.update().where(M.c.id == msg["id"]).values(status_at=stamps))
+        return None
+    stamps = dict(msg["status_at"] or {})
+    stamps.setdefault(status.value, at.isoformat())
+    if status is MessageStatus.READ:
+        stamps.setdefault(MessageStatus.DELIVERED.value, at.isoformat())
+    if status in (MessageStatus.DELIVERED, MessageStatus.READ):
+        stamps.setdefault(MessageStatus.SENT.value, at.isoformat())
+    changes: dict[str, Any] = {"status": status.value, "status_at": stamps, "updated_at": utcnow()}
+    if error is not None:
+        changes["error"] = error
+    if extra:
+        changes.update(extra)
+    await tx.conn.execute(M.update().where(M.c.id == msg["id"]).values(**changes))
+    updated = {**msg, **changes}
+    await tx.emit(
+        "message.updated",
+        message_dict(updated),
+        channel_id=msg["channel_id"],
+        conversation_id=msg["conversation_id"],
+    )
+    return updated

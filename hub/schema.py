@@ -1,0 +1,257 @@
+"""The hub's tables (SQLAlchemy Core). Migrations under ``hub/migrations`` create and change them.
+
+Uniqueness constraints carry the delivery guarantees: a provider retry is one raw event
+(``raw_events``), one provider message is one row (``messages``), one agent request is one send
+(``messages.idempotency_key``), and one message has one outbox job.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["metadata"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+TS = UTCDateTime()
+# SQLite rowids are 64-bit already; BigInteger keeps PostgreSQL from running out.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200)),
+    Column("role", String(32), nullable=False),
+    Column("password_hash", String(200)),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_at", TS, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("name", String(200)),
+    Column("created_at", TS, nullable=False),
+    Column("last_used_at", TS),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("settings", JSON, nullable=False),
+    Column("secrets", Text, comment="Fernet token of a JSON object of SecretStr fields"),
+    Column("source", String(16), nullable=False, default="api", comment="api or config"),
+    Column("health", JSON, nullable=False),
+    Column("send_paused", Boolean, nullable=False, default=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+raw_events = Table(
+    "raw_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("dedupe_key", String(128), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("received_at", TS, nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("processed_at", TS),
+    UniqueConstraint("channel_id", "dedupe_key"),
+    Index("ix_raw_events_state_id", "state", "id"),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("channel_id", String(64), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("name", String(300)),
+    Column("phone", String(64)),
+    Column("email", String(320)),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+contact_identities = Table(
+    "contact_identities",
+    metadata,
+    Column("channel_id", String(64), primary_key=True),
+    Column("identity", String(300), primary_key=True),
+    Column("contact_id", String(32), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("contact_id", String(32), ForeignKey("contacts.id"), nullable=False),
+    Column("thread_key", String(300), nullable=False, default=""),
+    Column("status", String(16), nullable=False, default="open"),
+    Column("assignee_id", String(32)),
+    Column("team", String(100)),
+    Column("labels", JSON, nullable=False),
+    Column("custom_attributes", JSON, nullable=False),
+    Column("subject", Text),
+    Column("last_message_at", TS),
+    Column("last_inbound_at", TS),
+    Column("unread_count", Integer, nullable=False, default=0),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("channel_id", "contact_id", "thread_key"),
+    Index("ix_conversations_last_message_at", "last_message_at"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("conversation_id", String(32), ForeignKey("conversations.id"), nullable=False),
+    Column("channel_id", String(64), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("text", Text),
+    Column("content", JSON, nullable=False, comment="attachments, interactive, template, data..."),
+    Column("reply_to_message_id", String(32)),
+    Column("reply_to_external_id", String(300)),
+    Column("reactions", JSON, nullable=False),
+    Column("sender", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_at", JSON, nullable=False),
+    Column("error", JSON),
+    Column("external_id", String(300)),
+    Column("author_id", String(32)),
+    Column("idempotency_key", String(200)),
+    Column("request_hash", String(64)),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("channel_id", "external_id"),
+    UniqueConstraint("author_id", "idempotency_key"),
+    Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+)
+
+pending_statuses = Table(
+    "pending_statuses",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("external_id", String(300), nullable=False),
+    Column("update", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Index("ix_pending_statuses_channel_id_external_id", "channel_id", "external_id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", String(32), ForeignKey("messages.id"), nullable=False, unique=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", TS, nullable=False),
+    Column("lease_until", TS),
+    Column("last_error", JSON),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_outbox_state_due_at", "state", "due_at"),
+)
+
+media_jobs = Table(
+    "media_jobs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", String(32), ForeignKey("messages.id"), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("channel_id", String(64), nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", TS, nullable=False),
+    Column("error", Text),
+    Column("path", Text),
+    UniqueConstraint("message_id", "idx"),
+    Index("ix_media_jobs_state_due_at", "state", "due_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("type", String(64), nullable=False),
+    Column("channel_id", String(64)),
+    Column("conversation_id", String(32)),
+    Column("data", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    # Never reuse a sequence number, even after the newest rows were deleted.
+    sqlite_autoincrement=True,
+)

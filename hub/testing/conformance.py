@@ -1,0 +1,511 @@
+"""A reusable conformance suite that every channel plugin runs against itself.
+
+Subclass ``ChannelConformance`` in your plugin's tests, under a name pytest collects::
+
+    from hub.testing.conformance import ChannelConformance, ParseCase, SendHarness
+
+    class TestMyChannel(ChannelConformance):
+        channel_cls = MyChannel
+        settings = {"app_secret": "planted-secret-1234", "verify_token": "tok"}
+        cases = [ParseCase.from_files(FIXTURES / "text_message")]
+        batch = BatchCase(body=..., count=3)
+        unknown = UnknownCase(body=...)
+        handshake = HandshakeCase(query={...}, answer="challenge")
+
+        def sign(self, body: bytes) -> dict[str, str] | None:
+            return {"x-my-signature": "sha256=" + hmac_hex(b"planted-secret-1234", body)}
+
+        @pytest.fixture
+        async def send_harness(self, channel_context, respx_mock) -> SendHarness:
+            ...
+
+Every check whose inputs the subclass did not give is skipped with a reason saying what to add,
+so a plugin can adopt the suite one piece at a time. The suite imports nothing of the hub but its
+public plugin API (``hub.channel``, ``hub.models``, ``hub.errors``). Async checks are marked for
+pytest-asyncio (installed with ``hub[test]``); under ``asyncio_mode = "strict"`` decorate an async
+``send_harness`` with ``@pytest_asyncio.fixture``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import re
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
+
+from hub.channel import Capabilities, Channel, ChannelSettings, HealthState, RawEvent
+from hub.errors import BadPayload, BadSignature, SendError, SendErrorClass
+from hub.models import InboundMessage, MessageKind, OutboundMessage, ParsedEvent, SendReceipt
+
+__all__ = [
+    "BatchCase",
+    "ChannelConformance",
+    "HandshakeCase",
+    "ParseCase",
+    "SendHarness",
+    "UnknownCase",
+    "dump_events",
+    "forbid_network",
+]
+
+_EVENTS: TypeAdapter[list[ParsedEvent]] = TypeAdapter(list[ParsedEvent])
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_SECRET_NAMES = ("secret", "password", "access_token", "api_key", "private_key", "app_token")
+
+
+def dump_events(events: Sequence[BaseModel | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Events as JSON-ready dicts, validating dicts through the ``ParsedEvent`` union first."""
+    return [e.model_dump(mode="json") for e in _EVENTS.validate_python(list(events))]
+
+
+@dataclass(frozen=True)
+class ParseCase:
+    """One delivery and the events ``parse`` must return for it, compared as ``model_dump()``.
+
+    ``headers`` are sent as given; when the suite has a ``sign``, its headers are added first.
+    """
+
+    name: str
+    body: bytes
+    expected: Sequence[BaseModel | Mapping[str, Any]]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_files(cls, stem: str | Path) -> ParseCase:
+        """Load ``<stem>.json`` (the body, bytes as they are), ``<stem>.expected.json`` (a list of
+        events) and the optional ``<stem>.headers.json``."""
+        stem = Path(stem)
+        body = stem.with_name(stem.name + ".json").read_bytes()
+        expected = json.loads(stem.with_name(stem.name + ".expected.json").read_text("utf-8"))
+        headers_file = stem.with_name(stem.name + ".headers.json")
+        headers = json.loads(headers_file.read_text("utf-8")) if headers_file.exists() else {}
+        return cls(name=stem.name, body=body, expected=expected, headers=headers)
+
+
+@dataclass(frozen=True)
+class BatchCase:
+    """A delivery batching several elements, and how many events it must give."""
+
+    body: bytes
+    count: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UnknownCase:
+    """A well-formed delivery carrying an element of a type the channel does not know."""
+
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HandshakeCase:
+    """A subscription handshake that must be answered with ``answer``; ``refused`` queries get None."""
+
+    query: Mapping[str, str]
+    answer: str
+    refused: Sequence[Mapping[str, str]] = ()
+
+
+Script = Callable[[], Awaitable[object] | object]
+
+
+@dataclass
+class SendHarness:
+    """A channel wired to a fake provider, and the means to make that provider misbehave.
+
+    ``errors[cls]`` arranges that the next ``send`` fails in the way the provider signals ``cls``
+    (an HTTP 429 for ``rate_limited``, ...). ``timeout`` arranges that the next call times out at
+    the transport. Either may be async. Classes you cannot provoke are left out and skipped.
+    """
+
+    channel: Channel
+    message: OutboundMessage
+    errors: Mapping[SendErrorClass, Script] = field(default_factory=dict)
+    timeout: Script | None = None
+
+
+class _NoNetworkContext:
+    """A ChannelContext whose HTTP client refuses every request: ``parse`` must not need one."""
+
+    public_url = "https://hub.invalid"
+
+    def __init__(self) -> None:
+        self.http = httpx.AsyncClient(transport=httpx.MockTransport(_refuse_request))
+        self.log = logging.getLogger("hub.testing.conformance")
+        self.health: list[tuple[HealthState, str | None]] = []
+
+    def set_health(self, state: HealthState, error: str | None = None) -> None:
+        self.health.append((state, error))
+
+
+def _refuse_request(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"network use during a pure step: {request.method} {request.url}")
+
+
+class _NetworkUsed(AssertionError):
+    pass
+
+
+def _forbidden(*args: object, **kwargs: object) -> Any:
+    raise _NetworkUsed(f"parse must be pure, but it opened a connection ({args[:2]!r})")
+
+
+def forbid_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any socket connection or DNS lookup made until ``monkeypatch`` is undone."""
+    monkeypatch.setattr(socket.socket, "connect", _forbidden)
+    monkeypatch.setattr(socket.socket, "connect_ex", _forbidden)
+    monkeypatch.setattr(socket, "create_connection", _forbidden)
+    monkeypatch.setattr(socket, "getaddrinfo", _forbidden)
+
+
+async def _run(script: Script) -> None:
+    result = script()
+    if inspect.isawaitable(result):
+        await result
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _error_texts(exc: BaseException) -> list[str]:
+    texts = [str(exc), repr(exc), *(str(a) for a in exc.args)]
+    if isinstance(exc, SendError):
+        texts += [json.dumps(exc.as_dict(), default=str), json.dumps(exc.details, default=str)]
+    if exc.__cause__ is not None:
+        texts += _error_texts(exc.__cause__)
+    return texts
+
+
+class ChannelConformance:
+    """The checks every channel must pass. Subclass it as ``Test<YourChannel>`` and fill in:
+
+    * ``channel_cls`` (required) and ``settings`` (a valid settings dict with planted secrets);
+    * ``sign(body)``: the headers a genuine provider would send, or None for an unsigned channel;
+    * ``cases``: ``ParseCase`` fixtures, ``batch``, ``unknown``, ``handshake``;
+    * ``non_ascii_body``: a signed body with non-ASCII text (defaults to the first such case);
+    * the ``send_harness`` fixture, for the send checks.
+    """
+
+    channel_cls: ClassVar[type[Channel] | None] = None
+    settings: ClassVar[Mapping[str, Any]] = {}
+    channel_id: ClassVar[str] = "conformance"
+    cases: ClassVar[Sequence[ParseCase]] = ()
+    batch: ClassVar[BatchCase | None] = None
+    unknown: ClassVar[UnknownCase | None] = None
+    handshake: ClassVar[HandshakeCase | None] = None
+    non_ascii_body: ClassVar[bytes | None] = None
+    garbage_body: ClassVar[bytes] = b"\x00\xff this is not a payload {"
+    signs_body: ClassVar[bool] = True
+    """False for providers that authenticate with a fixed token header instead of a body signature:
+    the checks that a signature binds the body are then skipped."""
+    secret_settings: ClassVar[Sequence[str] | None] = None
+    """Settings that must be ``SecretStr``; by default those whose name says secret/password/..."""
+
+    # ---- what a plugin fills in or overrides ---------------------------------------------------
+
+    def sign(self, body: bytes) -> Mapping[str, str] | None:
+        """Headers that authenticate ``body`` as the provider would send them; None if unsigned."""
+        return None
+
+    @pytest.fixture
+    def no_network(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        forbid_network(monkeypatch)
+
+    @pytest.fixture
+    def send_harness(self) -> SendHarness:
+        pytest.skip("override the send_harness fixture to run the send checks")
+
+    def make_channel(self, context: Any | None = None) -> Channel:
+        cls = self._cls()
+        return cls(
+            self.channel_id, cls.Settings.model_validate(dict(self.settings)), context or _NoNetworkContext()
+        )
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def _cls(self) -> type[Channel]:
+        if self.channel_cls is None:
+            pytest.fail(f"{type(self).__name__} must set channel_cls")
+        return self.channel_cls
+
+    def _settings_or_skip(self) -> Mapping[str, Any]:
+        if not self.settings:
+            pytest.skip("set `settings` to a valid settings dict")
+        return self.settings
+
+    def _headers(self, body: bytes, extra: Mapping[str, str]) -> dict[str, str]:
+        return {**_lower(self.sign(body) or {}), **_lower(extra)}
+
+    def _parse(self, channel: Channel, body: bytes, headers: Mapping[str, str]) -> list[Any]:
+        if self.sign(body) is not None:
+            channel.authenticate(body, headers)
+        return list(channel.parse(RawEvent(channel.channel_id, body, headers)))
+
+    def planted_secrets(self) -> list[str]:
+        """The secret values in ``settings`` that no output may ever contain."""
+        cls = self._cls()
+        values = []
+        for name in cls.Settings.secret_fields():
+            value = self.settings.get(name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if isinstance(value, str) and len(value) >= 6:
+                values.append(value)
+        return values
+
+    def _non_ascii_body(self) -> bytes | None:
+        if self.non_ascii_body is not None:
+            return self.non_ascii_body
+        for case in self.cases:
+            if any(b >= 0x80 for b in case.body):
+                return case.body
+        return None
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "case" in metafunc.fixturenames:
+            cases: list[ParseCase | None] = [*self.cases] or [None]
+            metafunc.parametrize("case", cases, ids=[c.name if c else "no-cases" for c in cases])
+        if "error_class" in metafunc.fixturenames:
+            metafunc.parametrize("error_class", list(SendErrorClass), ids=lambda c: c.value)
+
+    # ---- class declaration ---------------------------------------------------------------------
+
+    def test_type_name_and_display_name(self) -> None:
+        cls = self._cls()
+        assert _TYPE_NAME.match(cls.type_name), f"type_name {cls.type_name!r} must match {_TYPE_NAME.pattern}"
+        assert cls.display_name, "set display_name: admins see it"
+        assert cls.mode in ("push", "pull")
+
+    def test_capabilities_are_valid(self) -> None:
+        caps = self._cls().capabilities
+        assert isinstance(caps, Capabilities)
+        assert Capabilities.model_validate(caps.model_dump()) == caps
+        assert caps.sendable_kinds(), "the channel can send nothing"
+        assert caps.max_text_length is None or caps.max_text_length > 0
+        assert set(caps.max_attachment_bytes) <= set(caps.media), "size limit for a kind not sent"
+        assert caps.max_attachments >= (1 if caps.media else 0)
+
+    def test_settings_accept_the_example(self) -> None:
+        settings = self._settings_or_skip()
+        model = self._cls().Settings
+        assert issubclass(model, ChannelSettings)
+        model.model_validate(dict(settings))
+
+    def test_settings_refuse_unknown_fields(self) -> None:
+        settings = self._settings_or_skip()
+        model = self._cls().Settings
+        assert model.model_config.get("extra") == "forbid"
+        with pytest.raises(ValidationError):
+            model.model_validate({**settings, "no_such_setting_conformance": "x"})
+        # ... while settings stored by an older version, with a field since removed, stay readable.
+        model.load_stored({**settings, "no_such_setting_conformance": "x"})
+
+    def test_secrets_are_secretstr(self) -> None:
+        model = self._cls().Settings
+        names = self.secret_settings
+        if names is None:
+            names = [n for n in model.model_fields if any(s in n for s in _SECRET_NAMES)]
+        not_secret = [n for n in names if n not in model.secret_fields()]
+        assert not not_secret, f"type these settings as SecretStr: {not_secret}"
+
+    def test_settings_never_show_secrets(self) -> None:
+        self._settings_or_skip()
+        secrets = self.planted_secrets()
+        if not secrets:
+            pytest.skip("put a secret value (6+ characters) in a SecretStr setting of `settings`")
+        instance = self._cls().Settings.model_validate(dict(self.settings))
+        channel = self.make_channel()
+        shown = [repr(instance), str(instance), instance.model_dump_json(), repr(instance.model_dump())]
+        shown += [json.dumps(channel.setup_instructions("https://hub.invalid/webhooks/x"))]
+        for secret in secrets:
+            assert not any(secret in text for text in shown), "a secret's value is shown"
+
+    # ---- inbound -------------------------------------------------------------------------------
+
+    def test_parse_case(self, case: ParseCase | None, no_network: None) -> None:
+        if case is None:
+            pytest.skip("add ParseCase fixtures to `cases`")
+        self._settings_or_skip()
+        channel = self.make_channel()
+        headers = self._headers(case.body, case.headers)
+        got = dump_events(self._parse(channel, case.body, headers))
+        assert got == dump_events(case.expected)
+
+    def test_parse_is_pure(self, case: ParseCase | None, no_network: None) -> None:
+        if case is None:
+            pytest.skip("add ParseCase fixtures to `cases`")
+        self._settings_or_skip()
+        headers = self._headers(case.body, case.headers)
+        channel = self.make_channel()
+        first = dump_events(self._parse(channel, case.body, headers))
+        again = dump_events(self._parse(channel, case.body, headers))
+        fresh = dump_events(self._parse(self.make_channel(), case.body, headers))
+        assert first == again == fresh, "parse gave different events for the same delivery"
+
+    def test_duplicate_delivery_has_the_same_key(self, case: ParseCase | None) -> None:
+        if case is None:
+            pytest.skip("add ParseCase fixtures to `cases`")
+        self._settings_or_skip()
+        headers = self._headers(case.body, case.headers)
+        first = self.make_channel().delivery_key(case.body, headers)
+        again = self.make_channel().delivery_key(bytes(case.body), dict(headers))
+        assert isinstance(first, str) and first
+        assert first == again
+
+    def test_every_element_of_a_batch(self, no_network: None) -> None:
+        if self.batch is None:
+            pytest.skip("set `batch` to a BatchCase: a delivery with several elements")
+        self._settings_or_skip()
+        headers = self._headers(self.batch.body, self.batch.headers)
+        events = self._parse(self.make_channel(), self.batch.body, headers)
+        assert len(events) == self.batch.count, "an element of the batch was dropped"
+
+    def test_unknown_type_is_a_placeholder(self, no_network: None) -> None:
+        if self.unknown is None:
+            pytest.skip("set `unknown` to an UnknownCase: a delivery with an unknown element type")
+        self._settings_or_skip()
+        headers = self._headers(self.unknown.body, self.unknown.headers)
+        events = self._parse(self.make_channel(), self.unknown.body, headers)
+        unsupported = [
+            e for e in events if isinstance(e, InboundMessage) and e.kind is MessageKind.UNSUPPORTED
+        ]
+        for message in unsupported:
+            assert message.data, "keep the unknown element in the unsupported message's data"
+
+    def test_garbage_body_is_bad_payload(self, no_network: None) -> None:
+        self._settings_or_skip()
+        channel = self.make_channel()
+        try:
+            events = channel.parse(RawEvent(channel.channel_id, self.garbage_body, {}))
+        except BadPayload:
+            return
+        assert isinstance(events, list)
+
+    def test_handshake(self) -> None:
+        if self.handshake is None:
+            pytest.skip("no `handshake` given: set a HandshakeCase if the provider verifies subscriptions")
+        self._settings_or_skip()
+        channel = self.make_channel()
+        assert channel.verify_handshake(dict(self.handshake.query)) == self.handshake.answer
+        assert channel.verify_handshake({}) is None
+        for query in self.handshake.refused:
+            assert channel.verify_handshake(dict(query)) is None, f"accepted {query}"
+
+    # ---- signatures ----------------------------------------------------------------------------
+
+    def _signed_body(self) -> bytes:
+        if self.sign(b"{}") is None:
+            pytest.skip("the channel is unsigned (override `sign` to run the signature checks)")
+        self._settings_or_skip()
+        body = self._non_ascii_body() or (self.cases[0].body if self.cases else None)
+        if body is None:
+            pytest.skip("add a ParseCase or set `non_ascii_body`")
+        return body
+
+    def test_signature_accepted(self) -> None:
+        body = self._signed_body()
+        self.make_channel().authenticate(body, self._headers(body, {}))
+
+    def test_signature_missing_is_refused(self) -> None:
+        body = self._signed_body()
+        with pytest.raises(BadSignature):
+            self.make_channel().authenticate(body, {"content-type": "application/json"})
+
+    def test_signature_wrong_is_refused(self) -> None:
+        body = self._signed_body()
+        if self.signs_body:
+            other = self._headers(body + b" ", {})
+            with pytest.raises(BadSignature):
+                self.make_channel().authenticate(body, other)
+        mangled = {
+            k: (v[:-4] + ("0000" if not v.endswith("0000") else "1111"))
+            for k, v in self._headers(body, {}).items()
+        }
+        with pytest.raises(BadSignature):
+            self.make_channel().authenticate(body, mangled)
+
+    def test_signature_over_reserialized_json_is_refused(self) -> None:
+        body = self._non_ascii_body()
+        if body is None or self.sign(body) is None:
+            pytest.skip("needs `sign` and a body with non-ASCII text (`non_ascii_body` or a case)")
+        if not self.signs_body:
+            pytest.skip("signs_body is False: the provider's token does not bind the body")
+        self._settings_or_skip()
+        reserialized = json.dumps(json.loads(body)).encode()
+        assert reserialized != body
+        # The provider signed the bytes it sent; a hub that re-serialized them must not pass...
+        with pytest.raises(BadSignature):
+            self.make_channel().authenticate(reserialized, self._headers(body, {}))
+        # ... and a channel that re-serializes before hashing refuses the genuine bytes.
+        self.make_channel().authenticate(body, self._headers(body, {}))
+
+    # ---- outbound ------------------------------------------------------------------------------
+
+    @pytest.mark.asyncio
+    async def test_send_returns_a_receipt(self, send_harness: SendHarness) -> None:
+        receipt = await send_harness.channel.send(send_harness.message)
+        assert isinstance(receipt, SendReceipt)
+        assert receipt.external_id
+
+    @pytest.mark.asyncio
+    async def test_send_error_is_classified(
+        self, send_harness: SendHarness, error_class: SendErrorClass
+    ) -> None:
+        script = send_harness.errors.get(error_class)
+        if script is None:
+            pytest.skip(f"send_harness.errors has no script for {error_class.value!r}")
+        await _run(script)
+        with pytest.raises(SendError) as info:
+            await send_harness.channel.send(send_harness.message)
+        assert info.value.error_class is error_class
+        if error_class is SendErrorClass.RATE_LIMITED:
+            assert info.value.retry_after is None or info.value.retry_after >= 0
+
+    @pytest.mark.asyncio
+    async def test_timeout_is_retryable(self, send_harness: SendHarness) -> None:
+        if send_harness.timeout is None:
+            pytest.skip("set send_harness.timeout to make the next provider call time out")
+        await _run(send_harness.timeout)
+        with pytest.raises(SendError) as info:
+            await send_harness.channel.send(send_harness.message)
+        assert info.value.error_class is SendErrorClass.RETRYABLE
+
+    @pytest.mark.asyncio
+    async def test_planted_secret_never_in_errors(
+        self, send_harness: SendHarness, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        secrets = self.planted_secrets()
+        if not secrets:
+            pytest.skip("put a secret value (6+ characters) in a SecretStr setting of `settings`")
+        caplog.set_level(logging.DEBUG)
+        texts: list[str] = []
+        if self.sign(b"{}") is not None:
+            body = self._non_ascii_body() or b'{"conformance": true}'
+            for headers in ({}, self._headers(body + b"x", {})):
+                try:
+                    send_harness.channel.authenticate(body, headers)
+                except BadSignature as exc:
+                    texts += _error_texts(exc)
+        scripts = [*send_harness.errors.values(), *([send_harness.timeout] if send_harness.timeout else [])]
+        for script in scripts:
+            await _run(script)
+            try:
+                await send_harness.channel.send(send_harness.message)
+            except SendError as exc:
+                texts += _error_texts(exc)
+        texts += [r.getMessage() for r in caplog.records]
+        for secret in secrets:
+            leaks = [t for t in texts if secret in t]
+            assert not leaks, f"a secret's value appears in: {leaks[0][:200]!r}"

@@ -1,0 +1,44 @@
+"""Bearer-token authentication and permission checks for API handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hub.appkeys import STORE
+from hub.users import ROLES, authenticate_token
+from hub.web.errors import ApiError
+
+__all__ = ["bearer_token", "require_user"]
+
+_USER_KEY = "hub.user"
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    # WebSocket clients that cannot set headers may pass ?token= on the stream endpoint only.
+    if request.path.endswith("/stream"):
+        return request.query.get("token")
+    return None
+
+
+async def require_user(request: web.Request, permission: str | None = None) -> dict[str, Any]:
+    user: dict[str, Any] | None = request.get(_USER_KEY)
+    if user is None:
+        token = bearer_token(request)
+        if not token:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "send 'Authorization: Bearer <token>'; get one from POST /api/v1/auth/login",
+            )
+        user = await authenticate_token(request.app[STORE].db, token)
+        if user is None:
+            raise ApiError(401, "unauthorized", "the token is unknown or revoked")
+        request[_USER_KEY] = user
+    if permission and permission not in ROLES.get(user["role"], []):
+        raise ApiError(403, "forbidden", f"your role ({user['role']}) lacks the permission {permission!r}")
+    return user

@@ -1,0 +1,148 @@
+"""The OpenAPI document, built from the routes themselves so it cannot drift from them.
+
+Every handler carries an ``@operation(...)`` annotation; ``build_openapi`` walks the router and
+refuses (in tests) any route without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from hub import __version__
+
+__all__ = ["Operation", "build_openapi", "operation"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {},
+            },
+        }
+    },
+}
+
+
+@dataclass
+class Operation:
+    summary: str
+    tag: str
+    auth: str | None = "bearer"
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | dict[str, Any] | None = None
+    status: int = 200
+    query: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
+    content_type: str = "application/json"
+
+
+def operation(summary: str, tag: str, **kwargs: Any) -> Callable[[F], F]:
+    def mark(fn: F) -> F:
+        fn.__hub_operation__ = Operation(summary, tag, **kwargs)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def get_operation(handler: Any) -> Operation | None:
+    return getattr(handler, "__hub_operation__", None)
+
+
+def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    for route in app.router.routes():
+        if route.method == "HEAD":
+            continue
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if not path:
+            continue
+        op = get_operation(route.handler)
+        if op is None:
+            continue
+        entry: dict[str, Any] = {
+            "summary": op.summary,
+            "tags": [op.tag],
+            "operationId": f"{route.method.lower()}_{route.handler.__name__}",
+            "responses": {},
+        }
+        params: list[dict[str, Any]] = []
+        for name in _path_params(path):
+            params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+        for name, desc in op.query.items():
+            params.append({"name": name, "in": "query", "description": desc, "schema": {"type": "string"}})
+        for name, desc in op.headers.items():
+            params.append({"name": name, "in": "header", "description": desc, "schema": {"type": "string"}})
+        if params:
+            entry["parameters"] = params
+        if op.body is not None:
+            schemas[op.body.__name__] = op.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in schemas[op.body.__name__].pop("$defs", {}).items():
+                schemas.setdefault(name, sub)
+            entry["requestBody"] = {
+                "required": True,
+                "content": {
+                    op.content_type: {"schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}
+                },
+            }
+        ok: dict[str, Any] = {"description": "OK"}
+        if isinstance(op.response, type) and issubclass(op.response, BaseModel):
+            schemas[op.response.__name__] = op.response.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            for name, sub in schemas[op.response.__name__].pop("$defs", {}).items():
+                schemas.setdefault(name, sub)
+            ok["content"] = {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{op.response.__name__}"}}
+            }
+        elif isinstance(op.response, dict):
+            ok["content"] = {"application/json": {"schema": op.response}}
+        entry["responses"][str(op.status)] = ok
+        for code in sorted({400, 500, *op.errors, *((401,) if op.auth else ())}):
+            entry["responses"][str(code)] = {
+                "description": "Error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        if op.auth:
+            entry["security"] = [{"bearer": []}]
+        paths.setdefault(path, {})[route.method.lower()] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Channel hub API", "version": __version__},
+        "servers": [{"url": public_url}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    import re
+
+    return re.findall(r"\{([^}:]+)", path)
+
+
+def undocumented_routes(app: web.Application) -> list[str]:
+    out = []
+    for route in app.router.routes():
+        if route.method == "HEAD":
+            continue
+        if get_operation(route.handler) is None:
+            out.append(f"{route.method} {route.resource.canonical if route.resource else '?'}")
+    return out

@@ -1,0 +1,78 @@
+"""``GET|POST /webhooks/{channel_id}``: the provider-facing door of push channels.
+
+POST: authenticate the raw bytes, refuse a body that is not readable at all, store the delivery
+durably, and only then answer 200. Processing happens after the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from hub.appkeys import CHANNELS, METRICS, PROCESSOR, RAW_INBOX
+from hub.channel import Channel, RawEvent
+from hub.errors import BadPayload, BadSignature
+from hub.web.errors import ApiError
+from hub.web.openapi import operation
+
+__all__ = ["routes"]
+
+log = logging.getLogger("hub.webhooks")
+routes = web.RouteTableDef()
+
+
+def _channel(request: web.Request) -> Channel:
+    cid = request.match_info["channel_id"]
+    channel = request.app[CHANNELS].get(cid)
+    if channel is None:
+        # Unknown and disabled look the same to the outside: nothing to enumerate.
+        raise ApiError(404, "not_found", f"no active channel {cid!r}")
+    return channel
+
+
+@routes.get("/webhooks/{channel_id}")
+@operation(
+    "Provider subscription handshake", "webhooks", auth=None, errors=(403, 404), response={"type": "string"}
+)
+async def handshake(request: web.Request) -> web.StreamResponse:
+    channel = _channel(request)
+    answer = channel.verify_handshake(dict(request.query))
+    if answer is None:
+        raise ApiError(403, "forbidden", "handshake refused: mode or verify token does not match")
+    return web.Response(text=answer, content_type="text/plain")
+
+
+@routes.post("/webhooks/{channel_id}")
+@operation(
+    "Receive a provider delivery",
+    "webhooks",
+    auth=None,
+    errors=(401, 404, 413),
+    response={"type": "object", "properties": {"status": {"type": "string"}}},
+)
+async def receive(request: web.Request) -> web.StreamResponse:
+    channel = _channel(request)
+    metrics = request.app[METRICS]
+    body = await request.read()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        channel.authenticate(body, headers)
+    except BadSignature as exc:
+        metrics.webhooks.labels(channel.type_name, "bad_signature").inc()
+        raise ApiError(401, "bad_signature", str(exc)) from None
+    try:
+        channel.parse(RawEvent(channel.channel_id, body, headers))
+    except BadPayload as exc:
+        metrics.webhooks.labels(channel.type_name, "bad_payload").inc()
+        raise ApiError(400, "bad_payload", str(exc)) from None
+    except Exception:
+        # A parser bug must not lose the delivery: store it; it fails in processing and a fixed
+        # plugin replays it (`hub replay`).
+        log.exception("channel %s parser raised; storing the delivery for replay", channel.channel_id)
+    key = channel.delivery_key(body, headers)
+    rid = await request.app[RAW_INBOX].store_raw(channel.channel_id, key, body, headers)
+    metrics.webhooks.labels(channel.type_name, "stored" if rid else "duplicate").inc()
+    if rid:
+        request.app[PROCESSOR].notify()
+    return web.json_response({"status": "ok" if rid else "duplicate"})
