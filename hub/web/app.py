@@ -184,16 +184,19 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     pruner = asyncio.create_task(_prune(store, cfg.event_retention))
     await raw.start()
     if cfg.run_workers:
-        for worker in (processor, outbox, media_worker):
-            await worker.start()
+        await processor.start()
+        await outbox.start()
+        await media_worker.start()
     else:
         log.warning("run_workers is off: deliveries and sends are stored, not processed, by this process")
     yield
     pruner.cancel()
     for t in ingest_tasks:
         t.cancel()
-    for worker in (outbox, media_worker, processor, raw):
-        await worker.stop()
+    await outbox.stop()
+    await media_worker.stop()
+    await processor.stop()
+    await raw.stop()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.gather(pruner, *ingest_tasks, return_exceptions=True)
 
