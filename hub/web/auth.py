@@ -12,7 +12,7 @@ from hub.web.errors import ApiError
 
 __all__ = ["bearer_token", "require_user"]
 
-_USER_KEY = "hub.user"
+_USER_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("user", dict)
 
 
 def bearer_token(request: web.Request) -> str | None:

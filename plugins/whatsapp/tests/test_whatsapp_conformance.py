@@ -1,0 +1,127 @@
+"""The hub's reusable conformance suite (``hub.testing.conformance``) run against this channel."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from conftest import ChannelFactory
+from hub_whatsapp import WhatsAppChannel
+from wa_support import ACCESS_TOKEN, APP_SECRET, PNID, VERIFY_TOKEN, WA, load, sign
+
+from hub.errors import SendErrorClass
+from hub.models import ContactRef, InboundMessage, MessageKind, OutboundMessage, ReactionUpdate
+from hub.testing.conformance import (
+    BatchCase,
+    ChannelConformance,
+    HandshakeCase,
+    ParseCase,
+    SendHarness,
+    UnknownCase,
+)
+from hub.testing.fake_graph import FakeGraph
+
+KERRY = ContactRef(ids=[f"wa:{WA}"], name="Kerry Fisher", phone=WA)
+TS = datetime.fromtimestamp(1749416383, UTC)
+SETTINGS: dict[str, Any] = {
+    "phone_number_id": PNID,
+    "access_token": ACCESS_TOKEN,
+    "app_secret": APP_SECRET,
+    "verify_token": VERIFY_TOKEN,
+}
+
+
+class TestWhatsAppConformance(ChannelConformance):
+    channel_cls = WhatsAppChannel
+    settings = SETTINGS
+    cases = [
+        ParseCase(
+            "text",
+            load("text"),
+            [
+                InboundMessage(
+                    external_id="wamid.TEXT1",
+                    contact=KERRY,
+                    kind=MessageKind.TEXT,
+                    text="Hello, is the shop open today?",
+                    timestamp=TS,
+                )
+            ],
+        ),
+        ParseCase(
+            "escaped_unicode",
+            load("escaped_unicode"),
+            [
+                InboundMessage(
+                    external_id="wamid.ESC1",
+                    contact=KERRY.model_copy(update={"name": "José Müller"}),
+                    kind=MessageKind.TEXT,
+                    text="Olá! Grüße aus Köln — 你好 😀👍🏽",
+                    timestamp=TS,
+                )
+            ],
+        ),
+        ParseCase(
+            "reaction",
+            load("reaction"),
+            [
+                ReactionUpdate(
+                    target_external_id="wamid.OUT1",
+                    contact=KERRY,
+                    emoji="\U0001f44d",
+                    timestamp=TS,
+                    external_id="wamid.REA1",
+                )
+            ],
+        ),
+    ]
+    batch = BatchCase(body=load("batch"), count=7)
+    unknown = UnknownCase(body=load("unknown_type"))
+    handshake = HandshakeCase(
+        query={"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "0123"},
+        answer="0123",
+        refused=[
+            {"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "0123"},
+            {"hub.mode": "unsubscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1"},
+        ],
+    )
+    # The escaped body is pure ASCII, so name a body with raw UTF-8 for the re-serialization check.
+    non_ascii_body = load("text").replace(b"Hello,", "Olá,".encode())
+
+    def sign(self, body: bytes) -> dict[str, str]:
+        return {"X-Hub-Signature-256": sign(body)}
+
+    @pytest.fixture
+    async def send_harness(self, make_channel: ChannelFactory) -> AsyncIterator[SendHarness]:
+        async with FakeGraph(access_token=ACCESS_TOKEN) as graph:
+            channel = await make_channel(api_base_url=graph.base_url, request_timeout=0.3)
+            path = f"{PNID}/messages"
+
+            def failing(status: int, code: int, **kw: Any) -> Any:
+                return lambda: graph.fail(path, status, code=code, message=f"(#{code})", **kw)
+
+            def hang() -> None:
+                graph.latency = 1.0
+
+            yield SendHarness(
+                channel=channel,
+                message=OutboundMessage(
+                    id="m1",
+                    channel_id="wa-1",
+                    conversation_id="c1",
+                    recipient=ContactRef(ids=[f"wa:{WA}"]),
+                    kind=MessageKind.TEXT,
+                    text="hello",
+                ),
+                errors={
+                    SendErrorClass.RETRYABLE: failing(503, 131016),
+                    SendErrorClass.RATE_LIMITED: failing(429, 130429, headers={"Retry-After": "3"}),
+                    SendErrorClass.NEEDS_TEMPLATE: failing(400, 131047),
+                    SendErrorClass.AUTH: failing(401, 190),
+                    SendErrorClass.RECIPIENT: failing(400, 131026),
+                    SendErrorClass.PERMANENT: failing(400, 131009),
+                },
+                timeout=hang,
+            )

@@ -1,0 +1,178 @@
+"""Fixtures for the hub's own tests: an in-process app on SQLite and, when reachable, PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from hub.appkeys import STORE
+from hub.config import HubConfig, HubSection
+from hub.testing.fake_channel import FakeChannel, FakePlugin, sign, webhook_body
+from hub.users import create_token, create_user
+from hub.web.app import create_app
+
+PG_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+SECRET = "fake-webhook-secret-3f9a"  # planted: must never appear in any output
+
+
+async def _reset_postgres(url: str) -> str | None:
+    """Empty the test database; the reason it cannot be used, or None."""
+    try:
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"), timeout=3)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/hub.db"
+    problem = await _reset_postgres(PG_URL)
+    if problem:
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_URL} ({problem}); start one (apt-get install postgresql) "
+            "or set HUB_TEST_POSTGRES_URL"
+        )
+    return PG_URL
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/hub.db"
+
+
+@pytest.fixture
+def fake_cls() -> type[FakeChannel]:
+    return FakeChannel.isolated()
+
+
+@pytest.fixture
+def hub_config(tmp_path: Path) -> Callable[[str], HubConfig]:
+    def make(url: str, **hub: Any) -> HubConfig:
+        section = HubSection(
+            database_url=url,
+            data_dir=str(tmp_path / "data"),
+            secret_key="test-secret-key-0123456789",
+            public_url="http://hub.test",
+            max_body_bytes=256 * 1024,
+            **hub,
+        )
+        return HubConfig(hub=section)
+
+    return make
+
+
+class Hub:
+    """An in-process hub with an admin and an agent token, and helpers to drive it."""
+
+    def __init__(self, client: TestClient, fake: type[FakeChannel]) -> None:
+        self.client = client
+        self.fake = fake
+        self.admin: dict[str, str] = {}
+        self.agent: dict[str, str] = {}
+
+    @property
+    def store(self) -> Any:
+        return self.client.app[STORE]
+
+    async def setup_users(self) -> None:
+        db = self.store.db
+        admin = await create_user(db, "admin@example.com", "administrator", "correct horse battery")
+        agent = await create_user(db, "agent@example.com", "agent", "agent password 1")
+        self.admin = {"Authorization": f"Bearer {await create_token(db, admin['id'])}"}
+        self.agent = {"Authorization": f"Bearer {await create_token(db, agent['id'])}"}
+
+    async def create_channel(self, channel_id: str = "fk", **settings: Any) -> dict[str, Any]:
+        body = {
+            "id": channel_id,
+            "type": "fake",
+            "name": "Fake",
+            "settings": {"secret": SECRET, "verify_token": "vt-123", **settings},
+        }
+        resp = await self.client.post("/api/v1/admin/channels", json=body, headers=self.admin)
+        assert resp.status == 201, await resp.text()
+        data: dict[str, Any] = await resp.json()
+        return data
+
+    async def webhook(
+        self, *events: dict[str, Any], channel_id: str = "fk", headers: dict[str, str] | None = None
+    ):
+        body = webhook_body(*events)
+        return await self.client.post(
+            f"/webhooks/{channel_id}", data=body, headers={**sign(SECRET, body), **(headers or {})}
+        )
+
+    async def events(self, after: int = 0) -> list[dict[str, Any]]:
+        resp = await self.client.get(f"/api/v1/events?after={after}&limit=500", headers=self.agent)
+        assert resp.status == 200, await resp.text()
+        data: list[dict[str, Any]] = (await resp.json())["events"]
+        return data
+
+    async def conversations(self) -> list[dict[str, Any]]:
+        resp = await self.client.get("/api/v1/conversations", headers=self.agent)
+        assert resp.status == 200
+        data: list[dict[str, Any]] = (await resp.json())["conversations"]
+        return data
+
+    async def messages(self, conversation_id: str) -> list[dict[str, Any]]:
+        resp = await self.client.get(f"/api/v1/conversations/{conversation_id}/messages", headers=self.agent)
+        assert resp.status == 200
+        data: list[dict[str, Any]] = (await resp.json())["messages"]
+        return data
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.02
+) -> Any:
+    """Poll ``check`` until it returns a truthy value; fail with its last result after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+
+
+@pytest.fixture
+async def make_hub(
+    aiohttp_client: Any, hub_config: Callable[..., HubConfig], fake_cls: type[FakeChannel]
+) -> AsyncIterator[Callable[..., Awaitable[Hub]]]:
+    async def make(url: str, **hub: Any) -> Hub:
+        app = create_app(hub_config(url, **hub), extra_plugins=[("fake", FakePlugin(fake_cls))])
+        client = await aiohttp_client(app)
+        h = Hub(client, fake_cls)
+        await h.setup_users()
+        return h
+
+    yield make
+
+
+@pytest.fixture
+async def hub(make_hub: Callable[..., Awaitable[Hub]], database_url: str) -> Hub:
+    """A hub on each database backend, with a fake channel ``fk``."""
+    h = await make_hub(database_url)
+    await h.create_channel()
+    return h
+
+
+@pytest.fixture
+async def lite_hub(make_hub: Callable[..., Awaitable[Hub]], sqlite_url: str) -> Hub:
+    """The same on SQLite only, for API behaviour that does not depend on the backend."""
+    h = await make_hub(sqlite_url)
+    await h.create_channel()
+    return h
