@@ -28,8 +28,8 @@ run: install
 	$(BIN)/hub serve --config $(CONFIG)
 
 lint: install-test
-	$(BIN)/ruff check hub plugins tests bench
-	$(BIN)/ruff format --check hub plugins tests bench
+	$(BIN)/ruff check hub plugins tests bench examples
+	$(BIN)/ruff format --check hub plugins tests bench examples
 
 typecheck: install-test
 	$(BIN)/mypy hub plugins/whatsapp/hub_whatsapp plugins/facebook/hub_facebook plugins/email/hub_email
@@ -38,8 +38,8 @@ test: lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 format: install-test
-	$(BIN)/ruff check --fix hub plugins tests bench
-	$(BIN)/ruff format hub plugins tests bench
+	$(BIN)/ruff check --fix hub plugins tests bench examples
+	$(BIN)/ruff format hub plugins tests bench examples
 
 bench: install-test
 	$(BIN)/python -m bench

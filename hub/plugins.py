@@ -167,9 +167,8 @@ def load_plugins(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginLoadError(
-            f"plugin {getattr(exc, 'plugin', '?')!r} implements a hook the hub does not declare: {exc}"
-        ) from exc
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise PluginLoadError(f"plugin {name!r} implements a hook the hub does not declare: {exc}") from exc
 
     if _env_flag("HUB_TRACE_HOOKS"):
         pm.trace.root.setwriter(lambda msg: log.info("hook: %s", msg.rstrip()))

@@ -135,17 +135,17 @@ class Hub:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], Awaitable[Any]], within: float = 10.0, interval: float = 0.02
 ) -> Any:
-    """Poll ``check`` until it returns a truthy value; fail with its last result after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    """Poll ``check`` until it returns a truthy value; fail with its last result after ``within`` s."""
+    deadline = asyncio.get_running_loop().time() + within
     last: Any = None
     while asyncio.get_running_loop().time() < deadline:
         last = await check()
         if last:
             return last
         await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")
+    raise AssertionError(f"condition not met within {within}s; last value: {last!r}")
 
 
 @pytest.fixture

@@ -170,10 +170,6 @@ def test_undeclared_hook_fails_at_start_up(load_hub_plugins: Load) -> None:
         load_hub_plugins(("typo", Typo()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub/plugins.py names the plugin object's repr, not its registered name (reported)",
-)
 def test_undeclared_hook_error_names_the_plugin(load_hub_plugins: Load) -> None:
     with pytest.raises(PluginLoadError, match="'typo'"):
         load_hub_plugins(("typo", Typo()))
