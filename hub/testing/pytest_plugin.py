@@ -10,7 +10,10 @@ defines fixtures only (nothing autouse):
 * ``plugin_manager`` / ``channel_registry``: the installed plugins plus ``fake_channel_plugin``;
 * ``channel_context``: a ``ChannelContext`` with a real ``httpx.AsyncClient`` (closed after the
   test), a logger, ``public_url`` and a ``health`` list recording every ``set_health`` call;
-* ``no_network``: any socket connection or DNS lookup during the test fails it.
+* ``no_network``: any socket connection or DNS lookup during the test fails it;
+* ``hub_client`` / ``make_hub_client(*plugins)``: a whole hub in-process (``HubTestApp``) on a
+  temporary SQLite database, with an administrator token and helpers to create channels, post
+  webhooks and wait for events.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ try:  # pytest-asyncio comes with hub[test]; without it async fixtures need asyn
 except ImportError:  # pragma: no cover
     _async_fixture = pytest.fixture
 
-__all__ = ["HubPlugins", "RecordingContext"]
+__all__ = ["HubPlugins", "HubTestApp", "RecordingContext"]
 
 
 class HubPlugins(NamedTuple):
@@ -133,6 +136,93 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # ---- the app client ------------------------------------------------------------------------------
-# RESERVED: the `hub_app` / `hub_client` fixtures (an aiohttp test client on the app factory, with
-# `fake_channel_plugin` installed and a temporary SQLite database) are added here once the app factory
-# exists. Keep this module importable without the web layer until then.
+
+
+@dataclass
+class HubTestApp:
+    """An in-process hub (aiohttp test client) on a temporary SQLite database, with an admin token.
+
+    The hub runs its real pipelines: webhooks are stored, processed and published as events, sends go
+    through the outbox. Helpers cover what a channel test usually needs.
+    """
+
+    client: Any
+    admin_headers: dict[str, str]
+
+    async def create_channel(
+        self, type_name: str, settings: dict[str, Any], channel_id: str = "test", name: str = "Test"
+    ) -> dict[str, Any]:
+        """Enable a channel through the admin API; returns the admin view (setup, masked settings)."""
+        body = {"id": channel_id, "type": type_name, "name": name, "settings": settings}
+        resp = await self.client.post("/api/v1/admin/channels", json=body, headers=self.admin_headers)
+        data: dict[str, Any] = await resp.json()
+        if resp.status != 201:
+            raise AssertionError(f"creating the channel failed ({resp.status}): {data}")
+        return data
+
+    async def post_webhook(self, channel_id: str, body: bytes, headers: dict[str, str]) -> Any:
+        return await self.client.post(f"/webhooks/{channel_id}", data=body, headers=headers)
+
+    async def events(self, after: int = 0) -> list[dict[str, Any]]:
+        resp = await self.client.get(f"/api/v1/events?after={after}&limit=500", headers=self.admin_headers)
+        data: list[dict[str, Any]] = (await resp.json())["events"]
+        return data
+
+    async def wait_for_event(
+        self, type_: str, predicate: Callable[[dict[str, Any]], bool] | None = None, within: float = 5.0
+    ) -> dict[str, Any]:
+        """The first event of ``type_`` (matching ``predicate``), waiting up to ``within`` seconds."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            for ev in await self.events():
+                if ev["type"] == type_ and (predicate is None or predicate(ev)):
+                    return ev
+            if loop.time() > deadline:
+                raise AssertionError(f"no {type_} event within {within} s")
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def make_hub_client(
+    aiohttp_client: Any, tmp_path: Any, fake_channel_plugin: FakePlugin
+) -> Callable[..., Any]:
+    """``await make_hub_client(*plugins)``: a ``HubTestApp`` with the installed plugins, the fake
+    channel and ``plugins`` (objects or ``(name, object)`` pairs) registered for this test.
+
+    Needs pytest-aiohttp (installed with ``hub[test]``).
+    """
+
+    async def make(*plugins: Any) -> HubTestApp:
+        from hub.config import HubConfig, HubSection
+        from hub.users import create_token, create_user
+        from hub.web.app import create_app
+
+        extra: list[tuple[str, object]] = [("fake", fake_channel_plugin)]
+        extra += [p if isinstance(p, tuple) else (_plugin_name(p), p) for p in plugins]
+        config = HubConfig(
+            hub=HubSection(
+                database_url=f"sqlite:///{tmp_path}/hub.db",
+                data_dir=str(tmp_path / "data"),
+                secret_key="hub-testing-secret-key",
+                public_url="http://hub.test",
+            )
+        )
+        client = await aiohttp_client(create_app(config, extra_plugins=extra))
+        from hub.appkeys import STORE
+
+        db = client.app[STORE].db
+        admin = await create_user(db, "admin@example.test", "administrator", None)
+        token = await create_token(db, admin["id"], "tests")
+        return HubTestApp(client, {"Authorization": f"Bearer {token}"})
+
+    return make
+
+
+@_async_fixture
+async def hub_client(make_hub_client: Callable[..., Any]) -> HubTestApp:
+    """A ``HubTestApp`` with the installed plugins and the fake channel."""
+    app: HubTestApp = await make_hub_client()
+    return app

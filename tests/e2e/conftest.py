@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from e2e_support import (
     LIVE_HUBS,
+    MAX_BODY_BYTES,
     PG_HELP,
     Api,
     HubProcess,
@@ -25,9 +26,6 @@ from e2e_support import (
     postgres_url,
     reset_postgres,
 )
-
-# The small body limit the bad-input scenario needs (the hub's minimum is 1024).
-MAX_BODY_BYTES = 65536
 
 HubFactory = Callable[..., Awaitable[HubProcess]]
 

@@ -43,6 +43,8 @@ PG_HELP = (
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct-horse-battery-staple"
 WA_OBJECT = "whatsapp_business_account"
+# The small body limit the shared hubs run with, for the 413 scenario (the hub's minimum is 1024).
+MAX_BODY_BYTES = 65536
 
 T = TypeVar("T")
 
@@ -104,12 +106,12 @@ async def reset_postgres(url: str) -> None:
 async def wait_until(
     check: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
     *,
-    timeout: float = 15.0,
+    within: float = 15.0,
     interval: float = 0.05,
     what: str = "condition",
 ) -> T:
     """Poll ``check`` (sync or async) until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last: Any = None
     while True:
         result = check()
@@ -119,7 +121,7 @@ async def wait_until(
         if result:
             return result  # type: ignore[return-value]
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; last value: {last!r}")
+            raise AssertionError(f"timed out after {within:g} s waiting for {what}; last value: {last!r}")
         await asyncio.sleep(interval)
 
 
@@ -299,7 +301,13 @@ class HubProcess:
     async def create_admin(self) -> None:
         """``hub users create admin@example.com --role administrator --password-stdin``."""
         await self.cli(
-            "users", "create", ADMIN_EMAIL, "--role", "administrator", "--password-stdin", stdin=ADMIN_PASSWORD
+            "users",
+            "create",
+            ADMIN_EMAIL,
+            "--role",
+            "administrator",
+            "--password-stdin",
+            stdin=ADMIN_PASSWORD,
         )
 
     async def create_token(self, email: str = ADMIN_EMAIL) -> str:
@@ -331,11 +339,11 @@ class HubProcess:
                 cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(self.dir), env=env, start_new_session=True
             )
 
-    async def start(self, *, workers: bool = True, timeout: float = 30.0) -> None:
+    async def start(self, *, workers: bool = True, within: float = 30.0) -> None:
         assert not self.running, "the hub is already running"
         self.workers = workers
         self._spawn(workers)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         async with aiohttp.ClientSession() as session:
             while True:
                 assert self.proc is not None
@@ -350,14 +358,15 @@ class HubProcess:
                         if resp.status == 200 and (await resp.json()).get("status") == "ok":
                             return
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"hub did not answer /healthz within {timeout:g} s:\n{self.log_tail()}")
+                    raise AssertionError(
+                        f"hub did not answer /healthz within {within:g} s:\n{self.log_tail()}"
+                    )
                 await asyncio.sleep(0.05)
 
-    async def _wait_exit(self, timeout: float) -> int | None:
+    async def _wait_exit(self, seconds: float) -> int | None:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(self.proc.wait, seconds)
         return self.proc.poll()
 
     async def kill(self) -> None:
@@ -367,16 +376,16 @@ class HubProcess:
             self.proc.send_signal(signal.SIGKILL)
             assert await self._wait_exit(10) is not None, "hub did not die on SIGKILL"
 
-    async def stop(self, timeout: float = 15.0) -> int | None:
+    async def stop(self, within: float = 15.0) -> int | None:
         """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit code."""
         if not self.running:
             return self.proc.returncode if self.proc else None
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        code = await self._wait_exit(timeout)
+        code = await self._wait_exit(within)
         if code is None:
             await self.kill()
-            raise AssertionError(f"hub did not exit within {timeout:g} s of SIGTERM:\n{self.log_tail()}")
+            raise AssertionError(f"hub did not exit within {within:g} s of SIGTERM:\n{self.log_tail()}")
         return code
 
     async def restart(self, *, workers: bool = True) -> None:
@@ -583,15 +592,19 @@ class EventStream:
     def live(self) -> dict[str, Any] | None:
         return next((f for f in self.frames if f.get("type") == "live"), None)
 
-    async def wait(self, check: Callable[[EventStream], T | None], *, timeout: float = 15.0, what: str = "") -> T:
+    async def wait(
+        self, check: Callable[[EventStream], T | None], *, within: float = 15.0, what: str = ""
+    ) -> T:
         """Wait until ``check(self)`` is truthy (re-checked on every frame)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             result = check(self)
             if result:
                 return result
             if self.closed.is_set():
-                raise AssertionError(f"the stream closed while waiting for {what or 'a frame'}: {self.frames[-3:]}")
+                raise AssertionError(
+                    f"the stream closed while waiting for {what or 'a frame'}: {self.frames[-3:]}"
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(
@@ -601,17 +614,19 @@ class EventStream:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
-    async def wait_live(self, timeout: float = 15.0) -> dict[str, Any]:
-        return await self.wait(lambda s: s.live, timeout=timeout, what="the live frame")
+    async def wait_live(self, within: float = 15.0) -> dict[str, Any]:
+        return await self.wait(lambda s: s.live, within=within, what="the live frame")
 
     def find(self, type_: str, **data: Any) -> list[dict[str, Any]]:
         """Events of ``type_`` whose ``data`` has every given key/value."""
         return [
-            e for e in self.events if e["type"] == type_ and all(e["data"].get(k) == v for k, v in data.items())
+            e
+            for e in self.events
+            if e["type"] == type_ and all(e["data"].get(k) == v for k, v in data.items())
         ]
 
-    async def wait_event(self, type_: str, *, timeout: float = 15.0, **data: Any) -> dict[str, Any]:
-        found = await self.wait(lambda s: s.find(type_, **data), timeout=timeout, what=f"{type_} {data}")
+    async def wait_event(self, type_: str, *, within: float = 15.0, **data: Any) -> dict[str, Any]:
+        found = await self.wait(lambda s: s.find(type_, **data), within=within, what=f"{type_} {data}")
         return found[0]
 
 
@@ -691,7 +706,10 @@ async def create_wa_channel(
     }
     values.update(settings)
     created = await api.ok(
-        "POST", "/api/v1/admin/channels", expect=201, json_body={"type": "whatsapp", "name": name, "settings": values}
+        "POST",
+        "/api/v1/admin/channels",
+        expect=201,
+        json_body={"type": "whatsapp", "name": name, "settings": values},
     )
     return WaChannel(
         created["id"],
@@ -704,7 +722,13 @@ async def create_wa_channel(
 
 
 async def deliver_text(
-    api: Api, ch: WaChannel, from_: str, text: str, *, ts: int | None = None, name: str | None = "Test Customer"
+    api: Api,
+    ch: WaChannel,
+    from_: str,
+    text: str,
+    *,
+    ts: int | None = None,
+    name: str | None = "Test Customer",
 ) -> str:
     """POST a signed one-message text webhook (expects 200); returns the wamid."""
     payload, msg_id = wa_text_webhook(ch.phone_number_id, from_, text, ts=ts, name=name)
@@ -713,7 +737,7 @@ async def deliver_text(
     return msg_id
 
 
-async def wait_message_event(api: Api, after: int, external_id: str, timeout: float = 15.0) -> dict[str, Any]:
+async def wait_message_event(api: Api, after: int, external_id: str, within: float = 15.0) -> dict[str, Any]:
     """The ``message.created`` event (from the log) of the message with provider id ``external_id``."""
 
     async def find() -> dict[str, Any] | None:
@@ -722,7 +746,7 @@ async def wait_message_event(api: Api, after: int, external_id: str, timeout: fl
                 return ev
         return None
 
-    return await wait_until(find, timeout=timeout, what=f"message.created of {external_id}")
+    return await wait_until(find, within=within, what=f"message.created of {external_id}")
 
 
 async def settle(api: Api, ch: WaChannel, after: int = 0) -> dict[str, Any]:
@@ -740,9 +764,9 @@ async def inbound_conversation(api: Api, ch: WaChannel, wa_id: str, *, ts: int |
     return str(ev["conversation_id"])
 
 
-async def wait_status(api: Api, message_id: str, status: str, timeout: float = 20.0) -> dict[str, Any]:
+async def wait_status(api: Api, message_id: str, status: str, within: float = 20.0) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         msg = await api.message(message_id)
         return msg if msg["status"] == status else None
 
-    return await wait_until(check, timeout=timeout, what=f"message {message_id} to reach {status}")
+    return await wait_until(check, within=within, what=f"message {message_id} to reach {status}")
