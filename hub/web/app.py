@@ -44,6 +44,7 @@ from hub.security import SecretBox, load_secret_key
 from hub.web import admin, api, stream, webhooks
 from hub.web.errors import error_middleware
 from hub.web.openapi import build_openapi, operation
+from hub.windows import WindowWatcher
 
 __all__ = ["create_app"]
 
@@ -182,6 +183,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         if inst.mode == "pull" and cfg.run_workers
     ]
     pruner = asyncio.create_task(_prune(store, cfg.event_retention))
+    watcher = asyncio.create_task(WindowWatcher(store, svc).run()) if cfg.run_workers else None
     await raw.start()
     if cfg.run_workers:
         await processor.start()
@@ -191,6 +193,9 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         log.warning("run_workers is off: deliveries and sends are stored, not processed, by this process")
     yield
     pruner.cancel()
+    if watcher is not None:
+        watcher.cancel()
+        ingest_tasks.append(watcher)
     for t in ingest_tasks:
         t.cancel()
     await outbox.stop()
