@@ -80,7 +80,7 @@ class ChannelService:
         self.public_url = public_url
         self.instances: dict[str, Channel] = {}
         self.rows: dict[str, dict[str, Any]] = {}
-        self._health_tasks: set[asyncio.Task[None]] = set()
+        self._health_tasks: set[asyncio.Task[Any]] = set()
 
     # ---- settings ---------------------------------------------------------------------------
 
@@ -223,6 +223,27 @@ class ChannelService:
                     self.public_dict(dict(row), admin=False),
                     channel_id=channel_id,
                 )
+
+    async def check_health(self, channel_id: str) -> Health | None:
+        """Ask the provider now (``Channel.health_check``) and record the answer."""
+        inst = self.instances.get(channel_id)
+        if inst is None:
+            return None
+        try:
+            health = await inst.health_check()
+        except Exception as exc:  # a plugin bug must not break the admin's request
+            log.warning("channel %s health check raised %s", channel_id, type(exc).__name__)
+            health = Health(
+                state=HealthState.UNREACHABLE, last_error=f"health check failed: {type(exc).__name__}"
+            )
+        if health.state is not HealthState.UNKNOWN:
+            self.report_health(channel_id, health.state, health.last_error)
+        return health
+
+    def check_health_soon(self, channel_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.check_health(channel_id))
+        self._health_tasks.add(task)
+        task.add_done_callback(self._health_tasks.discard)
 
     async def set_send_paused(self, channel_id: str, paused: bool, error: str | None = None) -> None:
         state = HealthState.AUTH_FAILED if paused else HealthState.OK

@@ -18,3 +18,22 @@ async def test_hub_client_runs_a_webhook_through_the_pipeline(hub_client: HubTes
     ev: dict[str, Any] = await hub_client.wait_for_event("message.created")
     assert ev["data"]["text"] == "hello"
     assert ev["channel_id"] == "kit"
+
+
+async def test_admin_can_test_a_channels_credentials(hub_client: HubTestApp) -> None:
+    await hub_client.create_channel(
+        "fake", {"secret": "kit-secret-2", "verify_token": "v", "fail_with": "auth"}, "bad"
+    )
+    resp = await hub_client.client.post("/api/v1/admin/channels/bad/check", headers=hub_client.admin_headers)
+    assert resp.status == 200
+    health = await resp.json()
+    assert health["state"] == "auth_failed"
+    assert "credentials" in health["action"]
+    listed = await (
+        await hub_client.client.get("/api/v1/admin/channels/bad", headers=hub_client.admin_headers)
+    ).json()
+    assert listed["health"]["state"] == "auth_failed"
+    missing = await hub_client.client.post(
+        "/api/v1/admin/channels/nope/check", headers=hub_client.admin_headers
+    )
+    assert missing.status == 404

@@ -139,6 +139,7 @@ async def admin_create(request: web.Request) -> web.StreamResponse:
         )
     except SettingsInvalid as exc:
         raise _settings_error(exc) from None
+    svc.check_health_soon(cid)
     return web.json_response(svc.public_dict(row, admin=True), status=201)
 
 
@@ -181,8 +182,26 @@ async def admin_patch(request: web.Request) -> web.StreamResponse:
         )
     except SettingsInvalid as exc:
         raise _settings_error(exc) from None
+    if req.settings:
+        svc.check_health_soon(row["id"])
     request.app[OUTBOX].notify()
     return web.json_response(svc.public_dict(new, admin=True))
+
+
+@routes.post("/api/v1/admin/channels/{channel_id}/check")
+@operation(
+    "Test the channel's credentials with its provider now; returns the health",
+    "admin",
+    errors=(403, 404, 409),
+)
+async def admin_check(request: web.Request) -> web.StreamResponse:
+    await require_user(request, "channels.manage")
+    row = _row(request)
+    svc = request.app[CHANNELS]
+    health = await svc.check_health(row["id"])
+    if health is None:
+        raise ApiError(409, "channel_inactive", "the channel is disabled or its plugin is not installed")
+    return web.json_response(health.public())
 
 
 async def _toggle(request: web.Request, enabled: bool) -> web.StreamResponse:
