@@ -395,6 +395,17 @@ class Channel:
                 info[name] = str(value)
         return info
 
+    def secret_values(self) -> list[str]:
+        """The values of this instance's ``SecretStr`` settings (for redaction; never log them)."""
+        from pydantic import SecretStr
+
+        values = []
+        for name in type(self.settings).secret_fields():
+            value = getattr(self.settings, name, None)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                values.append(value.get_secret_value())
+        return values
+
     @classmethod
     def supports(cls, method: str) -> bool:
         """True when this channel type overrides the optional method ``method``."""

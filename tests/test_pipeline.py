@@ -235,3 +235,21 @@ async def test_contact_with_two_ids_is_one_contact(hub: Hub) -> None:
     assert a == b == c
     assert await count(hub, schema.contacts) == 1
     assert await count(hub, schema.contact_identities) == 2
+
+
+async def test_stored_delivery_never_keeps_a_secret_or_credentials(hub: Hub) -> None:
+    resp = await hub.webhook(
+        msg("sec-1"),
+        headers={
+            "X-Echoed-Secret": "fake-webhook-secret-3f9a",
+            "Authorization": "Bearer abc",
+            "X-Other": "kept",
+        },
+    )
+    assert resp.status == 200
+    async with hub.store.db.read() as conn:
+        headers = (await conn.execute(sa.select(schema.raw_events.c.headers))).scalar_one()
+    assert headers["x-echoed-secret"] == "[redacted]"
+    assert "authorization" not in headers
+    assert headers["x-other"] == "kept"
+    assert "fake-webhook-secret-3f9a" not in repr(headers)

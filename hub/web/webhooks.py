@@ -31,6 +31,21 @@ def _channel(request: web.Request) -> Channel:
     return channel
 
 
+# Never kept with a stored delivery: credentials of the caller, and any header whose value holds
+# one of the channel's secrets (some providers echo a shared secret in a header).
+_DROPPED_HEADERS = {"authorization", "cookie", "proxy-authorization"}
+
+
+def _storable(channel: Channel, headers: dict[str, str]) -> dict[str, str]:
+    secrets = [s for s in channel.secret_values() if len(s) >= 4]
+    out = {}
+    for name, value in headers.items():
+        if name in _DROPPED_HEADERS:
+            continue
+        out[name] = "[redacted]" if any(s in value for s in secrets) else value
+    return out
+
+
 @routes.get("/webhooks/{channel_id}")
 @operation(
     "Provider subscription handshake", "webhooks", auth=None, errors=(403, 404), response={"type": "string"}
@@ -71,7 +86,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
         # plugin replays it (`hub replay`).
         log.exception("channel %s parser raised; storing the delivery for replay", channel.channel_id)
     key = channel.delivery_key(body, headers)
-    rid = await request.app[RAW_INBOX].store_raw(channel.channel_id, key, body, headers)
+    rid = await request.app[RAW_INBOX].store_raw(channel.channel_id, key, body, _storable(channel, headers))
     metrics.webhooks.labels(channel.type_name, "stored" if rid else "duplicate").inc()
     if rid:
         request.app[PROCESSOR].notify()
