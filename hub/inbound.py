@@ -205,6 +205,7 @@ class InboundProcessor:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.processed = 0
+        self._unusable: list[tuple[dict[str, Any], str, str]] = []
 
     def notify(self, _new: Sequence[tuple[str, int]] = ()) -> None:
         self._wake.set()
@@ -233,7 +234,7 @@ class InboundProcessor:
                 await asyncio.sleep(1)
                 self._wake.set()
 
-    async def process_pending(self, limit: int = 200) -> int:
+    async def process_pending(self, limit: int = 64) -> int:
         async with self.store.db.read() as conn:
             rows = (
                 (
@@ -254,16 +255,32 @@ class InboundProcessor:
                 .mappings()
                 .all()
             )
-        for row in rows:
-            await self.process_one(dict(row))
+        ready = [p for p in (self._prepare(dict(row)) for row in rows) if p is not None]
+        await self._finish_unusable()
+        if len(ready) > 1 and await self._apply_batch(ready):
+            return len(rows)
+        for row, channel, parsed in ready:
+            await self._apply_one(row, channel, parsed)
         return len(rows)
 
     async def process_one(self, row: dict[str, Any]) -> None:
+        """Parse and apply one stored delivery (also used by ``hub replay``)."""
+        prepared = self._prepare(row)
+        await self._finish_unusable()
+        if prepared is not None:
+            await self._apply_one(*prepared)
+
+    async def _finish_unusable(self) -> None:
+        for bad, state, error in self._unusable:
+            await self._finish(bad["id"], state, error)
+        self._unusable.clear()
+
+    def _prepare(self, row: dict[str, Any]) -> tuple[dict[str, Any], Channel, list[ParsedEvent]] | None:
         channel = self.channels.get(row["channel_id"])
         if channel is None:
             # Disabled or removed after the delivery was stored: keep it for a replay.
-            await self._finish(row["id"], "skipped", "channel not active")
-            return
+            self._unusable.append((row, "skipped", "channel not active"))
+            return None
         raw = RawEvent(row["channel_id"], row["body"], row["headers"] or {}, row["received_at"])
         try:
             parsed = channel.parse(raw)
@@ -271,8 +288,32 @@ class InboundProcessor:
             parsed = _parsed_list.validate_python(parsed)
         except Exception as exc:
             log.exception("channel %s could not parse raw event %s", row["channel_id"], row["id"])
-            await self._finish(row["id"], "failed", f"parse: {type(exc).__name__}: {exc}")
-            return
+            self._unusable.append((row, "failed", f"parse: {type(exc).__name__}: {exc}"))
+            return None
+        return row, channel, parsed
+
+    async def _apply_batch(self, ready: list[tuple[dict[str, Any], Channel, list[ParsedEvent]]]) -> bool:
+        """Apply several deliveries in one transaction (one commit instead of many).
+
+        All or nothing: when one fails the whole batch rolls back, publishes nothing, and the caller
+        applies them one by one, so a bad delivery only holds back itself.
+        """
+        try:
+            async with self.store.tx() as tx:
+                for _, channel, parsed in ready:
+                    await apply_events(tx, channel, parsed)
+                await tx.conn.execute(
+                    R.update()
+                    .where(R.c.id.in_([row["id"] for row, _, _ in ready]))
+                    .values(state="done", processed_at=utcnow(), error=None)
+                )
+        except Exception as exc:
+            log.warning("a batch of %d deliveries failed (%s); applying them one by one", len(ready), exc)
+            return False
+        self.processed += len(ready)
+        return True
+
+    async def _apply_one(self, row: dict[str, Any], channel: Channel, parsed: list[ParsedEvent]) -> None:
         try:
             async with self.store.tx() as tx:
                 await apply_events(tx, channel, parsed)

@@ -253,3 +253,28 @@ async def test_stored_delivery_never_keeps_a_secret_or_credentials(hub: Hub) -> 
     assert "authorization" not in headers
     assert headers["x-other"] == "kept"
     assert "fake-webhook-secret-3f9a" not in repr(headers)
+
+
+async def test_a_failing_delivery_in_a_batch_holds_back_only_itself(hub: Hub, monkeypatch: Any) -> None:
+    import hub.inbound as inbound
+
+    await hub.client.app[PROCESSOR].stop()
+    real = inbound._apply_message
+
+    async def poisoned(tx: Any, channel: Any, ev: Any) -> None:
+        if ev.external_id == "poison":
+            raise RuntimeError("storage refused this one")
+        await real(tx, channel, ev)
+
+    monkeypatch.setattr(inbound, "_apply_message", poisoned)
+    for mid in ["ok-1", "poison", "ok-2"]:
+        assert (await hub.webhook(msg(mid, who=mid))).status == 200
+    proc = InboundProcessor(hub.store, hub.client.app[CHANNELS])
+    assert await proc.process_pending() == 3
+    async with hub.store.db.read() as conn:
+        rows = (await conn.execute(sa.select(schema.raw_events.c.state, schema.raw_events.c.attempts))).all()
+        stored = (await conn.scalars(sa.select(schema.messages.c.external_id))).all()
+    assert sorted(stored) == ["ok-1", "ok-2"]
+    assert sorted(tuple(r) for r in rows) == [("done", 0), ("done", 0), ("pending", 1)]
+    created = [e for e in await hub.events() if e["type"] == "message.created"]
+    assert sorted(e["data"]["external_id"] for e in created) == ["ok-1", "ok-2"]
