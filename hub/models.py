@@ -36,6 +36,7 @@ __all__ = [
     "ParsedEvent",
     "Reaction",
     "ReactionUpdate",
+    "ReplyWindowView",
     "SendReceipt",
     "StatusUpdate",
     "Template",
@@ -357,6 +358,12 @@ class Message(BaseModel):
     updated_at: datetime
 
 
+class ReplyWindowView(BaseModel):
+    open: bool
+    closes_at: datetime | None = None
+    outside: Literal["template", "tag", "none"] = "none"
+
+
 class Conversation(BaseModel):
     id: str
     channel_id: str
@@ -369,7 +376,9 @@ class Conversation(BaseModel):
     subject: str | None = None
     last_message_at: datetime | None = None
     last_inbound_at: datetime | None = None
-    reply_window_closes_at: datetime | None = None
+    reply_window: ReplyWindowView | None = Field(
+        default=None, description="Whether a free-form reply may be sent now (single-conversation reads)"
+    )
     unread_count: int = 0
     created_at: datetime
     updated_at: datetime

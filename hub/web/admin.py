@@ -17,6 +17,7 @@ from hub.models import utcnow
 from hub.web.auth import require_user
 from hub.web.errors import ApiError, read_json
 from hub.web.openapi import operation
+from hub.web.schemas import ChannelList, ChannelOut, HealthOut, PluginsOut
 
 __all__ = ["routes", "upsert_channel"]
 
@@ -103,7 +104,7 @@ async def upsert_channel(
 
 
 @routes.get("/api/v1/admin/channels")
-@operation("All channel instances, enabled or not", "admin", errors=(403,))
+@operation("All channel instances, enabled or not", "admin", errors=(403,), response=ChannelList)
 async def admin_list(request: web.Request) -> web.StreamResponse:
     await require_user(request, "channels.manage")
     svc = request.app[CHANNELS]
@@ -120,7 +121,14 @@ def _settings_error(exc: SettingsInvalid) -> ApiError:
 
 
 @routes.post("/api/v1/admin/channels")
-@operation("Create a channel instance", "admin", body=ChannelCreate, status=201, errors=(403, 409, 422))
+@operation(
+    "Create a channel instance",
+    "admin",
+    body=ChannelCreate,
+    status=201,
+    errors=(403, 409, 422),
+    response=ChannelOut,
+)
 async def admin_create(request: web.Request) -> web.StreamResponse:
     await require_user(request, "channels.manage")
     req = ChannelCreate.model_validate(await read_json(request))
@@ -152,7 +160,12 @@ def _row(request: web.Request) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/admin/channels/{channel_id}")
-@operation("One channel instance with masked settings and setup instructions", "admin", errors=(403, 404))
+@operation(
+    "One channel instance with masked settings and setup instructions",
+    "admin",
+    errors=(403, 404),
+    response=ChannelOut,
+)
 async def admin_get(request: web.Request) -> web.StreamResponse:
     await require_user(request, "channels.manage")
     return web.json_response(request.app[CHANNELS].public_dict(_row(request), admin=True))
@@ -164,6 +177,7 @@ async def admin_get(request: web.Request) -> web.StreamResponse:
     "admin",
     body=ChannelPatch,
     errors=(403, 404, 422),
+    response=ChannelOut,
 )
 async def admin_patch(request: web.Request) -> web.StreamResponse:
     await require_user(request, "channels.manage")
@@ -193,6 +207,7 @@ async def admin_patch(request: web.Request) -> web.StreamResponse:
     "Test the channel's credentials with its provider now; returns the health",
     "admin",
     errors=(403, 404, 409),
+    response=HealthOut,
 )
 async def admin_check(request: web.Request) -> web.StreamResponse:
     await require_user(request, "channels.manage")
@@ -219,13 +234,18 @@ async def _toggle(request: web.Request, enabled: bool) -> web.StreamResponse:
 
 
 @routes.post("/api/v1/admin/channels/{channel_id}/enable")
-@operation("Enable a channel", "admin", errors=(403, 404, 422))
+@operation("Enable a channel", "admin", errors=(403, 404, 422), response=ChannelOut)
 async def admin_enable(request: web.Request) -> web.StreamResponse:
     return await _toggle(request, True)
 
 
 @routes.post("/api/v1/admin/channels/{channel_id}/disable")
-@operation("Disable a channel (webhooks answer 404, queued sends wait)", "admin", errors=(403, 404))
+@operation(
+    "Disable a channel (webhooks answer 404, queued sends wait)",
+    "admin",
+    errors=(403, 404),
+    response=ChannelOut,
+)
 async def admin_disable(request: web.Request) -> web.StreamResponse:
     return await _toggle(request, False)
 
@@ -246,7 +266,9 @@ async def admin_delete(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/api/v1/plugins")
-@operation("Installed plugins with versions, hooks and channel types", "admin", errors=(403,))
+@operation(
+    "Installed plugins with versions, hooks and channel types", "admin", errors=(403,), response=PluginsOut
+)
 async def plugins(request: web.Request) -> web.StreamResponse:
     await require_user(request, "plugins.read")
     return web.json_response(request.app[PLUGIN_REPORT].as_dict())

@@ -16,13 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from hub import schema
 from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, STORE
 from hub.db import new_id
-from hub.models import utcnow
+from hub.models import Conversation, Message, utcnow
 from hub.outbound import SendRequest, cancel_message, enqueue, retry_message
 from hub.records import fetch_conversation, message_dict
 from hub.users import login, public_user, revoke_token
 from hub.web.auth import bearer_token, require_user
 from hub.web.errors import ApiError, read_json
 from hub.web.openapi import operation
+from hub.web.schemas import ChannelList, ConversationPage, LoginOut, MessagePage, UploadOut, UserOut
 
 __all__ = ["routes"]
 
@@ -69,6 +70,7 @@ def _limit(request: web.Request, default: int = 50, cap: int = 200) -> int:
     "auth",
     auth=None,
     body=LoginRequest,
+    response=LoginOut,
     errors=(401, 422),
 )
 async def auth_login(request: web.Request) -> web.StreamResponse:
@@ -91,14 +93,14 @@ async def auth_logout(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/api/v1/me")
-@operation("The current user, role and effective permissions", "auth")
+@operation("The current user, role and effective permissions", "auth", response=UserOut)
 async def me(request: web.Request) -> web.StreamResponse:
     user = await require_user(request)
     return web.json_response(public_user(user))
 
 
 @routes.get("/api/v1/channels")
-@operation("Activated channels, with capabilities and health", "channels")
+@operation("Activated channels, with capabilities and health", "channels", response=ChannelList)
 async def list_channels(request: web.Request) -> web.StreamResponse:
     await require_user(request, "channels.read")
     svc = request.app[CHANNELS]
@@ -123,6 +125,7 @@ def _decode_cursor(raw: str) -> list[Any]:
 @operation(
     "Conversations, most recent first, with cursor pagination",
     "conversations",
+    response=ConversationPage,
     query={
         "status": "open|pending|resolved",
         "channel_id": "filter",
@@ -179,7 +182,12 @@ async def _conversation(request: web.Request) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/conversations/{conversation_id}")
-@operation("One conversation with its contact and reply window", "conversations", errors=(404,))
+@operation(
+    "One conversation with its contact and reply window",
+    "conversations",
+    errors=(404,),
+    response=Conversation,
+)
 async def get_conversation(request: web.Request) -> web.StreamResponse:
     await require_user(request, "conversations.read")
     return web.json_response(await _conversation(request))
@@ -189,6 +197,7 @@ async def get_conversation(request: web.Request) -> web.StreamResponse:
 @operation(
     "Change status, assignee, team, labels or custom attributes",
     "conversations",
+    response=Conversation,
     body=ConversationPatch,
     errors=(404, 422),
 )
@@ -215,6 +224,7 @@ async def patch_conversation(request: web.Request) -> web.StreamResponse:
 @operation(
     "Mark the conversation read by an agent (and tell the provider, where it can)",
     "conversations",
+    response=Conversation,
     errors=(404,),
 )
 async def read_conversation(request: web.Request) -> web.StreamResponse:
@@ -254,6 +264,7 @@ async def read_conversation(request: web.Request) -> web.StreamResponse:
 @operation(
     "Message history, oldest first within a page; page backwards with before",
     "messages",
+    response=MessagePage,
     query={"before": "a message id: return messages older than it", "limit": "page size (max 200)"},
     errors=(404,),
 )
@@ -292,6 +303,7 @@ def _load_uploads(request: web.Request, req: SendRequest) -> dict[str, dict[str,
     "Send a message (queued; 202). Idempotency-Key makes retries safe",
     "messages",
     body=SendRequest,
+    response=Message,
     status=202,
     headers={"Idempotency-Key": "a unique key per message; the same key returns the same message"},
     errors=(404, 409, 422),
@@ -325,7 +337,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/api/v1/messages/{message_id}")
-@operation("One message", "messages", errors=(404,))
+@operation("One message", "messages", errors=(404,), response=Message)
 async def get_message(request: web.Request) -> web.StreamResponse:
     await require_user(request, "conversations.read")
     mid = request.match_info["message_id"]
@@ -337,7 +349,7 @@ async def get_message(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/api/v1/messages/{message_id}/retry")
-@operation("Retry a failed outbound message", "messages", errors=(404, 409))
+@operation("Retry a failed outbound message", "messages", errors=(404, 409), response=Message, status=202)
 async def retry(request: web.Request) -> web.StreamResponse:
     await require_user(request, "messages.send")
     msg = await retry_message(request.app[STORE], request.match_info["message_id"])
@@ -346,7 +358,7 @@ async def retry(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/api/v1/messages/{message_id}/cancel")
-@operation("Cancel a queued outbound message", "messages", errors=(404, 409))
+@operation("Cancel a queued outbound message", "messages", errors=(404, 409), response=Message)
 async def cancel(request: web.Request) -> web.StreamResponse:
     await require_user(request, "messages.send")
     return web.json_response(await cancel_message(request.app[STORE], request.match_info["message_id"]))
@@ -356,6 +368,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
 @operation(
     "Upload a file to attach to a message (raw body; ?filename=)",
     "messages",
+    response=UploadOut,
     query={"filename": "the file's name"},
     headers={"Content-Type": "the file's MIME type"},
     status=201,

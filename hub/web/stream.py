@@ -20,6 +20,7 @@ from hub.models import Event
 from hub.web.auth import require_user
 from hub.web.errors import ApiError
 from hub.web.openapi import operation
+from hub.web.schemas import EventPage
 
 __all__ = ["routes"]
 
@@ -52,6 +53,7 @@ def _event_json(ev: Event) -> dict[str, Any]:
 @operation(
     "Events after a sequence number",
     "events",
+    response=EventPage,
     query={"after": "last seq seen (0 = all)", "limit": "page size, up to 500"},
     errors=(410,),
 )
