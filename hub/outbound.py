@@ -497,11 +497,18 @@ class OutboxWorker:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="hub-outbox")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming, let sends in flight finish (up to ``grace`` s), then cancel the rest.
+
+        Cancelling a send mid-call could leave a message the provider accepted but the hub never
+        recorded, to be sent again after the lease expires; waiting avoids that on a normal stop.
+        """
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=grace)
         for t in list(self._inflight):
             t.cancel()
         if self._inflight:
