@@ -11,7 +11,6 @@ log move together or not at all. Deliveries left pending by a crash are picked u
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from hub.records import (
     message_dict,
     touch_conversation,
 )
+from hub.worker import Worker
 
 __all__ = ["ChannelInbox", "InboundProcessor", "RawInbox", "apply_events"]
 
@@ -64,24 +64,17 @@ class _Pending:
     future: asyncio.Future[int | None] = field(repr=False)
 
 
-class RawInbox:
+class RawInbox(Worker):
     """Stores raw deliveries durably, committing concurrent arrivals in one transaction."""
 
+    task_name = "hub-raw-inbox"
+
     def __init__(self, store: Store, *, max_batch: int = 500) -> None:
+        super().__init__()
         self.store = store
         self.max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
         self.on_stored: list[Any] = []
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="hub-raw-inbox")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def store_raw(
         self,
@@ -94,12 +87,12 @@ class RawInbox:
         """Commit one delivery; the new row id, or None when this key was stored before."""
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         item = _Pending(channel_id, key, body, dict(headers), utcnow(), cursor, future)
-        if self._task is None:  # not started (CLI, tests): write directly
+        if not self.running:  # not started (CLI, tests): write directly
             return (await self._write([item]))[0]
         await self._queue.put(item)
         return await item.future
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             first = await self._queue.get()
             batch = [first]
@@ -195,35 +188,21 @@ class ChannelInbox:
             )
 
 
-class InboundProcessor:
-    """Parses stored deliveries in arrival order and applies them, one transaction per delivery."""
+class InboundProcessor(Worker):
+    """Parses stored deliveries in arrival order and applies them, a batch per transaction."""
+
+    task_name = "hub-inbound"
 
     def __init__(self, store: Store, channels: ChannelService, *, max_attempts: int = 5) -> None:
+        super().__init__()
         self.store = store
         self.channels = channels
         self.max_attempts = max_attempts
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.processed = 0
         self._unusable: list[tuple[dict[str, Any], str, str]] = []
 
-    def notify(self, _new: Sequence[tuple[str, int]] = ()) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._wake.set()  # pick up what a previous run left pending
-        self._task = asyncio.create_task(self._run(), name="hub-inbound")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
+    async def run(self) -> None:
+        while True:  # the first pass picks up what a previous run left pending
             try:
                 while await self.process_pending() > 0:
                     pass
@@ -232,7 +211,8 @@ class InboundProcessor:
             except Exception:
                 log.exception("inbound processing failed; retrying in 1 s")
                 await asyncio.sleep(1)
-                self._wake.set()
+                self.notify()
+            await self.idle(None)
 
     async def process_pending(self, limit: int = 64) -> int:
         async with self.store.db.read() as conn:

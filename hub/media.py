@@ -5,7 +5,6 @@ A failed fetch is retried with backoff and never touches the message itself."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
@@ -20,6 +19,7 @@ from hub.channels import ChannelService
 from hub.events import Store
 from hub.models import utcnow
 from hub.records import message_dict
+from hub.worker import Worker
 
 __all__ = ["MediaStore", "MediaWorker"]
 
@@ -52,7 +52,9 @@ class MediaStore:
         return str(path)
 
 
-class MediaWorker:
+class MediaWorker(Worker):
+    task_name = "hub-media"
+
     def __init__(
         self,
         store: Store,
@@ -62,27 +64,14 @@ class MediaWorker:
         *,
         max_attempts: int = 8,
     ) -> None:
+        super().__init__()
         self.store = store
         self.channels = channels
         self.media = media
         self.public_url = public_url
         self.max_attempts = max_attempts
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
 
-    def notify(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="hub-media")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             try:
                 n = await self.run_due()
@@ -92,9 +81,7 @@ class MediaWorker:
                 log.exception("media worker failed")
                 n = 0
             if n == 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 2.0)
+                await self.idle(2.0)
 
     async def run_due(self, limit: int = 20) -> int:
         active = list(self.channels.instances)

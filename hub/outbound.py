@@ -10,7 +10,6 @@ that marks the job done, and receipts that arrived before it are applied then.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -42,6 +41,7 @@ from hub.models import (
 )
 from hub.ratelimit import RateLimiter
 from hub.records import apply_status, insert_message, message_dict
+from hub.worker import Worker
 
 __all__ = ["OutboundRejected", "OutboxWorker", "SendRequest", "cancel_message", "enqueue", "retry_message"]
 
@@ -459,8 +459,10 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, SendError) and exc.error_class is SendErrorClass.RETRYABLE
 
 
-class OutboxWorker:
+class OutboxWorker(Worker):
     """Claims due jobs and sends them, ``concurrency`` at a time."""
+
+    task_name = "hub-outbox"
 
     def __init__(
         self,
@@ -475,6 +477,7 @@ class OutboxWorker:
         quick_retries: int = 2,
         poll_interval: float = 1.0,
     ) -> None:
+        super().__init__()
         self.store = store
         self.channels = channels
         self.concurrency = concurrency
@@ -485,17 +488,9 @@ class OutboxWorker:
         self.quick_retries = quick_retries
         self.poll_interval = poll_interval
         self.limiter = RateLimiter()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._sem = asyncio.Semaphore(concurrency)
         self.sent = 0
-
-    def notify(self) -> None:
-        self._wake.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="hub-outbox")
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming, let sends in flight finish (up to ``grace`` s), then cancel the rest.
@@ -503,10 +498,7 @@ class OutboxWorker:
         Cancelling a send mid-call could leave a message the provider accepted but the hub never
         recorded, to be sent again after the lease expires; waiting avoids that on a normal stop.
         """
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().stop()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=grace)
         for t in list(self._inflight):
@@ -514,7 +506,7 @@ class OutboxWorker:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             try:
                 free = self.concurrency - len(self._inflight)
@@ -528,21 +520,13 @@ class OutboxWorker:
                 task = asyncio.create_task(self._deliver(job))
                 self._inflight.add(task)
                 task.add_done_callback(self._done)
-            if jobs and len(jobs) == free:
-                await asyncio.sleep(0)
-                if len(self._inflight) >= self.concurrency:
-                    self._wake.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                continue
-            if not jobs:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            # Either every slot is busy (a finished send wakes us) or nothing more is due now (new
+            # work wakes us, and the poll catches jobs whose time came).
+            await self.idle(self.poll_interval)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self._wake.set()
+        self.notify()
 
     def _sendable_channels(self) -> list[str]:
         return [

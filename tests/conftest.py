@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,32 +23,65 @@ PG_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/te
 SECRET = "fake-webhook-secret-3f9a"  # planted: must never appear in any output
 
 
-async def _reset_postgres(url: str) -> str | None:
-    """Empty the test database; the reason it cannot be used, or None."""
-    try:
-        import asyncpg
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg", "postgresql")
 
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"), timeout=3)
+
+@pytest.fixture(scope="session")
+def pg_session_url() -> Iterator[str | None]:
+    """A database of this test session's own on the PostgreSQL server (None when unreachable).
+
+    Concurrent test runs on one server (two developers, CI beside a benchmark) never see each
+    other's tables.
+    """
+    import asyncpg
+
+    name = f"hub_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(_plain(PG_URL), timeout=3)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        global _PG_PROBLEM
+        _PG_PROBLEM = f"{type(exc).__name__}: {exc}"
+        yield None
+        return
+    base = PG_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with contextlib.suppress(Exception):
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+_PG_PROBLEM = ""
+
+
+async def _reset_postgres(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_plain(url), timeout=3)
     try:
         await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
     finally:
         await conn.close()
-    return None
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path, pg_session_url: str | None) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/hub.db"
-    problem = await _reset_postgres(PG_URL)
-    if problem:
+    if pg_session_url is None:
         pytest.skip(
-            f"PostgreSQL not reachable at {PG_URL} ({problem}); start one (apt-get install postgresql) "
+            f"PostgreSQL not reachable at {PG_URL} ({_PG_PROBLEM}); start one (apt-get install postgresql) "
             "or set HUB_TEST_POSTGRES_URL"
         )
-    return PG_URL
+    await _reset_postgres(pg_session_url)
+    return pg_session_url
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from hub.outbound import SendRequest, cancel_message, enqueue, retry_message
 from hub.records import fetch_conversation, message_dict
 from hub.users import login, public_user, revoke_token
 from hub.web.auth import bearer_token, require_user
-from hub.web.errors import ApiError, read_json
+from hub.web.errors import ApiError, query_int, read_json
 from hub.web.openapi import operation
 from hub.web.schemas import ChannelList, ConversationPage, LoginOut, MessagePage, UploadOut, UserOut
 
@@ -55,13 +55,8 @@ async def _body(request: web.Request, model: type[BaseModel]) -> Any:
     return model.model_validate(data)
 
 
-def _limit(request: web.Request, default: int = 50, cap: int = 200) -> int:
-    raw = request.query.get("limit", str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"limit must be an integer, got {raw!r}") from None
-    return max(1, min(cap, value))
+def _limit(request: web.Request) -> int:
+    return query_int(request, "limit", 50, minimum=1, maximum=200)
 
 
 @routes.post("/api/v1/auth/login")

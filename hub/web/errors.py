@@ -95,3 +95,19 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, "bad_request", f"the request body is not valid JSON: {exc}") from None
+
+
+def query_int(
+    request: web.Request, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
+    """An integer query parameter: 400 when it is not one or is below ``minimum``; capped at ``maximum``."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ApiError(400, "bad_request", f"{name} must be {minimum} or more")
+    return value if maximum is None else min(value, maximum)

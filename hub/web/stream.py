@@ -18,7 +18,7 @@ from hub.appkeys import METRICS, STORE
 from hub.events import Store
 from hub.models import Event
 from hub.web.auth import require_user
-from hub.web.errors import ApiError
+from hub.web.errors import ApiError, query_int
 from hub.web.openapi import operation
 from hub.web.schemas import EventPage
 
@@ -30,14 +30,7 @@ RESYNC_CLOSE = 4410
 
 
 def _after(request: web.Request) -> int:
-    raw = request.query.get("after", "0")
-    try:
-        after = int(raw)
-    except ValueError:
-        raise ApiError(400, "bad_request", f"after must be an integer sequence number, got {raw!r}") from None
-    if after < 0:
-        raise ApiError(400, "bad_request", "after must be 0 or more")
-    return after
+    return query_int(request, "after", 0)
 
 
 async def _too_old(store: Store, after: int) -> int | None:
@@ -61,10 +54,7 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     await require_user(request, "conversations.read")
     store = request.app[STORE]
     after = _after(request)
-    try:
-        limit = max(1, min(PAGE, int(request.query.get("limit", PAGE))))
-    except ValueError:
-        raise ApiError(400, "bad_request", "limit must be an integer") from None
+    limit = query_int(request, "limit", PAGE, minimum=1, maximum=PAGE)
     oldest = await _too_old(store, after)
     if oldest is not None:
         raise ApiError(
