@@ -101,6 +101,14 @@ class ChannelService:
         except ValidationError as exc:
             raise SettingsInvalid(_validation_errors(exc)) from None
 
+    @staticmethod
+    def reveal(settings: ChannelSettings) -> dict[str, Any]:
+        """Every value, secrets included (for comparisons in memory only; never log or return it)."""
+        return {
+            k: v.get_secret_value() if isinstance(v, SecretStr) else v
+            for k, v in settings.model_dump(mode="python").items()
+        }
+
     def split(self, settings: ChannelSettings) -> tuple[dict[str, Any], str | None]:
         """(plain settings, sealed secrets) for storage."""
         secret_names = set(type(settings).secret_fields())
@@ -199,7 +207,8 @@ class ChannelService:
             return
         health = Health(state=state, last_error=error).model_dump(mode="json")
         row["health"] = health
-        log.warning("channel %s health: %s%s", channel_id, state.value, f" ({error})" if error else "")
+        level = logging.INFO if state is HealthState.OK else logging.WARNING
+        log.log(level, "channel %s health: %s%s", channel_id, state.value, f" ({error})" if error else "")
         task = asyncio.get_running_loop().create_task(self._save_health(channel_id, health))
         self._health_tasks.add(task)
         task.add_done_callback(self._health_tasks.discard)

@@ -207,8 +207,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hub", description="Channel hub")
     parser.add_argument("--version", action="version", version=f"hub {__version__}")
+    config_help = f"TOML config file (default: $HUB_CONFIG or {DEFAULT_CONFIG})"
+    parser.add_argument("--config", help=config_help)
+    # Accepted before or after the command; SUPPRESS keeps a subcommand from erasing the global one.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", help=f"TOML config file (default: $HUB_CONFIG or {DEFAULT_CONFIG})")
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", parents=[common], help="serve the hub")
@@ -262,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("HUB_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Migration chatter on every command hides what the command itself says.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except HubError as exc:

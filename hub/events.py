@@ -131,15 +131,27 @@ class Store:
     def __init__(self, db: Database, bus: EventBus) -> None:
         self.db = db
         self.bus = bus
+        self._publish_order = None if db.is_sqlite else asyncio.Lock()
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
-        async with self.db.write() as conn:
-            tx = Tx(conn, self.db)
-            yield tx
-        # Committed: only now may anyone outside see the events.
-        if tx.events:
-            self.bus.publish(tx.events)
+        ordered = False
+        try:
+            async with self.db.write() as conn:
+                tx = Tx(conn, self.db)
+                yield tx
+                if tx.events and self._publish_order is not None:
+                    # Taken before the commit, while this transaction holds the events lock: the
+                    # next event-writing transaction cannot commit until this one has published,
+                    # so observers see events in seq order. (SQLite's write lock already does it.)
+                    await self._publish_order.acquire()
+                    ordered = True
+            # Committed: only now may anyone outside see the events.
+            if tx.events:
+                self.bus.publish(tx.events)
+        finally:
+            if ordered and self._publish_order is not None:
+                self._publish_order.release()
 
     async def events_after(self, after: int, limit: int) -> list[Event]:
         async with self.db.read() as conn:

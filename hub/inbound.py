@@ -24,6 +24,7 @@ from hub import schema
 from hub.channel import Channel, RawEvent
 from hub.channels import ChannelService
 from hub.events import Store, Tx
+from hub.metrics import Metrics
 from hub.models import (
     Direction,
     InboundMessage,
@@ -193,8 +194,11 @@ class InboundProcessor(Worker):
 
     task_name = "hub-inbound"
 
-    def __init__(self, store: Store, channels: ChannelService, *, max_attempts: int = 5) -> None:
+    def __init__(
+        self, store: Store, channels: ChannelService, *, max_attempts: int = 5, metrics: Metrics | None = None
+    ) -> None:
         super().__init__()
+        self.metrics = metrics
         self.store = store
         self.channels = channels
         self.max_attempts = max_attempts
@@ -290,7 +294,7 @@ class InboundProcessor(Worker):
         except Exception as exc:
             log.warning("a batch of %d deliveries failed (%s); applying them one by one", len(ready), exc)
             return False
-        self.processed += len(ready)
+        self._processed(len(ready))
         return True
 
     async def _apply_one(self, row: dict[str, Any], channel: Channel, parsed: list[ParsedEvent]) -> None:
@@ -310,7 +314,12 @@ class InboundProcessor(Worker):
             if state == "pending":
                 await asyncio.sleep(min(2**attempts * 0.1, 5))
             return
-        self.processed += 1
+        self._processed(1)
+
+    def _processed(self, n: int) -> None:
+        self.processed += n
+        if self.metrics is not None:
+            self.metrics.inbound_processed.inc(n)
 
     async def _finish(self, rid: int, state: str, error: str | None, attempts: int | None = None) -> None:
         values: dict[str, Any] = {"state": state, "error": error, "processed_at": utcnow()}

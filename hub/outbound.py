@@ -27,6 +27,7 @@ from hub.channel import Channel, HealthState
 from hub.channels import ChannelService
 from hub.errors import SendError, SendErrorClass
 from hub.events import Store
+from hub.metrics import Metrics
 from hub.models import (
     AttachmentKind,
     ContactRef,
@@ -43,7 +44,15 @@ from hub.ratelimit import RateLimiter
 from hub.records import apply_status, insert_message, message_dict
 from hub.worker import Worker
 
-__all__ = ["OutboundRejected", "OutboxWorker", "SendRequest", "cancel_message", "enqueue", "retry_message"]
+__all__ = [
+    "OutboundRejected",
+    "OutboxWorker",
+    "SendRequest",
+    "cancel_channel_queue",
+    "cancel_message",
+    "enqueue",
+    "retry_message",
+]
 
 log = logging.getLogger("hub.outbound")
 M = schema.messages
@@ -253,7 +262,7 @@ async def _enqueue_once(
                 .first()
             )
             if prior is not None:
-                if prior["request_hash"] != fingerprint:
+                if prior["request_hash"] != fingerprint or prior["conversation_id"] != conversation_id:
                     raise OutboundRejected(
                         422,
                         "idempotency_key_reused",
@@ -455,6 +464,27 @@ async def cancel_message(store: Store, message_id: str) -> dict[str, Any]:
     return message_dict(updated)
 
 
+async def cancel_channel_queue(tx: Any, channel_id: str, reason: str) -> int:
+    """Fail every message still waiting on ``channel_id`` (class ``cancelled``); returns how many."""
+    jobs = (
+        (
+            await tx.conn.execute(
+                sa.select(O).where(O.c.channel_id == channel_id, O.c.state.in_(["pending", "inflight"]))
+            )
+        )
+        .mappings()
+        .all()
+    )
+    error = {"class": "cancelled", "message": reason, "provider_code": None, "title": None}
+    for job in jobs:
+        await tx.conn.execute(
+            O.update().where(O.c.id == job["id"]).values(state="cancelled", updated_at=utcnow())
+        )
+        msg = (await tx.conn.execute(sa.select(M).where(M.c.id == job["message_id"]))).mappings().one()
+        await apply_status(tx, dict(msg), MessageStatus.FAILED, utcnow(), error)
+    return len(jobs)
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, SendError) and exc.error_class is SendErrorClass.RETRYABLE
 
@@ -476,8 +506,10 @@ class OutboxWorker(Worker):
         max_age: timedelta = timedelta(hours=24),
         quick_retries: int = 2,
         poll_interval: float = 1.0,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
+        self.metrics = metrics
         self.store = store
         self.channels = channels
         self.concurrency = concurrency
@@ -637,6 +669,7 @@ class OutboxWorker(Worker):
         try:
             receipt = await self._send(channel, out)
         except SendError as exc:
+            self._count(channel, exc.error_class.value)
             await self._on_error(job, msg, exc, limits)
             return
         except Exception as exc:  # a plugin bug: keep the message, retry later
@@ -646,6 +679,7 @@ class OutboxWorker(Worker):
             )
             return
         await self._sent(job, msg, receipt.external_id, receipt.data)
+        self._count(channel, "sent")
         self.channels.report_health(job["channel_id"], HealthState.OK, None)
         self.sent += 1
 
@@ -775,6 +809,10 @@ class OutboxWorker(Worker):
                 .values(state="failed", last_error=exc.as_dict(), lease_until=None, updated_at=utcnow())
             )
             await apply_status(tx, msg, MessageStatus.FAILED, utcnow(), exc.as_dict())
+
+    def _count(self, channel: Channel, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.sends.labels(channel.type_name, result).inc()
 
     async def _on_error(
         self, job: dict[str, Any], msg: dict[str, Any], exc: SendError, limits: list[Any]

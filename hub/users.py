@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -96,9 +97,19 @@ async def create_token(db: Database, user_id: str, name: str | None = None) -> s
     return token
 
 
+# Verified against when the email is unknown, so the answer takes as long as for a real user and
+# does not tell which emails have accounts.
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password("not a real password")
+
+
 async def login(db: Database, email: str, password: str) -> tuple[dict[str, Any], str] | None:
     user = await find_user(db, email)
-    if user is None or not user["active"] or not verify_password(user["password_hash"], password):
+    if user is None:
+        verify_password(_dummy_hash(), password)
+        return None
+    if not user["active"] or not verify_password(user["password_hash"], password):
         return None
     return user, await create_token(db, user["id"], "login")
 

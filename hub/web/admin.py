@@ -14,6 +14,7 @@ from hub.channel import Health
 from hub.channels import ChannelService, SettingsInvalid
 from hub.db import new_id
 from hub.models import utcnow
+from hub.outbound import cancel_channel_queue
 from hub.web.auth import require_user
 from hub.web.errors import ApiError, read_json
 from hub.web.openapi import operation
@@ -92,7 +93,10 @@ async def upsert_channel(
             )
         else:
             # New credentials end an auth pause: sending resumes with the queue intact.
-            credentials_changed = sealed != prior["secrets"] or plain != prior["settings"]
+            # Compare values, not ciphertexts: sealing the same secrets twice gives different bytes.
+            credentials_changed = svc.reveal(validated) != svc.reveal(
+                svc.validate_settings(type_name, {}, previous)
+            )
             if prior["send_paused"] and credentials_changed:
                 values["send_paused"] = False
                 values["health"] = Health().model_dump(mode="json")
@@ -257,6 +261,9 @@ async def admin_delete(request: web.Request) -> web.StreamResponse:
     row = _row(request)
     svc = request.app[CHANNELS]
     async with request.app[STORE].tx() as tx:
+        # What was waiting to go out on this channel never will: tell the app instead of leaving
+        # the messages queued forever.
+        await cancel_channel_queue(tx, row["id"], "the channel was deleted")
         await tx.conn.execute(CH.delete().where(CH.c.id == row["id"]))
         await tx.emit(
             "channel.updated", {"id": row["id"], "type": row["type"], "deleted": True}, channel_id=row["id"]

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub import schema
 from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, STORE
@@ -48,6 +48,13 @@ class ConversationPatch(BaseModel):
     team: str | None = None
     labels: list[str] | None = None
     custom_attributes: dict[str, Any] | None = None
+
+    @field_validator("status", "labels", "custom_attributes", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; omit the field to leave it unchanged")
+        return value
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> Any:
@@ -206,6 +213,17 @@ async def patch_conversation(request: web.Request) -> web.StreamResponse:
         exists = await tx.conn.scalar(sa.select(C.c.id).where(C.c.id == cid))
         if exists is None:
             raise ApiError(404, "not_found", f"conversation {cid} does not exist")
+        if changes.get("assignee_id") is not None:
+            known = await tx.conn.scalar(
+                sa.select(schema.users.c.id).where(schema.users.c.id == changes["assignee_id"])
+            )
+            if known is None:
+                raise ApiError(
+                    422,
+                    "validation_failed",
+                    "the request is invalid",
+                    [{"field": "assignee_id", "message": "no such user"}],
+                )
         if changes:
             changes["updated_at"] = utcnow()
             await tx.conn.execute(C.update().where(C.c.id == cid).values(**changes))

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiohttp import web
@@ -86,12 +88,26 @@ async def openapi(request: web.Request) -> web.StreamResponse:
     return web.json_response(build_openapi(request.app, request.app[CONFIG].hub.public_url))
 
 
+@web.middleware
+async def timing_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Request latency per route (the route's pattern, never the raw path: ids would explode it)."""
+    start = time.perf_counter()
+    try:
+        return await handler(request)
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[METRICS].request_seconds.labels(route).observe(time.perf_counter() - start)
+
+
 def create_app(
     config: HubConfig, *, extra_plugins: list[tuple[str, object]] | None = None
 ) -> web.Application:
     """Build the hub. Plugins load here (not at import), so a test can add its own for one app."""
     pm, registry, report = load_plugins(extra=extra_plugins)
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.hub.max_body_bytes)
+    app = web.Application(
+        middlewares=[timing_middleware, error_middleware], client_max_size=config.hub.max_body_bytes
+    )
     app[CONFIG] = config
     app[PLUGIN_MANAGER] = pm
     app[REGISTRY] = registry
@@ -164,9 +180,9 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG].hub
     store, svc = app[STORE], app[CHANNELS]
     raw = RawInbox(store)
-    processor = InboundProcessor(store, svc)
+    processor = InboundProcessor(store, svc, metrics=app[METRICS])
     raw.on_stored.append(processor.notify)
-    outbox = OutboxWorker(store, svc, concurrency=max(cfg.workers, 1) * 32)
+    outbox = OutboxWorker(store, svc, concurrency=max(cfg.workers, 1) * 32, metrics=app[METRICS])
     media = MediaStore(Path(cfg.data_dir) / "media", store)
     media_worker = MediaWorker(store, svc, media, cfg.public_url)
     app[RAW_INBOX], app[PROCESSOR], app[OUTBOX], app[MEDIA], app[MEDIA_WORKER] = (
