@@ -1,14 +1,14 @@
 """Fixtures of the end-to-end suite: real ``hub serve`` processes, an HTTP session, a FakeGraph.
 
-Test modules here run on one event loop per module (``pytest.mark.asyncio(loop_scope="module")``)
-so that one hub process and one HTTP session serve all tests of a module that do not interfere;
+Test modules here run on one event loop per module (``pytest.mark.asyncio(loop_scope="module")``).
+One hub process (``shared_hub``) and one FakeGraph serve every test that does not stop the hub;
 tests that kill a hub get a fresh one from ``hub_factory``. When a test fails, the tail of every
 live hub's log is attached to the report.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,14 @@ from e2e_support import (
     MAX_BODY_BYTES,
     PG_HELP,
     Api,
+    HubFactory,
     HubProcess,
     ThreadedFakeGraph,
+    e2e_database,
     postgres_problem,
     postgres_url,
     reset_postgres,
 )
-
-HubFactory = Callable[..., Awaitable[HubProcess]]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -46,10 +46,11 @@ async def launch_hub(
     """A bootstrapped hub (admin user + token through the CLI) on a fresh database."""
     database_url = None
     if backend == "postgresql":
-        database_url = postgres_url()
-        problem = await postgres_problem(database_url)
+        server_url = postgres_url()
+        problem = await postgres_problem(server_url)
         if problem is not None:
-            pytest.skip(PG_HELP.format(url=database_url, error=problem))
+            pytest.skip(PG_HELP.format(url=server_url, error=problem))
+        database_url = await e2e_database(server_url)
         await reset_postgres(database_url)
     elif backend != "sqlite":
         raise ValueError(f"unknown backend {backend!r}")
@@ -62,9 +63,9 @@ async def launch_hub(
     return hub
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def graph() -> Iterator[ThreadedFakeGraph]:
-    """One FakeGraph for the module, served from its own thread."""
+    """One FakeGraph for the run, served from its own thread (tests script it per phone number id)."""
     fake = ThreadedFakeGraph().start()
     try:
         yield fake
@@ -78,9 +79,10 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def module_hub(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HubProcess]:
-    """One SQLite hub shared by the tests of a module (they use distinct channels and contacts)."""
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def shared_hub(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HubProcess]:
+    """One SQLite hub shared by every test that does not stop it (they use distinct channels,
+    phone number ids and contacts, so they do not see each other's messages)."""
     hub = await launch_hub(tmp_path_factory.mktemp("hub"), max_body_bytes=MAX_BODY_BYTES)
     try:
         yield hub
@@ -89,8 +91,9 @@ async def module_hub(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def api(http: aiohttp.ClientSession, module_hub: HubProcess) -> Api:
-    return Api(http, module_hub.base_url, module_hub.token)
+async def api(http: aiohttp.ClientSession, shared_hub: HubProcess) -> Api:
+    """The shared hub's API with the admin's CLI-made token."""
+    return Api(http, shared_hub.base_url, shared_hub.token)
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -37,8 +38,9 @@ HUB_BIN = str(_VENV_HUB if _VENV_HUB.exists() else Path(sys.executable).with_nam
 DEFAULT_PG_URL = "postgresql://127.0.0.1:5432/test"
 PG_HELP = (
     "PostgreSQL is not reachable at {url} ({error}). Start one, e.g. "
-    "`docker run --rm -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test -p 5432:5432 postgres:16`, "
-    "or point HUB_TEST_POSTGRES_URL at a database these tests may wipe (its public schema is dropped)."
+    "`apt-get install postgresql` or `docker run --rm -e POSTGRES_HOST_AUTH_METHOD=trust "
+    "-e POSTGRES_DB=test -p 5432:5432 postgres:16`, "
+    "or set HUB_TEST_POSTGRES_URL. The tests use (and wipe) the sibling database <name>_hub_e2e."
 )
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct-horse-battery-staple"
@@ -87,6 +89,29 @@ async def postgres_problem(url: str) -> str | None:
         return f"{type(exc).__name__}: {exc}"
     await conn.close()
     return None
+
+
+async def e2e_database(url: str) -> str:
+    """The database the e2e hubs use on the server at ``url``: a sibling ``<name>_hub_e2e``,
+    created on first use, so that the core tests and benchmarks, which wipe ``url`` itself, can run
+    at the same time. Falls back to ``url`` when the role may not create databases."""
+    import asyncpg
+
+    parts = urlsplit(url)
+    base = parts.path.lstrip("/") or "postgres"
+    name = f"{base}_hub_e2e"
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass
+            except asyncpg.InsufficientPrivilegeError:
+                return url
+    finally:
+        await conn.close()
+    return urlunsplit(parts._replace(path="/" + name))
 
 
 async def reset_postgres(url: str) -> None:
@@ -414,6 +439,10 @@ class HubProcess:
 
     def log_tail(self, lines: int = 120) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+HubFactory = Callable[..., Awaitable[HubProcess]]
+"""The ``hub_factory`` fixture: ``await hub_factory(backend="sqlite", workers=True, ...)``."""
 
 
 # ---- the app's client -----------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def _fields(error: dict[str, object]) -> list[str]:
 
 
 async def test_admin_creates_lists_disables_whatsapp_channel(
-    api: Api, module_hub: HubProcess, graph: ThreadedFakeGraph
+    api: Api, shared_hub: HubProcess, graph: ThreadedFakeGraph
 ) -> None:
     ch = await create_wa_channel(api, graph.base_url, name="Support line")
     secrets_planted = [ch.access_token, ch.app_secret]
@@ -37,7 +37,7 @@ async def test_admin_creates_lists_disables_whatsapp_channel(
     assert created["type"] == "whatsapp"
     assert created["name"] == "Support line"
     assert created["enabled"] is True
-    assert created["setup"]["webhook_url"] == f"{module_hub.base_url}/webhooks/{ch.id}"
+    assert created["setup"]["webhook_url"] == f"{shared_hub.base_url}/webhooks/{ch.id}"
     assert created["setup"]["verify_token"] == ch.verify_token
     assert created["settings"]["access_token"] == MASK
     assert created["settings"]["app_secret"] == MASK
@@ -131,7 +131,7 @@ async def test_admin_creates_lists_disables_whatsapp_channel(
     for secret in secrets_planted:
         leaks = [body[:200] for body in api.bodies if secret in body]
         assert not leaks, f"secret value leaked in responses: {leaks}"
-        assert secret not in module_hub.log_text(), "secret value leaked in the hub's log"
+        assert secret not in shared_hub.log_text(), "secret value leaked in the hub's log"
 
 
 async def test_webhook_handshake(api: Api, graph: ThreadedFakeGraph) -> None:
@@ -147,12 +147,13 @@ async def test_webhook_handshake(api: Api, graph: ThreadedFakeGraph) -> None:
     assert resp.text == "1158201444"
 
     # The challenge is echoed as given, never cast to a number (leading zeros, non-digits survive).
-    resp = await api.get(
-        url,
-        params={"hub.mode": "subscribe", "hub.verify_token": ch.verify_token, "hub.challenge": "007abc"},
-        auth=False,
-    )
-    assert (resp.status, resp.text) == (200, "007abc")
+    for challenge in ("0012345", "abc-1158201444"):
+        resp = await api.get(
+            url,
+            params={"hub.mode": "subscribe", "hub.verify_token": ch.verify_token, "hub.challenge": challenge},
+            auth=False,
+        )
+        assert (resp.status, resp.text) == (200, challenge)
 
     wrong = [
         {"hub.mode": "subscribe", "hub.verify_token": ch.verify_token + "x", "hub.challenge": "1"},
@@ -171,3 +172,14 @@ async def test_webhook_handshake(api: Api, graph: ThreadedFakeGraph) -> None:
         auth=False,
     )
     assert_error(resp, 404, "not_found")
+
+
+async def test_the_app_api_needs_a_valid_token(api: Api, shared_hub: HubProcess) -> None:
+    assert_error(await api.get("/api/v1/channels", auth=False), 401, "unauthorized")
+    bad = {"Authorization": "Bearer not-a-token"}
+    assert_error(await api.get("/api/v1/events?after=0", headers=bad, auth=False), 401, "unauthorized")
+    resp = await api.post(
+        "/api/v1/auth/login", {"email": "admin@example.com", "password": "wrong password"}, auth=False
+    )
+    assert_error(resp, 401)
+    assert_error(await api.get("/api/v1/events?after=abc"), 400, "bad_request")

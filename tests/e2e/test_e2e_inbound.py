@@ -32,6 +32,7 @@ from e2e_support import (
     wa_value,
     wa_webhook,
     wait_message_event,
+    wamid,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -48,14 +49,14 @@ def _stream(http: aiohttp.ClientSession, hub: HubProcess, after: int) -> EventSt
 
 
 async def test_text_webhook_reaches_the_app_normalized(
-    api: Api, http: aiohttp.ClientSession, module_hub: HubProcess, channel: WaChannel
+    api: Api, http: aiohttp.ClientSession, shared_hub: HubProcess, channel: WaChannel
 ) -> None:
     wa_id = phone()
     ts = int(time.time()) - 30
     payload, msg_id = wa_text_webhook(
         channel.phone_number_id, wa_id, "Hi, my order #12 is late 😀", ts=ts, name="Ana Souza"
     )
-    async with _stream(http, module_hub, 0) as stream:
+    async with _stream(http, shared_hub, 0) as stream:
         await stream.wait_live()
         resp = await api.webhook(channel.id, payload, channel.app_secret)
         assert resp.status == 200, resp
@@ -148,7 +149,16 @@ async def test_batched_webhook_stores_every_message(api: Api, channel: WaChannel
                 )
             )
         entries.append(values)
-    resp = await api.webhook(channel.id, wa_webhook(*entries), channel.app_secret)
+    # An unknown message type in the batch becomes an ``unsupported`` placeholder, and a change of
+    # another webhook field is ignored: neither may fail the delivery (Meta would redeliver it).
+    odd = phone()
+    hologram = {"from": odd, "id": wamid(), "timestamp": str(int(time.time())), "type": "hologram"}
+    entries[1].append(wa_value(channel.phone_number_id, contacts=[wa_contact(odd)], messages=[hologram]))
+    payload = wa_webhook(*entries)
+    payload["entry"][0]["changes"].append(
+        {"field": "account_update", "value": {"phone_number": "15550001111", "event": "VERIFIED_ACCOUNT"}}
+    )
+    resp = await api.webhook(channel.id, payload, channel.app_secret)
     assert resp.status == 200, resp
 
     await settle(api, channel, after)
@@ -158,6 +168,8 @@ async def test_batched_webhook_stores_every_message(api: Api, channel: WaChannel
         if e["type"] == "message.created" and e["data"]["external_id"] in expected
     }
     assert set(created) == set(expected), f"missing: {set(expected) - set(created)}"
+    placeholder = await wait_message_event(api, after, hologram["id"])
+    assert placeholder["data"]["kind"] == "unsupported"
     by_conv: dict[str, set[str]] = {}
     for ext, ev in created.items():
         assert ev["data"]["text"] == expected[ext][1]
@@ -233,8 +245,8 @@ async def test_bad_webhooks_are_refused_and_store_nothing(api: Api, channel: WaC
     # Nothing of the above was stored: after a sentinel is processed, the only new events are its own.
     sentinel = await settle(api, channel, last)
     new_events = await api.events(last)
-    assert new_events, "the sentinel's events are missing"
-    assert {e["conversation_id"] for e in new_events} == {sentinel["conversation_id"]}, new_events
+    records = [e for e in new_events if e["type"].startswith(("message.", "conversation."))]
+    assert {e["conversation_id"] for e in records} == {sentinel["conversation_id"]}, records
     assert not [e for e in new_events if e["data"].get("external_id") in refused]
 
     # Control: the escaped-unicode body signed over its raw bytes is accepted, its text intact.
@@ -246,13 +258,13 @@ async def test_bad_webhooks_are_refused_and_store_nothing(api: Api, channel: WaC
 
 
 async def test_stream_resumes_after_a_disconnect_without_gaps_or_repeats(
-    api: Api, http: aiohttp.ClientSession, module_hub: HubProcess, channel: WaChannel
+    api: Api, http: aiohttp.ClientSession, shared_hub: HubProcess, channel: WaChannel
 ) -> None:
     await settle(api, channel)
     start = await api.last_seq()
     first = [await deliver_text(api, channel, phone(), f"before disconnect {i}") for i in range(3)]
 
-    async with _stream(http, module_hub, start) as stream:
+    async with _stream(http, shared_hub, start) as stream:
         for msg_id in first:
             await stream.wait_event("message.created", external_id=msg_id)
         seen = list(stream.events)
@@ -264,23 +276,35 @@ async def test_stream_resumes_after_a_disconnect_without_gaps_or_repeats(
     second = [await deliver_text(api, channel, phone(), f"while offline {i}") for i in range(3)]
     for msg_id in second:
         await wait_message_event(api, last_seen, msg_id)
-    expected = await api.events(last_seen)
 
-    async with _stream(http, module_hub, last_seen) as stream:
+    async with _stream(http, shared_hub, last_seen) as stream:
         live = await stream.wait_live()
-        replayed = list(stream.events)
         # Live events after the replay continue the same sequence.
         extra = await deliver_text(api, channel, phone(), "after reconnect")
         tail = await stream.wait_event("message.created", external_id=extra)
+    frames = [f for f in stream.frames if f["type"] in ("event", "live")]
+    assert [f["type"] for f in frames].count("live") == 1
+    cut = frames.index(live)
+    replayed = [f["event"] for f in frames[:cut]]
+    after_live = [f["event"]["seq"] for f in frames[cut + 1 :]]
+    expected = [e for e in await api.events(last_seen) if e["seq"] <= live["last_seq"]]
 
     replayed_seqs = [e["seq"] for e in replayed]
     assert replayed_seqs == list(range(last_seen + 1, live["last_seq"] + 1)), replayed_seqs
-    assert live["last_seq"] == expected[-1]["seq"]
     assert [(e["seq"], e["type"], e["data"]) for e in replayed] == [
         (e["seq"], e["type"], e["data"]) for e in expected
     ]
     replayed_msgs = [e["data"]["external_id"] for e in replayed if e["type"] == "message.created"]
     assert [m for m in replayed_msgs if m in second] == second
     assert not set(first) & set(replayed_msgs)
-    assert tail["seq"] > live["last_seq"]
+    assert after_live == list(range(live["last_seq"] + 1, live["last_seq"] + 1 + len(after_live))), after_live
+    assert tail["seq"] in after_live
     assert not set(replayed_seqs) & {e["seq"] for e in seen}
+
+
+@pytest.mark.skip(
+    reason="A cursor older than the retained log needs pruning, which only happens every 300 s and keeps "
+    "at least 1000 events (hub.event_retention); there is no supported way to force it from outside."
+)
+async def test_too_old_cursor_gets_a_resync_answer() -> None:
+    """Scenario 13: ``/api/v1/stream?after=<pruned>`` should send ``{"type": "resync"}`` and close."""
