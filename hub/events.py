@@ -8,10 +8,12 @@ hook implementations. An app that was offline replays from the table with ``afte
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,6 +39,7 @@ class Tx:
     conn: AsyncConnection
     db: Database
     events: list[Event] = field(default_factory=list)
+    frames: list[tuple[int, str]] = field(default_factory=list)
     _locked: bool = False
 
     async def emit(
@@ -47,46 +50,63 @@ class Tx:
         channel_id: str | None = None,
         conversation_id: str | None = None,
     ) -> Event:
+        return (await self.emit_many([(type_, data, channel_id, conversation_id)]))[0]
+
+    async def emit_many(self, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[Event]:
+        """Append several events (type, data, channel_id, conversation_id) in one statement, in order."""
+        if not items:
+            return []
         if not self.db.is_sqlite and not self._locked:
             await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_EVENTS_LOCK)))
             self._locked = True
         now = utcnow()
+        # Serialized once here: the log row, the live frames and every replay reuse this text.
+        texts = [dump(data) for _, data, _, _ in items]
+        rows = [
+            {"type": t, "channel_id": ch, "conversation_id": cv, "data": text, "created_at": now}
+            for (t, _, ch, cv), text in zip(items, texts, strict=True)
+        ]
         result = await self.conn.execute(
-            schema.events.insert()
-            .values(
-                type=type_,
-                channel_id=channel_id,
-                conversation_id=conversation_id,
-                data=data,
-                created_at=now,
+            schema.events.insert().returning(schema.events.c.seq, sort_by_parameter_order=True), rows
+        )
+        seqs = [int(s) for s in result.scalars()]
+        out = []
+        for seq, (t, data, ch, cv), text in zip(seqs, items, texts, strict=True):
+            ev = Event.model_construct(
+                seq=seq, type=t, channel_id=ch, conversation_id=cv, data=data, created_at=now
             )
-            .returning(schema.events.c.seq)
-        )
-        seq = int(result.scalar_one())
-        ev = Event(
-            seq=seq,
-            type=type_,
-            channel_id=channel_id,
-            conversation_id=conversation_id,
-            data=data,
-            created_at=now,
-        )
-        self.events.append(ev)
-        return ev
+            out.append(ev)
+            self.frames.append((seq, envelope(seq, t, ch, cv, text, now)))
+        self.events.extend(out)
+        return out
+
+
+def dump(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def envelope(
+    seq: int, type_: str, channel_id: str | None, conversation_id: str | None, data_text: str, at: datetime
+) -> str:
+    """One event as the app receives it (the ``Event`` model's JSON), built around stored text."""
+    return (
+        f'{{"seq":{seq},"type":{dump(type_)},"channel_id":{dump(channel_id)},'
+        f'"conversation_id":{dump(conversation_id)},"data":{data_text},"created_at":"{at.isoformat()}"}}'
+    )
 
 
 class Subscription:
     """A live feed of events for one stream client; overflow marks it lagging (it re-reads the log)."""
 
     def __init__(self, maxsize: int) -> None:
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize)
         self.lagging = False
 
-    def offer(self, ev: Event) -> None:
+    def offer(self, frame: tuple[int, str]) -> None:
         if self.lagging:
             return
         try:
-            self.queue.put_nowait(ev)
+            self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.lagging = True
 
@@ -109,11 +129,13 @@ class EventBus:
         finally:
             self._subs.discard(sub)
 
-    def publish(self, events: Iterable[Event]) -> None:
+    def publish(self, events: Iterable[Event], frames: Iterable[tuple[int, str]] = ()) -> None:
+        """Hand committed events to live subscribers (as JSON frames) and to observers (as models)."""
+        for frame in frames:
+            for sub in self._subs:
+                sub.offer(frame)
         for ev in events:
             self.last_seq = max(self.last_seq, ev.seq)
-            for sub in self._subs:
-                sub.offer(ev)
             for observe in self.observers:
                 try:
                     observe(ev)
@@ -148,20 +170,22 @@ class Store:
                     ordered = True
             # Committed: only now may anyone outside see the events.
             if tx.events:
-                self.bus.publish(tx.events)
+                self.bus.publish(tx.events, tx.frames)
         finally:
             if ordered and self._publish_order is not None:
                 self._publish_order.release()
 
-    async def events_after(self, after: int, limit: int) -> list[Event]:
+    async def events_after(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(seq, JSON text) of the events after ``after``, oldest first: no model, no re-encoding."""
+        E = schema.events
         async with self.db.read() as conn:
             rows = await conn.execute(
-                sa.select(schema.events)
-                .where(schema.events.c.seq > after)
-                .order_by(schema.events.c.seq)
+                sa.select(E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at)
+                .where(E.c.seq > after)
+                .order_by(E.c.seq)
                 .limit(limit)
             )
-            return [Event.model_validate(dict(r._mapping)) for r in rows]
+            return [(seq, envelope(seq, t, ch, cv, data, at)) for seq, t, ch, cv, data, at in rows]
 
     async def pruned_through(self) -> int:
         async with self.db.read() as conn:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 
 from hub import schema
+from hub.bulk import apply_messages
 from hub.channel import Channel, RawEvent
 from hub.channels import ChannelService
 from hub.events import Store, Tx
@@ -84,10 +85,11 @@ class RawInbox(Worker):
         body: bytes,
         headers: Mapping[str, str],
         cursor: tuple[str, str] | None = None,
+        received_at: datetime | None = None,
     ) -> int | None:
         """Commit one delivery; the new row id, or None when this key was stored before."""
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        item = _Pending(channel_id, key, body, dict(headers), utcnow(), cursor, future)
+        item = _Pending(channel_id, key, body, dict(headers), received_at or utcnow(), cursor, future)
         if not self.running:  # not started (CLI, tests): write directly
             return (await self._write([item]))[0]
         await self._queue.put(item)
@@ -115,36 +117,41 @@ class RawInbox(Worker):
                 callback(new)
 
     async def _write(self, batch: Sequence[_Pending]) -> list[int | None]:
-        ids: list[int | None] = []
-        async with self.store.db.write() as conn:
+        """One multi-row insert for the batch; a key already stored (or twice in the batch) is None."""
+        rows = [
+            {
+                "channel_id": item.channel_id,
+                "dedupe_key": item.key,
+                "body": item.body,
+                "headers": item.headers,
+                "received_at": item.received_at,
+                "state": "pending",
+                "attempts": 0,
+            }
+            for item in batch
+        ]
+        db = self.store.db
+        async with db.write() as conn:
+            result = await conn.execute(
+                db.insert(R)
+                .on_conflict_do_nothing(index_elements=["channel_id", "dedupe_key"])
+                .returning(R.c.id, R.c.channel_id, R.c.dedupe_key),
+                rows,
+            )
+            stored = {(cid, key): int(rid) for rid, cid, key in result}
             for item in batch:
-                result = await conn.execute(
-                    self.store.db.insert(R)
-                    .values(
-                        channel_id=item.channel_id,
-                        dedupe_key=item.key,
-                        body=item.body,
-                        headers=item.headers,
-                        received_at=item.received_at,
-                        state="pending",
-                        attempts=0,
-                    )
-                    .on_conflict_do_nothing(index_elements=["channel_id", "dedupe_key"])
-                    .returning(R.c.id)
-                )
-                rid = result.scalar_one_or_none()
-                ids.append(int(rid) if rid is not None else None)
                 if item.cursor is not None:
                     name, value = item.cursor
                     await conn.execute(
-                        self.store.db.insert(schema.cursors)
+                        db.insert(schema.cursors)
                         .values(channel_id=item.channel_id, name=name, value=value, updated_at=utcnow())
                         .on_conflict_do_update(
                             index_elements=["channel_id", "name"],
                             set_={"value": value, "updated_at": utcnow()},
                         )
                     )
-        return ids
+        # The first item with a key gets its row; any later copy in the same batch is a duplicate.
+        return [stored.pop((item.channel_id, item.key), None) for item in batch]
 
 
 class ChannelInbox:
@@ -204,6 +211,16 @@ class InboundProcessor(Worker):
         self.max_attempts = max_attempts
         self.processed = 0
         self._unusable: list[tuple[dict[str, Any], str, str]] = []
+        self._parsed: dict[int, list[ParsedEvent]] = {}
+
+    def offer(self, raw_id: int, parsed: list[ParsedEvent]) -> None:
+        """Events the webhook handler already parsed from stored delivery ``raw_id``.
+
+        Kept only while this processor runs and up to a bound; otherwise the delivery is simply
+        parsed again when processed (parsing is pure, so the result is the same).
+        """
+        if self.running and len(self._parsed) < 10_000:
+            self._parsed[raw_id] = parsed
 
     async def run(self) -> None:
         while True:  # the first pass picks up what a previous run left pending
@@ -263,11 +280,14 @@ class InboundProcessor(Worker):
         channel = self.channels.get(row["channel_id"])
         if channel is None:
             # Disabled or removed after the delivery was stored: keep it for a replay.
+            self._parsed.pop(row["id"], None)
             self._unusable.append((row, "skipped", "channel not active"))
             return None
         raw = RawEvent(row["channel_id"], row["body"], row["headers"] or {}, row["received_at"])
         try:
-            parsed = channel.parse(raw)
+            parsed = self._parsed.pop(row["id"], None)
+            if parsed is None:
+                parsed = channel.parse(raw)
             # Re-validate what a plugin returned so a wrong shape fails here, not in storage.
             parsed = _parsed_list.validate_python(parsed)
         except Exception as exc:
@@ -284,8 +304,7 @@ class InboundProcessor(Worker):
         """
         try:
             async with self.store.tx() as tx:
-                for _, channel, parsed in ready:
-                    await apply_events(tx, channel, parsed)
+                await apply_deliveries(tx, [(channel, parsed) for _, channel, parsed in ready])
                 await tx.conn.execute(
                     R.update()
                     .where(R.c.id.in_([row["id"] for row, _, _ in ready]))
@@ -331,15 +350,32 @@ class InboundProcessor(Worker):
 
 async def apply_events(tx: Tx, channel: Channel, parsed: Sequence[ParsedEvent]) -> None:
     """Apply one delivery's normalized events to the records, emitting app events."""
-    for ev in parsed:
-        if isinstance(ev, InboundMessage):
-            await _apply_message(tx, channel, ev)
-        elif isinstance(ev, StatusUpdate):
-            await _apply_status(tx, channel.channel_id, ev)
-        elif isinstance(ev, WatermarkUpdate):
-            await _apply_watermark(tx, channel.channel_id, ev)
-        elif isinstance(ev, ReactionUpdate):
-            await _apply_reaction(tx, channel.channel_id, ev)
+    await apply_deliveries(tx, [(channel, parsed)])
+
+
+async def apply_deliveries(tx: Tx, deliveries: Sequence[tuple[Channel, Sequence[ParsedEvent]]]) -> None:
+    """Apply several deliveries: new messages in bulk first, then receipts and reactions in order
+    (so a reaction or receipt finds a message that arrived in the same batch)."""
+    await apply_messages(
+        tx,
+        [
+            (channel, ev)
+            for channel, parsed in deliveries
+            for ev in parsed
+            if isinstance(ev, InboundMessage) and not ev.thread_refs
+        ],
+    )
+    for channel, parsed in deliveries:
+        for ev in parsed:
+            if isinstance(ev, InboundMessage):
+                if ev.thread_refs:  # threads need the messages before them: one at a time
+                    await _apply_message(tx, channel, ev)
+            elif isinstance(ev, StatusUpdate):
+                await _apply_status(tx, channel.channel_id, ev)
+            elif isinstance(ev, WatermarkUpdate):
+                await _apply_watermark(tx, channel.channel_id, ev)
+            elif isinstance(ev, ReactionUpdate):
+                await _apply_reaction(tx, channel.channel_id, ev)
 
 
 async def _apply_message(tx: Tx, channel: Channel, ev: InboundMessage) -> None:

@@ -250,7 +250,7 @@ events = Table(
     Column("type", String(64), nullable=False),
     Column("channel_id", String(64)),
     Column("conversation_id", String(32)),
-    Column("data", JSON, nullable=False),
+    Column("data", Text, nullable=False, comment="the event's JSON, serialized once when appended"),
     Column("created_at", TS, nullable=False),
     # Never reuse a sequence number, even after the newest rows were deleted.
     sqlite_autoincrement=True,

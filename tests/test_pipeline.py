@@ -259,14 +259,14 @@ async def test_a_failing_delivery_in_a_batch_holds_back_only_itself(hub: Hub, mo
     import hub.inbound as inbound
 
     await hub.client.app[PROCESSOR].stop()
-    real = inbound._apply_message
+    real = inbound.apply_messages
 
-    async def poisoned(tx: Any, channel: Any, ev: Any) -> None:
-        if ev.external_id == "poison":
+    async def poisoned(tx: Any, items: Any) -> None:
+        if any(ev.external_id == "poison" for _, ev in items):
             raise RuntimeError("storage refused this one")
-        await real(tx, channel, ev)
+        await real(tx, items)
 
-    monkeypatch.setattr(inbound, "_apply_message", poisoned)
+    monkeypatch.setattr(inbound, "apply_messages", poisoned)
     for mid in ["ok-1", "poison", "ok-2"]:
         assert (await hub.webhook(msg(mid, who=mid))).status == 200
     proc = InboundProcessor(hub.store, hub.client.app[CHANNELS])

@@ -76,8 +76,10 @@ async def receive(request: web.Request) -> web.StreamResponse:
     except BadSignature as exc:
         metrics.webhooks.labels(channel.type_name, "bad_signature").inc()
         raise ApiError(401, "bad_signature", str(exc)) from None
+    raw = RawEvent(channel.channel_id, body, headers)
+    parsed = None
     try:
-        channel.parse(RawEvent(channel.channel_id, body, headers))
+        parsed = channel.parse(raw)
     except BadPayload as exc:
         metrics.webhooks.labels(channel.type_name, "bad_payload").inc()
         raise ApiError(400, "bad_payload", str(exc)) from None
@@ -86,8 +88,13 @@ async def receive(request: web.Request) -> web.StreamResponse:
         # plugin replays it (`hub replay`).
         log.exception("channel %s parser raised; storing the delivery for replay", channel.channel_id)
     key = channel.delivery_key(body, headers)
-    rid = await request.app[RAW_INBOX].store_raw(channel.channel_id, key, body, _storable(channel, headers))
+    rid = await request.app[RAW_INBOX].store_raw(
+        channel.channel_id, key, body, _storable(channel, headers), received_at=raw.received_at
+    )
     metrics.webhooks.labels(channel.type_name, "stored" if rid else "duplicate").inc()
     if rid:
-        request.app[PROCESSOR].notify()
+        processor = request.app[PROCESSOR]
+        if parsed is not None:
+            processor.offer(rid, parsed)  # parsing is pure: the processor need not do it again
+        processor.notify()
     return web.json_response({"status": "ok" if rid else "duplicate"})

@@ -64,7 +64,9 @@ def upgrade() -> None:
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("channel_id", sa.String(length=64), nullable=True),
         sa.Column("conversation_id", sa.String(length=32), nullable=True),
-        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column(
+            "data", sa.Text(), nullable=False, comment="the event's JSON, serialized once when appended"
+        ),
         sa.Column("created_at", hub.schema.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_events")),
         sqlite_autoincrement=True,

@@ -1,0 +1,317 @@
+"""Applying many inbound messages at once: a dozen statements per batch instead of a dozen per
+message. Same records, same events, same one-effect-per-provider-id rule as the one-by-one path in
+``hub.inbound``; the processor falls back to that path when a batch fails."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub import schema
+from hub.channel import Channel
+from hub.db import new_id
+from hub.events import Tx
+from hub.models import Direction, InboundMessage, MessageStatus, utcnow
+from hub.records import conversation_dict, message_dict
+
+__all__ = ["apply_messages"]
+
+M = schema.messages
+C = schema.conversations
+K = schema.contacts
+ID = schema.contact_identities
+
+
+async def apply_messages(tx: Tx, items: Sequence[tuple[Channel, InboundMessage]]) -> None:
+    """Store new messages (duplicates skipped), their contacts and conversations, and emit
+    ``conversation.created``, ``message.created`` and ``conversation.updated`` in order."""
+    todo = await _new_only(tx, items)
+    if not todo:
+        return
+    now = utcnow()
+    contact_ids, contacts = await _contacts(tx, todo, now)
+    conv_ids, convs, created = await _conversations(tx, todo, contact_ids, now)
+    replies = await _reply_targets(tx, todo)
+    rows: list[dict[str, Any]] = []
+    media: list[dict[str, Any]] = []
+    for (channel, ev), contact_id, conv_id in zip(todo, contact_ids, conv_ids, strict=True):
+        cid = channel.channel_id
+        inbound = ev.direction is Direction.INBOUND
+        row: dict[str, Any] = {
+            "id": new_id("msg_"),
+            "conversation_id": conv_id,
+            "channel_id": cid,
+            "direction": ev.direction.value,
+            "kind": ev.kind.value,
+            "text": ev.text,
+            "content": {
+                "attachments": [a.model_dump(mode="json") for a in ev.attachments],
+                "interactive": ev.interactive.model_dump(mode="json") if ev.interactive else None,
+                "forwarded": ev.forwarded,
+                "subject": ev.subject,
+                "data": ev.data,
+            },
+            "reply_to_message_id": replies.get((cid, ev.reply_to_external_id or "")),
+            "reply_to_external_id": ev.reply_to_external_id,
+            "reactions": [],
+            "sender": {"type": "contact", "id": contact_id, "name": ev.contact.name}
+            if inbound
+            else {"type": "channel", "id": cid},
+            "status": MessageStatus.RECEIVED.value if inbound else MessageStatus.SENT.value,
+            "status_at": {} if inbound else {"sent": ev.timestamp.isoformat()},
+            "error": None,
+            "external_id": ev.external_id,
+            "author_id": None,
+            "idempotency_key": None,
+            "request_hash": None,
+            "created_at": ev.timestamp,
+            "updated_at": now,
+        }
+        rows.append(row)
+        for idx, att in enumerate(ev.attachments):
+            if att.external_id or att.source_url:
+                media.append(
+                    {
+                        "message_id": row["id"],
+                        "idx": idx,
+                        "channel_id": cid,
+                        "state": "pending",
+                        "attempts": 0,
+                        "due_at": now,
+                    }
+                )
+    await tx.conn.execute(M.insert(), rows)
+    if media:
+        await tx.conn.execute(schema.media_jobs.insert(), media)
+    await _touch(tx, todo, conv_ids, convs, now)
+
+    def view(conv_id: str) -> dict[str, Any]:
+        conv = convs[conv_id]
+        contact, identities = contacts[conv["contact_id"]]
+        return conversation_dict(conv, contact, identities)
+
+    events: list[tuple[str, dict[str, Any], str | None, str | None]] = []
+    announced: set[str] = set()
+    for row in rows:
+        conv_id = row["conversation_id"]
+        if conv_id in created and conv_id not in announced:
+            announced.add(conv_id)
+            events.append(("conversation.created", view(conv_id), row["channel_id"], conv_id))
+        events.append(("message.created", message_dict(row), row["channel_id"], conv_id))
+    for conv_id in dict.fromkeys(r["conversation_id"] for r in rows):
+        if conv_id not in created:
+            events.append(("conversation.updated", view(conv_id), convs[conv_id]["channel_id"], conv_id))
+    await tx.emit_many(events)
+
+
+async def _new_only(
+    tx: Tx, items: Sequence[tuple[Channel, InboundMessage]]
+) -> list[tuple[Channel, InboundMessage]]:
+    """One item per (channel, provider id), first wins, minus those already stored."""
+    unique: dict[tuple[str, str], tuple[Channel, InboundMessage]] = {}
+    for channel, ev in items:
+        unique.setdefault((channel.channel_id, ev.external_id), (channel, ev))
+    by_channel: dict[str, list[str]] = defaultdict(list)
+    for cid, ext in unique:
+        by_channel[cid].append(ext)
+    for cid, ext_ids in by_channel.items():
+        stored = await tx.conn.scalars(
+            sa.select(M.c.external_id).where(M.c.channel_id == cid, M.c.external_id.in_(ext_ids))
+        )
+        for ext in stored:
+            unique.pop((cid, ext), None)
+    return list(unique.values())
+
+
+async def _contacts(
+    tx: Tx, todo: list[tuple[Channel, InboundMessage]], now: datetime
+) -> tuple[list[str], dict[str, tuple[dict[str, Any], list[str]]]]:
+    """The contact of each item (found by any id, else created; every id attached), and each
+    involved contact's row and identities."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for channel, ev in todo:
+        wanted[channel.channel_id].update(ev.contact.ids)
+    known: dict[tuple[str, str], str] = {}
+    for cid, ids in wanted.items():
+        for identity, contact_id in await tx.conn.execute(
+            sa.select(ID.c.identity, ID.c.contact_id).where(ID.c.channel_id == cid, ID.c.identity.in_(ids))
+        ):
+            known[(cid, identity)] = contact_id
+    new_contacts: dict[str, dict[str, Any]] = {}
+    new_identities: list[dict[str, Any]] = []
+    latest: dict[str, dict[str, Any]] = {}
+    result: list[str] = []
+    for channel, ev in todo:
+        cid, ref = channel.channel_id, ev.contact
+        contact_id = next((known[(cid, i)] for i in ref.ids if (cid, i) in known), None)
+        if contact_id is None:
+            contact_id = new_id("ct_")
+            new_contacts[contact_id] = {
+                "id": contact_id,
+                "channel_id": cid,
+                "name": ref.name,
+                "phone": ref.phone,
+                "email": ref.email,
+                "created_at": now,
+                "updated_at": now,
+            }
+        for identity in ref.ids:
+            if (cid, identity) not in known:
+                known[(cid, identity)] = contact_id
+                new_identities.append({"channel_id": cid, "identity": identity, "contact_id": contact_id})
+        fresh = {k: v for k, v in (("name", ref.name), ("phone", ref.phone), ("email", ref.email)) if v}
+        latest.setdefault(contact_id, {}).update(fresh)
+        result.append(contact_id)
+    if new_contacts:
+        await tx.conn.execute(K.insert(), list(new_contacts.values()))
+    if new_identities:
+        await tx.conn.execute(tx.db.insert(ID).on_conflict_do_nothing(), new_identities)
+    involved = sorted(set(result))
+    rows = {
+        r["id"]: dict(r) for r in (await tx.conn.execute(sa.select(K).where(K.c.id.in_(involved)))).mappings()
+    }
+    identities: dict[str, list[str]] = defaultdict(list)
+    for identity, contact_id in await tx.conn.execute(
+        sa.select(ID.c.identity, ID.c.contact_id).where(ID.c.contact_id.in_(involved)).order_by(ID.c.identity)
+    ):
+        identities[contact_id].append(identity)
+    changed = []
+    for contact_id, fresh in latest.items():
+        row = rows[contact_id]
+        if any(row[k] != v for k, v in fresh.items()):
+            row.update(fresh, updated_at=now)
+            changed.append(
+                {
+                    "b_id": contact_id,
+                    "b_name": row["name"],
+                    "b_phone": row["phone"],
+                    "b_email": row["email"],
+                    "b_now": now,
+                }
+            )
+    if changed:
+        await tx.conn.execute(
+            K.update()
+            .where(K.c.id == sa.bindparam("b_id"))
+            .values(
+                name=sa.bindparam("b_name"),
+                phone=sa.bindparam("b_phone"),
+                email=sa.bindparam("b_email"),
+                updated_at=sa.bindparam("b_now"),
+            ),
+            changed,
+        )
+    return result, {cid: (rows[cid], identities[cid]) for cid in involved}
+
+
+async def _conversations(
+    tx: Tx, todo: list[tuple[Channel, InboundMessage]], contact_ids: list[str], now: datetime
+) -> tuple[list[str], dict[str, dict[str, Any]], set[str]]:
+    """Each item's conversation (created when new), every involved conversation row, the new ones."""
+    keys = [
+        (channel.channel_id, contact_id, ev.external_id if getattr(channel, "threaded", False) else "")
+        for (channel, ev), contact_id in zip(todo, contact_ids, strict=True)
+    ]
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    by_channel: dict[str, set[str]] = defaultdict(set)
+    for cid, contact_id, _ in keys:
+        by_channel[cid].add(contact_id)
+    for cid, contacts in by_channel.items():
+        for existing in (
+            await tx.conn.execute(sa.select(C).where(C.c.channel_id == cid, C.c.contact_id.in_(contacts)))
+        ).mappings():
+            found[(existing["channel_id"], existing["contact_id"], existing["thread_key"])] = dict(existing)
+    created: set[str] = set()
+    new_rows: list[dict[str, Any]] = []
+    for key, (_, ev) in zip(keys, todo, strict=True):
+        if key not in found:
+            row: dict[str, Any] = {
+                "id": new_id("cv_"),
+                "channel_id": key[0],
+                "contact_id": key[1],
+                "thread_key": key[2],
+                "status": "open",
+                "assignee_id": None,
+                "team": None,
+                "labels": [],
+                "custom_attributes": {},
+                "subject": ev.subject,
+                "last_message_at": None,
+                "last_inbound_at": None,
+                "unread_count": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            found[key] = row
+            created.add(row["id"])
+            new_rows.append(row)
+    if new_rows:
+        await tx.conn.execute(C.insert(), new_rows)
+    conv_ids = [found[k]["id"] for k in keys]
+    return conv_ids, {row["id"]: row for row in found.values() if row["id"] in set(conv_ids)}, created
+
+
+async def _reply_targets(tx: Tx, todo: list[tuple[Channel, InboundMessage]]) -> dict[tuple[str, str], str]:
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for channel, ev in todo:
+        if ev.reply_to_external_id:
+            wanted[channel.channel_id].add(ev.reply_to_external_id)
+    out: dict[tuple[str, str], str] = {}
+    for cid, ext_ids in wanted.items():
+        for mid, ext in await tx.conn.execute(
+            sa.select(M.c.id, M.c.external_id).where(M.c.channel_id == cid, M.c.external_id.in_(ext_ids))
+        ):
+            out[(cid, ext)] = mid
+    return out
+
+
+async def _touch(
+    tx: Tx,
+    todo: list[tuple[Channel, InboundMessage]],
+    conv_ids: list[str],
+    convs: dict[str, dict[str, Any]],
+    now: datetime,
+) -> None:
+    """Move each conversation's clocks and unread count forward once for all its new messages."""
+    deltas: dict[str, int] = defaultdict(int)
+    for (_, ev), conv_id in zip(todo, conv_ids, strict=True):
+        conv = convs[conv_id]
+        if conv["last_message_at"] is None or ev.timestamp > conv["last_message_at"]:
+            conv["last_message_at"] = ev.timestamp
+        if ev.direction is Direction.INBOUND:
+            if conv["last_inbound_at"] is None or ev.timestamp > conv["last_inbound_at"]:
+                conv["last_inbound_at"] = ev.timestamp
+            deltas[conv_id] += 1
+            if conv["status"] == "resolved":
+                conv["status"] = "open"
+    params = []
+    for conv_id in dict.fromkeys(conv_ids):
+        conv = convs[conv_id]
+        conv["unread_count"] += deltas[conv_id]
+        conv["updated_at"] = now
+        params.append(
+            {
+                "b_id": conv_id,
+                "b_lma": conv["last_message_at"],
+                "b_lia": conv["last_inbound_at"],
+                "b_unread": deltas[conv_id],
+                "b_status": conv["status"],
+                "b_now": now,
+            }
+        )
+    await tx.conn.execute(
+        C.update()
+        .where(C.c.id == sa.bindparam("b_id"))
+        .values(
+            last_message_at=sa.bindparam("b_lma", type_=schema.TS),
+            last_inbound_at=sa.bindparam("b_lia", type_=schema.TS),
+            unread_count=C.c.unread_count + sa.bindparam("b_unread"),
+            status=sa.bindparam("b_status"),
+            updated_at=sa.bindparam("b_now", type_=schema.TS),
+        ),
+        params,
+    )
