@@ -30,6 +30,7 @@ __all__ = [
     "ensure_contact",
     "ensure_conversation",
     "fetch_conversation",
+    "fetch_conversations",
     "fetch_message",
     "insert_message",
     "message_dict",
@@ -195,22 +196,49 @@ async def ensure_conversation(
 
 async def fetch_conversation(conn: AsyncConnection, conversation_id: str) -> dict[str, Any] | None:
     """The conversation in the app's shape, with its contact."""
-    row = (await conn.execute(sa.select(C).where(C.c.id == conversation_id))).mappings().first()
-    if row is None:
-        return None
-    contact = (
-        (await conn.execute(sa.select(schema.contacts).where(schema.contacts.c.id == row["contact_id"])))
-        .mappings()
-        .one()
-    )
-    ids = (
-        await conn.scalars(
-            sa.select(schema.contact_identities.c.identity).where(
-                schema.contact_identities.c.contact_id == contact["id"]
+    found = await fetch_conversations(conn, [conversation_id])
+    return found[0] if found else None
+
+
+async def fetch_conversations(conn: AsyncConnection, conversation_ids: list[str]) -> list[dict[str, Any]]:
+    """Several conversations in the app's shape, in the order given: two queries, however many."""
+    if not conversation_ids:
+        return []
+    K = schema.contacts
+    ID = schema.contact_identities
+    contact_cols = [
+        K.c.id.label("k_id"),
+        K.c.channel_id.label("k_channel_id"),
+        K.c.name.label("k_name"),
+        K.c.phone.label("k_phone"),
+        K.c.email.label("k_email"),
+    ]
+    rows = {
+        r["id"]: r
+        for r in (
+            await conn.execute(
+                sa.select(C, *contact_cols)
+                .join(K, K.c.id == C.c.contact_id)
+                .where(C.c.id.in_(conversation_ids))
             )
-        )
-    ).all()
-    return conversation_dict(row, contact, list(ids))
+        ).mappings()
+    }
+    identities: dict[str, list[str]] = {}
+    contact_ids = {r["contact_id"] for r in rows.values()}
+    for identity, contact_id in await conn.execute(
+        sa.select(ID.c.identity, ID.c.contact_id)
+        .where(ID.c.contact_id.in_(contact_ids))
+        .order_by(ID.c.identity)
+    ):
+        identities.setdefault(contact_id, []).append(identity)
+    out = []
+    for cid in conversation_ids:
+        row = rows.get(cid)
+        if row is None:
+            continue
+        contact = {k: row[f"k_{k}"] for k in ("id", "channel_id", "name", "phone", "email")}
+        out.append(conversation_dict(row, contact, identities.get(contact["id"], [])))
+    return out
 
 
 async def fetch_message(conn: AsyncConnection, message_id: str) -> dict[str, Any] | None:

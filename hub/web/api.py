@@ -18,7 +18,7 @@ from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, STORE
 from hub.db import new_id
 from hub.models import Conversation, Message, utcnow
 from hub.outbound import SendRequest, cancel_message, enqueue, retry_message
-from hub.records import fetch_conversation, message_dict
+from hub.records import fetch_conversation, fetch_conversations, message_dict
 from hub.users import login, public_user, revoke_token
 from hub.web.auth import bearer_token, require_user
 from hub.web.errors import ApiError, query_int, read_json
@@ -155,7 +155,7 @@ async def list_conversations(request: web.Request) -> web.StreamResponse:
         stmt = stmt.where(sa.or_(activity < ts, sa.and_(activity == ts, C.c.id < cid)))
     async with request.app[STORE].db.read() as conn:
         rows = (await conn.execute(stmt)).all()
-        items = [await fetch_conversation(conn, r.id) for r in rows[:limit]]
+        items = await fetch_conversations(conn, [r.id for r in rows[:limit]])
     nxt = (
         _encode_cursor([rows[limit - 1].activity.isoformat(), rows[limit - 1].id])
         if len(rows) > limit
