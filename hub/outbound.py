@@ -521,7 +521,8 @@ class OutboxWorker(Worker):
         self.poll_interval = poll_interval
         self.limiter = RateLimiter()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._sem = asyncio.Semaphore(concurrency)
+        self._sent_queue: list[tuple[dict[str, Any], dict[str, Any], str, asyncio.Future[None]]] = []
+        self._sent_flusher: asyncio.Task[None] | None = None
         self.sent = 0
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -548,8 +549,15 @@ class OutboxWorker(Worker):
             except Exception:
                 log.exception("claiming outbox jobs failed")
                 jobs = []
+            try:
+                loaded = await self._load([job["message_id"] for job in jobs]) if jobs else {}
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("loading claimed outbox jobs failed; each loads its own")
+                loaded = {}
             for job in jobs:
-                task = asyncio.create_task(self._deliver(job))
+                task = asyncio.create_task(self._deliver(job, loaded.get(job["message_id"])))
                 self._inflight.add(task)
                 task.add_done_callback(self._done)
             # Either every slot is busy (a finished send wakes us) or nothing more is due now (new
@@ -600,50 +608,58 @@ class OutboxWorker(Worker):
                 )
         return [dict(r) for r in rows]
 
-    async def _deliver(self, job: dict[str, Any]) -> None:
+    async def _deliver(
+        self, job: dict[str, Any], loaded: tuple[dict[str, Any], dict[str, Any], list[str]] | None
+    ) -> None:
         try:
-            await self.deliver(job)
+            await self.deliver(job, loaded)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("outbox job %s crashed; it is retried when its lease expires", job["id"])
 
-    async def _load(self, message_id: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    async def _load(
+        self, message_ids: list[str]
+    ) -> dict[str, tuple[dict[str, Any], dict[str, Any], list[str]]]:
+        """Each message with its conversation (contact inside) and the contact's ids: three queries."""
+        C, K, ID = schema.conversations, schema.contacts, schema.contact_identities
         async with self.store.db.read() as conn:
-            msg = dict((await conn.execute(sa.select(M).where(M.c.id == message_id))).mappings().one())
-            conv = dict(
-                (
+            msgs = {
+                r["id"]: dict(r)
+                for r in (await conn.execute(sa.select(M).where(M.c.id.in_(message_ids)))).mappings()
+            }
+            convs = {
+                r["id"]: dict(r)
+                for r in (
                     await conn.execute(
-                        sa.select(schema.conversations).where(
-                            schema.conversations.c.id == msg["conversation_id"]
-                        )
+                        sa.select(C).where(C.c.id.in_({m["conversation_id"] for m in msgs.values()}))
                     )
-                )
-                .mappings()
-                .one()
-            )
-            contact = dict(
-                (
-                    await conn.execute(
-                        sa.select(schema.contacts).where(schema.contacts.c.id == conv["contact_id"])
-                    )
-                )
-                .mappings()
-                .one()
-            )
-            ids = (
-                await conn.scalars(
-                    sa.select(schema.contact_identities.c.identity).where(
-                        schema.contact_identities.c.contact_id == contact["id"]
-                    )
-                )
-            ).all()
-        conv["contact"] = contact
-        return msg, conv, list(ids)
+                ).mappings()
+            }
+            contact_ids = {c["contact_id"] for c in convs.values()}
+            contacts = {
+                r["id"]: dict(r)
+                for r in (await conn.execute(sa.select(K).where(K.c.id.in_(contact_ids)))).mappings()
+            }
+            ids: dict[str, list[str]] = {}
+            for identity, contact_id in await conn.execute(
+                sa.select(ID.c.identity, ID.c.contact_id)
+                .where(ID.c.contact_id.in_(contact_ids))
+                .order_by(ID.c.identity)
+            ):
+                ids.setdefault(contact_id, []).append(identity)
+        out = {}
+        for mid, msg in msgs.items():
+            conv = dict(convs[msg["conversation_id"]])
+            conv["contact"] = contacts[conv["contact_id"]]
+            out[mid] = (msg, conv, ids.get(conv["contact_id"], []))
+        return out
 
-    async def deliver(self, job: dict[str, Any]) -> None:
+    async def deliver(
+        self, job: dict[str, Any], loaded: tuple[dict[str, Any], dict[str, Any], list[str]] | None = None
+    ) -> None:
         channel = self.channels.get(job["channel_id"])
-        msg, conv, ids = await self._load(job["message_id"])
+        msg, conv, ids = loaded or (await self._load([job["message_id"]]))[job["message_id"]]
         if msg["status"] != MessageStatus.QUEUED.value:
             await self._finish(job, "done")  # sent before a crash, or cancelled meanwhile
             return
@@ -678,7 +694,7 @@ class OutboxWorker(Worker):
                 job, msg, SendError(SendErrorClass.RETRYABLE, f"plugin error: {type(exc).__name__}"), limits
             )
             return
-        await self._sent(job, msg, receipt.external_id, receipt.data)
+        await self._record_sent(job, msg, receipt.external_id)
         self._count(channel, "sent")
         self.channels.report_health(job["channel_id"], HealthState.OK, None)
         self.sent += 1
@@ -740,25 +756,80 @@ class OutboxWorker(Worker):
             preview_url=bool(content.get("preview_url")),
         )
 
-    async def _sent(
-        self, job: dict[str, Any], msg: dict[str, Any], external_id: str, data: dict[str, Any]
-    ) -> None:
+    async def _record_sent(self, job: dict[str, Any], msg: dict[str, Any], external_id: str) -> None:
+        """Record a send; sends that finish together are committed together."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sent_queue.append((job, msg, external_id, future))
+        if self._sent_flusher is None or self._sent_flusher.done():
+            self._sent_flusher = asyncio.create_task(self._flush_sent())
+        await future
+
+    async def _flush_sent(self) -> None:
+        while self._sent_queue:
+            batch, self._sent_queue = self._sent_queue, []
+            try:
+                await self._sent_many([(job, msg, ext) for job, msg, ext, _ in batch])
+            except Exception:
+                log.warning("recording %d sends together failed; recording them one by one", len(batch))
+                for job, msg, ext, future in batch:
+                    try:
+                        await self._sent_many([(job, msg, ext)])
+                    except Exception as exc:
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(None)
+                continue
+            for *_, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    async def _sent_many(self, items: list[tuple[dict[str, Any], dict[str, Any], str]]) -> None:
+        """Mark jobs done and messages sent (with the provider ids) in one transaction, then apply
+        any receipt that arrived before the send call returned."""
         now = utcnow()
+        P = schema.pending_statuses
         async with self.store.tx() as tx:
             await tx.conn.execute(
-                O.update().where(O.c.id == job["id"]).values(state="done", updated_at=now, lease_until=None)
+                O.update()
+                .where(O.c.id.in_([job["id"] for job, _, _ in items]))
+                .values(state="done", updated_at=now, lease_until=None)
             )
-            updated = await apply_status(tx, msg, MessageStatus.SENT, now, extra={"external_id": external_id})
-            current = updated or {**msg, "external_id": external_id}
+            current: dict[str, dict[str, Any]] = {}
+            params = []
+            for _, msg, ext in items:
+                stamps = {**(msg["status_at"] or {}), "sent": now.isoformat()}
+                current[ext] = {
+                    **msg,
+                    "status": "sent",
+                    "status_at": stamps,
+                    "external_id": ext,
+                    "updated_at": now,
+                }
+                params.append({"b_id": msg["id"], "b_ext": ext, "b_stamps": stamps, "b_now": now})
+            await tx.conn.execute(
+                M.update()
+                .where(M.c.id == sa.bindparam("b_id"))
+                .values(
+                    status="sent",
+                    external_id=sa.bindparam("b_ext"),
+                    status_at=sa.bindparam("b_stamps", type_=sa.JSON),
+                    updated_at=sa.bindparam("b_now", type_=schema.TS),
+                ),
+                params,
+            )
+            await tx.emit_many(
+                [
+                    ("message.updated", message_dict(m), m["channel_id"], m["conversation_id"])
+                    for m in current.values()
+                ]
+            )
+            channel_ids = {m["channel_id"] for m in current.values()}
             pending = (
                 (
                     await tx.conn.execute(
-                        sa.select(schema.pending_statuses)
-                        .where(
-                            schema.pending_statuses.c.channel_id == msg["channel_id"],
-                            schema.pending_statuses.c.external_id == external_id,
-                        )
-                        .order_by(schema.pending_statuses.c.id)
+                        sa.select(P)
+                        .where(P.c.channel_id.in_(channel_ids), P.c.external_id.in_(list(current)))
+                        .order_by(P.c.id)
                     )
                 )
                 .mappings()
@@ -766,16 +837,12 @@ class OutboxWorker(Worker):
             )
             for p in pending:
                 st = StatusUpdate.model_validate(p["update"])
-                current = (
-                    await apply_status(tx, current, MessageStatus(st.status), st.timestamp, st.error)
-                    or current
+                msg = current[p["external_id"]]
+                current[p["external_id"]] = (
+                    await apply_status(tx, msg, MessageStatus(st.status), st.timestamp, st.error) or msg
                 )
             if pending:
-                await tx.conn.execute(
-                    schema.pending_statuses.delete().where(
-                        schema.pending_statuses.c.id.in_([p["id"] for p in pending])
-                    )
-                )
+                await tx.conn.execute(P.delete().where(P.c.id.in_([p["id"] for p in pending])))
 
     async def _finish(self, job: dict[str, Any], state: str) -> None:
         async with self.store.db.write() as conn:

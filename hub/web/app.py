@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from aiohttp import web
+from httpx_aiohttp import AiohttpTransport
 
 from hub import __version__
 from hub.appkeys import (
@@ -143,9 +144,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _http(app: web.Application) -> AsyncIterator[None]:
+    # httpx's own connection pool spends time quadratic in the open connections (measured: 216
+    # requests/s at 16 concurrent sends, 41/s at 128); the aiohttp transport keeps the httpx API
+    # that plugins use and holds ~750/s at 128.
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=256, keepalive_expiry=30.0)
     client = httpx.AsyncClient(
+        transport=AiohttpTransport(limits=limits),
         timeout=httpx.Timeout(20.0, connect=10.0),
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=256),
         headers={"User-Agent": f"channel-hub/{__version__}"},
     )
     app[HTTP] = client
