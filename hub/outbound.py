@@ -250,11 +250,14 @@ async def _enqueue_once(
     fingerprint: str,
     uploads: dict[str, dict[str, Any]],
 ) -> tuple[dict[str, Any], bool]:
-    async with store.tx() as tx:
+    # Reads and validation first, outside the write transaction: on SQLite writers queue on one
+    # lock, so it must be held for the writes alone. A concurrent request with the same key loses
+    # the insert to the unique constraint, and `enqueue` answers it with the winner's message.
+    async with store.db.read() as conn:
         if key:
             prior = (
                 (
-                    await tx.conn.execute(
+                    await conn.execute(
                         sa.select(M).where(M.c.author_id == author["id"], M.c.idempotency_key == key)
                     )
                 )
@@ -271,7 +274,7 @@ async def _enqueue_once(
                 return message_dict(prior), False
         conv = (
             (
-                await tx.conn.execute(
+                await conn.execute(
                     sa.select(schema.conversations).where(schema.conversations.c.id == conversation_id)
                 )
             )
@@ -294,7 +297,7 @@ async def _enqueue_once(
             target_id = req.reaction.message_id if req.reaction else req.reply_to_message_id
             target = (
                 (
-                    await tx.conn.execute(
+                    await conn.execute(
                         sa.select(M.c.external_id, M.c.conversation_id).where(M.c.id == target_id)
                     )
                 )
@@ -347,7 +350,8 @@ async def _enqueue_once(
             "data": {},
         }
         text = req.interactive.body if req.interactive else (req.reaction.emoji if req.reaction else req.text)
-        now = utcnow()
+    now = utcnow()
+    async with store.tx() as tx:
         msg = await insert_message(
             tx,
             {

@@ -197,7 +197,11 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         media,
         media_worker,
     )
-    store.bus.observers.append(lambda ev: media_worker.notify() if ev.type == "message.created" else None)
+    store.bus.observers.append(
+        lambda ev: (
+            media_worker.notify() if ev.type == "message.created" and ev.data.get("attachments") else None
+        )
+    )
     ingest_tasks = [
         asyncio.create_task(_ingest(app, cid), name=f"hub-ingest-{cid}")
         for cid, inst in svc.instances.items()
