@@ -1,0 +1,185 @@
+"""``outbound``: sends through the outbox to a FakeGraph that takes 50 ms per call.
+
+N conversations are opened by signed inbound webhooks from N distinct wa_ids (so the reply window
+is open and every send has its own recipient: no pair limit applies), then M sends are enqueued
+with ``POST /api/v1/conversations/{id}/messages`` while the outbox delivers them. The channel's
+``messages_per_second`` is 1000.
+
+Figures: sends/s as FakeGraph sees them (first to last provider call), sends/s after the enqueue
+finished (the outbox alone), and sends/s until every message has status ``sent`` (first POST to
+the last ``message.updated``). Ceiling: an ``httpx.AsyncClient`` in its own process driving the
+same FakeGraph directly with the hub's concurrency budget (``workers`` x 32) and client limits.
+Target: >= 0.8 x ceiling and, if possible, 1,000/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bench.common import ROOT, Api, BenchError, cpu_seconds, wa_ids, wait_events
+from bench.context import Context
+from bench.ingest import ingest_into_hub
+from hub.testing.fake_graph import FakeGraph, RecordedRequest
+
+LATENCY = 0.05
+MPS = 1000
+CONCURRENCY = 4 * 32  # the hub's outbox concurrency: workers (4 in the bench config) x 32
+TARGET_RATIO = 0.8
+
+
+class TimedGraph(FakeGraph):
+    """FakeGraph that also notes when each send call arrived (``time.time()``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.send_times: list[float] = []
+
+    async def _record(self, request: web.Request) -> RecordedRequest:
+        if request.method == "POST" and request.path.endswith("/messages"):
+            self.send_times.append(time.time())
+        recorded = await super()._record(request)
+        self.requests.clear()  # keep memory flat: the benchmark needs only the times
+        return recorded
+
+    def rate(self, since: float | None = None) -> float:
+        times = [t for t in self.send_times if since is None or t >= since]
+        if len(times) < 2:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+
+async def conversations(api: Api, channel_id: str, want: int) -> list[str]:
+    ids: list[str] = []
+    cursor = ""
+    for _ in range(want // 200 + 5):
+        page = await api.call(
+            "GET",
+            f"/api/v1/conversations?channel_id={channel_id}&limit=200"
+            + (f"&cursor={cursor}" if cursor else ""),
+        )
+        ids.extend(c["id"] for c in page["conversations"])
+        cursor = page.get("next_cursor") or ""
+        if not cursor:
+            break
+    return ids
+
+
+async def enqueue_all(api: Api, conv_ids: list[str], concurrency: int) -> tuple[float, float, int]:
+    """One text send per conversation; (start time.time(), elapsed, accepted)."""
+    counter = iter(range(len(conv_ids)))
+    accepted = 0
+    url = api.hub.base_url + "/api/v1/conversations/{}/messages"
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=api.auth) as session:
+
+        async def worker() -> None:
+            nonlocal accepted
+            for i in counter:
+                async with session.post(url.format(conv_ids[i]), json={"text": f"bench reply {i}"}) as resp:
+                    text = await resp.text()
+                    if resp.status != 202:
+                        raise BenchError(f"send {i}: HTTP {resp.status}: {text[:300]}")
+                    accepted += 1
+
+        start = time.time()
+        t0 = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), 300)
+        return start, time.perf_counter() - t0, accepted
+
+
+def sent_update(channel_id: str) -> Any:
+    def match(ev: dict[str, Any]) -> bool:
+        return (
+            ev["type"] == "message.updated"
+            and ev.get("channel_id") == channel_id
+            and ev["data"].get("status") == "sent"
+            and ev["data"].get("direction") == "outbound"
+        )
+
+    return match
+
+
+async def ceiling(graph: TimedGraph, url: str, token: str, count: int) -> dict[str, Any]:
+    graph.send_times.clear()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.ceiling_client",
+        url,
+        token,
+        str(count),
+        str(CONCURRENCY),
+        cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 330)
+    if proc.returncode != 0:
+        raise BenchError(f"the ceiling client exited {proc.returncode}")
+    client = json.loads(out.decode().strip().splitlines()[-1])
+    if client["failed"]:
+        raise BenchError(f"the ceiling client saw {client['failed']} failures")
+    return {"graph_per_s": graph.rate(), "client_per_s": client["ok"] / client["elapsed"]}
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    return await measure(ctx, 20 if ctx.quick else 5000)
+
+
+async def measure(ctx: Context, count: int) -> dict[str, Any]:
+    within = 60.0 if ctx.quick else 300.0
+    async with TimedGraph(latency=LATENCY) as graph:
+        async with ctx.hub() as hub, aiohttp.ClientSession() as session:
+            api = Api(hub, session)
+            channel = await api.create_whatsapp(graph.base_url, messages_per_second=MPS)
+            graph.access_token = channel.access_token
+            opening = [channel.webhook(w, "hello")[:2] for w in wa_ids(count)]
+            await ingest_into_hub(api, channel, opening, concurrency=32, within=within)
+            conv_ids = await conversations(api, channel.id, count)
+            if len(conv_ids) != count:
+                raise BenchError(f"expected {count} conversations, found {len(conv_ids)}")
+            base = await api.last_seq()
+            graph.send_times.clear()
+            cpu0 = cpu_seconds(hub.pid) or 0.0
+            start, enqueue_elapsed, accepted = await enqueue_all(api, conv_ids, concurrency=32)
+            n_sent, last_sent = await wait_events(
+                api, base, count, match=sent_update(channel.id), within=within, min_seq_per_item=2
+            )
+            cpu = (cpu_seconds(hub.pid) or 0.0) - cpu0
+            if n_sent < count or last_sent is None:
+                raise BenchError(f"only {n_sent} of {count} sends reached status sent within {within:g} s")
+            calls = list(graph.send_times)
+            enqueue_end = start + enqueue_elapsed
+            figures: dict[str, Any] = {
+                "sends": count,
+                "provider_latency_ms": LATENCY * 1000,
+                "messages_per_second_setting": MPS,
+                "concurrency_budget": CONCURRENCY,
+                "enqueue_per_s": accepted / enqueue_elapsed,
+                "provider_calls": len(calls),
+                "provider_per_s": graph.rate(),
+                "provider_per_s_after_enqueue": graph.rate(since=enqueue_end),
+                "calls_during_enqueue": sum(1 for t in calls if t < enqueue_end),
+                "until_all_sent_per_s": count / max(last_sent - start, 1e-9),
+                "until_all_sent_s": last_sent - start,
+                "hub_cpu_ms_per_send": 1000 * cpu / count,
+            }
+        ceil = await ceiling(
+            graph, f"{graph.base_url}/{channel.phone_number_id}/messages", channel.access_token, count
+        )
+    figures["ceiling_per_s"] = ceil["graph_per_s"]
+    figures["ceiling_client_per_s"] = ceil["client_per_s"]
+    effective = min(ceil["graph_per_s"], MPS)
+    figures["ceiling_capped_at_mps"] = effective
+    figures["ratio"] = figures["provider_per_s"] / ceil["graph_per_s"]
+    figures["ratio_vs_capped"] = figures["provider_per_s"] / effective
+    figures["target"] = f">= {TARGET_RATIO} x ceiling (capped at {MPS}/s by the channel's rate limit)"
+    figures["target_met"] = figures["ratio_vs_capped"] >= TARGET_RATIO
+    figures["reached_1000_per_s"] = figures["provider_per_s"] >= 0.95 * MPS
+    return figures

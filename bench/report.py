@@ -1,0 +1,168 @@
+"""The readable table printed after a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(value: Any, digits: int = 0) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int | float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _met(r: dict[str, Any]) -> str:
+    return "yes" if r.get("target_met") else "NO"
+
+
+def render(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    out = [
+        f"machine: {m['nproc']} cores, {m['cpu_model']}, {m['mem_total_mb']:,} MB, Python {m['python']}"
+        f"; database: {report['options']['database']}; quick: {report['options']['quick']}"
+        f"; commit {m['git_commit'] or '?'}; load average at start {m['loadavg_at_start']}",
+        "",
+    ]
+    rows = [["benchmark", "figure", "hub", "ceiling", "ratio", "target", "met"]]
+    details: list[str] = []
+    res = report["results"]
+    if "ingest" in res:
+        r = res["ingest"]
+        if "error" in r:
+            rows.append(["ingest", "CRASHED", "", "", "", "", r["error"][:60]])
+        else:
+            rows.append(
+                [
+                    "ingest",
+                    "accepted (200)/s",
+                    _f(r["accepted_per_s"]),
+                    _f(r["ceiling_per_s"]),
+                    _f(r["ratio_accepted"], 2),
+                    "",
+                    "",
+                ]
+            )
+            rows.append(
+                [
+                    "",
+                    "processed/s",
+                    _f(r["processed_per_s"]),
+                    _f(r["ceiling_per_s"]),
+                    _f(r["ratio_processed"], 2),
+                    ">= 0.50",
+                    _met(r),
+                ]
+            )
+            details.append(
+                f"ingest: {r['webhooks']:,} webhooks, {r['concurrency']} clients; hub CPU "
+                f"{r['hub_cpu_ms_per_webhook']:.2f} ms/webhook"
+            )
+    if "latency" in res:
+        r = res["latency"]
+        if "error" in r:
+            rows.append(["latency", "CRASHED", "", "", "", "", r["error"][:60]])
+        else:
+            fl = r["floor_at_top_rate"]
+            for p in r["phases"]:
+                top = p["rate"] == r["top_rate"]
+                rows.append(
+                    [
+                        "latency" if p is r["phases"][0] else "",
+                        f"p99 @ {p['rate']}/s (ms)",
+                        _f(p["p99_ms"], 1),
+                        _f(fl["p99_ms"], 1) if top else "",
+                        "",
+                        "< 50" if top else "",
+                        _met(r) if top else "",
+                    ]
+                )
+                details.append(
+                    f"latency {p['rate']}/s: offered {p['offered_per_s']:.0f}/s, received {p['received']}/"
+                    f"{p['messages']}, p50 {p['p50_ms']:.1f} p95 {p['p95_ms']:.1f} p99 {p['p99_ms']:.1f} "
+                    f"max {p['max_ms']:.1f} ms; POST->200 p50 {p['http_to_200']['p50_ms']:.1f} p99 "
+                    f"{p['http_to_200']['p99_ms']:.1f} ms; hub CPU {p['hub_cpu_s']:.1f} s"
+                )
+            details.append(
+                f"latency floor (bare handler POST->200 at {fl['rate']}/s): p50 {fl['p50_ms']:.1f} "
+                f"p99 {fl['p99_ms']:.1f} max {fl['max_ms']:.1f} ms"
+            )
+    if "outbound" in res:
+        r = res["outbound"]
+        if "error" in r:
+            rows.append(["outbound", "CRASHED", "", "", "", "", r["error"][:60]])
+        else:
+            rows.append(
+                [
+                    "outbound",
+                    "provider sends/s",
+                    _f(r["provider_per_s"]),
+                    _f(r["ceiling_per_s"]),
+                    _f(r["ratio"], 2),
+                    "",
+                    "",
+                ]
+            )
+            rows.append(
+                [
+                    "",
+                    "vs ceiling capped at 1000/s",
+                    _f(r["provider_per_s"]),
+                    _f(r["ceiling_capped_at_mps"]),
+                    _f(r["ratio_vs_capped"], 2),
+                    ">= 0.80",
+                    _met(r),
+                ]
+            )
+            rows.append(["", "until all sent/s", _f(r["until_all_sent_per_s"]), "", "", "", ""])
+            details.append(
+                f"outbound: {r['sends']:,} sends, {r['provider_latency_ms']:.0f} ms provider latency, "
+                f"concurrency {r['concurrency_budget']}; enqueue {r['enqueue_per_s']:.0f}/s, provider "
+                f"{r['provider_per_s_after_enqueue']:.0f}/s after the enqueue ended "
+                f"({r['calls_during_enqueue']} calls during it); all sent in {r['until_all_sent_s']:.1f} s; "
+                f"hub CPU {r['hub_cpu_ms_per_send']:.2f} ms/send; "
+                f"ceiling client {r['ceiling_client_per_s']:.0f}/s"
+            )
+    if "memory" in res:
+        r = res["memory"]
+        if "error" in r:
+            rows.append(["memory", "CRASHED", "", "", "", "", r["error"][:60]])
+        else:
+            rows.append(
+                [
+                    "memory",
+                    "RSS start/end/max MB",
+                    f"{r['rss_start_mb']:.0f}/{r['rss_end_mb']:.0f}/{r['rss_max_mb']:.0f}",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+            rows.append(
+                ["", "slope MB/min (2nd half)", _f(r["slope_second_half_mb_per_min"], 2), "", "", "~0", ""]
+            )
+            details.append(
+                f"memory: {r['webhooks']:,} webhooks in {r['seconds']} s ({r['accepted_per_s']:.0f}/s), "
+                f"{r['processed']:,} processed; slope over the whole load {r['slope_mb_per_min']:.2f} MB/min"
+            )
+    out.append(_table(rows))
+    if details:
+        out += ["", *details]
+    out.append(f"\ntotal {report['duration_s']} s")
+    return "\n".join(out)
