@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pluggy
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from hub.channels import ChannelService
     from hub.config import HubConfig
     from hub.events import Store
+    from hub.groupcommit import GroupCommit
     from hub.inbound import InboundProcessor, RawInbox
     from hub.media import MediaStore, MediaWorker
     from hub.metrics import Metrics
@@ -31,3 +32,4 @@ OUTBOX: web.AppKey[OutboxWorker] = web.AppKey("outbox")
 MEDIA: web.AppKey[MediaStore] = web.AppKey("media")
 MEDIA_WORKER: web.AppKey[MediaWorker] = web.AppKey("media_worker")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+SEND_WRITER: web.AppKey[GroupCommit[dict[str, Any]]] = web.AppKey("send_writer")

@@ -26,7 +26,8 @@ from hub import schema
 from hub.channel import Channel, HealthState
 from hub.channels import ChannelService
 from hub.errors import SendError, SendErrorClass
-from hub.events import Store
+from hub.events import Store, Tx
+from hub.groupcommit import GroupCommit
 from hub.metrics import Metrics
 from hub.models import (
     AttachmentKind,
@@ -41,7 +42,7 @@ from hub.models import (
     utcnow,
 )
 from hub.ratelimit import RateLimiter
-from hub.records import apply_status, insert_message, message_dict
+from hub.records import apply_status, message_dict, message_row
 from hub.worker import Worker
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "cancel_message",
     "enqueue",
     "retry_message",
+    "write_sends",
 ]
 
 log = logging.getLogger("hub.outbound")
@@ -225,13 +227,26 @@ async def enqueue(
     req: SendRequest,
     idempotency_key: str | None,
     uploads: dict[str, dict[str, Any]] | None = None,
+    writer: GroupCommit[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Store the message (queued) and its outbox job. Returns (message, created)."""
+    """Store the message (queued) and its outbox job. Returns (message, created).
+
+    ``writer`` (``send_writer(store)``) commits concurrent sends together; without it each send
+    is its own transaction.
+    """
     fingerprint = req.fingerprint()
     for attempt in range(2):
         try:
             return await _enqueue_once(
-                store, channels, conversation_id, author, req, idempotency_key, fingerprint, uploads or {}
+                store,
+                channels,
+                conversation_id,
+                author,
+                req,
+                idempotency_key,
+                fingerprint,
+                uploads or {},
+                writer or GroupCommit(store, write_sends),
             )
         except IntegrityError:
             # A concurrent request with the same key won the insert: answer with its message.
@@ -249,6 +264,7 @@ async def _enqueue_once(
     key: str | None,
     fingerprint: str,
     uploads: dict[str, dict[str, Any]],
+    writer: GroupCommit[dict[str, Any]],
 ) -> tuple[dict[str, Any], bool]:
     # Reads and validation first, outside the write transaction: on SQLite writers queue on one
     # lock, so it must be held for the writes alone. A concurrent request with the same key loses
@@ -351,51 +367,55 @@ async def _enqueue_once(
         }
         text = req.interactive.body if req.interactive else (req.reaction.emoji if req.reaction else req.text)
     now = utcnow()
-    async with store.tx() as tx:
-        msg = await insert_message(
-            tx,
-            {
-                "conversation_id": conversation_id,
-                "channel_id": conv["channel_id"],
-                "direction": "outbound",
-                "kind": kind.value,
-                "text": text,
-                "content": content,
-                "reply_to_message_id": None if req.reaction else req.reply_to_message_id,
-                "reply_to_external_id": reply_ext,
-                "sender": {"type": "user", "id": author["id"], "name": author.get("name") or author["email"]},
-                "status": MessageStatus.QUEUED.value,
-                "status_at": {"queued": now.isoformat()},
-                "author_id": author["id"],
-                "idempotency_key": key,
-                "request_hash": fingerprint,
-                "created_at": now,
-            },
-        )
-        assert msg is not None
-        await tx.conn.execute(
-            O.insert().values(
-                message_id=msg["id"],
-                channel_id=conv["channel_id"],
-                state="pending",
-                attempts=0,
-                due_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        await tx.conn.execute(
-            schema.conversations.update()
-            .where(schema.conversations.c.id == conversation_id)
-            .values(last_message_at=now, updated_at=now)
-        )
-        await tx.emit(
-            "message.created",
-            message_dict(msg),
-            channel_id=conv["channel_id"],
-            conversation_id=conversation_id,
-        )
+    msg = message_row(
+        {
+            "conversation_id": conversation_id,
+            "channel_id": conv["channel_id"],
+            "direction": "outbound",
+            "kind": kind.value,
+            "text": text,
+            "content": content,
+            "reply_to_message_id": None if req.reaction else req.reply_to_message_id,
+            "reply_to_external_id": reply_ext,
+            "sender": {"type": "user", "id": author["id"], "name": author.get("name") or author["email"]},
+            "status": MessageStatus.QUEUED.value,
+            "status_at": {"queued": now.isoformat()},
+            "author_id": author["id"],
+            "idempotency_key": key,
+            "request_hash": fingerprint,
+            "created_at": now,
+        },
+    )
+    job = {
+        "message_id": msg["id"],
+        "channel_id": conv["channel_id"],
+        "state": "pending",
+        "attempts": 0,
+        "due_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await writer.submit({"message": msg, "job": job})
     return message_dict(msg), True
+
+
+async def write_sends(tx: Tx, items: list[dict[str, Any]]) -> None:
+    """Store agents' sends (message, outbox job, conversation clock, ``message.created``) in bulk."""
+    msgs = [item["message"] for item in items]
+    await tx.conn.execute(M.insert(), msgs)
+    await tx.conn.execute(O.insert(), [item["job"] for item in items])
+    await tx.conn.execute(
+        schema.conversations.update()
+        .where(schema.conversations.c.id == sa.bindparam("b_id"))
+        .values(
+            last_message_at=sa.bindparam("b_at", type_=schema.TS),
+            updated_at=sa.bindparam("b_now", type_=schema.TS),
+        ),
+        [{"b_id": m["conversation_id"], "b_at": m["created_at"], "b_now": m["created_at"]} for m in msgs],
+    )
+    await tx.emit_many(
+        [("message.created", message_dict(m), m["channel_id"], m["conversation_id"]) for m in msgs]
+    )
 
 
 async def retry_message(store: Store, message_id: str) -> dict[str, Any]:
@@ -525,8 +545,9 @@ class OutboxWorker(Worker):
         self.poll_interval = poll_interval
         self.limiter = RateLimiter()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._sent_queue: list[tuple[dict[str, Any], dict[str, Any], str, asyncio.Future[None]]] = []
-        self._sent_flusher: asyncio.Task[None] | None = None
+        self._sent_writer: GroupCommit[tuple[dict[str, Any], dict[str, Any], str]] = GroupCommit(
+            store, self._sent_many
+        )
         self.sent = 0
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -767,91 +788,67 @@ class OutboxWorker(Worker):
 
     async def _record_sent(self, job: dict[str, Any], msg: dict[str, Any], external_id: str) -> None:
         """Record a send; sends that finish together are committed together."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sent_queue.append((job, msg, external_id, future))
-        if self._sent_flusher is None or self._sent_flusher.done():
-            self._sent_flusher = asyncio.create_task(self._flush_sent())
-        await future
+        await self._sent_writer.submit((job, msg, external_id))
 
-    async def _flush_sent(self) -> None:
-        while self._sent_queue:
-            batch, self._sent_queue = self._sent_queue, []
-            try:
-                await self._sent_many([(job, msg, ext) for job, msg, ext, _ in batch])
-            except Exception:
-                log.warning("recording %d sends together failed; recording them one by one", len(batch))
-                for job, msg, ext, future in batch:
-                    try:
-                        await self._sent_many([(job, msg, ext)])
-                    except Exception as exc:
-                        future.set_exception(exc)
-                    else:
-                        future.set_result(None)
-                continue
-            for *_, future in batch:
-                if not future.done():
-                    future.set_result(None)
-
-    async def _sent_many(self, items: list[tuple[dict[str, Any], dict[str, Any], str]]) -> None:
-        """Mark jobs done and messages sent (with the provider ids) in one transaction, then apply
-        any receipt that arrived before the send call returned."""
+    async def _sent_many(self, tx: Tx, items: list[tuple[dict[str, Any], dict[str, Any], str]]) -> None:
+        """Mark jobs done and messages sent (with the provider ids), then apply any receipt that
+        arrived before the send call returned."""
         now = utcnow()
         P = schema.pending_statuses
-        async with self.store.tx() as tx:
-            await tx.conn.execute(
-                O.update()
-                .where(O.c.id.in_([job["id"] for job, _, _ in items]))
-                .values(state="done", updated_at=now, lease_until=None)
-            )
-            current: dict[str, dict[str, Any]] = {}
-            params = []
-            for _, msg, ext in items:
-                stamps = {**(msg["status_at"] or {}), "sent": now.isoformat()}
-                current[ext] = {
-                    **msg,
-                    "status": "sent",
-                    "status_at": stamps,
-                    "external_id": ext,
-                    "updated_at": now,
-                }
-                params.append({"b_id": msg["id"], "b_ext": ext, "b_stamps": stamps, "b_now": now})
-            await tx.conn.execute(
-                M.update()
-                .where(M.c.id == sa.bindparam("b_id"))
-                .values(
-                    status="sent",
-                    external_id=sa.bindparam("b_ext"),
-                    status_at=sa.bindparam("b_stamps", type_=sa.JSON),
-                    updated_at=sa.bindparam("b_now", type_=schema.TS),
-                ),
-                params,
-            )
-            await tx.emit_many(
-                [
-                    ("message.updated", message_dict(m), m["channel_id"], m["conversation_id"])
-                    for m in current.values()
-                ]
-            )
-            channel_ids = {m["channel_id"] for m in current.values()}
-            pending = (
-                (
-                    await tx.conn.execute(
-                        sa.select(P)
-                        .where(P.c.channel_id.in_(channel_ids), P.c.external_id.in_(list(current)))
-                        .order_by(P.c.id)
-                    )
+        await tx.conn.execute(
+            O.update()
+            .where(O.c.id.in_([job["id"] for job, _, _ in items]))
+            .values(state="done", updated_at=now, lease_until=None)
+        )
+        current: dict[str, dict[str, Any]] = {}
+        params = []
+        for _, msg, ext in items:
+            stamps = {**(msg["status_at"] or {}), "sent": now.isoformat()}
+            current[ext] = {
+                **msg,
+                "status": "sent",
+                "status_at": stamps,
+                "external_id": ext,
+                "updated_at": now,
+            }
+            params.append({"b_id": msg["id"], "b_ext": ext, "b_stamps": stamps, "b_now": now})
+        await tx.conn.execute(
+            M.update()
+            .where(M.c.id == sa.bindparam("b_id"))
+            .values(
+                status="sent",
+                external_id=sa.bindparam("b_ext"),
+                status_at=sa.bindparam("b_stamps", type_=sa.JSON),
+                updated_at=sa.bindparam("b_now", type_=schema.TS),
+            ),
+            params,
+        )
+        await tx.emit_many(
+            [
+                ("message.updated", message_dict(m), m["channel_id"], m["conversation_id"])
+                for m in current.values()
+            ]
+        )
+        channel_ids = {m["channel_id"] for m in current.values()}
+        pending = (
+            (
+                await tx.conn.execute(
+                    sa.select(P)
+                    .where(P.c.channel_id.in_(channel_ids), P.c.external_id.in_(list(current)))
+                    .order_by(P.c.id)
                 )
-                .mappings()
-                .all()
             )
-            for p in pending:
-                st = StatusUpdate.model_validate(p["update"])
-                msg = current[p["external_id"]]
-                current[p["external_id"]] = (
-                    await apply_status(tx, msg, MessageStatus(st.status), st.timestamp, st.error) or msg
-                )
-            if pending:
-                await tx.conn.execute(P.delete().where(P.c.id.in_([p["id"] for p in pending])))
+            .mappings()
+            .all()
+        )
+        for p in pending:
+            st = StatusUpdate.model_validate(p["update"])
+            msg = current[p["external_id"]]
+            current[p["external_id"]] = (
+                await apply_status(tx, msg, MessageStatus(st.status), st.timestamp, st.error) or msg
+            )
+        if pending:
+            await tx.conn.execute(P.delete().where(P.c.id.in_([p["id"] for p in pending])))
 
     async def _finish(self, job: dict[str, Any], state: str) -> None:
         async with self.store.db.write() as conn:

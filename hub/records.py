@@ -34,6 +34,7 @@ __all__ = [
     "fetch_message",
     "insert_message",
     "message_dict",
+    "message_row",
 ]
 
 M = schema.messages
@@ -246,10 +247,10 @@ async def fetch_message(conn: AsyncConnection, message_id: str) -> dict[str, Any
     return dict(row) if row else None
 
 
-async def insert_message(tx: Tx, values: dict[str, Any]) -> dict[str, Any] | None:
-    """Insert one message; None when (channel, external_id) is already stored (a duplicate)."""
+def message_row(values: dict[str, Any]) -> dict[str, Any]:
+    """A complete ``messages`` row: a new id and every column's default, overridden by ``values``."""
     now = utcnow()
-    row = {
+    return {
         "id": new_id("msg_"),
         "reply_to_message_id": None,
         "reply_to_external_id": None,
@@ -266,6 +267,11 @@ async def insert_message(tx: Tx, values: dict[str, Any]) -> dict[str, Any] | Non
         "updated_at": now,
         **values,
     }
+
+
+async def insert_message(tx: Tx, values: dict[str, Any]) -> dict[str, Any] | None:
+    """Insert one message; None when (channel, external_id) is already stored (a duplicate)."""
+    row = message_row(values)
     if row["reply_to_external_id"] and not row["reply_to_message_id"]:
         row["reply_to_message_id"] = await tx.conn.scalar(
             sa.select(M.c.id).where(

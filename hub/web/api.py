@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub import schema
-from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, STORE
+from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, SEND_WRITER, STORE
 from hub.db import new_id
 from hub.models import Conversation, Message, utcnow
 from hub.outbound import SendRequest, cancel_message, enqueue, retry_message
@@ -340,6 +340,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
         req,
         key,
         _load_uploads(request, req),
+        writer=request.app[SEND_WRITER],
     )
     if created:
         request.app[OUTBOX].notify()

@@ -29,6 +29,7 @@ from hub.appkeys import (
     PROCESSOR,
     RAW_INBOX,
     REGISTRY,
+    SEND_WRITER,
     STORE,
 )
 from hub.channels import ChannelService, SettingsInvalid
@@ -36,12 +37,13 @@ from hub.config import HubConfig
 from hub.db import Database
 from hub.errors import ConfigError
 from hub.events import EventBus, Store
+from hub.groupcommit import GroupCommit
 from hub.inbound import InboundProcessor, RawInbox
 from hub.media import MediaStore, MediaWorker
 from hub.metrics import Metrics
 from hub.migrate import upgrade
 from hub.models import Event
-from hub.outbound import OutboxWorker
+from hub.outbound import OutboxWorker, write_sends
 from hub.plugins import load_plugins
 from hub.security import SecretBox, load_secret_key
 from hub.web import admin, api, stream, webhooks
@@ -184,6 +186,7 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
 async def _workers(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG].hub
     store, svc = app[STORE], app[CHANNELS]
+    app[SEND_WRITER] = GroupCommit(store, write_sends)
     raw = RawInbox(store)
     processor = InboundProcessor(store, svc, metrics=app[METRICS])
     raw.on_stored.append(processor.notify)
