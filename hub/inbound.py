@@ -11,6 +11,7 @@ log move together or not at all. Deliveries left pending by a crash are picked u
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -169,8 +170,6 @@ class ChannelInbox:
         key: str | None = None,
         cursor: tuple[str, str] | None = None,
     ) -> bool:
-        import hashlib
-
         k = key or hashlib.sha256(body).hexdigest()
         return await self.raw.store_raw(self.channel_id, k, body, headers or {}, cursor) is not None
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -12,24 +11,11 @@ import pytest
 from hub_whatsapp import WhatsAppChannel
 from wa_support import ACCESS_TOKEN, make_settings
 
-from hub.channel import HealthState
 from hub.testing.fake_graph import FakeGraph
-
-
-@dataclass
-class Ctx:
-    """The ``ChannelContext`` a test lends a channel."""
-
-    http: httpx.AsyncClient
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("hub.channel.whatsapp"))
-    public_url: str = "https://hub.example.com"
-    health: list[tuple[HealthState, str | None]] = field(default_factory=list)
-
-    def set_health(self, state: HealthState, error: str | None = None) -> None:
-        self.health.append((state, error))
-
+from hub.testing.pytest_plugin import RecordingContext
 
 ChannelFactory = Callable[..., Awaitable[WhatsAppChannel]]
+LOG = logging.getLogger("hub.channel.whatsapp")
 
 
 @pytest.fixture
@@ -40,7 +26,11 @@ async def make_channel() -> AsyncIterator[ChannelFactory]:
     async def factory(**overrides: Any) -> WhatsAppChannel:
         client = httpx.AsyncClient()
         clients.append(client)
-        return WhatsAppChannel("wa-1", make_settings(**overrides), Ctx(http=client))
+        return WhatsAppChannel(
+            "wa-1",
+            make_settings(**overrides),
+            RecordingContext(http=client, log=LOG),
+        )
 
     yield factory
     for client in clients:
