@@ -35,8 +35,23 @@ class GroupCommit(Generic[T]):
         await future
 
     async def _flush(self) -> None:
+        batch: list[tuple[T, asyncio.Future[None]]] = []
+        try:
+            await self._flush_all(batch)
+        except BaseException as exc:
+            # Cancelled (shutdown) or broken: no caller may wait forever for an answer.
+            for _, future in batch + self._queue:
+                if not future.done():
+                    future.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError("writer stopped")
+                    )
+            self._queue = []
+            raise
+
+    async def _flush_all(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
         while self._queue:
-            batch, self._queue = self._queue, []
+            batch[:] = self._queue
+            self._queue = []
             if len(batch) > 1:
                 try:
                     await self._commit([item for item, _ in batch])

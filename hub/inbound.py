@@ -97,25 +97,34 @@ class RawInbox(Worker):
         return await item.future
 
     async def run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                ids = await self._write(batch)
-            except Exception as exc:
-                log.exception("storing %d raw deliveries failed", len(batch))
-                for item in batch:
+        batch: list[_Pending] = []
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                while len(batch) < self.max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                try:
+                    ids = await self._write(batch)
+                except Exception as exc:
+                    log.exception("storing %d raw deliveries failed", len(batch))
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                    continue
+                for item, rid in zip(batch, ids, strict=True):
                     if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            for item, rid in zip(batch, ids, strict=True):
+                        item.future.set_result(rid)
+                new = [(item.channel_id, rid) for item, rid in zip(batch, ids, strict=True) if rid]
+                for callback in self.on_stored:
+                    callback(new)
+        finally:
+            # Stopped: a webhook still waiting is told so (it answers 500 and the provider
+            # redelivers) instead of waiting forever.
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            for item in batch:
                 if not item.future.done():
-                    item.future.set_result(rid)
-            new = [(item.channel_id, rid) for item, rid in zip(batch, ids, strict=True) if rid]
-            for callback in self.on_stored:
-                callback(new)
+                    item.future.set_exception(RuntimeError("the hub is stopping"))
 
     async def _write(self, batch: Sequence[_Pending]) -> list[int | None]:
         """One multi-row insert for the batch; a key already stored (or twice in the batch) is None."""

@@ -180,7 +180,10 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
             problems = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
             raise ConfigError(f"channel {decl.id!r} in the config file: {problems}") from None
     yield
-    await svc.drain()
+    try:
+        await asyncio.wait_for(svc.drain(), 10)
+    except TimeoutError:
+        log.warning("health checks still running at shutdown were abandoned")
 
 
 async def _workers(app: web.Application) -> AsyncIterator[None]:
