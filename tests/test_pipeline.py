@@ -220,7 +220,7 @@ async def test_bad_signature_and_bad_json_store_nothing(hub: Hub) -> None:
     err = (await bad_json.json())["error"]
     assert err["code"] == "bad_payload" and "JSON" in err["message"]
     assert await count(hub, schema.raw_events) == 0
-    assert await hub.events() == [e for e in await hub.events() if e["type"] == "channel.updated"]
+    assert {e["type"] for e in await hub.events()} <= {"channel.updated"}  # nothing about messages
 
 
 async def test_contact_with_two_ids_is_one_contact(hub: Hub) -> None:
