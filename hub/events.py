@@ -142,10 +142,6 @@ class EventBus:
                 except Exception:
                     log.exception("event observer failed on %s #%s", ev.type, ev.seq)
 
-    @property
-    def subscribers(self) -> int:
-        return len(self._subs)
-
 
 class Store:
     """The database plus the event bus: write transactions publish their events after commit."""

@@ -31,7 +31,6 @@ __all__ = [
     "ensure_conversation",
     "fetch_conversation",
     "fetch_conversations",
-    "fetch_message",
     "insert_message",
     "message_dict",
     "message_row",
@@ -240,11 +239,6 @@ async def fetch_conversations(conn: AsyncConnection, conversation_ids: list[str]
         contact = {k: row[f"k_{k}"] for k in ("id", "channel_id", "name", "phone", "email")}
         out.append(conversation_dict(row, contact, identities.get(contact["id"], [])))
     return out
-
-
-async def fetch_message(conn: AsyncConnection, message_id: str) -> dict[str, Any] | None:
-    row = (await conn.execute(sa.select(M).where(M.c.id == message_id))).mappings().first()
-    return dict(row) if row else None
 
 
 def message_row(values: dict[str, Any]) -> dict[str, Any]:
