@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.schema import Table
 
+from hub import sqlite_driver
 from hub.errors import ConfigError
+from hub.sqlite_driver import Checkpointer, LoopConnection
 
 __all__ = ["Database", "async_url", "new_id"]
 
@@ -57,18 +58,28 @@ def async_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, checkpoint_interval: float = 1.0) -> None:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
+        self.checkpointer: Checkpointer | None = None
         if self.is_sqlite:
-            kwargs["connect_args"] = {"timeout": 30}
+            path = make_url(self.url).database or ":memory:"
+            if path != ":memory:":
+                self.checkpointer = Checkpointer(path, checkpoint_interval)
+            pragmas = _SQLITE_PRAGMAS + (("PRAGMA wal_autocheckpoint=0",) if self.checkpointer else ())
+
+            async def creator() -> LoopConnection:
+                return sqlite_driver.connect(path, timeout=30.0, pragmas=pragmas)
+
+            # Connections cost no thread here, so keep enough that requests never queue for one.
+            kwargs.update(async_creator=creator, pool_size=64, max_overflow=64)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
-        if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        if self.checkpointer is not None:
+            self.checkpointer.start()
 
     @property
     def dialect(self) -> str:
@@ -97,14 +108,10 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.stop)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    # WAL lets readers run beside the writer; NORMAL sync is durable against a process crash (the
-    # case a webhook's 200 must survive) and only a power loss can drop the last commits.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+# WAL lets readers run beside the writer; NORMAL sync is durable against a process crash (the case
+# a webhook's 200 must survive) and only a power loss can drop the last commits.
+_SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")

@@ -1,0 +1,256 @@
+"""SQLite for the async engine without a thread per connection.
+
+aiosqlite runs every call (cursor, execute, fetch, commit, close) on a thread of its own and hands
+the result back through the event loop: two thread switches and a loop wake-up per call. On a
+local WAL database the call itself takes microseconds (an indexed read ~10 µs, a commit ~50 µs
+here) while the round trip costs about a millisecond under load, and the threads fight the loop
+for the GIL. So the hub runs SQLite on the loop's own thread, through this small adapter that
+speaks the part of aiosqlite's API that SQLAlchemy's ``sqlite+aiosqlite`` dialect uses (it is
+plugged in with ``create_async_engine(..., async_creator=...)``).
+
+What keeps the loop responsive:
+
+* Writes take the lock up front (``BEGIN IMMEDIATE`` before the first change) and the hub's own
+  writers queue on an asyncio lock (``Database.write``), so a statement never waits inside SQLite
+  for another connection of this process.
+* Another process holding the write lock (a CLI command, say) makes SQLite answer "database is
+  locked" at once (``busy_timeout`` is 0 here); the adapter then sleeps on the loop and tries
+  again, up to ``timeout`` seconds, instead of blocking the loop inside SQLite. Only a statement
+  that started no work is retried: one that fails outside a transaction (its ``BEGIN`` failed) or
+  a ``COMMIT``.
+* WAL checkpoints, which write the database file, run on a thread (``Checkpointer``), not inside
+  a commit on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+__all__ = ["Checkpointer", "LoopConnection", "LoopCursor", "connect"]
+
+log = logging.getLogger("hub.db")
+T = TypeVar("T")
+
+# How the retry waits for another process's write lock: short sleeps first, then at most this.
+_MAX_SLEEP = 0.05
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+
+
+class LoopCursor:
+    """An aiosqlite-like cursor whose coroutines finish without suspending (except to wait out a
+    lock held by another process)."""
+
+    __slots__ = ("_conn", "_cur")
+
+    def __init__(self, conn: LoopConnection) -> None:
+        self._conn = conn
+        self._cur = conn.raw.cursor()
+
+    async def __aenter__(self) -> LoopCursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._cur.close()
+
+    @property
+    def description(self) -> Any:
+        return self._cur.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cur.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cur.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cur.arraysize = value
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> LoopCursor:
+        await self._conn.run(self._cur.execute, sql, parameters)
+        return self
+
+    async def executemany(self, sql: str, seq: Iterable[Any]) -> LoopCursor:
+        rows = list(seq)  # a retry must see the same parameters again
+        await self._conn.run(self._cur.executemany, sql, rows)
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        return self._cur.fetchmany(self._cur.arraysize if size is None else size)
+
+    async def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+    async def close(self) -> None:
+        self._cur.close()
+
+    def __aiter__(self) -> LoopCursor:
+        return self
+
+    async def __anext__(self) -> Any:
+        row = self._cur.fetchone()
+        if row is None:
+            raise StopAsyncIteration
+        return row
+
+
+class LoopConnection:
+    """An aiosqlite-like connection over a ``sqlite3.Connection`` used on the loop's thread."""
+
+    def __init__(self, raw: sqlite3.Connection, timeout: float) -> None:
+        self.raw = raw
+        self.timeout = timeout
+        self.retries = 0  # statements that waited for another process's lock (for tests and logs)
+
+    # SQLAlchemy's adapter reaches for these aiosqlite attributes.
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        return self.raw
+
+    @property
+    def _connection(self) -> sqlite3.Connection | None:
+        return self.raw
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self.raw.isolation_level
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.in_transaction
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn``; while another process holds the lock and nothing has started, wait and retry."""
+        deadline = 0.0
+        sleep = 0.001
+        while True:
+            in_tx = self.raw.in_transaction
+            try:
+                return fn(*args)
+            except sqlite3.OperationalError as exc:
+                # Inside a transaction a failed statement may have done part of its work: only a
+                # statement that began no transaction (its BEGIN IMMEDIATE failed) is safe to repeat.
+                if not _is_busy(exc) or in_tx or self.raw.in_transaction:
+                    raise
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + self.timeout
+                elif now >= deadline:
+                    raise
+                self.retries += 1
+                await asyncio.sleep(sleep)
+                sleep = min(sleep * 2, _MAX_SLEEP)
+
+    def cursor(self) -> LoopCursor:
+        return LoopCursor(self)
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> LoopCursor:
+        return await self.cursor().execute(sql, parameters)
+
+    async def commit(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                self.raw.commit()
+                return
+            except sqlite3.OperationalError as exc:
+                # A COMMIT that found the database busy changed nothing and may be repeated.
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+                self.retries += 1
+                await asyncio.sleep(0.001)
+
+    async def rollback(self) -> None:
+        self.raw.rollback()
+
+    async def close(self) -> None:
+        self.raw.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.raw.close()
+
+    async def create_function(
+        self, name: str, num_params: int, func: Any, deterministic: bool = False
+    ) -> None:
+        self.raw.create_function(name, num_params, func, deterministic=deterministic)
+
+
+def connect(path: str, *, timeout: float = 30.0, pragmas: Sequence[str] = ()) -> LoopConnection:
+    """Open ``path`` for use on the event loop's thread.
+
+    ``isolation_level="IMMEDIATE"``: sqlite3 begins a write transaction (taking the write lock) just
+    before the first INSERT/UPDATE/DELETE, so a later statement of that transaction cannot find the
+    lock taken. Reads outside a write run in autocommit, each on a fresh snapshot.
+    """
+    raw = sqlite3.connect(path, timeout=0, isolation_level="IMMEDIATE", check_same_thread=False)
+    try:
+        for pragma in pragmas:
+            raw.execute(pragma)
+    except BaseException:
+        raw.close()
+        raise
+    return LoopConnection(raw, timeout)
+
+
+class Checkpointer:
+    """Copies the WAL into the database file on a thread of its own, every ``interval`` seconds.
+
+    The loop's connections run with ``wal_autocheckpoint=0``: a checkpoint writes (and on
+    ``synchronous=NORMAL`` syncs) the database file, milliseconds that must not stall the loop.
+    PASSIVE never waits for readers or writers; what it cannot copy now it copies next time.
+    """
+
+    def __init__(self, path: str, interval: float = 1.0) -> None:
+        self.path = path
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="hub-sqlite-checkpoint", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=5, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.interval):
+                self.checkpoint(conn)
+            self.checkpoint(conn)
+        finally:
+            conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.runs += 1
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint of %s failed (retried in %g s): %s", self.path, self.interval, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
