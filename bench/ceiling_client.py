@@ -1,6 +1,6 @@
-"""The outbound ceiling: an ``httpx.AsyncClient`` driving a (fake) Graph API directly, on the same
-aiohttp transport the hub uses (httpx's default pool slows down as connections grow, which would
-make the ceiling a floor).
+"""The outbound ceiling: the hub's own provider client (``hub.http.provider_client``: httpx on the
+aiohttp transport, no cookie jar) driving a (fake) Graph API directly, so the hub is compared with
+the same client minus everything the hub does around each send.
 
 Run as ``python -m bench.ceiling_client URL TOKEN COUNT CONCURRENCY``. It POSTs COUNT WhatsApp text
 sends (a distinct recipient each), CONCURRENCY at a time, with the hub's own client limits, and
@@ -15,11 +15,11 @@ import sys
 import time
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
+
+from hub.http import provider_client
 
 
 async def run(url: str, token: str, count: int, concurrency: int) -> dict[str, float | int]:
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=256)
     headers = {"Authorization": f"Bearer {token}", "User-Agent": "bench-ceiling"}
     counter = iter(range(count))
     ok = failed = 0
@@ -44,8 +44,7 @@ async def run(url: str, token: str, count: int, concurrency: int) -> dict[str, f
             except httpx.HTTPError:
                 failed += 1
 
-    transport = AiohttpTransport(limits=limits)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=10.0), transport=transport) as client:
+    async with provider_client("bench-ceiling") as client:
         start = time.perf_counter()
         await asyncio.wait_for(asyncio.gather(*(worker(client) for _ in range(concurrency))), 300)
         elapsed = time.perf_counter() - start

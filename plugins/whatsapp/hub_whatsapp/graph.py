@@ -31,6 +31,14 @@ class GraphClient:
         self.http = http
         self.settings = settings
         self.log = log
+        # Built once: the send path runs this per message, and parsing a URL string is the
+        # largest single cost inside httpx's request building (profiled).
+        self._headers = {
+            "Authorization": f"Bearer {settings.access_token.get_secret_value()}",
+            "User-Agent": settings.user_agent,
+        }
+        self._timeout = httpx.Timeout(settings.request_timeout)
+        self._messages_url = httpx.URL(self.url(settings.phone_number_id, "messages"))
 
     # ---- plumbing ------------------------------------------------------------------------------
 
@@ -45,22 +53,16 @@ class GraphClient:
         return "/".join([self.settings.api_base_url, *(p.strip("/") for p in parts)])
 
     def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        headers = {
-            "Authorization": f"Bearer {self.settings.access_token.get_secret_value()}",
-            "User-Agent": self.settings.user_agent,
-        }
-        headers.update(extra or {})
-        return headers
+        return {**self._headers, **extra} if extra else self._headers
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
         """Send one request; raise a classified ``SendError`` unless the answer is 2xx."""
-        timeout = httpx.Timeout(self.settings.request_timeout)
         try:
             response = await self.http.request(
                 method,
                 url,
                 headers=self.headers(kwargs.pop("headers", None)),
-                timeout=timeout,
+                timeout=self._timeout,
                 **kwargs,
             )
         except httpx.TimeoutException as exc:
@@ -95,7 +97,7 @@ class GraphClient:
         )
         raise error
 
-    async def json(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+    async def json(self, method: str, url: str | httpx.URL, **kwargs: Any) -> dict[str, Any]:
         response = await self.request(method, url, **kwargs)
         try:
             data = response.json()
@@ -111,7 +113,7 @@ class GraphClient:
     # ---- endpoints -----------------------------------------------------------------------------
 
     async def post_message(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self.json("POST", self.url(self.settings.phone_number_id, "messages"), json=body)
+        return await self.json("POST", self._messages_url, json=body)
 
     async def upload_media(self, data: bytes, mime_type: str, filename: str) -> str:
         """``POST /{phone-number-id}/media`` (multipart); returns the new media id."""
