@@ -26,6 +26,10 @@ __all__ = ["ChannelContextImpl", "ChannelService", "SettingsInvalid", "mask_sett
 
 log = logging.getLogger("hub.channels")
 MASK = "********"
+_CHANNEL_OF = sa.select(schema.conversations.c.channel_id).where(
+    schema.conversations.c.id == sa.bindparam("id")
+)
+_MAX_CACHED_CONVERSATIONS = 100_000
 
 
 class SettingsInvalid(Exception):
@@ -81,6 +85,22 @@ class ChannelService:
         self.instances: dict[str, Channel] = {}
         self.rows: dict[str, dict[str, Any]] = {}
         self._health_tasks: set[asyncio.Task[Any]] = set()
+        # A conversation never moves to another channel and is never deleted, so an entry here
+        # never goes stale; it only saves the read on every agent's send.
+        self._conversation_channel: dict[str, str] = {}
+
+    async def channel_of(self, conversation_id: str) -> str | None:
+        """The id of the channel a conversation belongs to, or None when there is no such conversation."""
+        cached = self._conversation_channel.get(conversation_id)
+        if cached is not None:
+            return cached
+        async with self.store.db.read() as conn:
+            channel_id = await conn.scalar(_CHANNEL_OF, {"id": conversation_id})
+        if channel_id is not None:
+            if len(self._conversation_channel) >= _MAX_CACHED_CONVERSATIONS:
+                del self._conversation_channel[next(iter(self._conversation_channel))]
+            self._conversation_channel[conversation_id] = channel_id
+        return channel_id
 
     # ---- settings ---------------------------------------------------------------------------
 

@@ -77,7 +77,6 @@ class Tx:
         self.events.extend(out)
         return out
 
-
     async def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
         """Insert the rows in order; their sequence numbers, in the same order."""
         E = schema.events

@@ -148,6 +148,8 @@ contact_identities = Table(
     Column("channel_id", String(64), primary_key=True),
     Column("identity", String(300), primary_key=True),
     Column("contact_id", String(32), ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    # A contact's ids are looked up by contact for every outbox batch and every merge.
+    Index("ix_contact_identities_contact_id", "contact_id"),
 )
 
 conversations = Table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -13,7 +14,17 @@ from hub.db import Database, new_id
 from hub.models import utcnow
 from hub.security import hash_password, hash_token, new_token, verify_password
 
-__all__ = ["ROLES", "authenticate_token", "create_token", "create_user", "list_users", "login", "public_user"]
+__all__ = [
+    "ROLES",
+    "TokenCache",
+    "authenticate_token",
+    "create_token",
+    "create_user",
+    "list_users",
+    "login",
+    "public_user",
+    "revoke_token",
+]
 
 Role = Literal["administrator", "agent"]
 ROLES: dict[str, list[str]] = {
@@ -114,22 +125,65 @@ async def login(db: Database, email: str, password: str) -> tuple[dict[str, Any]
     return user, await create_token(db, user["id"], "login")
 
 
-async def authenticate_token(db: Database, token: str) -> dict[str, Any] | None:
+class TokenCache:
+    """Tokens authenticated lately (by hash), so an app's every request is not a database read.
+
+    A hit is trusted for ``ttl`` seconds. A token revoked through this process is dropped at once;
+    one revoked, or a user deactivated, by another process (the CLI, a second hub) stops working
+    within ``ttl``. Unknown tokens are never remembered, so a token just created elsewhere works
+    at once.
+    """
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def get(self, token_hash: str) -> dict[str, Any] | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._entries[token_hash]
+            return None
+        return entry[1]
+
+    def put(self, token_hash: str, user: dict[str, Any]) -> None:
+        if len(self._entries) >= self.max_entries:
+            # Insertion order is expiry order (one ttl for all): the first entry expires first.
+            del self._entries[next(iter(self._entries))]
+        self._entries[token_hash] = (time.monotonic() + self.ttl, user)
+
+    def drop(self, token_hash: str) -> None:
+        self._entries.pop(token_hash, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_BY_TOKEN = sa.select(U).join(T, T.c.user_id == U.c.id).where(T.c.token_hash == sa.bindparam("token_hash"))
+
+
+async def authenticate_token(
+    db: Database, token: str, cache: TokenCache | None = None
+) -> dict[str, Any] | None:
+    """The active user a bearer token belongs to (without the password hash), or None."""
+    token_hash = hash_token(token)
+    if cache is not None and (user := cache.get(token_hash)) is not None:
+        return user
     async with db.read() as conn:
-        row = (
-            (
-                await conn.execute(
-                    sa.select(U).join(T, T.c.user_id == U.c.id).where(T.c.token_hash == hash_token(token))
-                )
-            )
-            .mappings()
-            .first()
-        )
+        row = (await conn.execute(_BY_TOKEN, {"token_hash": token_hash})).mappings().first()
     if row is None or not row["active"]:
         return None
-    return dict(row)
+    user = {k: v for k, v in row.items() if k != "password_hash"}
+    if cache is not None:
+        cache.put(token_hash, user)
+    return user
 
 
-async def revoke_token(db: Database, token: str) -> None:
+async def revoke_token(db: Database, token: str, cache: TokenCache | None = None) -> None:
+    token_hash = hash_token(token)
     async with db.write() as conn:
-        await conn.execute(T.delete().where(T.c.token_hash == hash_token(token)))
+        await conn.execute(T.delete().where(T.c.token_hash == token_hash))
+    if cache is not None:
+        cache.drop(token_hash)

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub import schema
-from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, SEND_WRITER, STORE
+from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, SEND_WRITER, STORE, TOKEN_CACHE
 from hub.db import new_id
 from hub.models import Conversation, Message, utcnow
 from hub.outbound import SendRequest, cancel_message, enqueue, retry_message
@@ -90,7 +90,7 @@ async def auth_logout(request: web.Request) -> web.StreamResponse:
     await require_user(request)
     token = bearer_token(request)
     if token:
-        await revoke_token(request.app[STORE].db, token)
+        await revoke_token(request.app[STORE].db, token, request.app[TOKEN_CACHE])
     return web.Response(status=204)
 
 

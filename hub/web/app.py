@@ -29,6 +29,7 @@ from hub.appkeys import (
     REGISTRY,
     SEND_WRITER,
     STORE,
+    TOKEN_CACHE,
 )
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
@@ -45,6 +46,7 @@ from hub.models import Event
 from hub.outbound import OutboxWorker, write_sends
 from hub.plugins import load_plugins
 from hub.security import SecretBox, load_secret_key
+from hub.users import TokenCache
 from hub.web import admin, api, stream, webhooks
 from hub.web.errors import error_middleware
 from hub.web.openapi import build_openapi, operation
@@ -115,6 +117,7 @@ def create_app(
     app[REGISTRY] = registry
     app[PLUGIN_REPORT] = report
     app[METRICS] = Metrics()
+    app[TOKEN_CACHE] = TokenCache()
     app.cleanup_ctx.extend([_database, _http, _channels, _workers])
     for table in (routes, webhooks.routes, api.routes, stream.routes, admin.routes):
         app.add_routes(table)

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.appkeys import STORE
+from hub.appkeys import STORE, TOKEN_CACHE
 from hub.users import ROLES, authenticate_token
 from hub.web.errors import ApiError
 
@@ -35,7 +35,7 @@ async def require_user(request: web.Request, permission: str | None = None) -> d
                 "unauthorized",
                 "send 'Authorization: Bearer <token>'; get one from POST /api/v1/auth/login",
             )
-        user = await authenticate_token(request.app[STORE].db, token)
+        user = await authenticate_token(request.app[STORE].db, token, request.app[TOKEN_CACHE])
         if user is None:
             raise ApiError(401, "unauthorized", "the token is unknown or revoked")
         request[_USER_KEY] = user
