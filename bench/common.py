@@ -265,10 +265,23 @@ class Hub:
             "--password-stdin",
             stdin=ADMIN_PASSWORD,
         )
-        cmd = [HUB_BIN, "serve", "--config", str(self.config_path), "--port", str(self.port)]
-        self.proc = self._spawn(cmd)
+        self.proc = self._spawn(self._serve_cmd())
         out = await self.cli("tokens", "create", ADMIN_EMAIL)
         self.token = out.strip().splitlines()[-1].strip()
+        await self._wait_healthy(within)
+
+    def _serve_cmd(self, *extra: str) -> list[str]:
+        return [HUB_BIN, "serve", "--config", str(self.config_path), "--port", str(self.port), *extra]
+
+    async def restart(self, *extra: str, within: float = 60.0) -> None:
+        """Stop the process and serve the same database again, with extra ``hub serve`` arguments
+        (``--no-workers`` makes a web-only node that stores sends and deliveries but works none)."""
+        await self.stop()
+        self.proc = self._spawn(self._serve_cmd(*extra))
+        await self._wait_healthy(within)
+
+    async def _wait_healthy(self, within: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + within
         async with aiohttp.ClientSession() as session:
             while True:

@@ -526,6 +526,7 @@ class OutboxWorker(Worker):
         max_age: timedelta = timedelta(hours=24),
         quick_retries: int = 2,
         poll_interval: float = 1.0,
+        linger: float = 0.02,
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
@@ -539,6 +540,7 @@ class OutboxWorker(Worker):
         self.max_age = max_age
         self.quick_retries = quick_retries
         self.poll_interval = poll_interval
+        self.linger = linger
         self.limiter = RateLimiter()
         self._inflight: set[asyncio.Task[None]] = set()
         self._sent_writer: GroupCommit[tuple[dict[str, Any], dict[str, Any], str]] = GroupCommit(
@@ -584,6 +586,13 @@ class OutboxWorker(Worker):
             # Either every slot is busy (a finished send wakes us) or nothing more is due now (new
             # work wakes us, and the poll catches jobs whose time came).
             await self.idle(self.poll_interval)
+            if self._inflight and self.linger:
+                # Sends are in flight, so this is a busy outbox: let new jobs gather for a moment
+                # and claim them together. Woken by each agent's send, it claimed one or two jobs
+                # at a time, paying a claim, a load and a commit per job (profiled: 4 ms of CPU a
+                # send with the API busy, against 1.4 ms when the jobs came in batches). An idle
+                # outbox claims at once, so a lone send never waits.
+                await asyncio.sleep(self.linger)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
@@ -656,38 +665,33 @@ class OutboxWorker(Worker):
         self, message_ids: list[str]
     ) -> dict[str, tuple[dict[str, Any], dict[str, Any], list[str]]]:
         """Each message with its conversation (contact inside) and the contact's ids: three queries."""
-        C, K, ID = schema.conversations, schema.contacts, schema.contact_identities
         async with self.store.db.read() as conn:
             msgs = {
-                r["id"]: dict(r)
-                for r in (await conn.execute(sa.select(M).where(M.c.id.in_(message_ids)))).mappings()
+                r["id"]: dict(r) for r in (await conn.execute(_MESSAGES, {"ids": message_ids})).mappings()
             }
-            convs = {
-                r["id"]: dict(r)
-                for r in (
-                    await conn.execute(
-                        sa.select(C).where(C.c.id.in_({m["conversation_id"] for m in msgs.values()}))
-                    )
-                ).mappings()
-            }
-            contact_ids = {c["contact_id"] for c in convs.values()}
-            contacts = {
-                r["id"]: dict(r)
-                for r in (await conn.execute(sa.select(K).where(K.c.id.in_(contact_ids)))).mappings()
-            }
+            conv_ids = list({m["conversation_id"] for m in msgs.values()})
+            convs = {}
+            for r in (await conn.execute(_RECIPIENTS, {"ids": conv_ids})).mappings():
+                convs[r["id"]] = {
+                    "id": r["id"],
+                    "contact_id": r["contact_id"],
+                    "last_inbound_at": r["last_inbound_at"],
+                    "contact": {
+                        "id": r["contact_id"],
+                        "name": r["name"],
+                        "phone": r["phone"],
+                        "email": r["email"],
+                    },
+                }
+            contact_ids = list({c["contact_id"] for c in convs.values()})
             ids: dict[str, list[str]] = {}
-            for identity, contact_id in await conn.execute(
-                sa.select(ID.c.identity, ID.c.contact_id)
-                .where(ID.c.contact_id.in_(contact_ids))
-                .order_by(ID.c.identity)
-            ):
+            for identity, contact_id in await conn.execute(_IDENTITIES, {"ids": contact_ids}):
                 ids.setdefault(contact_id, []).append(identity)
-        out = {}
-        for mid, msg in msgs.items():
-            conv = dict(convs[msg["conversation_id"]])
-            conv["contact"] = contacts[conv["contact_id"]]
-            out[mid] = (msg, conv, ids.get(conv["contact_id"], []))
-        return out
+        return {
+            mid: (msg, conv, ids.get(conv["contact_id"], []))
+            for mid, msg in msgs.items()
+            if (conv := convs.get(msg["conversation_id"])) is not None
+        }
 
     async def deliver(
         self, job: dict[str, Any], loaded: tuple[dict[str, Any], dict[str, Any], list[str]] | None = None
@@ -941,6 +945,27 @@ class OutboxWorker(Worker):
                 await self._reschedule(job, _backoff(job["attempts"]), exc, count=True)
         else:
             await self._fail(job, msg, exc)
+
+
+# What the outbox reads for a batch of claimed jobs, built once (IN lists expand per call).
+_MESSAGES = sa.select(M).where(M.c.id.in_(sa.bindparam("ids", expanding=True)))
+_RECIPIENTS = (
+    sa.select(
+        schema.conversations.c.id,
+        schema.conversations.c.contact_id,
+        schema.conversations.c.last_inbound_at,
+        schema.contacts.c.name,
+        schema.contacts.c.phone,
+        schema.contacts.c.email,
+    )
+    .join(schema.contacts, schema.contacts.c.id == schema.conversations.c.contact_id)
+    .where(schema.conversations.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
+_IDENTITIES = (
+    sa.select(schema.contact_identities.c.identity, schema.contact_identities.c.contact_id)
+    .where(schema.contact_identities.c.contact_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(schema.contact_identities.c.identity)
+)
 
 
 def _backoff(attempts: int) -> float:

@@ -96,14 +96,16 @@ class TestWhatsAppConformance(ChannelConformance):
     @pytest.fixture
     async def send_harness(self, make_channel: ChannelFactory) -> AsyncIterator[SendHarness]:
         async with FakeGraph(access_token=ACCESS_TOKEN) as graph:
-            channel = await make_channel(api_base_url=graph.base_url, request_timeout=0.3)
+            # The timeout is short for the hang scenario, yet long enough that a busy CI machine
+            # never turns a scripted answer into a timeout (0.3 s once did).
+            channel = await make_channel(api_base_url=graph.base_url, request_timeout=1.0)
             path = f"{PNID}/messages"
 
             def failing(status: int, code: int, **kw: Any) -> Any:
                 return lambda: graph.fail(path, status, code=code, message=f"(#{code})", **kw)
 
             def hang() -> None:
-                graph.latency = 1.0
+                graph.latency = 3.0
 
             yield SendHarness(
                 channel=channel,
