@@ -158,3 +158,11 @@ async def test_checkpoints_run_off_the_loop_and_keep_the_wal_small(tmp_path: Pat
     plain = sqlite3.connect(tmp_path / "x.db")
     assert plain.execute("SELECT count(*) FROM t").fetchone() == (3000,)
     plain.close()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused_with_the_reason(url: str) -> None:
+    from hub.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must name a SQLite file"):
+        Database(url)

@@ -314,3 +314,24 @@ async def test_a_raising_observer_does_not_break_webhooks(
     finally:
         logging.getLogger("hub.app").setLevel(logging.NOTSET)
     assert raiser.calls >= 3
+
+
+async def test_a_burst_of_events_streams_every_one_once_and_in_order(lite_hub: Hub) -> None:
+    """Frames already waiting are sent together; none may be dropped, repeated or reordered."""
+    hub = lite_hub
+    ws = await hub.client.ws_connect("/api/v1/stream?after=0", headers=hub.agent)
+    _, live = await until_live(ws)
+    store = hub.store
+    start = live["last_seq"]
+
+    async def burst(n: int) -> None:
+        for i in range(n):
+            async with store.tx() as tx:
+                await tx.emit_many([("test.burst", {"i": i, "k": k}, None, None) for k in range(5)])
+
+    # Two writers at once, 300 events, while the stream is live.
+    await asyncio.gather(burst(30), burst(30))
+    got = await events_until(ws, lambda evs: len(evs) >= 300)
+    assert [e["seq"] for e in got] == list(range(start + 1, start + 301))
+    assert all(e["type"] == "test.burst" for e in got)
+    await ws.close()
