@@ -41,6 +41,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="use postgresql://127.0.0.1:5432/test (its public schema is dropped!) instead of SQLite",
     )
+    p.add_argument(
+        "--soak",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long the memory benchmark loads the hub",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary hub directories (logs, db)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/<timestamp>.json")
     return p.parse_args(argv)
@@ -49,7 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def amain(args: argparse.Namespace) -> int:
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
     # --quick with several benchmarks shares one hub to stay within its time budget.
-    ctx = Context(quick=args.quick, postgres=args.postgres, shared=args.quick and len(names) > 1)
+    ctx = Context(
+        quick=args.quick,
+        postgres=args.postgres,
+        shared=args.quick and len(names) > 1,
+        soak_seconds=args.soak,
+    )
     report: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_facts(),

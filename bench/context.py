@@ -15,6 +15,7 @@ from bench.common import Hub
 class Context:
     quick: bool
     postgres: bool
+    soak_seconds: float = 60.0
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="hub-bench-")))
     shared: bool = False
     _hub: Hub | None = None

@@ -36,8 +36,8 @@ class LazyWebhooks:
 
 
 async def run(ctx: Context) -> dict[str, Any]:
-    seconds = 1.0 if ctx.quick else 60.0
-    max_count = 5_000 if ctx.quick else 300_000
+    seconds = 1.0 if ctx.quick else ctx.soak_seconds
+    max_count = 5_000 if ctx.quick else int(5_000 * seconds)
     samples: list[tuple[float, int]] = []
     async with ctx.hub() as hub, aiohttp.ClientSession() as session:
         api = Api(hub, session)

@@ -37,6 +37,15 @@ def _hold_write_lock(path: Path, seconds: float, started: threading.Event) -> No
     other.close()
 
 
+async def _lock_held_elsewhere(tmp_path: Path, seconds: float) -> threading.Thread:
+    """Another process's write lock on the test database, held for ``seconds`` from now."""
+    started = threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(tmp_path / "x.db", seconds, started))
+    holder.start()
+    await asyncio.to_thread(started.wait, 5)
+    return holder
+
+
 async def _driver_connection(db: Database) -> LoopConnection:
     async with db.engine.connect() as conn:
         raw = await conn.get_raw_connection()
@@ -47,10 +56,7 @@ async def _driver_connection(db: Database) -> LoopConnection:
 
 async def test_a_write_waits_out_another_process_lock_without_blocking_the_loop(tmp_path: Path) -> None:
     db = await _db(tmp_path)
-    started = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(tmp_path / "x.db", 0.4, started))
-    holder.start()
-    await asyncio.to_thread(started.wait, 5)
+    holder = await _lock_held_elsewhere(tmp_path, 0.4)
     ticks = 0
 
     async def ticker() -> None:
@@ -77,10 +83,7 @@ async def test_a_write_waits_out_another_process_lock_without_blocking_the_loop(
 
 async def test_a_lock_held_past_the_timeout_fails_clearly(tmp_path: Path) -> None:
     db = await _db(tmp_path)
-    started = threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(tmp_path / "x.db", 1.0, started))
-    holder.start()
-    await asyncio.to_thread(started.wait, 5)
+    holder = await _lock_held_elsewhere(tmp_path, 1.0)
     async with db.engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         assert isinstance(raw, LoopConnection)
