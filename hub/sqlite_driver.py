@@ -120,7 +120,6 @@ class LoopConnection:
     def __init__(self, raw: sqlite3.Connection, timeout: float) -> None:
         self.raw = raw
         self.timeout = timeout
-        self.retries = 0  # statements that waited for another process's lock (for tests and logs)
 
     # SQLAlchemy's adapter reaches for these aiosqlite attributes.
     @property
@@ -140,45 +139,41 @@ class LoopConnection:
         return self.raw.in_transaction
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Call ``fn``; while another process holds the lock and nothing has started, wait and retry."""
-        deadline = 0.0
+        """Call ``fn``; while another process holds the lock and nothing has started, wait and retry.
+
+        Inside a transaction a failed statement may have done part of its work: only a statement
+        that began no transaction (its BEGIN IMMEDIATE failed) is safe to repeat.
+        """
+        return await self._waiting_out_locks(
+            fn, args, lambda in_tx: not in_tx and not self.raw.in_transaction
+        )
+
+    def cursor(self) -> LoopCursor:
+        return LoopCursor(self)
+
+    async def commit(self) -> None:
+        # A COMMIT that found the database busy changed nothing and may be repeated.
+        await self._waiting_out_locks(self.raw.commit, (), lambda _in_tx: True)
+
+    async def _waiting_out_locks(
+        self, fn: Callable[..., T], args: tuple[Any, ...], repeatable: Callable[[bool], bool]
+    ) -> T:
+        deadline = 0.0  # set at the first busy answer: the call that succeeds reads no clock
         sleep = 0.001
         while True:
             in_tx = self.raw.in_transaction
             try:
                 return fn(*args)
             except sqlite3.OperationalError as exc:
-                # Inside a transaction a failed statement may have done part of its work: only a
-                # statement that began no transaction (its BEGIN IMMEDIATE failed) is safe to repeat.
-                if not _is_busy(exc) or in_tx or self.raw.in_transaction:
+                if not _is_busy(exc) or not repeatable(in_tx):
                     raise
                 now = time.monotonic()
                 if not deadline:
                     deadline = now + self.timeout
                 elif now >= deadline:
                     raise
-                self.retries += 1
                 await asyncio.sleep(sleep)
                 sleep = min(sleep * 2, _MAX_SLEEP)
-
-    def cursor(self) -> LoopCursor:
-        return LoopCursor(self)
-
-    async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> LoopCursor:
-        return await self.cursor().execute(sql, parameters)
-
-    async def commit(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                self.raw.commit()
-                return
-            except sqlite3.OperationalError as exc:
-                # A COMMIT that found the database busy changed nothing and may be repeated.
-                if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
-                self.retries += 1
-                await asyncio.sleep(0.001)
 
     async def rollback(self) -> None:
         self.raw.rollback()
