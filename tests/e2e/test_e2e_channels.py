@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from e2e_support import (
     Api,
@@ -11,6 +13,7 @@ from e2e_support import (
     create_wa_channel,
     deliver_text,
     phone,
+    settle,
     unique,
     wa_text_webhook,
 )
@@ -183,3 +186,46 @@ async def test_the_app_api_needs_a_valid_token(api: Api, shared_hub: HubProcess)
     )
     assert_error(resp, 401)
     assert_error(await api.get("/api/v1/events?after=abc"), 400, "bad_request")
+
+
+async def test_cli_writes_beside_a_busy_hub_and_token_changes_take_effect_at_once(
+    api: Api, shared_hub: HubProcess, graph: ThreadedFakeGraph
+) -> None:
+    """The CLI writes to the SQLite file while the hub ingests: neither waits inside SQLite for the
+    other's lock, nothing fails; a token the CLI just made works at once, and a token logged out
+    through the hub is refused on the next request although the hub had it cached."""
+    ch = await create_wa_channel(api, graph.base_url, name=unique("cli-beside"))
+    after = await api.last_seq()
+    email = f"{unique('agent')}@example.com"
+    wamids: list[str] = []
+
+    async def webhooks() -> list[int]:
+        statuses = []
+        for i in range(40):
+            payload, msg_id = wa_text_webhook(ch.phone_number_id, phone(), f"busy {i}")
+            wamids.append(msg_id)
+            statuses.append((await api.webhook(ch.id, payload, ch.app_secret)).status)
+        return statuses
+
+    async def cli() -> str:
+        await shared_hub.cli(
+            "users", "create", email, "--role", "agent", "--password-stdin", stdin="pw-123456789"
+        )
+        return await shared_hub.create_token(email)
+
+    statuses, token = await asyncio.gather(webhooks(), cli())
+    assert statuses == [200] * 40
+    # Made by another process a moment ago, the token works at once.
+    agent = Api(api.session, api.base_url, token)
+    assert (await agent.ok("GET", "/api/v1/me"))["email"] == email
+    # Every delivery stored while the CLI wrote is processed, once.
+    await settle(api, ch, after)
+    created = [
+        e["data"]["external_id"]
+        for e in await api.events(after)
+        if e["type"] == "message.created" and e["data"].get("external_id") in set(wamids)
+    ]
+    assert sorted(created) == sorted(wamids)
+    # Logged out through this hub, the cached token is refused on the very next request.
+    assert (await agent.post("/api/v1/auth/logout")).status == 204
+    assert_error(await agent.get("/api/v1/me"), 401, "unauthorized")
