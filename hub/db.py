@@ -8,6 +8,7 @@ one process writes at a time by design, so writers queue on an asyncio lock inst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import time
@@ -63,6 +64,13 @@ class Database:
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         self.checkpointer: Checkpointer | None = None
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._restart_wanted = asyncio.Event()
+        self._closing = False
+        self._wal_task: asyncio.Task[None] | None = None
         if self.is_sqlite:
             path = make_url(self.url).database or ""
             if path in ("", ":memory:") or path.startswith("file:"):
@@ -70,7 +78,9 @@ class Database:
                     "database_url must name a SQLite file (sqlite:///var/hub.db): an in-memory "
                     "database would lose every stored webhook and queued send when the hub stops"
                 )
-            self.checkpointer = Checkpointer(path, checkpoint_interval)
+            self.checkpointer = Checkpointer(
+                path, checkpoint_interval, restart_due=self._restart_due if self._loop else None
+            )
             pragmas = (*_SQLITE_PRAGMAS, "PRAGMA wal_autocheckpoint=0")
 
             async def creator() -> LoopConnection:
@@ -85,6 +95,27 @@ class Database:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.checkpointer is not None:
             self.checkpointer.start()
+            if self._loop is not None:
+                self._wal_task = self._loop.create_task(self._restart_wal(), name="hub-sqlite-wal")
+
+    def _restart_due(self) -> None:
+        """Called on the checkpointer's thread: the WAL should start over (see ``Checkpointer``)."""
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the hub is stopping
+            self._loop.call_soon_threadsafe(self._restart_wanted.set)
+
+    async def _restart_wal(self) -> None:
+        """Hold this process's writers back (they queue on the write lock, no polling) while
+        the checkpointer restarts the WAL on a thread."""
+        assert self.checkpointer is not None and self._write_lock is not None
+        while True:
+            await self._restart_wanted.wait()
+            self._restart_wanted.clear()
+            if self._closing:
+                return
+            await asyncio.to_thread(self.checkpointer.restart, "PASSIVE")
+            async with self._write_lock:
+                await asyncio.to_thread(self.checkpointer.restart)
 
     @property
     def dialect(self) -> str:
@@ -112,6 +143,13 @@ class Database:
         return postgresql.insert(table)
 
     async def dispose(self) -> None:
+        if self._wal_task is not None:
+            # Not cancelled: a restart running on its thread would outlive the task and find
+            # its connection closed under it.
+            self._closing = True
+            self._restart_wanted.set()
+            await self._wal_task
+            self._wal_task = None
         await self.engine.dispose()
         if self.checkpointer is not None:
             await asyncio.to_thread(self.checkpointer.stop)
@@ -119,4 +157,11 @@ class Database:
 
 # WAL lets readers run beside the writer; NORMAL sync is durable against a process crash (the case
 # a webhook's 200 must survive) and only a power loss can drop the last commits.
-_SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")
+# journal_size_limit: the writer that starts the WAL over cuts the file back to 64 MB, so a burst
+# does not leave a WAL of its own size on disk.
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA journal_size_limit=67108864",
+)
