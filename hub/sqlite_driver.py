@@ -218,17 +218,17 @@ class Checkpointer:
     ``synchronous=NORMAL`` syncs) the database file, milliseconds that must not stall the loop.
     PASSIVE never waits for readers or writers; what it cannot copy now it copies next time.
 
-    Copying is not enough under steady load. SQLite starts the WAL over only when a writer finds
-    every frame copied, and a commit that lands while a checkpoint runs spoils that, so a hub that
-    never pauses appended to one WAL for ever (measured: 3 GB a minute at 2,000 webhooks/s, its
-    mapped index growing the process's RSS). Once the WAL holds ``restart_frames`` frames, the
-    thread calls ``restart_due``: the database then holds its own
-    writers back (``Database`` takes its write lock) and calls ``restart``, a RESTART checkpoint
-    that copies the last frames and waits for readers to move on, so the next commit starts the
-    WAL over; ``journal_size_limit`` on the loop's connections trims the file. (RESTART on its own
-    thread lost the race for the write lock to a busy loop, which takes it back within a
-    millisecond.) At 1,000 webhooks/s this runs about once a second, each RESTART taking 2-16 ms
-    (measured), and the webhook-to-app p99 went from 15-21 ms to 27-28 ms.
+    Copying is not enough under steady load. SQLite starts the WAL over only when a writer begins
+    with every frame copied, and on a busy hub a write transaction is open across each checkpoint
+    and commits after it, so the WAL grew for ever (measured: 3 GB a minute at 2,000 webhooks/s,
+    its mapped index growing the process's RSS). Once the WAL holds ``restart_frames`` frames, the
+    thread calls ``restart_due``: the database then holds its own writers back (``Database``
+    takes its write lock) and calls ``restart``, a RESTART checkpoint that copies the last frames
+    and waits for readers to move on, so the next commit starts the WAL over;
+    ``journal_size_limit`` on the loop's connections trims the file. (RESTART on this thread lost
+    the race for the write lock to a busy loop, which takes it back within a millisecond.) At
+    1,000 webhooks/s this runs about once a second, each RESTART taking 2-16 ms (measured), and
+    the webhook-to-app p99 there went from 15-21 ms to 27-40 ms.
     """
 
     def __init__(
