@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 
 from hub import schema
+from hub.backlog import Backlog
 from hub.bulk import apply_messages
 from hub.changes import apply_change
 from hub.channel import Channel, RawEvent
@@ -87,47 +88,25 @@ class RawInbox(Worker):
         self.store = store
         self.max_batch = max_batch
         self.max_queued = max_queued
-        self.max_pending = max_pending
         self.recount_interval = recount_interval
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.on_stored: list[Any] = []
-        # Stored deliveries not processed yet: counted in the database now and then (another
-        # process may be the one processing them), plus what this process stored since.
-        self.pending = 0
-        self._recount: asyncio.Task[None] | None = None
+        self.backlog = Backlog(store, max_pending, recount_interval)
 
     async def start(self) -> None:
-        self.pending = await self.count_pending()
+        await self.backlog.start()
         await super().start()
-        self._recount = asyncio.create_task(self._recount_loop(), name="hub-raw-inbox-recount")
 
     async def stop(self) -> None:
-        task, self._recount = self._recount, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self.backlog.stop()
         await super().stop()
-
-    async def count_pending(self) -> int:
-        """Pending deliveries in the database, counted up to just past the bound (cheap either way)."""
-        some = sa.select(R.c.id).where(R.c.state == "pending").limit(self.max_pending + 1).subquery()
-        async with self.store.db.read() as conn:
-            return int(await conn.scalar(sa.select(sa.func.count()).select_from(some)) or 0)
-
-    async def _recount_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.recount_interval)
-            try:
-                self.pending = await self.count_pending()
-            except Exception:
-                log.exception("counting pending deliveries failed")
 
     def overloaded(self) -> str | None:
         """Why a new delivery should be refused for now (the provider retries), or None."""
         if self._queue.qsize() >= self.max_queued:
             return f"{self._queue.qsize()} deliveries are waiting to be stored"
-        if self.pending >= self.max_pending:
-            return f"{self.pending} stored deliveries are waiting to be processed"
+        if self.backlog.full:
+            return f"{self.backlog.pending} stored deliveries are waiting to be processed"
         return None
 
     async def store_raw(
@@ -176,7 +155,7 @@ class RawInbox(Worker):
                     if not item.future.done():
                         item.future.set_result(rid)
                 new = [(item.channel_id, rid) for item, rid in zip(batch, ids, strict=True) if rid]
-                self.pending += len(new)
+                self.backlog.stored(len(new))
                 for callback in self.on_stored:
                     callback(new)
         finally:

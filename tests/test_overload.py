@@ -64,4 +64,4 @@ async def test_webhooks_past_the_pending_bound_answer_503_and_nothing_accepted_i
         stored = await conn.scalar(sa.select(sa.func.count()).select_from(schema.raw_events))
     assert stored == 3
     inbox = hub.client.app[RAW_INBOX]
-    assert inbox.pending == 3
+    assert inbox.backlog.pending == 3
