@@ -187,7 +187,14 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     raw = RawInbox(store)
     processor = InboundProcessor(store, svc, metrics=app[METRICS])
     raw.on_stored.append(processor.notify)
-    outbox = OutboxWorker(store, svc, concurrency=max(cfg.workers, 1) * 32, metrics=app[METRICS])
+    outbox = OutboxWorker(
+        store,
+        svc,
+        concurrency=max(cfg.workers, 1) * 32,
+        lease=cfg.outbox_lease,
+        grace=cfg.outbox_grace,
+        metrics=app[METRICS],
+    )
     media = MediaStore(Path(cfg.data_dir) / "media", store)
     media_worker = MediaWorker(store, svc, media, cfg.public_url)
     app[RAW_INBOX], app[PROCESSOR], app[OUTBOX], app[MEDIA], app[MEDIA_WORKER] = (
