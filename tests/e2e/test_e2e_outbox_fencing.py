@@ -50,7 +50,9 @@ async def test_a_provider_slower_than_the_lease_gets_exactly_one_send(
     conv_id = await inbound_conversation(api, ch, phone())
     external_id = wamid()
     # Three leases long: an unrenewed lease runs out twice while this call is in flight.
-    graph.call(graph.graph.script, f"{ch.phone_number_id}/messages", 200, answer(external_id), delay=3 * LEASE)
+    graph.call(
+        graph.graph.script, f"{ch.phone_number_id}/messages", 200, answer(external_id), delay=3 * LEASE
+    )
 
     mid = await send_text(api, conv_id, "slower than the lease")
     sent = await wait_status(api, mid, "sent", within=30)
