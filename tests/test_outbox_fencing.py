@@ -42,6 +42,7 @@ async def test_a_worker_that_lost_its_claim_writes_nothing(hub: Hub) -> None:
     mid = await queued(hub, conv, {"text": "claimed twice"})
     (stale,) = await first.claim(10)
     assert await first.claim(10) == [], "a held job is claimed once"
+    assert (await job(hub, mid))["unknown_since"] is None, "a due job's outcome is known"
     await expire_lease(hub, mid)  # the first worker stalled past its lease
     (fresh,) = await second.claim(10)
     assert fresh["claim_token"] != stale["claim_token"]

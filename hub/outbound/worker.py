@@ -225,7 +225,7 @@ class OutboxWorker(Worker):
                 {**r, "unknown_since": r["unknown_since"] or now}
                 for r in (await conn.execute(expired)).mappings()
             ]
-            rows = taken_back
+            rows = list(taken_back)
             if len(rows) < limit:
                 rows += [dict(r) for r in (await conn.execute(due.limit(limit - len(rows)))).mappings()]
             if rows:
