@@ -5,8 +5,8 @@ on it, so a worker that lost its lease writes nothing. ``outbox.unknown_since`` 
 taken back from a lease that expired mid-send (its process died): the send may have reached the
 provider, so the outbox waits a grace period for a status naming the message before sending again.
 
-Revision ID: 0004_outbox_claims
-Revises: 0003_inbound_threads
+Revision ID: 0005_outbox_claims
+Revises: 0004_inbound_retries
 Create Date: 2026-12-06 19:10:00
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 from hub.schema import TS
 
-revision: str = "0004_outbox_claims"
-down_revision: str | None = "0003_inbound_threads"
+revision: str = "0005_outbox_claims"
+down_revision: str | None = "0004_inbound_retries"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
