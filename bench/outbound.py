@@ -14,7 +14,9 @@ with 32 concurrent clients:
 
 Ceiling: the hub's own provider client (``hub.http.provider_client``) in a process of its own,
 driving the same FakeGraph directly with the outbox's concurrency (``workers`` x 32).
-Target: backlog delivery >= 0.8 x ceiling (capped at the channel's 1,000/s).
+Target: backlog delivery >= 0.8 x the ceiling, uncapped. The channel's ``messages_per_second``
+(1,000) limits the hub and not the ceiling, so the target cannot be met while the ceiling is above
+1,250/s; that is the honest figure (DESIGN: "a ceiling is never capped").
 """
 
 from __future__ import annotations
@@ -168,17 +170,22 @@ async def measure(ctx: Context, count: int) -> dict[str, Any]:
         ceiling_per_s=ceil["graph_per_s"],
         ceiling_client_per_s=ceil["client_per_s"],
     )
-    effective = min(ceil["graph_per_s"], MPS)
-    figures["ceiling_capped_at_mps"] = effective
-    held = figures.get("backlog_per_s", figures["provider_per_s"])
-    figures["held_to_target"] = "backlog" if "backlog_per_s" in figures else "live"
-    figures["ratio"] = held / ceil["graph_per_s"]
-    figures["ratio_vs_capped"] = held / effective
-    figures["live_ratio_vs_capped"] = figures["provider_per_s"] / effective
-    figures["target"] = f">= {TARGET_RATIO} x ceiling (capped at {MPS}/s by the channel's rate limit)"
-    figures["target_met"] = figures["ratio_vs_capped"] >= TARGET_RATIO
-    figures["reached_1000_per_s"] = held >= 0.95 * MPS
+    figures.update(held_to_ceiling(figures, ceil["graph_per_s"]))
     return figures
+
+
+def held_to_ceiling(figures: dict[str, Any], ceiling_per_s: float) -> dict[str, Any]:
+    """The ratios to the ceiling as measured, never capped (by the channel's rate limit or else)."""
+    held = figures.get("backlog_per_s", figures["provider_per_s"])
+    ratio = held / ceiling_per_s
+    return {
+        "held_to_target": "backlog" if "backlog_per_s" in figures else "live",
+        "ratio": ratio,
+        "live_ratio": figures["provider_per_s"] / ceiling_per_s,
+        "target": f">= {TARGET_RATIO} x the uncapped ceiling",
+        "target_met": ratio >= TARGET_RATIO,
+        "reached_1000_per_s": held >= 0.95 * MPS,
+    }
 
 
 async def live(

@@ -29,3 +29,17 @@ def test_the_outbound_benchmark_runs_both_runs_and_reports_them() -> None:
     for figure in ("backlog delivered/s", "send API accepted/s", "live: provider sends/s", "ceiling"):
         assert figure in done.stdout, done.stdout
     assert "CRASHED" not in done.stdout
+
+
+def test_the_outbound_ratio_is_taken_against_the_uncapped_ceiling() -> None:
+    """A ceiling is never capped: a hub held to 1,000/s by the channel's rate limit beside a
+    client that drives the provider at 2,250/s is at 0.44 of it, not 1.0."""
+    from bench.outbound import held_to_ceiling
+
+    backlog = held_to_ceiling({"backlog_per_s": 1_000.0, "provider_per_s": 950.0}, 2_250.0)
+    assert backlog["held_to_target"] == "backlog"
+    assert round(backlog["ratio"], 2) == 0.44 and round(backlog["live_ratio"], 2) == 0.42
+    assert backlog["target_met"] is False
+    assert "uncapped" in backlog["target"]
+    live = held_to_ceiling({"provider_per_s": 900.0}, 1_000.0)
+    assert live["held_to_target"] == "live" and live["ratio"] == 0.9 and live["target_met"] is True

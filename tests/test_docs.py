@@ -288,3 +288,18 @@ def test_tutorial_plugin_passes_the_conformance_suite(pytester: pytest.Pytester)
     assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()
     assert outcomes.get("passed", 0) >= 25, result.stdout.str()
     assert outcomes.get("skipped", 0) == 1, "only needs_template should be skipped"
+
+
+def test_the_documented_event_types_are_the_ones_the_hub_emits() -> None:
+    """``hub_on_event`` lists the event types; each must be one the code writes, and every type the
+    code writes must be listed (a type promised but never emitted is a broken promise)."""
+    types = r"((?:message|conversation|channel|config|contact)\.[a-z_]+)"
+    in_code = set()
+    for path in (ROOT / "hub").rglob("*.py"):
+        in_code |= set(re.findall(f'"{types}"', path.read_text()))
+    doc = hub.hookspecs.hub_on_event.__doc__ or ""
+    documented = set(re.findall(f"``{types}``", doc))
+    assert documented == in_code, (documented, in_code)
+    plugins_md = (ROOT / "docs" / "plugins.md").read_text()
+    section = plugins_md[plugins_md.index("#### `hub_on_event`") :][:1500]
+    assert set(re.findall(f"`{types}`", section)) == in_code
