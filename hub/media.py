@@ -35,12 +35,24 @@ class MediaStore:
         self.root = Path(root)
         self.store = store
 
-    async def save(self, message_id: str, idx: int, data: bytes) -> str:
+    async def save(
+        self, message_id: str, idx: int, data: bytes, *, sha256_hex: str = "", expected: str | None = None
+    ) -> tuple[str, str]:
+        """Verify and write one file; (path, sha256 hex). Hashing and disk work run in a thread: a
+        file of many megabytes would otherwise hold the event loop (and every webhook) meanwhile."""
+        return await asyncio.to_thread(self._save, message_id, idx, data, sha256_hex, expected)
+
+    def _save(
+        self, message_id: str, idx: int, data: bytes, sha256_hex: str, expected: str | None
+    ) -> tuple[str, str]:
+        digest = sha256_hex or hashlib.sha256(data).hexdigest()
+        if expected and digest != expected.lower():
+            raise ValueError("the fetched file does not match the provider's sha256")
         folder = self.root / message_id[-2:] / message_id
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / str(idx)
-        await asyncio.to_thread(path.write_bytes, data)
-        return str(path)
+        path.write_bytes(data)
+        return str(path), digest
 
     async def path_for(self, message_id: str, idx: int) -> str | None:
         """The stored file of a message's attachment: fetched inbound media, or an agent's upload."""
@@ -120,10 +132,13 @@ class MediaWorker(Worker):
         att = atts[job["idx"]]
         try:
             content = await channel.fetch_media(att.get("external_id") or "", att.get("source_url"))
-            expected = att.get("sha256")
-            if expected and hashlib.sha256(content.data).hexdigest() != expected.lower():
-                raise ValueError("the fetched file does not match the provider's sha256")
-            path = await self.media.save(msg["id"], job["idx"], content.data)
+            path, digest = await self.media.save(
+                msg["id"],
+                job["idx"],
+                content.data,
+                sha256_hex=content.sha256_hex,
+                expected=att.get("sha256"),
+            )
         except Exception as exc:
             attempts = job["attempts"] + 1
             state = "failed" if attempts >= self.max_attempts else "pending"
@@ -157,7 +172,7 @@ class MediaWorker(Worker):
                     "url": url,
                     "size": len(content.data),
                     "mime_type": att.get("mime_type") or content.mime_type,
-                    "sha256": content.sha256_hex,
+                    "sha256": digest,
                 },
             )
 
