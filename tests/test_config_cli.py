@@ -332,7 +332,8 @@ WA_BODY = {
 }
 
 
-async def test_cli_replay_reruns_failed_deliveries_of_one_channel(tmp_path: Path) -> None:
+async def _replay_setup(tmp_path: Path, *channel_ids: str) -> tuple[str, Database]:
+    """A config file and a database with a WhatsApp channel of each id (secrets planted)."""
     config = str(write(tmp_path / "hub.toml", base_toml(tmp_path)))
     db = Database(f"sqlite:///{tmp_path}/hub.db")
     await upgrade(db)
@@ -345,8 +346,13 @@ async def test_cli_replay_reruns_failed_deliveries_of_one_channel(tmp_path: Path
             "app_secret": "wa-app-secret-planted",
             "verify_token": "vt",
         }
-        for cid in ("wa", "wa2"):
+        for cid in channel_ids:
             await upsert_channel(svc, cid, "whatsapp", cid.upper(), True, settings, source="api")
+    return config, db
+
+
+async def test_cli_replay_reruns_failed_deliveries_of_one_channel(tmp_path: Path) -> None:
+    config, db = await _replay_setup(tmp_path, "wa", "wa2")
     body = json.dumps(WA_BODY).encode()
     async with db.write() as conn:
         for cid in ("wa", "wa2"):
@@ -387,19 +393,7 @@ async def test_cli_replay_reruns_failed_deliveries_of_one_channel(tmp_path: Path
 
 
 async def test_cli_replay_pages_through_more_rows_than_a_page_and_shows_progress(tmp_path: Path) -> None:
-    config = str(write(tmp_path / "hub.toml", base_toml(tmp_path)))
-    db = Database(f"sqlite:///{tmp_path}/hub.db")
-    await upgrade(db)
-    _, registry, _ = load_plugins()
-    async with httpx.AsyncClient() as http:
-        svc = ChannelService(Store(db, EventBus()), registry, SecretBox(KEY), http, "http://hub.test")
-        settings = {
-            "phone_number_id": "1065",
-            "access_token": "tok-planted",
-            "app_secret": "s",
-            "verify_token": "v",
-        }
-        await upsert_channel(svc, "wa", "whatsapp", "WA", True, settings, source="api")
+    config, db = await _replay_setup(tmp_path, "wa")
     async with db.write() as conn:
         for i in range(7):
             doc = json.loads(json.dumps(WA_BODY))
