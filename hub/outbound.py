@@ -43,6 +43,7 @@ from hub.models import (
     MessageStatus,
     OutboundAttachment,
     OutboundMessage,
+    SendContext,
     StatusUpdate,
     Template,
     utcnow,
@@ -710,7 +711,9 @@ class OutboxWorker(Worker):
         if not window.permits(out.kind):
             closed = SendError(
                 SendErrorClass.NEEDS_TEMPLATE,
-                "the customer-service window is closed: only a template can be sent now",
+                "the customer-service window is closed: only a template can be sent now"
+                if window.outside == "template"
+                else "the reply window is closed: the customer has to write first",
                 title="Reply window closed",
             )
             await self._fail(job, msg, closed)
@@ -809,6 +812,10 @@ class OutboxWorker(Worker):
             reply_to_external_id=msg["reply_to_external_id"],
             reaction_emoji=reaction.get("emoji") if reaction else None,
             preview_url=bool(content.get("preview_url")),
+            context=SendContext(
+                last_inbound_at=conv["last_inbound_at"],
+                author=_AUTHORS.get((msg["sender"] or {}).get("type"), "system"),
+            ),
         )
 
     async def _record_sent(self, job: dict[str, Any], msg: dict[str, Any], external_id: str) -> None:
@@ -825,6 +832,18 @@ class OutboxWorker(Worker):
             .where(O.c.id.in_([job["id"] for job, _, _ in items]))
             .values(state="done", updated_at=now, lease_until=None)
         )
+        # An echo of the send (``hub.echoes``) may have recorded it first, and receipts may have
+        # moved it on since: such a message is left as it is, never set back to "sent".
+        recorded = set(
+            await tx.conn.scalars(
+                sa.select(M.c.id).where(
+                    M.c.id.in_([msg["id"] for _, msg, _ in items]), M.c.status != MessageStatus.QUEUED.value
+                )
+            )
+        )
+        items = [item for item in items if item[1]["id"] not in recorded]
+        if not items:
+            return
         current: dict[str, dict[str, Any]] = {}
         params = []
         for _, msg, ext in items:
@@ -966,6 +985,11 @@ _IDENTITIES = (
     .where(schema.contact_identities.c.contact_id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(schema.contact_identities.c.identity)
 )
+
+
+# Who sent a message (its ``sender.type``) as ``SendContext.author``: Messenger's HUMAN_AGENT tag
+# is for a person's reply only.
+_AUTHORS: dict[str | None, Any] = {"user": "agent", "bot": "bot", "rule": "automation"}
 
 
 def _backoff(attempts: int) -> float:

@@ -45,6 +45,7 @@ from hub.migrate import upgrade
 from hub.models import Event
 from hub.outbound import OutboxWorker, write_sends
 from hub.plugins import load_plugins
+from hub.profiles import ProfileWorker
 from hub.security import SecretBox, load_secret_key
 from hub.users import TokenCache
 from hub.web import admin, api, stream, webhooks
@@ -202,6 +203,8 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             media_worker.notify() if ev.type == "message.created" and ev.data.get("attachments") else None
         )
     )
+    profiles = ProfileWorker(store, svc)
+    store.bus.observers.append(profiles.observe)
     ingest_tasks = [
         asyncio.create_task(_ingest(app, cid), name=f"hub-ingest-{cid}")
         for cid, inst in svc.instances.items()
@@ -214,6 +217,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         await processor.start()
         await outbox.start()
         await media_worker.start()
+        await profiles.start()
     else:
         log.warning("run_workers is off: deliveries and sends are stored, not processed, by this process")
     yield
@@ -225,6 +229,7 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         t.cancel()
     await outbox.stop()
     await media_worker.stop()
+    await profiles.stop()
     await processor.stop()
     await raw.stop()
     with contextlib.suppress(asyncio.CancelledError):

@@ -54,13 +54,20 @@ class GraphClient:
     def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         return {**self._headers, **extra} if extra else self._headers
 
-    async def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
-        """Send one request; raise a classified ``SendError`` unless the answer is 2xx."""
+    async def request(
+        self, method: str, url: str | httpx.URL, *, anonymous: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """Send one request; raise a classified ``SendError`` unless the answer is 2xx.
+
+        ``anonymous`` leaves the access token out (a CDN URL needs none and must never see it).
+        """
+        extra = kwargs.pop("headers", None)
+        headers = {"User-Agent": self._headers["User-Agent"], **(extra or {})} if anonymous else None
         try:
             response = await self.http.request(
                 method,
                 url,
-                headers=self.headers(kwargs.pop("headers", None)),
+                headers=headers or self.headers(extra),
                 timeout=self._timeout,
                 **kwargs,
             )
