@@ -49,6 +49,7 @@ from pydantic import SecretStr
 from hub.channel import (
     Capabilities,
     Channel,
+    ChannelRegistrar,
     ChannelSettings,
     Health,
     HealthState,
@@ -379,8 +380,8 @@ class FakePlugin:
         self.channel_cls = channel_cls
 
     @hookimpl
-    def hub_register_channels(self, register: Callable[[type[Channel]], None]) -> None:
-        register(self.channel_cls)
+    def hub_register_channels(self, register: ChannelRegistrar) -> None:
+        register.add(self.channel_cls)
 
     def channels(self) -> Iterable[type[Channel]]:
         return (self.channel_cls,)

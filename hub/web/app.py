@@ -42,9 +42,8 @@ from hub.inbound import InboundProcessor, RawInbox
 from hub.media import MediaStore, MediaWorker
 from hub.metrics import Metrics
 from hub.migrate import upgrade
-from hub.models import Event
 from hub.outbound import OutboxWorker, write_sends
-from hub.plugins import load_plugins
+from hub.plugins import event_observer, load_plugins
 from hub.profiles import ProfileWorker
 from hub.security import SecretBox, load_secret_key
 from hub.users import TokenCache
@@ -131,18 +130,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await upgrade(db)
     store = Store(db, EventBus())
     store.bus.last_seq = await store.last_seq()
-    pm = app[PLUGIN_MANAGER]
-
-    def observe(ev: Event) -> None:
-        for impl in pm.hook.hub_on_event.get_hookimpls():
-            try:
-                impl.function(event=ev)
-            except Exception:
-                log.exception(
-                    "plugin %r failed in hub_on_event for %s #%d", impl.plugin_name, ev.type, ev.seq
-                )
-
-    store.bus.observers.append(observe)
+    store.bus.observers.append(event_observer(app[PLUGIN_MANAGER]))
     app[STORE] = store
     yield
     await db.dispose()
