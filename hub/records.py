@@ -34,6 +34,7 @@ __all__ = [
     "insert_message",
     "message_dict",
     "message_row",
+    "public_attachment",
 ]
 
 M = schema.messages
@@ -51,7 +52,7 @@ def message_dict(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
         "kind": row["kind"],
         "text": row["text"],
         "subject": content.get("subject"),
-        "attachments": content.get("attachments", []),
+        "attachments": [public_attachment(a) for a in content.get("attachments", [])],
         "interactive": content.get("interactive"),
         "choices": content.get("choices", []),
         "template": content.get("template"),
@@ -70,6 +71,20 @@ def message_dict(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
     }
+
+
+# Kept with a stored attachment for the hub's own use, never shown: the server's file path.
+_PRIVATE_ATTACHMENT_KEYS = ("path", "download_url")
+
+
+def public_attachment(att: dict[str, Any]) -> dict[str, Any]:
+    """An attachment as the app sees it: a file the hub holds is given by the hub's download URL."""
+    if not any(k in att for k in _PRIVATE_ATTACHMENT_KEYS):
+        return att
+    out = {k: v for k, v in att.items() if k not in _PRIVATE_ATTACHMENT_KEYS}
+    if att.get("download_url"):
+        out["url"] = att["download_url"]
+    return out
 
 
 def conversation_dict(

@@ -6,6 +6,7 @@ token travels only in the ``Authorization`` header.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -79,7 +80,8 @@ class GraphClient(MetaGraphClient):
             raise SendError(SendErrorClass.PERMANENT, "no media id or URL to download from")
         response = await self.request("GET", str(url))
         data = response.content
-        digest = hashlib.sha256(data).hexdigest()
+        # Off the event loop: a video is megabytes, and every other channel waits on this loop.
+        digest = (await asyncio.to_thread(hashlib.sha256, data)).hexdigest()
         if expected and digest != expected:
             raise SendError(
                 SendErrorClass.RETRYABLE,
