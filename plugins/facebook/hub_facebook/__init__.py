@@ -7,10 +7,8 @@ Messenger Platform and sharing Meta's webhook and Graph code with WhatsApp throu
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from hub import hookimpl
-from hub.channel import Channel
+from hub.channel import ChannelRegistrar
 
 from .channel import InstagramChannel, MessengerChannel
 from .settings import InstagramSettings, MessengerSettings
@@ -28,7 +26,7 @@ __version__ = "0.1.0"
 
 
 @hookimpl
-def hub_register_channels(register: Callable[[type[Channel]], None]) -> None:
+def hub_register_channels(register: ChannelRegistrar) -> None:
     """Register the ``messenger`` and ``instagram`` channel types."""
-    register(MessengerChannel)
-    register(InstagramChannel)
+    register.add(MessengerChannel)
+    register.add(InstagramChannel)

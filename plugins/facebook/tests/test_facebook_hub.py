@@ -230,3 +230,26 @@ async def test_reply_window_chooses_the_tag_then_refuses(make_hub_client: Any) -
         assert failed["data"]["error"]["class"] == "needs_template"
         assert failed["data"]["error"]["title"] == "Reply window closed"
         assert len(graph.requests_to("me/messages", "POST")) == 1
+
+
+async def test_an_edit_and_an_unsend_update_the_message_once(make_hub_client: Any) -> None:
+    async with FakeGraph(access_token=PAGE_TOKEN) as graph:
+        hub = await setup(make_hub_client, graph)
+        created = await inbound(hub, "m_EDITME", "Is the shop open?")
+        edit = {"mid": "m_EDITME", "text": "Is the shop open today?", "num_edit": 1}
+        for _ in range(2):  # a redelivered edit has one effect
+            await post(hub, from_customer("message_edit", edit))
+        edited = await hub.wait_for_event(
+            "message.updated", lambda e: e["data"]["id"] == created["data"]["id"] and bool(e["data"]["edits"])
+        )
+        assert edited["data"]["text"] == "Is the shop open today?"
+        assert [e.get("text") for e in edited["data"]["edits"]] == ["Is the shop open?"]
+        await post(hub, from_customer("message", {"mid": "m_EDITME", "is_deleted": True}))
+        gone = await hub.wait_for_event(
+            "message.updated", lambda e: e["data"]["id"] == created["data"]["id"] and e["data"]["deleted_at"]
+        )
+        assert gone["conversation_id"] == created["conversation_id"]
+        final = await message(hub, created["data"]["id"])
+        assert final["deleted_at"] and final["text"] is None and final["edits"] == []  # a tombstone
+        conv = await history(hub, created["conversation_id"])
+        assert [m["id"] for m in conv] == [created["data"]["id"]]  # neither became a new message

@@ -15,14 +15,14 @@ from hub_facebook import (
 )
 from pydantic import ValidationError
 
-from hub.channel import Channel
+from hub.channel import Channel, ChannelRegistrar
 from hub.models import AttachmentKind, MessageKind
 from hub.plugins import ChannelRegistry
 
 
 def test_hook_registers_both_channel_types() -> None:
     registered: list[type[Channel]] = []
-    hub_register_channels(registered.append)
+    hub_register_channels(ChannelRegistrar(registered.append))
     assert registered == [MessengerChannel, InstagramChannel]
     assert [c.type_name for c in registered] == ["messenger", "instagram"]
 
