@@ -30,6 +30,7 @@ from hub.bulk import apply_messages
 from hub.changes import apply_change
 from hub.channel import Channel, RawEvent
 from hub.channels import ChannelService
+from hub.echoes import match_echoes
 from hub.events import Store, Tx
 from hub.metrics import Metrics
 from hub.models import (
@@ -453,11 +454,13 @@ async def apply_events(tx: Tx, channel: Channel, parsed: Sequence[ParsedEvent]) 
 async def apply_deliveries(tx: Tx, deliveries: Sequence[tuple[Channel, Sequence[ParsedEvent]]]) -> None:
     """Apply several deliveries: new messages first, all at once (``hub.bulk``, the one path that
     stores messages), then receipts, reactions, edits and deletions in order, so that each finds a
-    message that arrived in the same batch."""
-    await apply_messages(
+    message that arrived in the same batch. Echoes of the hub's own sends update the message they
+    echo (``hub.echoes``) instead of becoming new ones."""
+    messages = await match_echoes(
         tx,
         [(channel, ev) for channel, parsed in deliveries for ev in parsed if isinstance(ev, InboundMessage)],
     )
+    await apply_messages(tx, messages)
     for channel, parsed in deliveries:
         for ev in parsed:
             if isinstance(ev, StatusUpdate):
@@ -525,6 +528,25 @@ async def _apply_watermark(tx: Tx, cid: str, ev: WatermarkUpdate) -> None:
     )
     for msg in rows:
         await apply_status(tx, dict(msg), MessageStatus(ev.status), ev.watermark)
+    if ev.external_ids:
+        # A receipt naming a message whose send call has not answered yet (Messenger often
+        # delivers before the Send API answers): keep it for the outbox, as for StatusUpdate.
+        known = set(
+            await tx.conn.scalars(
+                sa.select(M.c.external_id).where(M.c.channel_id == cid, M.c.external_id.in_(ev.external_ids))
+            )
+        )
+        for ext in dict.fromkeys(ev.external_ids):
+            if ext not in known:
+                update = StatusUpdate(external_id=ext, status=ev.status, timestamp=ev.watermark)
+                await tx.conn.execute(
+                    schema.pending_statuses.insert().values(
+                        channel_id=cid,
+                        external_id=ext,
+                        update=update.model_dump(mode="json"),
+                        created_at=utcnow(),
+                    )
+                )
 
 
 async def _apply_reaction(tx: Tx, cid: str, ev: ReactionUpdate) -> None:

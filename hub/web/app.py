@@ -45,6 +45,7 @@ from hub.migrate import upgrade
 from hub.models import Event
 from hub.outbound import OutboxWorker, write_sends
 from hub.plugins import event_observer, load_plugins
+from hub.profiles import ProfileWorker
 from hub.redact import SecretRedactor
 from hub.retention import Retention, RetentionPolicy
 from hub.security import SecretBox, load_secret_key
@@ -134,6 +135,7 @@ def create_app(
             _raw_inbox,
             _processor,
             _media,
+            _profiles,
             _outbox,
             _ingest_loops,
             _window_watcher,
@@ -239,6 +241,18 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     yield
     await worker.stop()
     store.bus.observers.remove(wake)
+
+
+async def _profiles(app: web.Application) -> AsyncIterator[None]:
+    """Names the webhooks did not carry, fetched after the message is stored (hub.profiles)."""
+    store = app[STORE]
+    worker = ProfileWorker(store, app[CHANNELS])
+    store.bus.observers.append(worker.observe)
+    if app[CONFIG].hub.run_workers:
+        await worker.start()
+    yield
+    await worker.stop()
+    store.bus.observers.remove(worker.observe)
 
 
 async def _outbox(app: web.Application) -> AsyncIterator[None]:
