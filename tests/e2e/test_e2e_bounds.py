@@ -52,8 +52,8 @@ async def test_stored_deliveries_go_once_their_retention_passed(
     hub_factory: HubFactory, http: aiohttp.ClientSession, graph: ThreadedFakeGraph
 ) -> None:
     hub = await hub_factory(
-        # Fifteen seconds (long enough to see it stored), with a pass every half second.
-        extra_hub_settings={"raw_delivery_retention_days": 15 / 86_400, "retention_interval": 0.5}
+        # Forty seconds (long enough to see it stored on a loaded machine), a pass every half second.
+        extra_hub_settings={"raw_delivery_retention_days": 40 / 86_400, "retention_interval": 0.5}
     )
     api = Api(http, hub.base_url, hub.token)
     ch = await create_wa_channel(api, graph.base_url, name="Retention")
@@ -65,7 +65,7 @@ async def test_stored_deliveries_go_once_their_retention_passed(
     async def gone() -> bool:
         return "replaying 0 raw event(s)" in await hub.cli("replay", "--all")
 
-    await wait_until(gone, within=60, interval=1.0, what="the stored delivery deleted")
+    await wait_until(gone, within=120, interval=1.0, what="the stored delivery deleted")
     # The message it made stays.
     assert [m["external_id"] for m in await api.messages(
         (await wait_message_event(api, 0, wamid))["conversation_id"]
