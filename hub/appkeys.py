@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from hub.metrics import Metrics
     from hub.outbound import OutboxWorker
     from hub.plugins import ChannelRegistry, PluginReport
+    from hub.services.channels import ChannelAdmin
+    from hub.services.conversations import ConversationService
+    from hub.services.events import EventService
+    from hub.services.messages import MessageService
+    from hub.services.organisation import OrgService
+    from hub.services.teams import TeamService
     from hub.users import TokenCache
 
 CONFIG: web.AppKey[HubConfig] = web.AppKey("config")
@@ -35,3 +41,9 @@ MEDIA_WORKER: web.AppKey[MediaWorker] = web.AppKey("media_worker")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 SEND_WRITER: web.AppKey[GroupCommit[dict[str, Any]]] = web.AppKey("send_writer")
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
+ORG: web.AppKey[OrgService] = web.AppKey("org")
+TEAMS: web.AppKey[TeamService] = web.AppKey("teams")
+CHANNEL_ADMIN: web.AppKey[ChannelAdmin] = web.AppKey("channel_admin")
+CONVERSATIONS: web.AppKey[ConversationService] = web.AppKey("conversations")
+MESSAGES: web.AppKey[MessageService] = web.AppKey("messages")
+EVENTS: web.AppKey[EventService] = web.AppKey("events")

@@ -16,7 +16,7 @@ from hub.channel import Channel
 from hub.db import new_id
 from hub.events import Tx
 from hub.models import Direction, InboundMessage, MessageStatus, utcnow
-from hub.records import conversation_dict, message_dict
+from hub.records import REOPENS_ON_INBOUND, conversation_dict, message_dict
 
 __all__ = ["apply_messages"]
 
@@ -245,6 +245,9 @@ async def _conversations(
                 "unread_count": 0,
                 "created_at": now,
                 "updated_at": now,
+                "priority": None,
+                "snoozed_until": None,
+                "last_assignee_id": None,
             }
             found[key] = row
             created.add(row["id"])
@@ -286,8 +289,9 @@ async def _touch(
             if conv["last_inbound_at"] is None or ev.timestamp > conv["last_inbound_at"]:
                 conv["last_inbound_at"] = ev.timestamp
             deltas[conv_id] += 1
-            if conv["status"] == "resolved":
+            if conv["status"] in REOPENS_ON_INBOUND:
                 conv["status"] = "open"
+                conv["snoozed_until"] = None
     params = []
     for conv_id in dict.fromkeys(conv_ids):
         conv = convs[conv_id]
@@ -300,6 +304,7 @@ async def _touch(
                 "b_lia": conv["last_inbound_at"],
                 "b_unread": deltas[conv_id],
                 "b_status": conv["status"],
+                "b_snoozed": conv["snoozed_until"],
                 "b_now": now,
             }
         )
@@ -311,6 +316,7 @@ async def _touch(
             last_inbound_at=sa.bindparam("b_lia", type_=schema.TS),
             unread_count=C.c.unread_count + sa.bindparam("b_unread"),
             status=sa.bindparam("b_status"),
+            snoozed_until=sa.bindparam("b_snoozed", type_=schema.TS),
             updated_at=sa.bindparam("b_now", type_=schema.TS),
         ),
         params,

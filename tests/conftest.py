@@ -118,6 +118,7 @@ class Hub:
         self.fake = fake
         self.admin: dict[str, str] = {}
         self.agent: dict[str, str] = {}
+        self.agent_id = ""
 
     @property
     def store(self) -> Any:
@@ -129,6 +130,7 @@ class Hub:
         agent = await create_user(db, "agent@example.com", "agent", "agent password 1")
         self.admin = {"Authorization": f"Bearer {await create_token(db, admin['id'])}"}
         self.agent = {"Authorization": f"Bearer {await create_token(db, agent['id'])}"}
+        self.agent_id = agent["id"]
 
     async def create_channel(self, channel_id: str = "fk", **settings: Any) -> dict[str, Any]:
         body = {
@@ -140,7 +142,17 @@ class Hub:
         resp = await self.client.post("/api/v1/admin/channels", json=body, headers=self.admin)
         assert resp.status == 201, await resp.text()
         data: dict[str, Any] = await resp.json()
+        await self.serve(channel_id, self.agent_id)
         return data
+
+    async def serve(self, channel_id: str, *user_ids: str) -> None:
+        """Make these users serve the channel (the agent sees only the channels it serves)."""
+        resp = await self.client.put(
+            f"/api/v1/admin/channels/{channel_id}/members",
+            json={"user_ids": list(user_ids)},
+            headers=self.admin,
+        )
+        assert resp.status == 200, await resp.text()
 
     async def webhook(
         self, *events: dict[str, Any], channel_id: str = "fk", headers: dict[str, str] | None = None
@@ -150,8 +162,8 @@ class Hub:
             f"/webhooks/{channel_id}", data=body, headers={**sign(SECRET, body), **(headers or {})}
         )
 
-    async def events(self, after: int = 0) -> list[dict[str, Any]]:
-        resp = await self.client.get(f"/api/v1/events?after={after}&limit=500", headers=self.agent)
+    async def events(self, after: int = 0, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        resp = await self.client.get(f"/api/v1/events?after={after}&limit=500", headers=headers or self.agent)
         assert resp.status == 200, await resp.text()
         data: list[dict[str, Any]] = (await resp.json())["events"]
         return data

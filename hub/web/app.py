@@ -15,12 +15,17 @@ from aiohttp import web
 
 from hub import __version__
 from hub.appkeys import (
+    CHANNEL_ADMIN,
     CHANNELS,
     CONFIG,
+    CONVERSATIONS,
+    EVENTS,
     HTTP,
     MEDIA,
     MEDIA_WORKER,
+    MESSAGES,
     METRICS,
+    ORG,
     OUTBOX,
     PLUGIN_MANAGER,
     PLUGIN_REPORT,
@@ -29,6 +34,7 @@ from hub.appkeys import (
     REGISTRY,
     SEND_WRITER,
     STORE,
+    TEAMS,
     TOKEN_CACHE,
 )
 from hub.channels import ChannelService, SettingsInvalid
@@ -46,8 +52,15 @@ from hub.models import Event
 from hub.outbound import OutboxWorker, write_sends
 from hub.plugins import load_plugins
 from hub.security import SecretBox, load_secret_key
+from hub.services.channels import ChannelAdmin
+from hub.services.conversations import ConversationService
+from hub.services.errors import ServiceError
+from hub.services.events import EventService
+from hub.services.messages import MessageService
+from hub.services.organisation import OrgService
+from hub.services.teams import TeamService
 from hub.users import TokenCache
-from hub.web import admin, api, stream, webhooks
+from hub.web import admin, api, org, stream, webhooks
 from hub.web.errors import error_middleware
 from hub.web.openapi import build_openapi, operation
 from hub.windows import WindowWatcher
@@ -118,8 +131,8 @@ def create_app(
     app[PLUGIN_REPORT] = report
     app[METRICS] = Metrics()
     app[TOKEN_CACHE] = TokenCache()
-    app.cleanup_ctx.extend([_database, _http, _channels, _workers])
-    for table in (routes, webhooks.routes, api.routes, stream.routes, admin.routes):
+    app.cleanup_ctx.extend([_database, _http, _channels, _workers, _services])
+    for table in (routes, webhooks.routes, api.routes, stream.routes, admin.routes, org.routes):
         app.add_routes(table)
     return app
 
@@ -167,12 +180,12 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
                 f"installed plugin provides (installed: {', '.join(sorted(app[REGISTRY].types()))})"
             )
         try:
-            await admin.upsert_channel(
-                svc, decl.id, decl.type, decl.name, decl.enabled, decl.settings, source="config"
-            )
+            await svc.upsert(decl.id, decl.type, decl.name, decl.enabled, decl.settings, source="config")
         except SettingsInvalid as exc:
             problems = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
             raise ConfigError(f"channel {decl.id!r} in the config file: {problems}") from None
+        except ServiceError as exc:  # e.g. a stored channel of that id has another type
+            raise ConfigError(f"channel {decl.id!r} in the config file: {exc.message}") from None
     yield
     try:
         await asyncio.wait_for(svc.drain(), 10)
@@ -229,6 +242,19 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     await raw.stop()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.gather(pruner, *ingest_tasks, return_exceptions=True)
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """The services the web layer calls; they hold no resource of their own."""
+    store, channels = app[STORE], app[CHANNELS]
+    org = OrgService(store, app[TOKEN_CACHE])
+    teams = TeamService(org, lambda channel_id: channel_id in channels.rows)
+    app[ORG], app[TEAMS] = org, teams
+    app[CHANNEL_ADMIN] = ChannelAdmin(channels, teams)
+    app[CONVERSATIONS] = ConversationService(store, channels)
+    app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
+    app[EVENTS] = EventService(store)
+    yield
 
 
 async def _ingest(app: web.Application, channel_id: str) -> None:

@@ -10,14 +10,24 @@ from hub.models import Conversation, Event, Message
 
 __all__ = [
     "ChannelList",
+    "ChannelMembersOut",
     "ChannelOut",
     "ConversationPage",
     "EventPage",
     "HealthOut",
+    "InvitationOut",
+    "InvitedUserOut",
     "LoginOut",
+    "MeOut",
     "MessagePage",
+    "PermissionList",
     "PluginsOut",
+    "RoleList",
+    "RoleOut",
+    "TeamList",
+    "TeamOut",
     "UploadOut",
+    "UserList",
     "UserOut",
 ]
 
@@ -27,15 +37,83 @@ class UserOut(BaseModel):
     email: str
     name: str | None
     role: str
-    permissions: list[str]
     active: bool
+    availability: str
     created_at: str
+
+
+class LoginUser(UserOut):
+    permissions: list[str]
+
+
+class TeamRef(BaseModel):
+    id: str
+    name: str
+
+
+class MeOut(LoginUser):
+    all_channels: bool = Field(description="true for administrators: every channel is in scope")
+    channel_ids: list[str] = Field(description="the activated channels this user serves")
+    teams: list[TeamRef]
+
+
+class UserList(BaseModel):
+    users: list[UserOut]
+
+
+class InvitationOut(BaseModel):
+    token: str = Field(description="one-time set-password token; shown once")
+    url: str = Field(description="where the user sets their password (POST the token and a password)")
+    expires_at: str
+
+
+class InvitedUserOut(BaseModel):
+    user: UserOut
+    invitation: InvitationOut
+
+
+class RoleOut(BaseModel):
+    name: str
+    description: str | None
+    permissions: list[str]
+    builtin: bool
+
+
+class RoleList(BaseModel):
+    roles: list[RoleOut]
+
+
+class PermissionOut(BaseModel):
+    name: str
+    description: str
+
+
+class PermissionList(BaseModel):
+    permissions: list[PermissionOut]
+
+
+class TeamOut(BaseModel):
+    id: str
+    name: str
+    member_ids: list[str]
+    channel_ids: list[str]
+    created_at: str
+
+
+class TeamList(BaseModel):
+    teams: list[TeamOut]
+
+
+class ChannelMembersOut(BaseModel):
+    channel_id: str
+    user_ids: list[str]
+    team_ids: list[str]
 
 
 class LoginOut(BaseModel):
     token: str
     token_type: str = "bearer"
-    user: UserOut
+    user: LoginUser
 
 
 class HealthOut(BaseModel):
