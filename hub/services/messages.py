@@ -13,7 +13,7 @@ from hub.channels import ChannelService
 from hub.events import Store
 from hub.groupcommit import GroupCommit
 from hub.media import MediaStore
-from hub.outbound import SendRequest, cancel_message, enqueue, retry_message
+from hub.outbound import Draft, cancel_message, enqueue, retry_message
 from hub.records import message_dict
 from hub.services.conversations import access_conversation
 from hub.services.errors import NotFound
@@ -73,7 +73,7 @@ class MessageService:
         self,
         actor: Actor,
         conversation_id: str,
-        req: SendRequest,
+        req: Draft,
         idempotency_key: str | None,
         uploads: dict[str, dict[str, Any]],
     ) -> tuple[dict[str, Any], bool]:

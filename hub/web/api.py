@@ -16,13 +16,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from hub.appkeys import CHANNEL_ADMIN, CONFIG, CONVERSATIONS, MESSAGES, ORG, OUTBOX, STORE, TEAMS, TOKEN_CACHE
 from hub.db import new_id
 from hub.models import Conversation, Message
-from hub.outbound import SendRequest
 from hub.services.organisation import public_user
 from hub.users import login, revoke_token
 from hub.web.auth import bearer_token, require_actor
 from hub.web.errors import ApiError, query_int, read_json
 from hub.web.openapi import operation
 from hub.web.schemas import ChannelList, ConversationPage, LoginOut, MeOut, MessagePage, UploadOut
+from hub.web.sends import SendRequest
 
 __all__ = ["routes"]
 

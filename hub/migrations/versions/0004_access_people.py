@@ -1,7 +1,8 @@
-"""access people
+"""people and access: roles, invitations, teams, channel members, availability, assignment
+policies; conversations gain priority, snoozed_until and last_assignee_id
 
-Revision ID: 0003_access_people
-Revises: 0002
+Revision ID: 0004_access_people
+Revises: 0003_inbound_threads
 Create Date: 2026-12-06 18:50:24.573971
 """
 
@@ -12,8 +13,8 @@ from alembic import op
 
 import hub.schema
 
-revision: str = "0003_access_people"
-down_revision: str | None = "0002"
+revision: str = "0004_access_people"
+down_revision: str | None = "0003_inbound_threads"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
