@@ -18,12 +18,14 @@ if TYPE_CHECKING:
     from hub.metrics import Metrics
     from hub.outbound import OutboxWorker
     from hub.plugins import ChannelRegistry, PluginReport
+    from hub.services.availability import AvailabilityService
     from hub.services.channels import ChannelAdmin
     from hub.services.conversations import ConversationService
     from hub.services.events import EventService
     from hub.services.messages import MessageService
     from hub.services.organisation import OrgService
     from hub.services.teams import TeamService
+    from hub.timers import Connections
     from hub.users import TokenCache
 
 CONFIG: web.AppKey[HubConfig] = web.AppKey("config")
@@ -47,3 +49,5 @@ CHANNEL_ADMIN: web.AppKey[ChannelAdmin] = web.AppKey("channel_admin")
 CONVERSATIONS: web.AppKey[ConversationService] = web.AppKey("conversations")
 MESSAGES: web.AppKey[MessageService] = web.AppKey("messages")
 EVENTS: web.AppKey[EventService] = web.AppKey("events")
+AVAILABILITY: web.AppKey[AvailabilityService] = web.AppKey("availability")
+CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")

@@ -17,6 +17,7 @@ from hub.db import new_id
 from hub.events import Tx
 from hub.models import Direction, InboundMessage, MessageStatus, utcnow
 from hub.records import REOPENS_ON_INBOUND, conversation_dict, message_dict
+from hub.routing import route
 
 __all__ = ["apply_messages"]
 
@@ -87,7 +88,8 @@ async def apply_messages(tx: Tx, items: Sequence[tuple[Channel, InboundMessage]]
     await tx.conn.execute(M.insert(), rows)
     if media:
         await tx.conn.execute(schema.media_jobs.insert(), media)
-    await _touch(tx, todo, conv_ids, convs, now)
+    reopened = await _touch(tx, todo, conv_ids, convs, now)
+    await route(tx, [convs[c] for c in created], [convs[c] for c in reopened])
 
     def view(conv_id: str) -> dict[str, Any]:
         conv = convs[conv_id]
@@ -278,9 +280,11 @@ async def _touch(
     conv_ids: list[str],
     convs: dict[str, dict[str, Any]],
     now: datetime,
-) -> None:
-    """Move each conversation's clocks and unread count forward once for all its new messages."""
+) -> set[str]:
+    """Move each conversation's clocks and unread count forward once for all its new messages.
+    Returns the conversations a customer's message reopened."""
     deltas: dict[str, int] = defaultdict(int)
+    reopened: set[str] = set()
     for (_, ev), conv_id in zip(todo, conv_ids, strict=True):
         conv = convs[conv_id]
         if conv["last_message_at"] is None or ev.timestamp > conv["last_message_at"]:
@@ -292,6 +296,7 @@ async def _touch(
             if conv["status"] in REOPENS_ON_INBOUND:
                 conv["status"] = "open"
                 conv["snoozed_until"] = None
+                reopened.add(conv_id)
     params = []
     for conv_id in dict.fromkeys(conv_ids):
         conv = convs[conv_id]
@@ -321,3 +326,4 @@ async def _touch(
         ),
         params,
     )
+    return reopened

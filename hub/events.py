@@ -62,13 +62,19 @@ class Tx:
     ) -> Event:
         return (await self.emit_many([(type_, data, channel_id, conversation_id)]))[0]
 
+    async def serialize(self) -> None:
+        """Take, now rather than at the first ``emit``, the lock that orders event-writing
+        transactions (PostgreSQL; SQLite's single writer is one already): a read-decide-write
+        (assignment under capacity) made under it cannot interleave with another."""
+        if not self.db.is_sqlite and not self._locked:
+            await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_EVENTS_LOCK)))
+            self._locked = True
+
     async def emit_many(self, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[Event]:
         """Append several events (type, data, channel_id, conversation_id) in one statement, in order."""
         if not items:
             return []
-        if not self.db.is_sqlite and not self._locked:
-            await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_EVENTS_LOCK)))
-            self._locked = True
+        await self.serialize()
         now = utcnow()
         # Serialized once here: the log row, the live frames and every replay reuse this text.
         texts = [dump(data) for _, data, _, _ in items]

@@ -46,6 +46,7 @@ from hub.records import (
     message_dict,
     touch_conversation,
 )
+from hub.routing import route
 from hub.worker import Worker
 
 __all__ = ["ChannelInbox", "InboundProcessor", "RawInbox", "apply_events"]
@@ -458,7 +459,9 @@ async def _apply_message(tx: Tx, channel: Channel, ev: InboundMessage) -> None:
                     due_at=utcnow(),
                 )
             )
+    was = conv["status"]
     conv = await touch_conversation(tx, conv, ev.timestamp, ev.direction)
+    await route(tx, [conv] if created else [], [conv] if conv["status"] != was and not created else [])
     conv_view = await fetch_conversation(tx.conn, conv["id"])
     if created:
         await tx.emit("conversation.created", conv_view or {}, channel_id=cid, conversation_id=conv["id"])

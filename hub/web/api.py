@@ -105,9 +105,10 @@ async def auth_logout(request: web.Request) -> web.StreamResponse:
 async def me(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     teams = await request.app[TEAMS].list_teams(actor)
+    user = await request.app[ORG].get_user(actor, actor.id)  # fresh: availability changes often
     return web.json_response(
         {
-            **public_user(actor.user),
+            **user,
             "permissions": sorted(actor.permissions),
             "all_channels": actor.all_channels,
             "channel_ids": [c["id"] for c in request.app[CHANNEL_ADMIN].visible(actor)],

@@ -15,9 +15,11 @@ from aiohttp import web
 
 from hub import __version__
 from hub.appkeys import (
+    AVAILABILITY,
     CHANNEL_ADMIN,
     CHANNELS,
     CONFIG,
+    CONNECTIONS,
     CONVERSATIONS,
     EVENTS,
     HTTP,
@@ -52,6 +54,7 @@ from hub.models import Event
 from hub.outbound import OutboxWorker, write_sends
 from hub.plugins import load_plugins
 from hub.security import SecretBox, load_secret_key
+from hub.services.availability import AvailabilityService
 from hub.services.channels import ChannelAdmin
 from hub.services.conversations import ConversationService
 from hub.services.errors import ServiceError
@@ -59,8 +62,9 @@ from hub.services.events import EventService
 from hub.services.messages import MessageService
 from hub.services.organisation import OrgService
 from hub.services.teams import TeamService
+from hub.timers import Connections, TimedWork
 from hub.users import TokenCache
-from hub.web import admin, api, org, stream, webhooks
+from hub.web import admin, api, org, routing, stream, webhooks
 from hub.web.errors import error_middleware
 from hub.web.openapi import build_openapi, operation
 from hub.windows import WindowWatcher
@@ -131,8 +135,16 @@ def create_app(
     app[PLUGIN_REPORT] = report
     app[METRICS] = Metrics()
     app[TOKEN_CACHE] = TokenCache()
-    app.cleanup_ctx.extend([_database, _http, _channels, _workers, _services])
-    for table in (routes, webhooks.routes, api.routes, stream.routes, admin.routes, org.routes):
+    app.cleanup_ctx.extend([_database, _http, _channels, _workers, _services, _timers])
+    for table in (
+        routes,
+        webhooks.routes,
+        api.routes,
+        stream.routes,
+        admin.routes,
+        org.routes,
+        routing.routes,
+    ):
         app.add_routes(table)
     return app
 
@@ -254,7 +266,19 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[CONVERSATIONS] = ConversationService(store, channels)
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
     app[EVENTS] = EventService(store)
+    app[AVAILABILITY] = AvailabilityService(org, lambda channel_id: channel_id in channels.rows)
     yield
+
+
+async def _timers(app: web.Application) -> AsyncIterator[None]:
+    """Snoozes that run out and agents who left long ago (auto-offline)."""
+    cfg = app[CONFIG].hub
+    app[CONNECTIONS] = connections = Connections(app[STORE])
+    timed = TimedWork(app[STORE], connections, cfg.auto_offline_minutes)
+    if cfg.run_workers:
+        await timed.start()
+    yield
+    await timed.stop()
 
 
 async def _ingest(app: web.Application, channel_id: str) -> None:

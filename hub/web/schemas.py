@@ -9,6 +9,8 @@ from pydantic import BaseModel, Field
 from hub.models import Conversation, Event, Message
 
 __all__ = [
+    "AvailabilityList",
+    "AvailabilityStatusOut",
     "ChannelList",
     "ChannelMembersOut",
     "ChannelOut",
@@ -22,6 +24,9 @@ __all__ = [
     "MessagePage",
     "PermissionList",
     "PluginsOut",
+    "PolicyList",
+    "PolicyOut",
+    "PresenceOut",
     "RoleList",
     "RoleOut",
     "TeamList",
@@ -185,3 +190,37 @@ class PluginsOut(BaseModel):
     plugins: list[PluginOut]
     failed: list[PluginFailure]
     disabled: list[str]
+
+
+class AvailabilityStatusOut(BaseModel):
+    id: str
+    name: str
+    receives: bool = Field(description="agents in it receive new conversations")
+    push: bool = Field(description="agents in it get push notifications")
+    shows_as: str = Field(description="online, away or offline, as teammates see it")
+    builtin: bool
+
+
+class AvailabilityList(BaseModel):
+    statuses: list[AvailabilityStatusOut]
+
+
+class PresenceOut(BaseModel):
+    user_id: str
+    status: str
+    shows_as: str
+    at: str
+    by: dict[str, Any]
+
+
+class PolicyOut(BaseModel):
+    scope_type: str = Field(description="channel or team")
+    scope_id: str
+    policy: str = Field(description="manual, round_robin or balanced")
+    capacity: int | None
+    team_id: str | None
+    updated_at: str
+
+
+class PolicyList(BaseModel):
+    policies: list[PolicyOut]

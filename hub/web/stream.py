@@ -18,7 +18,7 @@ import json
 from aiohttp import WSMsgType, web
 
 from hub.access import Actor
-from hub.appkeys import EVENTS, METRICS, ORG, STORE
+from hub.appkeys import CONNECTIONS, EVENTS, METRICS, ORG, STORE
 from hub.events import Frame, Store
 from hub.users import authenticate_token
 from hub.web.auth import bearer_token, require_actor
@@ -85,6 +85,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     metrics = request.app[METRICS]
     metrics.stream_clients.inc()
+    connections = request.app[CONNECTIONS]
+    await connections.opened(viewer.actor.id)
     try:
         oldest = await _too_old(store, after)
         if oldest is not None:
@@ -104,6 +106,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             await ws.close(code=REVOKED_CLOSE, message=b"access revoked")
     finally:
         metrics.stream_clients.dec()
+        await connections.closed(viewer.actor.id)
     return ws
 
 

@@ -185,3 +185,74 @@ async def test_a_snoozed_conversation_reopens_when_its_customer_writes(api: Api,
         if e["type"] == "conversation.updated" and e["conversation_id"] == conv
     ]
     assert updates and updates[-1]["data"]["status"] == "open"
+
+
+async def _assignee_of(api: Api, conversation_id: str) -> str | None:
+    conv = await api.ok("GET", f"/api/v1/conversations/{conversation_id}")
+    return conv["assignee_id"]
+
+
+async def test_round_robin_over_three_agents_skips_the_busy_one_and_honours_capacity(
+    api: Api, shared_hub: HubProcess, graph: ThreadedFakeGraph
+) -> None:
+    channel = await create_wa_channel(api, graph.base_url, name="Round robin")
+    team = [await agent(api, shared_hub) for _ in range(3)]
+    await serve(api, channel, *[uid for uid, _, _ in team])
+    ordered = sorted(team)
+    busy_id, _, busy_api = ordered[1]
+    presence = await busy_api.ok("PUT", "/api/v1/me/availability", json_body={"status": "busy"})
+    assert presence["shows_as"] == "away"
+    await api.ok(
+        "PUT",
+        f"/api/v1/admin/assignment-policies/channel/{channel.id}",
+        json_body={"policy": "round_robin", "capacity": 2},
+    )
+    got = []
+    for _ in range(5):
+        conv = await inbound_conversation(api, channel, phone())
+        # The conversation.created event already carries the assignee: no unassigned gap.
+        created = [
+            e
+            for e in await api.events(0)
+            if e["type"] == "conversation.created" and e["conversation_id"] == conv
+        ]
+        assert created[0]["data"]["assignee_id"] == await _assignee_of(api, conv)
+        got.append(created[0]["data"]["assignee_id"])
+    first, third = ordered[0][0], ordered[2][0]
+    assert got == [first, third, first, third, None], got
+    assert busy_id not in got
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_fifty_concurrent_new_conversations_respect_capacity(
+    backend: str, hub_factory: Any, graph: ThreadedFakeGraph, http: aiohttp.ClientSession
+) -> None:
+    hub = await hub_factory(backend)
+    admin = Api(http, hub.base_url, hub.token)
+    channel = await create_wa_channel(admin, graph.base_url, name="Rush")
+    team = [await agent(admin, hub) for _ in range(3)]
+    await serve(admin, channel, *[uid for uid, _, _ in team])
+    capacity = 7
+    await admin.ok(
+        "PUT",
+        f"/api/v1/admin/assignment-policies/channel/{channel.id}",
+        json_body={"policy": "balanced", "capacity": capacity},
+    )
+    import asyncio
+
+    from e2e_support import wa_text_webhook
+
+    payloads = [wa_text_webhook(channel.phone_number_id, phone(), f"rush {i}")[0] for i in range(50)]
+    answers = await asyncio.gather(*(admin.webhook(channel.id, p, channel.app_secret) for p in payloads))
+    assert [a.status for a in answers] == [200] * 50
+
+    async def all_there() -> list[dict[str, Any]] | None:
+        page = await admin.ok("GET", f"/api/v1/conversations?channel_id={channel.id}&limit=200")
+        return page["conversations"] if len(page["conversations"]) == 50 else None
+
+    convs = await wait_until(all_there, within=60, what="50 conversations")
+    loads: dict[str | None, int] = {}
+    for c in convs:
+        loads[c["assignee_id"]] = loads.get(c["assignee_id"], 0) + 1
+    assert all(loads.get(uid, 0) == capacity for uid, _, _ in team), loads
+    assert loads.get(None) == 50 - 3 * capacity, loads
