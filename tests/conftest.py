@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -179,6 +180,28 @@ class Hub:
         assert resp.status == 200
         data: list[dict[str, Any]] = (await resp.json())["messages"]
         return data
+
+
+def fake_message(mid: str, who: str, text: str = "hi") -> dict[str, Any]:
+    """A customer's text message as the fake channel's webhook carries it."""
+    return {
+        "type": "message",
+        "id": mid,
+        "from": who,
+        "name": who.title(),
+        "text": text,
+        "ts": int(time.time()),
+    }
+
+
+@pytest.fixture
+def fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap argon2 parameters for users made in a test (the real ones cost ~0.5 s a hash)."""
+    from argon2 import PasswordHasher
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr("hub.users.hash_password", cheap.hash)
+    monkeypatch.setattr("hub.services.organisation.hash_password", cheap.hash)
 
 
 async def eventually(

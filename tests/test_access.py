@@ -4,34 +4,15 @@ Writes need their named permission; custom roles are sets taken from the catalog
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import aiohttp
 import pytest
-from argon2 import PasswordHasher
 
 from hub.users import create_token
-from tests.conftest import Hub, eventually
+from tests.conftest import Hub, eventually, fake_message
 
-_cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hub.users.hash_password", _cheap.hash)
-    monkeypatch.setattr("hub.services.organisation.hash_password", _cheap.hash)
-
-
-def msg(mid: str, who: str, text: str = "hi") -> dict[str, Any]:
-    return {
-        "type": "message",
-        "id": mid,
-        "from": who,
-        "name": who.title(),
-        "text": text,
-        "ts": int(time.time()),
-    }
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 async def new_user(hub: Hub, email: str, role: str = "agent") -> tuple[str, dict[str, str]]:
@@ -50,8 +31,8 @@ async def two_channels(hub: Hub) -> tuple[str, str]:
     Returns the conversation ids."""
     await hub.create_channel("other")
     await hub.serve("other")  # create_channel made the fixture agent serve it: undo that
-    assert (await hub.webhook(msg("m-fk", "alice"))).status == 200
-    assert (await hub.webhook(msg("m-other", "bob"), channel_id="other")).status == 200
+    assert (await hub.webhook(fake_message("m-fk", "alice"))).status == 200
+    assert (await hub.webhook(fake_message("m-other", "bob"), channel_id="other")).status == 200
 
     async def both() -> list[dict[str, Any]] | None:
         resp = await hub.client.get("/api/v1/conversations", headers=hub.admin)
@@ -148,18 +129,18 @@ async def test_the_stream_filters_by_channel_and_applies_a_membership_change_at_
     async with hub.client.ws_connect("/api/v1/stream?after=0", headers=hub.agent) as ws:
         replayed = await _events(ws, _message("m-fk"))
         # Another channel's event never crosses: a later event of fk arrives, and nothing of other.
-        assert (await hub.webhook(msg("m-other-2", "bob"), channel_id="other")).status == 200
-        assert (await hub.webhook(msg("m-fk-2", "alice"))).status == 200
+        assert (await hub.webhook(fake_message("m-other-2", "bob"), channel_id="other")).status == 200
+        assert (await hub.webhook(fake_message("m-fk-2", "alice"))).status == 200
         live = await _events(ws, _message("m-fk-2"))
         assert all(e["channel_id"] in (None, "fk") for e in replayed + live), replayed + live
         # Now the agent serves `other` too, while the stream is open: its next event arrives.
         await hub.serve("other", hub.agent_id)
-        assert (await hub.webhook(msg("m-other-3", "bob"), channel_id="other")).status == 200
+        assert (await hub.webhook(fake_message("m-other-3", "bob"), channel_id="other")).status == 200
         await _events(ws, _message("m-other-3"))
         # And taken away again: nothing more of other, while fk still flows.
         await hub.serve("other")
-        assert (await hub.webhook(msg("m-other-4", "bob"), channel_id="other")).status == 200
-        assert (await hub.webhook(msg("m-fk-3", "alice"))).status == 200
+        assert (await hub.webhook(fake_message("m-other-4", "bob"), channel_id="other")).status == 200
+        assert (await hub.webhook(fake_message("m-fk-3", "alice"))).status == 200
         after = await _events(ws, _message("m-fk-3"))
         assert not any(e["channel_id"] == "other" and e["type"].startswith("message") for e in after), after
 

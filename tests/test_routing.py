@@ -5,7 +5,6 @@ taking is not assigning, and concurrent new conversations never push an agent ov
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -15,18 +14,7 @@ from hub.models import ContactRef
 from hub.records import ensure_contact, ensure_conversation
 from hub.routing import route
 from hub.users import create_token
-from tests.conftest import Hub, eventually
-
-
-def msg(mid: str, who: str, text: str = "hi") -> dict[str, Any]:
-    return {
-        "type": "message",
-        "id": mid,
-        "from": who,
-        "name": who.title(),
-        "text": text,
-        "ts": int(time.time()),
-    }
+from tests.conftest import Hub, eventually, fake_message
 
 
 async def agents(hub: Hub, n: int, channel: str = "fk") -> list[tuple[str, dict[str, str]]]:
@@ -51,7 +39,7 @@ async def new_conversations(hub: Hub, *who: str) -> list[dict[str, Any]]:
     """One new conversation per contact, in order; their conversation.created events."""
     created = []
     for w in who:
-        assert (await hub.webhook(msg(f"m-{w}", w))).status == 200
+        assert (await hub.webhook(fake_message(f"m-{w}", w))).status == 200
 
         async def seen(w: str = w) -> dict[str, Any] | None:
             for e in await hub.events(headers=hub.admin):
@@ -129,7 +117,7 @@ async def test_a_reopened_conversation_goes_back_to_its_last_agent_when_availabl
         f"/api/v1/conversations/{conv}", json={"status": "resolved", "assignee_id": None}, headers=hub.admin
     )
     assert resp.status == 200
-    assert (await hub.webhook(msg("m-e1-again", "e1"))).status == 200
+    assert (await hub.webhook(fake_message("m-e1-again", "e1"))).status == 200
 
     async def reopened() -> dict[str, Any] | None:
         got = await (await hub.client.get(f"/api/v1/conversations/{conv}", headers=hub.admin)).json()
@@ -139,7 +127,7 @@ async def test_a_reopened_conversation_goes_back_to_its_last_agent_when_availabl
     # Resolved again while its agent is offline: the policy chooses someone else.
     await hub.client.patch(f"/api/v1/conversations/{conv}", json={"status": "resolved"}, headers=hub.admin)
     await hub.client.put("/api/v1/me/availability", json={"status": "offline"}, headers=dict(team)[owner])
-    assert (await hub.webhook(msg("m-e1-third", "e1"))).status == 200
+    assert (await hub.webhook(fake_message("m-e1-third", "e1"))).status == 200
     assert (await eventually(reopened))["assignee_id"] == other
 
 

@@ -5,17 +5,10 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from argon2 import PasswordHasher
 
 from tests.conftest import Hub
 
-_cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hub.users.hash_password", _cheap.hash)
-    monkeypatch.setattr("hub.services.organisation.hash_password", _cheap.hash)
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 async def _invite(hub: Hub, email: str, role: str = "agent") -> tuple[dict[str, object], str]:
