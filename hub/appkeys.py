@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from hub.metrics import Metrics
     from hub.outbound import OutboxWorker
     from hub.plugins import ChannelRegistry, PluginReport
+    from hub.redact import SecretRedactor
     from hub.services.availability import AvailabilityService
     from hub.services.channels import ChannelAdmin
     from hub.services.conversations import ConversationService
@@ -43,6 +44,7 @@ MEDIA_WORKER: web.AppKey[MediaWorker] = web.AppKey("media_worker")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 SEND_WRITER: web.AppKey[GroupCommit[dict[str, Any]]] = web.AppKey("send_writer")
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
+REDACTOR: web.AppKey[SecretRedactor] = web.AppKey("redactor")
 ORG: web.AppKey[OrgService] = web.AppKey("org")
 TEAMS: web.AppKey[TeamService] = web.AppKey("teams")
 CHANNEL_ADMIN: web.AppKey[ChannelAdmin] = web.AppKey("channel_admin")

@@ -200,6 +200,7 @@ raw_events = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text),
     Column("processed_at", TS),
+    Column("due_at", TS, comment="a failed delivery's next try; NULL: now"),
     UniqueConstraint("channel_id", "dedupe_key"),
     Index("ix_raw_events_state_id", "state", "id"),
 )
@@ -259,6 +260,8 @@ conversations = Table(
     Column("snoozed_until", TS),
     Column("last_assignee_id", String(32), comment="who had it last, for a reopened conversation"),
     UniqueConstraint("channel_id", "contact_id", "thread_key"),
+    # One conversation per provider thread (a group chat), whoever writes in it.
+    Index("ix_conversations_channel_id_thread_id", "channel_id", "thread_id", unique=True),
     Index("ix_conversations_last_message_at", "last_message_at"),
     Index("ix_conversations_assignee_id_status", "assignee_id", "status"),
     Index("ix_conversations_status_snoozed_until", "status", "snoozed_until"),
