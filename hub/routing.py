@@ -26,7 +26,7 @@ from hub import schema
 from hub.events import Tx
 from hub.models import utcnow
 
-__all__ = ["BUILTIN_AVAILABILITY", "OPEN_STATUSES", "POLICIES", "route"]
+__all__ = ["BUILTIN_AVAILABILITY", "OPEN_STATUSES", "POLICIES", "route", "route_to_team"]
 
 C = schema.conversations
 U = schema.users
@@ -79,6 +79,21 @@ async def route(tx: Tx, created: Iterable[dict[str, Any]], reopened: Iterable[di
         policy = policies[conv["channel_id"]]
         if policy is not None and policy.policy != "manual":
             await _choose(tx, conv, policy, receiving, loads)
+
+
+async def route_to_team(tx: Tx, conv: dict[str, Any], team_id: str) -> None:
+    """A conversation handed to a team without an agent: the team's policy chooses one."""
+    row = (
+        (await tx.conn.execute(sa.select(P).where(P.c.scope_type == "team", P.c.scope_id == team_id)))
+        .mappings()
+        .first()
+    )
+    if row is None or row["policy"] == "manual":
+        return
+    policy = _from_row(row)
+    policy.team_id = team_id
+    await tx.serialize()
+    await _choose(tx, conv, policy, await _receiving_statuses(tx.conn), _Loads(tx.conn))
 
 
 async def _policy(conn: AsyncConnection, channel_id: str) -> _Policy | None:

@@ -272,3 +272,25 @@ async def _no_stream(hub: Hub, user_id: str) -> bool:
     from hub.appkeys import CONNECTIONS
 
     return user_id not in hub.client.app[CONNECTIONS].open
+
+
+async def test_handing_a_conversation_to_a_team_lets_the_teams_policy_choose(lite_hub: Hub) -> None:
+    hub = lite_hub
+    team = await agents(hub, 2)
+    ids = sorted(u for u, _ in team)
+    resp = await hub.client.post(
+        "/api/v1/admin/teams", json={"name": "Billing", "member_ids": [ids[1]]}, headers=hub.admin
+    )
+    billing = (await resp.json())["id"]
+    await policy(hub, {"policy": "round_robin"}, scope=f"team/{billing}")
+    (created,) = await new_conversations(hub, "h1")
+    assert created["data"]["assignee_id"] is None  # the channel itself is manual
+    conv = created["conversation_id"]
+    handed = await hub.client.patch(
+        f"/api/v1/conversations/{conv}", json={"team": billing}, headers=hub.agent
+    )
+    assert handed.status == 200, await handed.text()
+    body = await handed.json()
+    assert (body["team"], body["assignee_id"]) == (billing, ids[1])
+    update = [e for e in await hub.events(headers=hub.admin) if e["type"] == "conversation.updated"][-1]
+    assert update["data"]["changed"] == ["assignee_id", "team"]

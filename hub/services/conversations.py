@@ -19,6 +19,7 @@ from hub.channels import ChannelService
 from hub.events import Store
 from hub.models import ContactRef, utcnow
 from hub.records import fetch_conversation, fetch_conversations
+from hub.routing import route_to_team
 from hub.services.errors import Invalid, NotFound, ServiceError
 from hub.services.organisation import load_actor
 
@@ -106,16 +107,29 @@ class ConversationService:
             if values:
                 values["updated_at"] = utcnow()
                 await tx.conn.execute(C.update().where(C.c.id == conversation_id).values(**values))
+                if values.get("team") and "assignee_id" not in changes and conv["assignee_id"] is None:
+                    row = (
+                        (await tx.conn.execute(sa.select(C).where(C.c.id == conversation_id)))
+                        .mappings()
+                        .one()
+                    )
+                    await route_to_team(tx, dict(row), values["team"])
                 fresh = await fetch_conversation(tx.conn, conversation_id)
                 assert fresh is not None
-                changed = sorted(k for k in values if k not in ("updated_at", "last_assignee_id"))
+                changed = {k for k in values if k not in ("updated_at", "last_assignee_id")}
+                if fresh["assignee_id"] != conv["assignee_id"]:
+                    changed.add("assignee_id")
                 await tx.emit(
                     "conversation.updated",
-                    {**fresh, "changed": changed, "by": actor.ref},
+                    {**fresh, "changed": sorted(changed), "by": actor.ref},
                     channel_id=fresh["channel_id"],
                     conversation_id=conversation_id,
                 )
-        return await self.get(actor, conversation_id)
+            else:
+                fresh = conv
+        # The answer shows the result even when the change took it out of the actor's scope (a
+        # "mine only" agent handing it on): they made the change, they may see what it became.
+        return self._with_window(fresh)
 
     async def mark_read(self, actor: Actor, conversation_id: str) -> dict[str, Any]:
         """Unread back to zero (an event), then a best-effort read receipt to the provider."""
