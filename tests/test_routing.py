@@ -287,7 +287,7 @@ async def test_handing_a_conversation_to_a_team_lets_the_teams_policy_choose(lit
     assert created["data"]["assignee_id"] is None  # the channel itself is manual
     conv = created["conversation_id"]
     handed = await hub.client.patch(
-        f"/api/v1/conversations/{conv}", json={"team": billing}, headers=hub.agent
+        f"/api/v1/conversations/{conv}", json={"team": billing}, headers=hub.admin
     )
     assert handed.status == 200, await handed.text()
     body = await handed.json()
