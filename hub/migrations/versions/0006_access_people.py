@@ -1,8 +1,8 @@
 """people and access: roles, invitations, teams, channel members, availability, assignment
 policies; conversations gain priority, snoozed_until and last_assignee_id
 
-Revision ID: 0005_access_people
-Revises: 0004_inbound_retries
+Revision ID: 0006_access_people
+Revises: 0005_outbox_claims
 Create Date: 2026-12-06 18:50:24.573971
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import hub.schema
 
-revision: str = "0005_access_people"
-down_revision: str | None = "0004_inbound_retries"
+revision: str = "0006_access_people"
+down_revision: str | None = "0005_outbox_claims"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
