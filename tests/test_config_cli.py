@@ -398,7 +398,7 @@ async def test_cli_replay_pages_through_more_rows_than_a_page_and_shows_progress
             "app_secret": "s",
             "verify_token": "v",
         }
-        await upsert_channel(svc, "wa", "whatsapp", "WA", True, settings, source="api")
+        await svc.upsert("wa", "whatsapp", "WA", True, settings, source="api")
     async with db.write() as conn:
         for i in range(7):
             doc = json.loads(json.dumps(WA_BODY))
