@@ -40,10 +40,12 @@ def hub_on_event(event: Event) -> None:
     """Observe one entry of the event log after the change it records is committed.
 
     Fires in the process that made the change, in ``seq`` order, for every event type the hub
-    emits today: ``message.created``, ``message.updated``, ``conversation.created``,
-    ``conversation.updated`` and ``channel.updated``. (No event is emitted yet when an admin
-    changes the organisation's settings.) ``event`` must not be changed. The call is on the
-    hub's event loop: return quickly, and start your own task (``asyncio.get_running_loop()``) for
-    I/O. An exception is logged with the plugin's name and never stops the others or the change.
-    The return value is ignored.
+    emits: ``message.created``, ``message.updated``, ``conversation.created``,
+    ``conversation.updated``, ``contact.updated``, ``channel.updated``,
+    ``channel.members_updated``, ``config.updated``, ``user.updated``, ``role.updated``,
+    ``team.updated``, ``presence.updated`` and ``access.changed``. Changes made by a person carry
+    ``data.by``. ``event`` must not be changed. The call is on the hub's event loop: return
+    quickly, and start your own task (``asyncio.get_running_loop()``) for I/O. An exception is
+    logged with the plugin's name and never stops the others or the change. The return value is
+    ignored.
     """

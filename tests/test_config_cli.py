@@ -27,7 +27,6 @@ from hub.plugins import load_plugins
 from hub.security import SecretBox
 from hub.testing.fake_channel import FakeChannel, FakePlugin, sign, webhook_body
 from hub.users import authenticate_token, create_token, create_user
-from hub.web.admin import upsert_channel
 from hub.web.app import create_app
 
 HUB = str(Path(sys.executable).with_name("hub"))
@@ -347,7 +346,7 @@ async def _replay_setup(tmp_path: Path, *channel_ids: str) -> tuple[str, Databas
             "verify_token": "vt",
         }
         for cid in channel_ids:
-            await upsert_channel(svc, cid, "whatsapp", cid.upper(), True, settings, source="api")
+            await svc.upsert(cid, "whatsapp", cid.upper(), True, settings, source="api")
     return config, db
 
 
