@@ -286,5 +286,16 @@ def test_tutorial_plugin_passes_the_conformance_suite(pytester: pytest.Pytester)
     )
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()
-    assert outcomes.get("passed", 0) >= 25, result.stdout.str()
-    assert outcomes.get("skipped", 0) == 1, "only needs_template should be skipped"
+    assert outcomes.get("passed", 0) >= 35, result.stdout.str()
+    # The tutorial's channel is minimal: what it leaves out is skipped, each with its reason.
+    reasons = {
+        "no script for 'needs_template'",
+        "set `edits`",
+        "inbound attachment",
+        "bad_credentials",
+        "has no health_check",
+        "ingest_harness",
+    }
+    skipped = [line for line in result.stdout.lines if line.startswith("SKIPPED")]
+    assert len(skipped) == len(reasons), skipped
+    assert all(any(r in line for line in skipped) for r in reasons), skipped

@@ -15,6 +15,8 @@ Webhook format (``POST /webhooks/{channel_id}``, JSON, UTF-8)::
        "to": "alice", "error": {"code": 131, "title": "..."}},
       {"type": "reaction", "id": "r1", "target": "m1", "from": "alice", "emoji": "👍",
        "ts": 1700000002},
+      {"type": "edit", "target": "m1", "from": "alice", "text": "hi!", "ts": 1700000003},
+      {"type": "deletion", "target": "m1", "from": "alice", "ts": 1700000004},
       {"type": "anything else", ...}
     ]}
 
@@ -44,6 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import httpx
 from pydantic import SecretStr
 
 from hub.channel import (
@@ -53,6 +56,7 @@ from hub.channel import (
     ChannelSettings,
     Health,
     HealthState,
+    MediaContent,
     RateLimit,
     RawEvent,
     constant_time_hmac_check,
@@ -64,6 +68,8 @@ from hub.models import (
     AttachmentKind,
     ContactRef,
     InboundMessage,
+    MessageDeletion,
+    MessageEdit,
     MessageKind,
     MessageStatus,
     OutboundMessage,
@@ -116,6 +122,9 @@ class FakeSettings(ChannelSettings):
     burst: float = 1.0
     latency: float = 0.0
     """Seconds each send takes, to test timeouts and concurrency."""
+    api_base: str | None = None
+    """A provider API to call (a ``FakeProvider``): ``send`` POSTs ``{api_base}/messages`` and
+    ``health_check`` GETs ``{api_base}/me`` through the lent HTTP client. None: no provider calls."""
 
 
 class FakeChannel(Channel):
@@ -221,7 +230,7 @@ class FakeChannel(Channel):
     async def send(self, message: OutboundMessage) -> SendReceipt:
         type(self).sent.append(message)
         try:
-            await self._call_provider()
+            await self._call_provider(message)
         except SendError as exc:
             self._report(HealthState.AUTH_FAILED if exc.error_class is SendErrorClass.AUTH else None)
             raise
@@ -235,7 +244,7 @@ class FakeChannel(Channel):
         self._report(HealthState.OK)
         return SendReceipt(external_id=f"fake-out-{message.id}")
 
-    async def _call_provider(self) -> None:
+    async def _call_provider(self, message: OutboundMessage | None = None) -> None:
         if self.settings.latency:
             await asyncio.sleep(self.settings.latency)
         script = type(self)._script
@@ -243,6 +252,8 @@ class FakeChannel(Channel):
         if failure is None and self.settings.fail_with is not None:
             failure = self.settings.fail_with
         if failure is None:
+            if self.settings.api_base is not None and message is not None:
+                await self._post(message)
             return
         if isinstance(failure, BaseException):
             raise failure
@@ -265,10 +276,61 @@ class FakeChannel(Channel):
             return []
         return [RateLimit(f"channel:{self.channel_id}", self.settings.rate, self.settings.burst)]
 
+    async def _post(self, message: OutboundMessage) -> None:
+        body = {"to": message.recipient.ids[0], "text": message.text, "client_ref": message.id}
+        response = await self.context.http.post(f"{self.settings.api_base}/messages", json=body)
+        if response.is_success:
+            return
+        error_class = _STATUS_CLASSES.get(response.status_code)
+        if error_class is None:
+            retryable = response.status_code >= 500
+            error_class = SendErrorClass.RETRYABLE if retryable else SendErrorClass.PERMANENT
+        after = response.headers.get("retry-after")
+        raise SendError(
+            error_class,
+            f"the provider answered {response.status_code}",
+            provider_code=str(response.status_code),
+            retry_after=float(after) if after and after.isdigit() else None,
+        )
+
+    async def fetch_media(self, attachment_external_id: str, source_url: str | None) -> MediaContent:
+        """GET the attachment's ``url`` (or ``{api_base}/media/{id}``) through the lent client."""
+        if source_url is None and self.settings.api_base is not None and attachment_external_id:
+            source_url = f"{self.settings.api_base}/media/{attachment_external_id}"
+        if source_url is None:
+            raise SendError(SendErrorClass.PERMANENT, "the attachment has no URL to fetch it from")
+        try:
+            response = await self.context.http.get(source_url)
+        except httpx.TransportError as exc:
+            raise SendError(SendErrorClass.RETRYABLE, f"media unreachable: {type(exc).__name__}") from None
+        if not response.is_success:
+            raise SendError(SendErrorClass.RETRYABLE, f"media answered {response.status_code}")
+        return MediaContent(response.content, mime_type=response.headers.get("content-type"))
+
     async def health_check(self) -> Health:
         if self.settings.fail_with is SendErrorClass.AUTH:
             return Health(state=HealthState.AUTH_FAILED, last_error="scripted auth failure")
+        if self.settings.api_base is None:
+            return Health(state=HealthState.OK)
+        try:
+            response = await self.context.http.get(f"{self.settings.api_base}/me")
+        except httpx.TransportError as exc:
+            return Health(state=HealthState.UNREACHABLE, last_error=type(exc).__name__)
+        if response.status_code in (401, 403):
+            return Health(state=HealthState.AUTH_FAILED, last_error="the provider refused the credentials")
+        if not response.is_success:
+            return Health(
+                state=HealthState.UNREACHABLE, last_error=f"the provider answered {response.status_code}"
+            )
         return Health(state=HealthState.OK)
+
+
+_STATUS_CLASSES = {
+    401: SendErrorClass.AUTH,
+    403: SendErrorClass.AUTH,
+    404: SendErrorClass.RECIPIENT,
+    429: SendErrorClass.RATE_LIMITED,
+}
 
 
 # ---- the element parsers (pure functions of one element) ----------------------------------------
@@ -343,6 +405,25 @@ def _reaction(element: Mapping[str, Any]) -> ReactionUpdate:
     )
 
 
+def _edit(element: Mapping[str, Any]) -> MessageEdit:
+    return MessageEdit(
+        target_external_id=str(element["target"]),
+        contact=_contact(element),
+        text=element["text"],
+        timestamp=_ts(element["ts"]),
+        external_id=element.get("id"),
+    )
+
+
+def _deletion(element: Mapping[str, Any]) -> MessageDeletion:
+    return MessageDeletion(
+        target_external_id=str(element["target"]),
+        contact=_contact(element),
+        timestamp=_ts(element["ts"]),
+        external_id=element.get("id"),
+    )
+
+
 def _unsupported(element: Mapping[str, Any], reason: str) -> InboundMessage | None:
     who = element.get("from")
     if not isinstance(who, str) or not who:
@@ -370,6 +451,8 @@ _ELEMENT_PARSERS: dict[Any, Callable[[Mapping[str, Any]], ParsedEvent]] = {
     "message": _message,
     "status": _status,
     "reaction": _reaction,
+    "edit": _edit,
+    "deletion": _deletion,
 }
 
 
