@@ -41,6 +41,7 @@ from hub.models import (
 
 __all__ = [
     "HEALTH_ACTIONS",
+    "SECRET_SETTING_NAMES",
     "Capabilities",
     "Channel",
     "ChannelContext",
@@ -56,6 +57,10 @@ __all__ = [
     "ReplyWindowPolicy",
     "constant_time_hmac_check",
 ]
+
+
+SECRET_SETTING_NAMES = ("secret", "password", "access_token", "api_key", "private_key", "app_token")
+"""Parts of a setting's name that say it holds a credential, which must then be a ``SecretStr``."""
 
 
 class ChannelSettings(BaseModel):

@@ -56,6 +56,10 @@ class PluginInfo:
     """The plugin API versions its manifest says it works with; None without a manifest."""
     warnings: list[str] = field(default_factory=list)
     """Deprecated parts of the plugin API it uses, each with what to do instead."""
+    tier: str | None = None
+    """The quality tier it reaches (``hub plugin check``); None below bronze."""
+    unmet: list[str] = field(default_factory=list)
+    """The quality rules it does not meet yet, by id."""
 
 
 @dataclass
@@ -243,10 +247,28 @@ def load_plugins(
         info.channels = sorted(t for t in registry.types() if registry.owner(t) == name)
         info.warnings += registrar.deprecations
     report.loaded = [i for n, i in infos.items() if n not in report.failed]
+    for info in report.loaded:
+        _rate(info, pm.get_plugin(info.name), registry)
     for name in report.failed:
         if (plugin := pm.get_plugin(name)) is not None:
             pm.unregister(plugin)  # a failed plugin observes nothing either
     return pm, registry, report
+
+
+def _rate(info: PluginInfo, obj: object, registry: ChannelRegistry) -> None:
+    """The plugin's tier from its static rules and the cached kit results (never runs the kit)."""
+    from hub.quality.check import cached_evidence, plugin_from_load
+    from hub.quality.rules import evaluate, tier_of
+
+    try:
+        channels = [registry.types()[t] for t in info.channels]
+        plugin = plugin_from_load(info.name, obj, channels, info.distribution, info.version)
+        results = evaluate(plugin, cached_evidence(plugin))
+    except Exception:  # the rating is information: it must never stop a plugin from loading
+        log.exception("plugin %r: its quality tier could not be computed", info.name)
+        return
+    info.tier = tier_of(results)
+    info.unmet = [r.rule.id for r in results if not r.holds]
 
 
 def plugin_manifest(obj: object) -> PluginManifest | None:

@@ -44,7 +44,7 @@ import httpx
 import pytest
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
-from hub.channel import Capabilities, Channel, ChannelSettings, HealthState, RawEvent
+from hub.channel import SECRET_SETTING_NAMES, Capabilities, Channel, ChannelSettings, HealthState, RawEvent
 from hub.errors import BadPayload, BadSignature, SendError, SendErrorClass
 from hub.models import (
     InboundMessage,
@@ -71,7 +71,6 @@ __all__ = [
 
 _EVENTS: TypeAdapter[list[ParsedEvent]] = TypeAdapter(list[ParsedEvent])
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_SECRET_NAMES = ("secret", "password", "access_token", "api_key", "private_key", "app_token")
 
 
 def _diff(got: object, expected: object) -> str:
@@ -480,7 +479,7 @@ class ChannelConformance:
         model = self._cls().Settings
         names = self.secret_settings
         if names is None:
-            names = [n for n in model.model_fields if any(s in n for s in _SECRET_NAMES)]
+            names = [n for n in model.model_fields if any(s in n for s in SECRET_SETTING_NAMES)]
         not_secret = [n for n in names if n not in model.secret_fields()]
         assert not not_secret, f"type these settings as SecretStr: {not_secret}"
 

@@ -230,7 +230,9 @@ class FakeChannel(Channel):
     async def send(self, message: OutboundMessage) -> SendReceipt:
         type(self).sent.append(message)
         try:
-            await self._call_provider(message)
+            await self._call_provider()
+            if self.settings.api_base is not None:
+                await self._post(message)
         except SendError as exc:
             self._report(HealthState.AUTH_FAILED if exc.error_class is SendErrorClass.AUTH else None)
             raise
@@ -244,7 +246,7 @@ class FakeChannel(Channel):
         self._report(HealthState.OK)
         return SendReceipt(external_id=f"fake-out-{message.id}")
 
-    async def _call_provider(self, message: OutboundMessage | None = None) -> None:
+    async def _call_provider(self) -> None:
         if self.settings.latency:
             await asyncio.sleep(self.settings.latency)
         script = type(self)._script
@@ -252,8 +254,6 @@ class FakeChannel(Channel):
         if failure is None and self.settings.fail_with is not None:
             failure = self.settings.fail_with
         if failure is None:
-            if self.settings.api_base is not None and message is not None:
-                await self._post(message)
             return
         if isinstance(failure, BaseException):
             raise failure
