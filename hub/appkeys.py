@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from hub.metrics import Metrics
     from hub.outbound import OutboxWorker
     from hub.plugins import ChannelRegistry, PluginReport
+    from hub.redact import SecretRedactor
     from hub.users import TokenCache
 
 CONFIG: web.AppKey[HubConfig] = web.AppKey("config")
@@ -35,3 +36,4 @@ MEDIA_WORKER: web.AppKey[MediaWorker] = web.AppKey("media_worker")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 SEND_WRITER: web.AppKey[GroupCommit[dict[str, Any]]] = web.AppKey("send_writer")
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
+REDACTOR: web.AppKey[SecretRedactor] = web.AppKey("redactor")

@@ -228,16 +228,16 @@ class RawEvent:
 
 @dataclass(frozen=True)
 class MediaContent:
-    """Bytes fetched from a provider for one attachment."""
+    """Bytes fetched from a provider for one attachment.
+
+    ``sha256_hex`` is the file's hex SHA-256 when the channel computed it already; left empty, the
+    hub computes it in a worker thread (hashing megabytes on the event loop would stall it).
+    """
 
     data: bytes
     mime_type: str | None = None
     filename: str | None = None
     sha256_hex: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.sha256_hex:
-            object.__setattr__(self, "sha256_hex", hashlib.sha256(self.data).hexdigest())
 
 
 class Inbox(Protocol):

@@ -109,7 +109,7 @@ EDIT_AND_DELETION = ParseCase(
     name="edit_and_deletion",
     body=webhook_body(
         {"type": "edit", "target": "m1", "from": "ana", "text": "olá!", "ts": TS},
-        {"type": "deletion", "target": "m2", "from": "bo", "ts": TS},
+        {"type": "delete", "target": "m2", "from": "bo", "ts": TS},
     ),
     expected=[
         {
@@ -397,7 +397,7 @@ BROKEN: list[tuple[str, str, str]] = [
         "silently-drops-unknown",
         """
         def _parse_element(self, element):
-            if element.get("type") not in ("message", "status", "reaction", "edit", "deletion"):
+            if element.get("type") not in ("message", "status", "reaction", "edit", "delete"):
                 return None
             return super()._parse_element(element)
         """,
