@@ -105,6 +105,8 @@ def _rows(cls: type) -> list[tuple[str, str, str, str]]:
             else:
                 default = "required"
             meaning = info.description or notes.get(name, "")
+            if name == "type" and not meaning:
+                meaning = "Which event of the `ParsedEvent` union this is; set by the class."
             rows.append((name, _type(info.annotation), default, meaning))
         return rows
     hints = typing.get_type_hints(cls)

@@ -600,11 +600,11 @@ BROKEN: list[tuple[str, str, str]] = [
     ),
     (
         "test_planted_secret_never_in_errors",
-        "secret-in-a-logged-url",
+        "plugin-logs-a-url-with-the-secret",
         """
         async def send(self, message):
             key = self.settings.secret.get_secret_value()
-            await self.context.http.post(f"{self.settings.api_base}/bot{key}/messages", json={})
+            self.context.log.debug("POST %s", f"{self.settings.api_base}/bot{key}/messages")
             return await super().send(message)
         """,
     ),
@@ -733,3 +733,22 @@ def test_ingest_check_catches_a_loop_left_running(
     pytester.makepyfile(test_pull=PULL_MODULE.format(ingest=ingest.strip("\n")))
     result = pytester.runpytest_inprocess(*INNER_PYTEST_ARGS, "-k", "test_ingest_stops_cleanly_when_disabled")
     result.assert_outcomes(**({"passed": 1} if passes else {"failed": 1}))
+
+
+def test_a_token_in_the_url_path_passes_as_the_hub_masks_the_lent_clients_log(
+    pytester: pytest.Pytester,
+) -> None:
+    """Telegram puts the bot token in the URL path, and the lent client logs every URL: the hub
+    masks that line (hub.redact), so the kit does not fail the plugin for it."""
+    code = """
+        async def send(self, message):
+            key = self.settings.secret.get_secret_value()
+            await self.context.http.post(f"{self.settings.api_base}/bot{key}/messages", json={})
+            return await super().send(message)
+    """
+    pytester.makepyfile(test_broken=_mutant_module(code))
+    pytester.syspathinsert(str(Path(__file__).parent))
+    result = pytester.runpytest_inprocess(
+        *INNER_PYTEST_ARGS, "-k", "TestBroken and test_planted_secret_never_in_errors"
+    )
+    result.assert_outcomes(passed=1)
