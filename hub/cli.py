@@ -59,6 +59,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from hub.plugins import load_plugins
 
     _, _, report = load_plugins()
+    report.rate()
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0

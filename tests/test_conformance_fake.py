@@ -585,7 +585,7 @@ BROKEN: list[tuple[str, str, str]] = [
         """
         async def send(self, message):
             import time
-            time.sleep(0.6)
+            time.sleep(1.2)
             return await super().send(message)
         """,
     ),

@@ -98,6 +98,13 @@ SUITES = {"T": {"channel": "goodchan", "cases": 3, "event_types": ["message", "r
                 "batch": True, "unknown": True}}  # fmt: skip
 
 
+def _all_pass_record(plugin: Plugin) -> dict[str, Any]:
+    """A cache record of a check where every kit check passed, for this plugin's source."""
+    from hub.quality.check import digest
+
+    return {"digest": digest(plugin), "kit": ALL_PASS, "suites": SUITES, "mypy": {"ok": True}, "readme": True}
+
+
 def _evidence(**kit: dict[str, Any]) -> Evidence:
     return Evidence({**ALL_PASS, **kit}, SUITES, {"ok": True}, readme=True)
 
@@ -224,25 +231,18 @@ def test_cached_results_count_only_for_the_same_source(tmp_path: Path) -> None:
     plugin = plugin_from_load("cached", _module(source), [GoodChannel], None, "1.0")
     cache = tmp_path / "checks"
     cache.mkdir()
-    from hub.quality.check import digest
-
-    record = {
-        "digest": digest(plugin),
-        "kit": ALL_PASS,
-        "suites": SUITES,
-        "mypy": {"ok": True},
-        "readme": True,
-    }
+    record = _all_pass_record(plugin)
     (cache / "cached.json").write_text(json.dumps(record))
     assert cached_evidence(plugin).kit == ALL_PASS
     source.write_text("# v2: the code changed since the check\n")
     assert cached_evidence(plugin).kit is None
 
 
-def test_tier_is_reported_at_load_from_static_rules_and_the_cache(
+def test_tier_is_rated_from_static_rules_and_the_cache(
     load_hub_plugins: Callable[..., Any],
 ) -> None:
     _, _, report = load_hub_plugins(("goodplugin", _Registering()))
+    report.rate()  # from the source and the cache: never while plugins load, which stays fast
     [info] = [p for p in report.loaded if p.name == "goodplugin"]
     assert info.tier is None  # the kit never ran for it
     assert "bronze.signature" in info.unmet and "bronze.declaration" not in info.unmet
@@ -287,3 +287,18 @@ def test_check_whatsapp_reaches_silver_and_hub_plugins_shows_it(tmp_path: Path) 
     listed = _hub("plugins", "--json", env={**os.environ})
     [whatsapp] = [p for p in json.loads(listed.stdout)["plugins"] if p["name"] == "whatsapp"]
     assert whatsapp["tier"] == "silver" and whatsapp["unmet"] == ["gold.edits"]
+
+
+async def test_the_api_shows_the_tier_from_the_last_check(
+    make_hub_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    plugin = plugin_from_load("goodplugin", _Registering(), [GoodChannel], None, None)
+    record = _all_pass_record(plugin)
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / "goodplugin.json").write_text(json.dumps(record))
+    hub = await make_hub_client(("goodplugin", _Registering()))
+    resp = await hub.client.get("/api/v1/plugins", headers=hub.admin_headers)
+    assert resp.status == 200
+    [good] = [p for p in (await resp.json())["plugins"] if p["name"] == "goodplugin"]
+    # This test module's own source calls subprocess.run, which blocks: gold, not platinum.
+    assert (good["tier"], good["unmet"]) == ("gold", ["platinum.non_blocking"])

@@ -1,6 +1,7 @@
 """``hub plugin check [NAME | PATH]`` and the tier ``hub plugins`` shows.
 
-Static rules are cheap, so they are evaluated whenever plugins load. The conformance kit and
+Static rules read the plugin's source, so they are evaluated when plugins are listed (never while
+they load). The conformance kit and
 ``mypy --strict`` take seconds, so ``hub plugin check`` runs them and keeps their results in a cache
 (``$HUB_PLUGIN_CHECKS_DIR``, default ``~/.cache/hub/plugin-checks``), keyed by the plugin's name and
 a digest of its source: ``hub plugins`` and ``GET /api/v1/plugins`` read it, and results for other

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ast
 import inspect
-import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.channel import SECRET_SETTING_NAMES, Channel
 from hub.manifest import PluginManifest, api_mismatch
+from hub.modelref import attribute_docs
 
 __all__ = [
     "Plugin",
@@ -38,6 +38,8 @@ class Plugin:
     project_dir: Path | None = None
     """Where its pyproject.toml and tests are (a path given, or an editable install)."""
     hooks: list[Callable[..., object]] = field(default_factory=list)
+    calls: list[tuple[str, str]] | None = field(default=None, repr=False)
+    """Every call in its source (``_calls``), once parsed."""
 
     def source_files(self) -> list[Path]:
         """The plugin package's Python files (the module alone for a single-module plugin)."""
@@ -136,23 +138,7 @@ def docs(plugin: Plugin, readme: bool | None) -> Verdict:
 
 def _documented_fields(model: type) -> set[str]:
     """Fields followed by an attribute docstring in the class source (and in its bases)."""
-    names: set[str] = set()
-    for klass in inspect.getmro(model):
-        try:
-            tree = ast.parse(inspect.getsource(klass))
-        except (OSError, TypeError, SyntaxError):
-            continue
-        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for stmt, after in itertools.pairwise(body):
-            if (
-                isinstance(stmt, ast.AnnAssign)
-                and isinstance(stmt.target, ast.Name)
-                and isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)
-            ):
-                names.add(stmt.target.id)
-    return names
+    return set(attribute_docs(model))
 
 
 def async_hooks(plugin: Plugin) -> Verdict:
@@ -165,17 +151,21 @@ _OWN_CLIENTS = {"httpx.AsyncClient", "httpx.Client", "aiohttp.ClientSession", "r
 _BLOCKING = {"time.sleep", "requests", "urllib.request.urlopen", "subprocess.run", "socket.create_connection"}
 
 
-def _calls(files: Iterable[Path]) -> list[tuple[str, str]]:
-    found = []
-    for path in files:
-        try:
-            tree = ast.parse(path.read_text("utf-8"))
-        except (OSError, SyntaxError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                found.append((ast.unparse(node.func), f"{path.name}:{node.lineno}"))
-    return found
+def _calls(plugin: Plugin) -> list[tuple[str, str]]:
+    """Every call in the plugin's source, as written, with where; parsed once per ``Plugin``."""
+    if plugin.calls is None:
+        plugin.calls = []
+        for path in plugin.source_files():
+            try:
+                tree = ast.parse(path.read_text("utf-8"))
+            except (OSError, SyntaxError, UnicodeDecodeError):
+                continue
+            plugin.calls += [
+                (ast.unparse(node.func), f"{path.name}:{node.lineno}")
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Call)
+            ]
+    return plugin.calls
 
 
 def _matching(calls: list[tuple[str, str]], names: set[str]) -> list[str]:
@@ -187,10 +177,10 @@ def _matching(calls: list[tuple[str, str]], names: set[str]) -> list[str]:
 
 
 def lent_client(plugin: Plugin) -> Verdict:
-    own = _matching(_calls(plugin.source_files()), _OWN_CLIENTS)
+    own = _matching(_calls(plugin), _OWN_CLIENTS)
     return Verdict(not own, f"use self.context.http, not a client of its own: {own}" if own else "")
 
 
 def non_blocking(plugin: Plugin) -> Verdict:
-    blocking = _matching(_calls(plugin.source_files()), _BLOCKING)
+    blocking = _matching(_calls(plugin), _BLOCKING)
     return Verdict(not blocking, f"blocking calls: {blocking}" if blocking else "")

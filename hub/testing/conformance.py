@@ -848,13 +848,13 @@ class ChannelConformance:
         beat = asyncio.create_task(heartbeat())
         await asyncio.sleep(0.02)
         try:
-            for _ in range(5):
+            for _ in range(3):
                 await send_harness.channel.send(send_harness.message)
         finally:
             beat.cancel()
-        # Generous: a loaded CI machine stalls a loop for tens of milliseconds; blocking I/O, a
-        # time.sleep or a synchronous HTTP client stalls it for far longer.
-        assert max(gaps, default=0) < 0.5, f"the event loop stalled {max(gaps):.2f} s during send()"
+        # Generous: a loaded CI machine stalls a loop for a fraction of a second; a blocking call
+        # (a synchronous HTTP client waiting on a slow provider, a time.sleep) for longer.
+        assert max(gaps, default=0) < 1.0, f"the event loop stalled {max(gaps):.2f} s during send()"
 
     @pytest.fixture
     def ingest_harness(self) -> IngestHarness:
