@@ -134,13 +134,16 @@ def load_target(target: str) -> list[Plugin]:
 # ---- measuring -----------------------------------------------------------------------------------
 
 
-def _run_kit(plugin: Plugin) -> dict[str, Any] | None:
-    tests = plugin.project_dir / "tests" if plugin.project_dir else None
-    if tests is None or not tests.is_dir():
-        return None
+def _run_kit(plugin: Plugin) -> tuple[dict[str, Any] | None, str]:
+    """The kit report of the plugin's own tests, or None and why."""
+    if plugin.project_dir is None:
+        return None, "no source folder to run its tests from (not an editable install): give its path"
+    tests = plugin.project_dir / "tests"
+    if not tests.is_dir():
+        return None, f"{tests} does not exist: add a ChannelConformance suite there"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "kit.json"
-        subprocess.run(
+        run = subprocess.run(
             [
                 sys.executable,
                 "-m",
@@ -167,9 +170,11 @@ def _run_kit(plugin: Plugin) -> dict[str, Any] | None:
             },
         )
         if not out.exists():
-            return None
+            return None, f"pytest did not run: {(run.stderr or run.stdout).strip()[-300:]}"
         data: dict[str, Any] = json.loads(out.read_text())
-        return data
+        if not data["checks"]:
+            return None, f"{tests} holds no ChannelConformance suite"
+        return data, ""
 
 
 def _run_mypy(plugin: Plugin) -> dict[str, Any]:
@@ -203,12 +208,13 @@ def _run_mypy(plugin: Plugin) -> dict[str, Any]:
 
 def measure(plugin: Plugin) -> Evidence:
     """Run the kit and mypy --strict for ``plugin`` and cache the results."""
-    kit = _run_kit(plugin)
+    kit, note = _run_kit(plugin)
     evidence = Evidence(
         kit=kit["checks"] if kit else None,
         suites=kit["suites"] if kit else None,
         mypy=_run_mypy(plugin),
         readme=(plugin.project_dir / "README.md").exists() if plugin.project_dir else None,
+        kit_note=note,
     )
     record = {
         "plugin": plugin.name,
@@ -218,6 +224,7 @@ def measure(plugin: Plugin) -> Evidence:
         "suites": evidence.suites,
         "mypy": evidence.mypy,
         "readme": evidence.readme,
+        "kit_note": evidence.kit_note,
     }
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -233,7 +240,13 @@ def cached_evidence(plugin: Plugin) -> Evidence:
         return Evidence()
     if record.get("digest") != digest(plugin):
         return Evidence()
-    return Evidence(record.get("kit"), record.get("suites"), record.get("mypy"), record.get("readme"))
+    return Evidence(
+        record.get("kit"),
+        record.get("suites"),
+        record.get("mypy"),
+        record.get("readme"),
+        record.get("kit_note", ""),
+    )
 
 
 def check(plugin: Plugin, *, run: bool = True) -> tuple[str | None, list[Result]]:

@@ -29,6 +29,8 @@ class Evidence:
     suites: Mapping[str, Mapping[str, Any]] | None = None
     mypy: Mapping[str, Any] | None = None
     readme: bool | None = None
+    kit_note: str = ""
+    """Why there are no kit results, when there are none."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,10 @@ def _kit(*checks: str, allow_skip: Callable[[Plugin, str], bool] | None = None) 
 
     def judge(plugin: Plugin, evidence: Evidence) -> Verdict:
         if evidence.kit is None:
-            return Verdict(None, f"the kit has not run: `hub plugin check {plugin.name}` (needs {checks[0]})")
+            why = (
+                evidence.kit_note or f"the kit has not run for this source: `hub plugin check {plugin.name}`"
+            )
+            return Verdict(None, f"{why} (needs {checks[0]})")
         unmet = []
         for check in checks:
             result = evidence.kit.get(check)
