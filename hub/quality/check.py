@@ -10,9 +10,11 @@ source count as never measured.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,7 +26,6 @@ from typing import Any
 
 import pluggy
 
-import hub
 from hub import hookspecs
 from hub.channel import Channel
 from hub.plugins import ChannelRegistry, plugin_manifest
@@ -177,6 +178,36 @@ def _run_kit(plugin: Plugin) -> tuple[dict[str, Any] | None, str]:
         return data, ""
 
 
+def _editable_roots(plugin: Plugin) -> list[str]:
+    """Folders of the packages the plugin imports that live outside site-packages (editable
+    installs, the hub's own checkout): mypy cannot follow an editable install's import hook."""
+    names = {"hub"}
+    for path in plugin.source_files():
+        try:
+            tree = ast.parse(path.read_text("utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+    package = plugin.package_dir()
+    own = str(package.parent) if package else ""
+    roots: list[str] = []
+    for name in sorted(names - set(sys.stdlib_module_names)):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        origin = spec.origin if spec else None
+        if origin and "site-packages" not in origin and origin not in ("built-in", "frozen"):
+            root = str(Path(origin).resolve().parent.parent)
+            if root not in roots and root != own:
+                roots.append(root)
+    return roots
+
+
 def _run_mypy(plugin: Plugin) -> dict[str, Any]:
     package = plugin.package_dir()
     if package is None:
@@ -196,8 +227,7 @@ def _run_mypy(plugin: Plugin) -> dict[str, Any]:
         text=True,
         timeout=600,
         cwd=package.parent,
-        # mypy cannot follow an editable install's import hook: show it where this hub is.
-        env={**os.environ, "MYPYPATH": str(Path(hub.__file__).resolve().parent.parent)},
+        env={**os.environ, "MYPYPATH": os.pathsep.join(_editable_roots(plugin))},
     )
     if "No module named mypy" in run.stderr:
         return {"ok": False, "detail": "mypy is not installed (pip install mypy)"}
