@@ -12,20 +12,18 @@ message sent from another tool.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 
 from hub import schema
 from hub.channel import Channel
 from hub.events import Tx
-from hub.models import Direction, InboundMessage, MessageStatus, StatusUpdate
-from hub.records import apply_status
+from hub.models import Direction, InboundMessage, MessageStatus
+from hub.records import apply_pending_statuses, apply_status
 
-__all__ = ["apply_pending_statuses", "match_echoes"]
+__all__ = ["match_echoes"]
 
 M = schema.messages
-P = schema.pending_statuses
 
 
 async def match_echoes(
@@ -75,26 +73,5 @@ async def _match(tx: Tx, cid: str, ev: InboundMessage) -> bool:
         # agent saw, but learn the provider id so receipts and replies find the message.
         await tx.conn.execute(M.update().where(M.c.id == row["id"]).values(external_id=ev.external_id))
         row["external_id"] = ev.external_id
-    await apply_pending_statuses(tx, cid, {ev.external_id: row})
+    await apply_pending_statuses(tx, {ev.external_id: row})
     return True
-
-
-async def apply_pending_statuses(tx: Tx, cid: str, current: dict[str, dict[str, Any]]) -> None:
-    """Apply receipts kept for provider ids that had no message yet (``current``: id -> row)."""
-    pending = (
-        (
-            await tx.conn.execute(
-                sa.select(P).where(P.c.channel_id == cid, P.c.external_id.in_(list(current))).order_by(P.c.id)
-            )
-        )
-        .mappings()
-        .all()
-    )
-    for p in pending:
-        st = StatusUpdate.model_validate(p["update"])
-        msg = current[p["external_id"]]
-        current[p["external_id"]] = (
-            await apply_status(tx, msg, MessageStatus(st.status), st.timestamp, st.error) or msg
-        )
-    if pending:
-        await tx.conn.execute(P.delete().where(P.c.id.in_([p["id"] for p in pending])))
