@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,8 @@ class ChannelService:
         self.public_url = public_url
         self.instances: dict[str, Channel] = {}
         self.rows: dict[str, dict[str, Any]] = {}
+        self.on_change: list[Callable[[], None]] = []
+        """Called after an instance is built, rebuilt or dropped (the ingest loops follow)."""
         self._health_tasks: set[asyncio.Task[Any]] = set()
         # A conversation never moves to another channel and is never deleted, so an entry here
         # never goes stale; it only saves the read on every agent's send.
@@ -153,7 +156,15 @@ class ChannelService:
         for row in rows:
             self._activate(dict(row))
 
+    def _changed(self) -> None:
+        for callback in self.on_change:
+            callback()
+
     def _activate(self, row: dict[str, Any]) -> None:
+        self._build(row)
+        self._changed()
+
+    def _build(self, row: dict[str, Any]) -> None:
         cid = row["id"]
         self.rows[cid] = row
         self.instances.pop(cid, None)
@@ -176,6 +187,7 @@ class ChannelService:
     def forget(self, channel_id: str) -> None:
         self.rows.pop(channel_id, None)
         self.instances.pop(channel_id, None)
+        self._changed()
 
     def refresh(self, row: dict[str, Any]) -> None:
         self._activate(row)

@@ -396,23 +396,10 @@ async def _apply_message(tx: Tx, channel: Channel, ev: InboundMessage) -> None:
     if existing is not None:
         return  # a duplicate (or the echo of our own send): one effect only
     contact_id = await ensure_contact(tx, cid, ev.contact)
-    conv_id: str | None = None
+    conv: dict[str, Any] | None = None
     if ev.thread_refs:
-        conv_id = await tx.conn.scalar(
-            sa.select(M.c.conversation_id)
-            .where(M.c.channel_id == cid, M.c.external_id.in_(ev.thread_refs))
-            .limit(1)
-        )
-    if conv_id is not None:
-        conv = dict(
-            (
-                await tx.conn.execute(
-                    sa.select(schema.conversations).where(schema.conversations.c.id == conv_id)
-                )
-            )
-            .mappings()
-            .one()
-        )
+        conv = await _thread_conversation(tx, channel, ev)
+    if conv is not None:
         created = False
     else:
         thread_key = ev.external_id if getattr(channel, "threaded", False) else ""
@@ -465,6 +452,32 @@ async def _apply_message(tx: Tx, channel: Channel, ev: InboundMessage) -> None:
     await tx.emit("message.created", message_dict(row), channel_id=cid, conversation_id=conv["id"])
     if not created:
         await tx.emit("conversation.updated", conv_view or {}, channel_id=cid, conversation_id=conv["id"])
+
+
+async def _thread_conversation(tx: Tx, channel: Channel, ev: InboundMessage) -> dict[str, Any] | None:
+    """The conversation of the first of ``ev.thread_refs`` known on the channel (the refs come
+    nearest first: email's In-Reply-To, then References newest first), if the channel agrees the
+    message belongs there (``Channel.joins_thread``: email checks the subject)."""
+    known = dict(
+        (
+            await tx.conn.execute(
+                sa.select(M.c.external_id, M.c.conversation_id).where(
+                    M.c.channel_id == channel.channel_id, M.c.external_id.in_(ev.thread_refs)
+                )
+            )
+        ).all()
+    )
+    conv_id = next((known[ref] for ref in ev.thread_refs if ref in known), None)
+    if conv_id is None:
+        return None
+    conv = dict(
+        (await tx.conn.execute(sa.select(schema.conversations).where(schema.conversations.c.id == conv_id)))
+        .mappings()
+        .one()
+    )
+    if not channel.joins_thread(conv.get("subject"), ev):
+        return None
+    return conv
 
 
 async def _apply_status(tx: Tx, cid: str, ev: StatusUpdate) -> None:

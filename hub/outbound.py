@@ -687,11 +687,22 @@ class OutboxWorker(Worker):
             ids: dict[str, list[str]] = {}
             for identity, contact_id in await conn.execute(_IDENTITIES, {"ids": contact_ids}):
                 ids.setdefault(contact_id, []).append(identity)
+            # Threaded channels (email) thread a reply by the provider ids of the conversation's
+            # earlier messages (In-Reply-To, References); other channels skip this read.
+            threaded = [m["conversation_id"] for m in msgs.values() if self._threaded(m["channel_id"])]
+            if threaded:
+                for conv_id, ext in await conn.execute(_THREAD_REFS, {"ids": list(set(threaded))}):
+                    if conv_id in convs:
+                        convs[conv_id].setdefault("thread_refs", []).append(ext)
         return {
             mid: (msg, conv, ids.get(conv["contact_id"], []))
             for mid, msg in msgs.items()
             if (conv := convs.get(msg["conversation_id"])) is not None
         }
+
+    def _threaded(self, channel_id: str) -> bool:
+        channel = self.channels.get(channel_id)
+        return bool(channel is not None and channel.threaded)
 
     async def deliver(
         self, job: dict[str, Any], loaded: tuple[dict[str, Any], dict[str, Any], list[str]] | None = None
@@ -809,6 +820,7 @@ class OutboxWorker(Worker):
             reply_to_external_id=msg["reply_to_external_id"],
             reaction_emoji=reaction.get("emoji") if reaction else None,
             preview_url=bool(content.get("preview_url")),
+            thread_refs=conv.get("thread_refs", []),
         )
 
     async def _record_sent(self, job: dict[str, Any], msg: dict[str, Any], external_id: str) -> None:
@@ -960,6 +972,14 @@ _RECIPIENTS = (
     )
     .join(schema.contacts, schema.contacts.c.id == schema.conversations.c.contact_id)
     .where(schema.conversations.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
+_THREAD_REFS = (
+    sa.select(M.c.conversation_id, M.c.external_id)
+    .where(
+        M.c.conversation_id.in_(sa.bindparam("ids", expanding=True)),
+        M.c.external_id.is_not(None),
+    )
+    .order_by(M.c.created_at, M.c.id)
 )
 _IDENTITIES = (
     sa.select(schema.contact_identities.c.identity, schema.contact_identities.c.contact_id)

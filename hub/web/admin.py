@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,10 +10,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub import schema
-from hub.appkeys import CHANNELS, OUTBOX, PLUGIN_REPORT, STORE
+from hub.appkeys import CHANNELS, INGEST, OUTBOX, PLUGIN_REPORT, STORE
 from hub.channel import Health
 from hub.channels import ChannelService, SettingsInvalid
 from hub.db import new_id
+from hub.errors import SendError, SendErrorClass
+from hub.ingest import ResyncUnsupported
 from hub.models import utcnow
 from hub.outbound import cancel_channel_queue
 from hub.web.auth import require_user
@@ -43,6 +46,17 @@ class ChannelPatch(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     enabled: bool | None = None
     settings: dict[str, Any] | None = Field(default=None, description="merged into the stored settings")
+
+
+class ResyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: date = Field(description="fetch everything from this day on (YYYY-MM-DD)")
+
+
+class ResyncOut(BaseModel):
+    found: int = Field(description="items the provider holds since the date")
+    new: int = Field(description="of those, items the hub had not stored before")
 
 
 async def upsert_channel(
@@ -221,6 +235,35 @@ async def admin_check(request: web.Request) -> web.StreamResponse:
     if health is None:
         raise ApiError(409, "channel_inactive", "the channel is disabled or its plugin is not installed")
     return web.json_response(health.public())
+
+
+@routes.post("/api/v1/admin/channels/{channel_id}/resync")
+@operation(
+    "Pull channels (email): fetch everything since a date again; what was stored counts once",
+    "admin",
+    body=ResyncRequest,
+    errors=(403, 404, 409, 422, 502),
+    response=ResyncOut,
+)
+async def admin_resync(request: web.Request) -> web.StreamResponse:
+    await require_user(request, "channels.manage")
+    row = _row(request)
+    req = ResyncRequest.model_validate(await read_json(request))
+    if req.since > utcnow().date():
+        raise ApiError(
+            422,
+            "validation_failed",
+            "since is in the future",
+            [{"field": "since", "message": "in the future"}],
+        )
+    try:
+        counts = await request.app[INGEST].resync(row["id"], req.since)
+    except ResyncUnsupported as exc:
+        raise ApiError(409, "not_supported", str(exc)) from None
+    except SendError as exc:
+        code = "provider_auth_failed" if exc.error_class is SendErrorClass.AUTH else "provider_unreachable"
+        raise ApiError(502, code, f"the provider failed: {exc.message}") from None
+    return web.json_response(ResyncOut.model_validate(counts).model_dump())
 
 
 async def _toggle(request: web.Request, enabled: bool) -> web.StreamResponse:

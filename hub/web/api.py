@@ -18,6 +18,7 @@ from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, SEND_WRITER, STORE, TOK
 from hub.db import new_id
 from hub.models import Conversation, Message, utcnow
 from hub.outbound import SendRequest, cancel_message, enqueue, retry_message
+from hub.outreach import start_conversation
 from hub.records import fetch_conversation, fetch_conversations, message_dict
 from hub.users import login, public_user, revoke_token
 from hub.web.auth import bearer_token, require_user
@@ -38,6 +39,15 @@ class LoginRequest(BaseModel):
 
     email: str = Field(min_length=3)
     password: str = Field(min_length=1)
+
+
+class ConversationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel_id: str = Field(min_length=1)
+    to: str = Field(min_length=1, max_length=320, description="the contact's address on the channel")
+    name: str | None = Field(default=None, max_length=200)
+    subject: str | None = Field(default=None, max_length=998, description="channels with subjects")
 
 
 class ConversationPatch(BaseModel):
@@ -181,6 +191,24 @@ async def _conversation(request: web.Request) -> dict[str, Any]:
             "outside": window.outside,
         }
     return conv
+
+
+@routes.post("/api/v1/conversations")
+@operation(
+    "Start a conversation with an address on a channel (email); then send into it",
+    "conversations",
+    body=ConversationCreate,
+    response=Conversation,
+    status=201,
+    errors=(404, 409, 422),
+)
+async def create_conversation(request: web.Request) -> web.StreamResponse:
+    await require_user(request, "messages.send")
+    req = await _body(request, ConversationCreate)
+    conv, created = await start_conversation(
+        request.app[STORE], request.app[CHANNELS], req.channel_id, req.to, req.name, req.subject
+    )
+    return web.json_response(conv, status=201 if created else 200)
 
 
 @routes.get("/api/v1/conversations/{conversation_id}")

@@ -18,6 +18,7 @@ from hub.appkeys import (
     CHANNELS,
     CONFIG,
     HTTP,
+    INGEST,
     MEDIA,
     MEDIA_WORKER,
     METRICS,
@@ -39,6 +40,7 @@ from hub.events import EventBus, Store
 from hub.groupcommit import GroupCommit
 from hub.http import provider_client
 from hub.inbound import InboundProcessor, RawInbox
+from hub.ingest import IngestRunner
 from hub.media import MediaStore, MediaWorker
 from hub.metrics import Metrics
 from hub.migrate import upgrade
@@ -202,11 +204,8 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
             media_worker.notify() if ev.type == "message.created" and ev.data.get("attachments") else None
         )
     )
-    ingest_tasks = [
-        asyncio.create_task(_ingest(app, cid), name=f"hub-ingest-{cid}")
-        for cid, inst in svc.instances.items()
-        if inst.mode == "pull" and cfg.run_workers
-    ]
+    ingest = IngestRunner(svc, raw)
+    app[INGEST] = ingest
     pruner = asyncio.create_task(_prune(store, cfg.event_retention))
     watcher = asyncio.create_task(WindowWatcher(store, svc).run()) if cfg.run_workers else None
     await raw.start()
@@ -214,42 +213,24 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         await processor.start()
         await outbox.start()
         await media_worker.start()
+        # Pull channels' loops start now and follow every later enable, change or disable.
+        svc.on_change.append(ingest.sync)
+        ingest.sync()
     else:
         log.warning("run_workers is off: deliveries and sends are stored, not processed, by this process")
     yield
     pruner.cancel()
     if watcher is not None:
         watcher.cancel()
-        ingest_tasks.append(watcher)
-    for t in ingest_tasks:
-        t.cancel()
+    if ingest.sync in svc.on_change:
+        svc.on_change.remove(ingest.sync)
+    await ingest.stop()
     await outbox.stop()
     await media_worker.stop()
     await processor.stop()
     await raw.stop()
     with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.gather(pruner, *ingest_tasks, return_exceptions=True)
-
-
-async def _ingest(app: web.Application, channel_id: str) -> None:
-    from hub.inbound import ChannelInbox
-
-    inst = app[CHANNELS].get(channel_id)
-    if inst is None:
-        return
-    inbox = ChannelInbox(app[RAW_INBOX], channel_id)
-    while True:
-        try:
-            await inst.ingest(inbox)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("ingest loop of channel %s stopped; restarting in 10 s", channel_id)
-            from hub.channel import HealthState
-
-            app[CHANNELS].report_health(channel_id, HealthState.UNREACHABLE, str(exc)[:200])
-            await asyncio.sleep(10)
+        await asyncio.gather(pruner, *([watcher] if watcher else []), return_exceptions=True)
 
 
 async def _prune(store: Store, keep: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import date
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -22,7 +23,7 @@ from hub.channel import (
     RawEvent,
 )
 from hub.errors import SendError, SendErrorClass
-from hub.models import InboundMessage, OutboundMessage, ParsedEvent, SendReceipt
+from hub.models import ContactRef, InboundMessage, OutboundMessage, ParsedEvent, SendReceipt
 
 from .compose import OutboundFile, build_mail, recipient_address
 from .imap import ImapAuthError, ImapError, imap_session
@@ -90,6 +91,15 @@ class EmailChannel(Channel):
     def joins_thread(self, conversation_subject: str | None, message: InboundMessage) -> bool:
         """A reply joins the conversation its headers point to only when the subject agrees."""
         return same_topic(conversation_subject, message.subject)
+
+    def contact_for(self, address: str, name: str | None = None) -> ContactRef:
+        """An agent starting a conversation: a bare address such as ``ann@example.com``."""
+        display, addr = parseaddr(address.strip())
+        local, _, domain = addr.rpartition("@")
+        if not local or "." not in domain or any(c.isspace() for c in addr):
+            raise ValueError("an email address such as ann@example.com")
+        addr = addr.lower()
+        return ContactRef(ids=[f"email:{addr}"], name=name or display or None, email=addr)
 
     async def ingest(self, inbox: Inbox) -> None:
         await self.ingestor.run(inbox)

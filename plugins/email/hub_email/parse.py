@@ -152,8 +152,14 @@ def _attachments(message: Message, message_id: str, bodies: set[int]) -> list[At
     return found
 
 
-def _bounce(message: Message, message_id: str, received_at: datetime) -> list[ParsedEvent]:
-    """A DSN: a failed (or delivered) status on the returned mail's Message-ID."""
+def _bounce(
+    message: Message, message_id: str, received_at: datetime, own: str, log: logging.Logger
+) -> list[ParsedEvent]:
+    """A DSN: a failed (or delivered) status on the returned mail's Message-ID.
+
+    Only for mail the hub sent (its own Message-IDs): a receipt for anything else would wait
+    forever for a message that never comes.
+    """
     original: str | None = None
     recipients: list[dict[str, str]] = []
     for part in leaf_parts(message):
@@ -182,7 +188,8 @@ def _bounce(message: Message, message_id: str, received_at: datetime) -> list[Pa
                     )
     if original is None:
         original = next(iter(msg_ids(header_text(message, "in-reply-to"))), None)
-    if original is None:
+    if original is None or not is_own_message_id(original, own):
+        log.info("mail %s is a delivery report for mail the hub did not send: ignored", message_id)
         return []
     failed = [r for r in recipients if r["action"] == "failed"]
     delivered = [r for r in recipients if r["action"] in ("delivered", "relayed", "expanded")]
@@ -229,7 +236,7 @@ def parse_mail(
     message_id = message_id_of(message, body)
     own = own_address.lower()
     if _is_dsn(message):
-        return _bounce(message, message_id, received_at)
+        return _bounce(message, message_id, received_at, own, log)
     in_reply_to = msg_ids(header_text(message, "in-reply-to"))
     references = msg_ids(header_text(message, "references"))
     reason = auto_reply_reason(message)

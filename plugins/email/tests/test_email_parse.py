@@ -219,6 +219,11 @@ def test_delayed_dsn_records_nothing() -> None:
     assert parse(load("bounce_delayed")) == []
 
 
+def test_bounce_of_mail_the_hub_did_not_send_is_ignored() -> None:
+    body = load("bounce_dsn").replace(b"<hub-msg_out5@example.com>", b"<sent-by-someone@elsewhere.example>")
+    assert parse(body) == []
+
+
 def test_no_date_falls_back_to_received_time() -> None:
     body = load("no_message_id").replace(b"Date: Tue, 10 Mar 2026 07:00:00 +0000\n", b"")
     m = parse(body)[0]
