@@ -14,7 +14,7 @@ from typing import Any
 from hub.channels import ChannelService
 from hub.db import new_id
 from hub.events import Store
-from hub.outbound import OutboundRejected
+from hub.outbound import SendRefused
 from hub.records import ensure_contact, ensure_conversation, fetch_conversation
 
 __all__ = ["start_conversation"]
@@ -30,28 +30,28 @@ async def start_conversation(
 ) -> tuple[dict[str, Any], bool]:
     """(the conversation in the app's shape, whether it was created)."""
     if channel_id not in channels.rows:
-        raise OutboundRejected(404, "not_found", f"channel {channel_id!r} does not exist")
+        raise SendRefused("not_found", "not_found", f"channel {channel_id!r} does not exist")
     channel = channels.get(channel_id)
     if channel is None:
-        raise OutboundRejected(
-            409, "channel_inactive", "the channel is disabled or its plugin is not installed"
+        raise SendRefused(
+            "conflict", "channel_inactive", "the channel is disabled or its plugin is not installed"
         )
     if not channel.supports("contact_for"):
-        raise OutboundRejected(
-            409, "not_supported", f"channels of type {channel.type_name!r} cannot start conversations"
+        raise SendRefused(
+            "conflict", "not_supported", f"channels of type {channel.type_name!r} cannot start conversations"
         )
     try:
         ref = channel.contact_for(address, name)
     except ValueError as exc:
-        raise OutboundRejected(
-            422,
+        raise SendRefused(
+            "invalid",
             "validation_failed",
             "the address is not one this channel can reach",
             [{"field": "to", "message": str(exc)}],
         ) from None
     if subject is not None and subject.strip() and not channel.capabilities.subject:
-        raise OutboundRejected(
-            422,
+        raise SendRefused(
+            "invalid",
             "validation_failed",
             "this channel has no subject line",
             [{"field": "subject", "message": "this channel has no subject line"}],

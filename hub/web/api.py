@@ -17,7 +17,7 @@ from hub import schema
 from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, SEND_WRITER, STORE, TOKEN_CACHE
 from hub.db import new_id
 from hub.models import Conversation, Message, utcnow
-from hub.outbound import SendRequest, cancel_message, enqueue, retry_message
+from hub.outbound import cancel_message, enqueue, retry_message
 from hub.outreach import start_conversation
 from hub.records import fetch_conversation, fetch_conversations, message_dict
 from hub.users import login, public_user, revoke_token
@@ -25,6 +25,7 @@ from hub.web.auth import bearer_token, require_user
 from hub.web.errors import ApiError, query_int, read_json
 from hub.web.openapi import operation
 from hub.web.schemas import ChannelList, ConversationPage, LoginOut, MessagePage, UploadOut, UserOut
+from hub.web.sends import SendRequest
 
 __all__ = ["routes"]
 

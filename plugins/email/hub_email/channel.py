@@ -167,9 +167,8 @@ class EmailChannel(Channel):
         return files
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
-        context = getattr(message, "context", None)
-        cc = list(getattr(context, "cc", None) or [])
-        author = str(getattr(context, "author", None) or "")
+        context = message.context
+        cc = list(context.cc)  # the conversation's other participants: replies go to all
         try:
             mail = build_mail(
                 message,
@@ -177,9 +176,9 @@ class EmailChannel(Channel):
                 from_name=self.settings.from_name,
                 to=message.recipient,
                 cc=cc,
-                subject=getattr(context, "subject", None),
+                subject=context.subject,
                 thread_refs=message.thread_refs,
-                automated=author.startswith(("rule:", "bot:")),
+                automated=context.author in ("bot", "automation"),
                 files=await self._files(message),
             )
         except ValueError as exc:

@@ -297,9 +297,6 @@ def parse_mail(
     bodies = {id(p) for p in (plain, html) if p is not None}
     thread_refs = list(dict.fromkeys([*in_reply_to, *reversed(references)]))
     thread_refs = [ref for ref in thread_refs if ref != message_id]
-    extra: dict[str, Any] = {}
-    if "cc" in InboundMessage.model_fields:
-        extra["cc"] = [_contact(addr) for addr in cc]
     return [
         InboundMessage(
             external_id=message_id,
@@ -312,7 +309,7 @@ def parse_mail(
             reply_to_external_id=in_reply_to[0] if in_reply_to else None,
             thread_refs=thread_refs,
             timestamp=message_date(message, received_at),
+            cc=[_contact(addr) for addr in cc],
             data=data,
-            **extra,
         )
     ]

@@ -16,7 +16,7 @@ from hub_email.smtp import classify_smtp_error
 from smtp_server import SmtpServer, free_port
 
 from hub.errors import SendError, SendErrorClass
-from hub.models import ContactRef, MessageKind, OutboundAttachment, OutboundMessage
+from hub.models import ContactRef, MessageKind, OutboundAttachment, OutboundMessage, SendContext
 from hub.testing.pytest_plugin import RecordingContext
 
 ANN = ContactRef(ids=["email:ann@customer.example"], name="Ann Lee", email="ann@customer.example")
@@ -172,7 +172,7 @@ async def test_send_delivers_to_the_smtp_server(
     receipt = await channel.send(
         outbound(
             thread_refs=["<root@customer.example>"],
-            subject="Order 1042",
+            context=SendContext(subject="RE: Order 1042", cc=[KIM], author="automation"),
             attachments=[
                 OutboundAttachment(
                     kind="file", path=str(report), filename="Rapport naïf.pdf", mime_type="application/pdf"
@@ -184,8 +184,10 @@ async def test_send_delivers_to_the_smtp_server(
     assert len(smtp.received) == 1
     got = smtp.received[0]
     assert got.sender == OWN
-    assert got.recipients == ["ann@customer.example"]
+    assert got.recipients == ["ann@customer.example", "kim@customer.example"]  # reply to all
     mail = got.message
+    assert mail["Cc"] == "Kim <kim@customer.example>"
+    assert mail["Auto-Submitted"] == "auto-replied"  # an automation wrote it
     assert mail["Message-ID"] == receipt.external_id
     assert mail["In-Reply-To"] == "<root@customer.example>"
     assert mail["Subject"] == "Re: Order 1042"
