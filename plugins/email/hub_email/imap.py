@@ -56,6 +56,8 @@ class ImapSession:
     client: aioimaplib.IMAP4
     settings: Settings
     lost: asyncio.Event = field(default_factory=asyncio.Event)
+    idling: bool = False
+    """An IDLE is running and its DONE not sent yet."""
 
     @property
     def capabilities(self) -> set[str]:
@@ -141,6 +143,7 @@ class ImapSession:
             await self._check(await self.client.noop(), "NOOP")
             return
         idle = await self.client.idle_start(timeout=seconds)
+        self.idling = True
         push = asyncio.ensure_future(self.client.wait_server_push(timeout=seconds + 5))
         lost = asyncio.ensure_future(self.lost.wait())
         try:
@@ -151,6 +154,7 @@ class ImapSession:
         if self.lost.is_set():
             raise ImapError("the connection was lost")
         self.client.idle_done()
+        self.idling = False
         await asyncio.wait_for(idle, self.settings.timeout_seconds)
 
 
@@ -174,6 +178,7 @@ async def _starttls(client: aioimaplib.IMAP4, host: str) -> None:
 async def imap_session(settings: Settings) -> AsyncIterator[ImapSession]:
     """A logged-in session; the connection is closed on exit. Raises ``ImapAuthError`` on a bad login."""
     lost = asyncio.Event()
+    session: ImapSession | None = None
     kwargs = {"host": settings.imap_host, "port": settings.imap_port, "timeout": settings.timeout_seconds}
     if settings.imap_security == "ssl":
         client: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(**kwargs, conn_lost_cb=lambda _exc: lost.set())
@@ -189,11 +194,12 @@ async def imap_session(settings: Settings) -> AsyncIterator[ImapSession]:
         response = await client.login(settings.imap_username, settings.imap_password.get_secret_value())
         if response.result != "OK":
             raise ImapAuthError(f"the IMAP server refused the login for {settings.imap_username}")
-        yield ImapSession(client, settings, lost)
+        session = ImapSession(client, settings, lost)
+        yield session
     finally:
         if not lost.is_set():
             try:
-                if client.has_pending_idle():  # stopped while idling: end it, or LOGOUT waits
+                if session is not None and session.idling:  # stopped while idling: end it first
                     client.idle_done()
                 await asyncio.wait_for(client.logout(), 2)
             except Exception:  # the connection is going anyway
