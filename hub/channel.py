@@ -10,7 +10,7 @@ channel (``Channel(channel_id, settings, context)``) and calls:
 * ``parse(raw)`` -> normalized events. **Pure**: no I/O, so fixtures test it and replays re-run it;
 * ``send(message)`` -> ``SendReceipt`` or a classified ``SendError``;
 * optionally ``fetch_media``, ``ingest`` and ``resync`` (pull channels), ``health_check``,
-  ``reply_window``, ``rate_limits``, ``joins_thread`` and ``contact_for``.
+  ``reply_window``, ``rate_limits``, ``fetch_profile``, ``joins_thread`` and ``contact_for``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -28,6 +28,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.errors import BadSignature
+from hub.manifest import deprecated
 from hub.models import (
     AttachmentKind,
     ContactRef,
@@ -44,6 +45,7 @@ __all__ = [
     "Capabilities",
     "Channel",
     "ChannelContext",
+    "ChannelRegistrar",
     "ChannelSettings",
     "Health",
     "HealthState",
@@ -117,6 +119,10 @@ class Capabilities(BaseModel):
     read_receipts: bool = False
     location: bool = False
     subject: bool = False
+    client_reference: bool = False
+    """``send`` passes ``OutboundMessage.id`` to the provider, and the provider's statuses carry it
+    back (``StatusUpdate.client_ref``): after a crash mid-send the outbox waits for such a status
+    instead of sending again."""
     reply_window: ReplyWindowPolicy = ReplyWindowPolicy()
 
     def sendable_kinds(self) -> set[MessageKind]:
@@ -222,16 +228,16 @@ class RawEvent:
 
 @dataclass(frozen=True)
 class MediaContent:
-    """Bytes fetched from a provider for one attachment."""
+    """Bytes fetched from a provider for one attachment.
+
+    ``sha256_hex`` is the file's hex SHA-256 when the channel computed it already; left empty, the
+    hub computes it in a worker thread (hashing megabytes on the event loop would stall it).
+    """
 
     data: bytes
     mime_type: str | None = None
     filename: str | None = None
     sha256_hex: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.sha256_hex:
-            object.__setattr__(self, "sha256_hex", hashlib.sha256(self.data).hexdigest())
 
 
 class Inbox(Protocol):
@@ -417,6 +423,16 @@ class Channel:
         """Ask the provider whether the credentials work. The default reports ``unknown``."""
         return Health(state=HealthState.UNKNOWN)
 
+    async def fetch_profile(self, contact: ContactRef) -> ContactRef | None:
+        """Look up a customer's name the webhook did not give (Messenger's user profile). Optional.
+
+        The hub calls it after storing an inbound message from a contact without a name, once per
+        contact and process, never before the message is published; return the contact with
+        ``name`` set, or None. Cache what you fetched, and let a failure return None: it is logged
+        and never holds a message back.
+        """
+        return None
+
     def setup_instructions(self, webhook_url: str) -> dict[str, str]:
         """What the admin copies into the provider's dashboard."""
         info = {"webhook_url": webhook_url} if self.mode == "push" else {}
@@ -441,3 +457,39 @@ class Channel:
     def supports(cls, method: str) -> bool:
         """True when this channel type overrides the optional method ``method``."""
         return getattr(cls, method) is not getattr(Channel, method)
+
+
+class ChannelRegistrar:
+    """What ``hub_register_channels`` receives as ``register``: call ``register.add(ChannelSubclass)``.
+
+    Calling it directly (``register(ChannelSubclass)``, the plugin API 1.0 form) still works, with a
+    deprecation warning naming the plugin, until plugin API 2.0.
+    """
+
+    def __init__(self, add: Callable[[type[Channel]], None], plugin: str | None = None) -> None:
+        self._add = add
+        self.plugin = plugin
+        """The name of the plugin whose hook holds this registrar."""
+        self.deprecations: list[str] = []
+        """Deprecated uses seen, each with what to do instead (``hub plugins`` shows them)."""
+
+    def add(self, channel_cls: type[Channel]) -> None:
+        """Validate and register one channel type.
+
+        Raises ``PluginLoadError``, which stops the start-up, for an invalid class (type name,
+        ``Settings`` model, capabilities) or a type name another plugin already registered.
+        """
+        self._add(channel_cls)
+
+    def __call__(self, channel_cls: type[Channel]) -> None:
+        if not self.deprecations:
+            self.deprecations.append(
+                deprecated(
+                    self.plugin or channel_cls.__module__,
+                    "register(ChannelClass) in hub_register_channels",
+                    "call register.add(ChannelClass) instead",
+                    since="1.1",
+                    removed_in="2.0",
+                )
+            )
+        self.add(channel_cls)

@@ -232,6 +232,12 @@ class InboundMessage(_Model):
     thread_id: str | None = None
     cc: list[ContactRef] = Field(default_factory=list)
     forwarded: bool = False
+    outbound_id: str | None = Field(
+        default=None,
+        description="For an echo of a message the hub sent: the hub's OutboundMessage.id, as the "
+        "provider carried it back (Messenger metadata). The hub then updates that message instead "
+        "of recording a second one, even when the echo beats the send call's answer.",
+    )
     timestamp: AwareDatetime
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -252,6 +258,11 @@ class StatusUpdate(_Model):
     recipient: ContactRef | None = None
     error: dict[str, Any] | None = Field(
         default=None, description="For failed: class, provider_code, title, message"
+    )
+    client_ref: str | None = Field(
+        default=None,
+        description="The hub's message id (OutboundMessage.id) when the provider echoes the "
+        "reference the send carried (channels with the client_reference capability)",
     )
     data: dict[str, Any] = Field(default_factory=dict)
 

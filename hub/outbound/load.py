@@ -23,6 +23,10 @@ __all__ = ["Loaded", "load", "outbound_message"]
 
 M = schema.messages
 
+# Who sent a message (its ``sender.type``) as ``SendContext.author``: Messenger's HUMAN_AGENT tag
+# is for a person's reply only.
+_AUTHORS: dict[str | None, Any] = {"user": "agent", "bot": "bot", "rule": "automation"}
+
 Loaded = tuple[dict[str, Any], dict[str, Any], list[str]]
 """A message row, its conversation (contact inside) and the contact's ids."""
 
@@ -99,9 +103,6 @@ async def load(store: Store, message_ids: list[str], threaded: Collection[str] =
     }
 
 
-_AUTHORS = {"user": "agent", "bot": "bot", "rule": "automation", "automation": "automation"}
-
-
 def send_context(msg: dict[str, Any], conv: dict[str, Any], recipient: ContactRef) -> SendContext:
     """The conversation's context for the channel: subject, thread, other participants, author."""
     mine = set(recipient.ids)
@@ -110,13 +111,12 @@ def send_context(msg: dict[str, Any], conv: dict[str, Any], recipient: ContactRe
         ref = ContactRef.model_validate(raw)
         if not mine.intersection(ref.ids):
             cc.append(ref)
-    sender = msg.get("sender") or {}
     return SendContext(
         thread_id=conv.get("thread_id"),
         subject=conv.get("subject"),
         cc=cc,
         last_inbound_at=conv.get("last_inbound_at"),
-        author=_AUTHORS.get(str(sender.get("type")), "system" if sender.get("type") else "agent"),
+        author=_AUTHORS.get((msg["sender"] or {}).get("type"), "system"),
     )
 
 
