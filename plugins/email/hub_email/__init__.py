@@ -5,10 +5,8 @@ Registered through the entry-point group ``hub`` like any third-party plugin.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from hub import hookimpl
-from hub.channel import Channel
+from hub.channel import ChannelRegistrar
 
 from .channel import EmailChannel
 from .settings import Settings
@@ -19,6 +17,6 @@ __version__ = "0.1.0"
 
 
 @hookimpl
-def hub_register_channels(register: Callable[[type[Channel]], None]) -> None:
+def hub_register_channels(register: ChannelRegistrar) -> None:
     """Register the ``email`` channel type."""
-    register(EmailChannel)
+    register.add(EmailChannel)

@@ -178,7 +178,8 @@ async def test_mail_threads_replies_bounces_and_auto_replies(
     assert out["Subject"] == "Re: Broken vase"
     assert out["In-Reply-To"] == "<a2@customer.example>"
     assert out["References"] == "<a1@customer.example> <a2@customer.example>"
-    assert smtp.received[0].recipients[0] == "ann@customer.example"
+    assert sorted(smtp.received[0].recipients) == ["ann@customer.example", "kim@customer.example"]
+    assert out["Cc"] == "Kim <kim@customer.example>"
     message_id = str(out["Message-ID"])
     stored = await eventually(lambda: _sent(box, sent["id"]))
     assert stored["external_id"] == message_id
