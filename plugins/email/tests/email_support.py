@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,3 +52,52 @@ def load(name: str) -> bytes:
 
 def parse(body: bytes) -> list[ParsedEvent]:
     return parse_mail(body, own_address=OWN, received_at=RECEIVED, log=LOG)
+
+
+def make_mail(
+    msg_id: str,
+    subject: str,
+    body: str,
+    *,
+    sender: str = "ann@customer.example",
+    name: str = "Ann Lee",
+    **headers: str,
+) -> bytes:
+    """A plain-text mail to the channel's address, dated now; ``In_Reply_To=...`` adds headers."""
+    extra = "".join(f"{key.replace('_', '-')}: {value}\r\n" for key, value in headers.items())
+    return (
+        f"From: {name} <{sender}>\r\nTo: {OWN}\r\nSubject: {subject}\r\n"
+        f"Date: {datetime.now(UTC).strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
+        f"Message-ID: {msg_id}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def make_bounce(message_id: str, status: str = "5.1.1", diagnostic: str = "550 5.1.1 User unknown") -> bytes:
+    """A DSN (multipart/report) returning the mail ``message_id`` as undeliverable."""
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.customer.example>\r\n"
+        f"To: {OWN}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <bounce-{abs(hash(message_id))}@mx.customer.example>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nCould not deliver.\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
+        f"Final-Recipient: rfc822; ann@customer.example\r\nAction: failed\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; {diagnostic}\r\n\r\n"
+        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {message_id}\r\nSubject: x\r\n\r\n"
+        "--b--\r\n"
+    ).encode()
+
+
+async def eventually(check: Callable[[], Any], within: float = 30.0) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy; return that."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {within:g} s (last value {result!r})")
+        await asyncio.sleep(0.05)

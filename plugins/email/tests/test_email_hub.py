@@ -7,43 +7,15 @@ nothing, an agent starts a conversation by address, and an admin resyncs since a
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from dovecot import PASSWORD, USER, Dovecot
+from email_support import eventually, make_bounce, make_mail, settings_dict
 from smtp_server import SmtpServer
 
 from hub.testing.pytest_plugin import HubTestApp
-
-OWN = "support@example.com"
-
-
-def mail(
-    msg_id: str, subject: str, body: str, *, sender: str = "ann@customer.example", **headers: str
-) -> bytes:
-    extra = "".join(f"{name.replace('_', '-')}: {value}\r\n" for name, value in headers.items())
-    return (
-        f"From: Ann <{sender}>\r\nTo: {OWN}\r\nSubject: {subject}\r\n"
-        f"Date: {datetime.now(UTC).strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
-        f"Message-ID: {msg_id}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
-    ).encode()
-
-
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    server = Dovecot().start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 class Mailbox:
@@ -87,37 +59,20 @@ class Mailbox:
         return None
 
 
-async def eventually(check: Callable[[], Any], within: float = 30.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
-
-
 @pytest.fixture
 async def box(make_hub_client: Any, dovecot: Dovecot, smtp: SmtpServer) -> Mailbox:
     hub: HubTestApp = await make_hub_client()
     created = await hub.create_channel(
         "email",
-        {
-            "imap_host": "127.0.0.1",
-            "imap_port": dovecot.port,
-            "imap_security": "none",
-            "imap_username": USER,
-            "imap_password": PASSWORD,
-            "smtp_host": "127.0.0.1",
-            "smtp_port": smtp.port,
-            "smtp_security": "none",
-            "from_address": OWN,
-            "from_name": "Example Support",
-            "poll_interval_seconds": 1,
-            "backfill_days": 0,
-            "timeout_seconds": 10,
-        },
+        settings_dict(
+            imap_port=dovecot.port,
+            imap_username=USER,
+            imap_password=PASSWORD,
+            smtp_port=smtp.port,
+            poll_interval_seconds=1,
+            timeout_seconds=10,
+            backfill_days=0,
+        ),
         "mail",
     )
     assert created["mode"] == "pull"
@@ -132,7 +87,7 @@ async def test_mail_threads_replies_bounces_and_auto_replies(
     box: Mailbox, dovecot: Dovecot, smtp: SmtpServer
 ) -> None:
     # The channel was created through the admin API: its loop must be running without a restart.
-    dovecot.deliver(mail("<a1@customer.example>", "Broken vase", "The vase arrived broken."))
+    dovecot.deliver(make_mail("<a1@customer.example>", "Broken vase", "The vase arrived broken."))
     [conv] = await eventually(lambda: box.by_subject("Broken vase"))
     [first] = await box.messages(conv["id"])
     assert (first["kind"], first["text"], first["direction"]) == (
@@ -145,7 +100,7 @@ async def test_mail_threads_replies_bounces_and_auto_replies(
     # A reply by In-Reply-To joins it; the same customer's new topic is a conversation of its own;
     # a reply whose subject changed topic is not merged although it references the thread.
     dovecot.deliver(
-        mail(
+        make_mail(
             "<a2@customer.example>",
             "Re: Broken vase",
             "Photos attached soon.\r\n\r\nOn Mon, Support wrote:\r\n> old",
@@ -153,9 +108,9 @@ async def test_mail_threads_replies_bounces_and_auto_replies(
             Cc="Kim <kim@customer.example>",
         )
     )
-    dovecot.deliver(mail("<b1@customer.example>", "Invoice address", "Please change it."))
+    dovecot.deliver(make_mail("<b1@customer.example>", "Invoice address", "Please change it."))
     dovecot.deliver(
-        mail("<c1@customer.example>", "Totally new question", "Hi", References="<a1@customer.example>")
+        make_mail("<c1@customer.example>", "Totally new question", "Hi", References="<a1@customer.example>")
     )
     await eventually(lambda: box.by_subject("Totally new question"))
     await eventually(lambda: box.by_subject("Invoice address"))
@@ -164,16 +119,18 @@ async def test_mail_threads_replies_bounces_and_auto_replies(
 
     # Automatic mail: nothing in the app.
     before = len(await box.conversations())
-    dovecot.deliver(mail("<ooo@customer.example>", "Out of office", "Away", Auto_Submitted="auto-replied"))
     dovecot.deliver(
-        mail("<news@shop.example>", "Sale", "50% off", sender="news@shop.example", Precedence="bulk")
+        make_mail("<ooo@customer.example>", "Out of office", "Away", Auto_Submitted="auto-replied")
+    )
+    dovecot.deliver(
+        make_mail("<news@shop.example>", "Sale", "50% off", sender="news@shop.example", Precedence="bulk")
     )
 
     # The agent replies: threaded, to the customer and the person they copied in.
     sent = await box.post(
         f"/api/v1/conversations/{conv['id']}/messages", {"text": "Sorry! A new one ships today."}, 202
     )
-    await eventually(lambda: _true(len(smtp.received) == 1))
+    await eventually(lambda: len(smtp.received) == 1)
     out = smtp.received[0].message
     assert out["Subject"] == "Re: Broken vase"
     assert out["In-Reply-To"] == "<a2@customer.example>"
@@ -185,12 +142,12 @@ async def test_mail_threads_replies_bounces_and_auto_replies(
     assert stored["external_id"] == message_id
 
     # The reply bounces: the message fails with the reason, and no conversation appears.
-    dovecot.deliver(_bounce(message_id))
+    dovecot.deliver(make_bounce(message_id))
     failed = await eventually(lambda: _status(box, sent["id"], "failed"))
     assert failed["error"]["class"] == "recipient"
     assert "User unknown" in failed["error"]["message"]
     # The customer answers our reply: it joins by In-Reply-To on the Message-ID the hub sent.
-    dovecot.deliver(mail("<a3@customer.example>", "Re: Broken vase", "Thanks!", In_Reply_To=message_id))
+    dovecot.deliver(make_mail("<a3@customer.example>", "Re: Broken vase", "Thanks!", In_Reply_To=message_id))
     await eventually(lambda: _at_least(box.messages(conv["id"]), 4))
     assert len(await box.conversations()) == before
 
@@ -206,7 +163,7 @@ async def test_agent_starts_a_conversation_and_admin_resyncs(
     assert conv["subject"] == "Your quote"
     assert conv["contact"]["email"] == "new@customer.example"
     await box.post(f"/api/v1/conversations/{conv['id']}/messages", {"text": "Here is the quote."}, 202)
-    await eventually(lambda: _true(len(smtp.received) == 1))
+    await eventually(lambda: len(smtp.received) == 1)
     out = smtp.received[0].message
     assert out["Subject"] == "Your quote"
     assert out["In-Reply-To"] is None
@@ -221,8 +178,8 @@ async def test_agent_starts_a_conversation_and_admin_resyncs(
 
     # backfill_days is 0: mail already in the mailbox was not taken; the admin resyncs it.
     await box.hub.client.post("/api/v1/admin/channels/mail/disable", headers=box.hub.admin_headers)
-    dovecot.deliver(mail("<old1@customer.example>", "Old one", "From last week"))
-    dovecot.deliver(mail("<old2@customer.example>", "Old two", "Also old"))
+    dovecot.deliver(make_mail("<old1@customer.example>", "Old one", "From last week"))
+    dovecot.deliver(make_mail("<old2@customer.example>", "Old two", "Also old"))
     await box.hub.client.post("/api/v1/admin/channels/mail/enable", headers=box.hub.admin_headers)
     await eventually(lambda: box.health_is("ok"))
     since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
@@ -241,10 +198,6 @@ async def _at_least(messages: Any, n: int) -> list[dict[str, Any]] | None:
     return found if len(found) >= n else None
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def _sent(box: Mailbox, message_id: str) -> dict[str, Any] | None:
     msg: dict[str, Any] = await box.get(f"/api/v1/messages/{message_id}")
     return msg if msg["status"] == "sent" else None
@@ -253,18 +206,3 @@ async def _sent(box: Mailbox, message_id: str) -> dict[str, Any] | None:
 async def _status(box: Mailbox, message_id: str, status: str) -> dict[str, Any] | None:
     msg: dict[str, Any] = await box.get(f"/api/v1/messages/{message_id}")
     return msg if msg["status"] == status else None
-
-
-def _bounce(message_id: str) -> bytes:
-    return (
-        "From: Mail Delivery System <MAILER-DAEMON@mx.customer.example>\r\n"
-        f"To: {OWN}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
-        "Message-ID: <bounce-e2e@mx.customer.example>\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
-        "--b\r\nContent-Type: text/plain\r\n\r\nCould not deliver.\r\n"
-        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
-        "Final-Recipient: rfc822; ann@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-        "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n"
-        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {message_id}\r\nSubject: x\r\n\r\n"
-        "--b--\r\n"
-    ).encode()

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from dovecot import PASSWORD, USER, Dovecot
-from email_support import IMAP_PASSWORD, LOG, load, make_settings
+from email_support import IMAP_PASSWORD, LOG, eventually, load, make_mail, make_settings
 from hub_email import EmailChannel
 from hub_email.ingest import delivery_key
 from smtp_server import SmtpServer, free_port
@@ -60,26 +60,10 @@ class MemoryInbox:
         self.cursors[name] = value
 
 
-def mail(n: int, subject: str = "Question") -> bytes:
-    return (
-        f"From: Customer {n} <c{n}@customer.example>\r\nTo: support@example.com\r\n"
-        f"Subject: {subject} {n}\r\nDate: Tue, 10 Mar 2026 10:00:00 +0000\r\n"
-        f"Message-ID: <m{n}@customer.example>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-        f"Body of mail {n}.\r\n"
-    ).encode()
-
-
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    server = Dovecot().start()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
+def mail(n: int) -> bytes:
+    return make_mail(
+        f"<m{n}@customer.example>", f"Question {n}", f"Body of mail {n}.", sender=f"c{n}@customer.example"
+    )
 
 
 Factory = Callable[..., EmailChannel]
@@ -103,14 +87,6 @@ def make_channel(http: httpx.AsyncClient, dovecot: Dovecot) -> Factory:
         return channel
 
     return factory
-
-
-async def eventually(check: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def run_loop(channel: EmailChannel, inbox: MemoryInbox) -> asyncio.Task[None]:

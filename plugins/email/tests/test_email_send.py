@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,19 +142,6 @@ def test_smtp_errors_are_classified(exc: Exception, cls: SendErrorClass) -> None
 
 
 # ---- against a real SMTP server ------------------------------------------------------------------
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def channel_for(server: SmtpServer, http: httpx.AsyncClient, **overrides: Any) -> EmailChannel:
