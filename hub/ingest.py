@@ -14,15 +14,31 @@ from datetime import date
 
 from hub.channel import Channel, HealthState
 from hub.channels import ChannelService
+from hub.errors import SendError, SendErrorClass
 from hub.inbound import ChannelInbox, RawInbox
+from hub.services.errors import Conflict, NotFound, ServiceError
 
-__all__ = ["IngestRunner", "ResyncUnsupported"]
+__all__ = ["IngestRunner", "ProviderFailed", "ResyncUnsupported"]
 
 log = logging.getLogger("hub.ingest")
 
 
-class ResyncUnsupported(Exception):
+class ResyncUnsupported(Conflict):
     """The channel is not active, or is not a pull channel that can fetch again."""
+
+    code = "not_supported"
+
+
+class ProviderFailed(ServiceError):
+    """The provider failed while fetching again (answered 502 with its reason)."""
+
+    status = 502
+
+    def __init__(self, exc: SendError) -> None:
+        super().__init__(f"the provider failed: {exc.message}")
+        self.code = (
+            "provider_auth_failed" if exc.error_class is SendErrorClass.AUTH else "provider_unreachable"
+        )
 
 
 class IngestRunner:
@@ -70,12 +86,17 @@ class IngestRunner:
 
     async def resync(self, channel_id: str, since: date) -> dict[str, int]:
         """Ask a pull channel to fetch everything since ``since`` again (duplicates count once)."""
+        if channel_id not in self.channels.rows:
+            raise NotFound(f"channel {channel_id!r} does not exist")
         inst = self.channels.get(channel_id)
         if inst is None:
             raise ResyncUnsupported("the channel is disabled or its plugin is not installed")
         if inst.mode != "pull" or not inst.supports("resync"):
             raise ResyncUnsupported(f"channels of type {inst.type_name!r} cannot fetch again")
-        return await inst.resync(ChannelInbox(self.raw, channel_id), since)
+        try:
+            return await inst.resync(ChannelInbox(self.raw, channel_id), since)
+        except SendError as exc:
+            raise ProviderFailed(exc) from None
 
     async def stop(self) -> None:
         self._stopped = True

@@ -11,51 +11,52 @@ from __future__ import annotations
 
 from typing import Any
 
+from hub.access import Actor
 from hub.channels import ChannelService
 from hub.db import new_id
 from hub.events import Store
-from hub.outbound import SendRefused
 from hub.records import ensure_contact, ensure_conversation, fetch_conversation
+from hub.services.errors import Conflict, Invalid, NotFound
 
 __all__ = ["start_conversation"]
+
+
+class NotSupported(Conflict):
+    code = "not_supported"
+
+
+class ChannelInactive(Conflict):
+    code = "channel_inactive"
 
 
 async def start_conversation(
     store: Store,
     channels: ChannelService,
+    actor: Actor,
     channel_id: str,
     address: str,
     name: str | None = None,
     subject: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """(the conversation in the app's shape, whether it was created)."""
-    if channel_id not in channels.rows:
-        raise SendRefused("not_found", "not_found", f"channel {channel_id!r} does not exist")
+    """(the conversation in the app's shape, whether it was created).
+
+    The actor needs ``messages.send`` and must serve the channel; a channel outside its scope
+    answers as if absent.
+    """
+    actor.require("messages.send")
+    if channel_id not in channels.rows or not actor.sees_channel(channel_id):
+        raise NotFound(f"channel {channel_id!r} does not exist")
     channel = channels.get(channel_id)
     if channel is None:
-        raise SendRefused(
-            "conflict", "channel_inactive", "the channel is disabled or its plugin is not installed"
-        )
+        raise ChannelInactive("the channel is disabled or its plugin is not installed")
     if not channel.supports("contact_for"):
-        raise SendRefused(
-            "conflict", "not_supported", f"channels of type {channel.type_name!r} cannot start conversations"
-        )
+        raise NotSupported(f"channels of type {channel.type_name!r} cannot start conversations")
     try:
         ref = channel.contact_for(address, name)
     except ValueError as exc:
-        raise SendRefused(
-            "invalid",
-            "validation_failed",
-            "the address is not one this channel can reach",
-            [{"field": "to", "message": str(exc)}],
-        ) from None
+        raise Invalid("to", str(exc)) from None
     if subject is not None and subject.strip() and not channel.capabilities.subject:
-        raise SendRefused(
-            "invalid",
-            "validation_failed",
-            "this channel has no subject line",
-            [{"field": "subject", "message": "this channel has no subject line"}],
-        )
+        raise Invalid("subject", "this channel has no subject line")
     async with store.tx() as tx:
         contact_id = await ensure_contact(tx, channel_id, ref)
         thread_key = new_id("new_") if channel.threaded else ""
