@@ -14,10 +14,11 @@ from hub.models import (
     MessageKind,
     OutboundAttachment,
     OutboundMessage,
+    SendContext,
     Template,
 )
 
-__all__ = ["Loaded", "load", "outbound_message"]
+__all__ = ["Loaded", "load", "outbound_message", "send_context"]
 
 M = schema.messages
 
@@ -31,6 +32,9 @@ _RECIPIENTS = (
         schema.conversations.c.id,
         schema.conversations.c.contact_id,
         schema.conversations.c.last_inbound_at,
+        schema.conversations.c.subject,
+        schema.conversations.c.thread_id,
+        schema.conversations.c.participants,
         schema.contacts.c.name,
         schema.contacts.c.phone,
         schema.contacts.c.email,
@@ -56,6 +60,9 @@ async def load(store: Store, message_ids: list[str]) -> dict[str, Loaded]:
                 "id": r["id"],
                 "contact_id": r["contact_id"],
                 "last_inbound_at": r["last_inbound_at"],
+                "subject": r["subject"],
+                "thread_id": r["thread_id"],
+                "participants": r["participants"] or [],
                 "contact": {
                     "id": r["contact_id"],
                     "name": r["name"],
@@ -74,21 +81,39 @@ async def load(store: Store, message_ids: list[str]) -> dict[str, Loaded]:
     }
 
 
+# Who sent a message (its ``sender.type``) -> who is sending, in ``SendContext.author``'s words.
+_AUTHORS = {"user": "agent", "bot": "bot", "rule": "automation", "automation": "automation"}
+
+
+def send_context(msg: dict[str, Any], conv: dict[str, Any], recipient: ContactRef) -> SendContext:
+    """The conversation as the hub knows it, for a provider that needs more than the recipient."""
+    mine = set(recipient.ids)
+    cc = [ContactRef.model_validate(p) for p in conv["participants"]]
+    return SendContext(
+        thread_id=conv["thread_id"],
+        subject=conv["subject"],
+        cc=[ref for ref in cc if not mine.intersection(ref.ids)],
+        last_inbound_at=conv["last_inbound_at"],
+        author=_AUTHORS.get((msg["sender"] or {}).get("type"), "system"),  # type: ignore[arg-type]
+    )
+
+
 def outbound_message(msg: dict[str, Any], conv: dict[str, Any], ids: list[str]) -> OutboundMessage:
     content = msg["content"] or {}
     contact = conv["contact"]
+    recipient = ContactRef(
+        ids=ids or [f"contact:{contact['id']}"],
+        name=contact["name"],
+        phone=contact["phone"],
+        email=contact["email"],
+    )
     meta = content.get("interactive_meta") or {}
     reaction = content.get("reaction") or {}
     return OutboundMessage(
         id=msg["id"],
         channel_id=msg["channel_id"],
         conversation_id=msg["conversation_id"],
-        recipient=ContactRef(
-            ids=ids or [f"contact:{contact['id']}"],
-            name=contact["name"],
-            phone=contact["phone"],
-            email=contact["email"],
-        ),
+        recipient=recipient,
         kind=MessageKind(msg["kind"]),
         text=meta.get("body") or (None if reaction else msg["text"]),
         subject=content.get("subject"),
@@ -112,4 +137,5 @@ def outbound_message(msg: dict[str, Any], conv: dict[str, Any], ids: list[str]) 
         reply_to_external_id=msg["reply_to_external_id"],
         reaction_emoji=reaction.get("emoji") if reaction else None,
         preview_url=bool(content.get("preview_url")),
+        context=send_context(msg, conv, recipient),
     )
