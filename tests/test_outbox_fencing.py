@@ -127,9 +127,9 @@ async def _custom_hub(aiohttp_client: Any, hub_config: Any, url: str, cls: type[
 
 
 async def test_a_send_of_unknown_outcome_waits_for_a_status_naming_it(
-    aiohttp_client: Any, hub_config: Any, sqlite_url: str
+    aiohttp_client: Any, hub_config: Any, database_url: str
 ) -> None:
-    hub = await _custom_hub(aiohttp_client, hub_config, sqlite_url, _ReferencingFake.isolated())
+    hub = await _custom_hub(aiohttp_client, hub_config, database_url, _ReferencingFake.isolated())
     worker = await stopped_outbox(hub)
     conv = await conversation(hub)
     named = await queued(hub, conv, {"text": "reached the provider before the crash"})
