@@ -35,6 +35,27 @@ class HubSection(BaseModel):
     data_dir: str = "var"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     event_retention: int = Field(default=1_000_000, ge=1000, description="events kept for replay")
+    # Retention of what the event log refers to: unset means "as long as the event log", i.e. rows
+    # older than the oldest event still in the log go (nothing goes before the log is pruned).
+    raw_delivery_retention_days: float = Field(
+        default=30, gt=0, description="stored webhook deliveries kept for `hub replay` (pending ones stay)"
+    )
+    outbox_retention_days: float | None = Field(default=None, gt=0, description="sent outbox jobs")
+    media_retention_days: float | None = Field(
+        default=None, gt=0, description="fetched inbound media: files and their jobs"
+    )
+    upload_retention_days: float | None = Field(default=None, gt=0, description="agents' uploaded files")
+    receipt_retention_days: float | None = Field(
+        default=None, gt=0, description="receipts kept for messages the hub does not know (yet)"
+    )
+    retention_interval: float = Field(default=300, gt=0, description="seconds between retention passes")
+    delete_chunk_rows: int = Field(default=1000, ge=10, description="rows per retention transaction")
+    max_queued_deliveries: int = Field(
+        default=10_000, ge=1, description="webhooks waiting to be stored; past it they answer 503"
+    )
+    max_pending_deliveries: int = Field(
+        default=100_000, ge=1, description="stored deliveries not yet processed; past it webhooks answer 503"
+    )
     workers: int = Field(default=4, ge=1, le=256, description="outbox send concurrency (x32)")
     outbox_lease: float = Field(
         default=30.0,
@@ -54,6 +75,16 @@ class HubSection(BaseModel):
         "web-only node that stores webhooks and requests for other processes to work on",
     )
     log_level: str = "INFO"
+
+    @property
+    def media_dir(self) -> Path:
+        """Where fetched inbound media is kept."""
+        return Path(self.data_dir) / "media"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where agents' uploads are kept."""
+        return Path(self.data_dir) / "uploads"
 
     @field_validator("public_url")
     @classmethod

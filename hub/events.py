@@ -210,25 +210,42 @@ class Store:
             value = await conn.scalar(sa.select(sa.func.max(schema.events.c.seq)))
         return int(value or 0)
 
-    async def prune_events(self, keep: int) -> int:
-        """Delete all but the newest ``keep`` events; remember the boundary for resync answers."""
-        last = await self.last_seq()
-        through = last - keep
-        if through <= await self.pruned_through():
-            return 0
-        async with self.db.write() as conn:
-            res = await conn.execute(schema.events.delete().where(schema.events.c.seq <= through))
-            await conn.execute(
-                self.db.insert(schema.cursors)
-                .values(
-                    channel_id=PRUNE_CURSOR[0],
-                    name=PRUNE_CURSOR[1],
-                    value=str(through),
-                    updated_at=utcnow(),
+    async def prune_events(self, keep: int, *, chunk: int = 1000, pause: float = 0.01) -> int:
+        """Delete all but the newest ``keep`` events; remember the boundary for resync answers.
+
+        In transactions of at most ``chunk`` events, with a ``pause`` between them: one DELETE of a
+        million rows would hold SQLite's write lock (and every webhook waiting on it) for seconds.
+        The boundary moves with each chunk, so a stop halfway leaves a log that answers right.
+        """
+        through = await self.last_seq() - keep
+        done = await self.pruned_through()
+        deleted = 0
+        E = schema.events
+        while done < through:
+            upto = min(done + chunk, through)
+            async with self.db.write() as conn:
+                res = await conn.execute(E.delete().where(E.c.seq > done, E.c.seq <= upto))
+                await conn.execute(
+                    self.db.insert(schema.cursors)
+                    .values(
+                        channel_id=PRUNE_CURSOR[0], name=PRUNE_CURSOR[1], value=str(upto), updated_at=utcnow()
+                    )
+                    .on_conflict_do_update(
+                        index_elements=["channel_id", "name"],
+                        set_={"value": str(upto), "updated_at": utcnow()},
+                    )
                 )
-                .on_conflict_do_update(
-                    index_elements=["channel_id", "name"],
-                    set_={"value": str(through), "updated_at": utcnow()},
-                )
-            )
-        return int(res.rowcount or 0)
+            deleted += int(res.rowcount or 0)
+            done = upto
+            if done < through:
+                await asyncio.sleep(pause)
+        return deleted
+
+    async def log_horizon(self) -> datetime | None:
+        """When the oldest event still in the log was written; None while nothing was pruned
+        (everything the log ever referred to is still referred to)."""
+        if await self.pruned_through() == 0:
+            return None
+        E = schema.events
+        async with self.db.read() as conn:
+            return await conn.scalar(sa.select(E.c.created_at).order_by(E.c.seq).limit(1))

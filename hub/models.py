@@ -232,6 +232,12 @@ class InboundMessage(_Model):
     thread_id: str | None = None
     cc: list[ContactRef] = Field(default_factory=list)
     forwarded: bool = False
+    outbound_id: str | None = Field(
+        default=None,
+        description="For an echo of a message the hub sent: the hub's OutboundMessage.id, as the "
+        "provider carried it back (Messenger metadata). The hub then updates that message instead "
+        "of recording a second one, even when the echo beats the send call's answer.",
+    )
     timestamp: AwareDatetime
     data: dict[str, Any] = Field(default_factory=dict)
 

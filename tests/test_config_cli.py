@@ -384,3 +384,49 @@ async def test_cli_replay_reruns_failed_deliveries_of_one_channel(tmp_path: Path
         await db.dispose()
     assert states == {"wa": "done", "wa2": "failed"}
     assert [tuple(t) for t in texts] == [("wa", "replayed hello")]
+
+
+async def test_cli_replay_pages_through_more_rows_than_a_page_and_shows_progress(tmp_path: Path) -> None:
+    config = str(write(tmp_path / "hub.toml", base_toml(tmp_path)))
+    db = Database(f"sqlite:///{tmp_path}/hub.db")
+    await upgrade(db)
+    _, registry, _ = load_plugins()
+    async with httpx.AsyncClient() as http:
+        svc = ChannelService(Store(db, EventBus()), registry, SecretBox(KEY), http, "http://hub.test")
+        settings = {
+            "phone_number_id": "1065",
+            "access_token": "tok-planted",
+            "app_secret": "s",
+            "verify_token": "v",
+        }
+        await upsert_channel(svc, "wa", "whatsapp", "WA", True, settings, source="api")
+    async with db.write() as conn:
+        for i in range(7):
+            doc = json.loads(json.dumps(WA_BODY))
+            message = doc["entry"][0]["changes"][0]["value"]["messages"][0]
+            message["id"], message["text"]["body"] = f"wamid.PAGE{i}", f"page {i}"
+            await conn.execute(
+                schema.raw_events.insert().values(
+                    channel_id="wa",
+                    dedupe_key=f"k{i}",
+                    body=json.dumps(doc).encode(),
+                    headers={},
+                    received_at=utcnow(),
+                    state="failed",
+                    attempts=5,
+                )
+            )
+    await db.dispose()
+    rc, out, err = await hub_cmd("replay", "--page-size", "3", "--config", config)
+    assert rc == 0, out + err
+    lines = [line.strip() for line in out.splitlines()]
+    assert lines[0] == "replaying 7 raw event(s)"
+    assert lines[1:4] == ["3/7", "6/7", "7/7"], out  # one progress line per page of 3
+    assert "done: 7 applied, 0 still failing" in out
+    db = Database(f"sqlite:///{tmp_path}/hub.db")
+    try:
+        async with db.read() as conn:
+            texts = sorted(await conn.scalars(sa.select(schema.messages.c.text)))
+    finally:
+        await db.dispose()
+    assert texts == [f"page {i}" for i in range(7)]

@@ -22,6 +22,15 @@ __all__ = ["Loaded", "load", "outbound_message", "send_context"]
 
 M = schema.messages
 
+# Who sent a message (its ``sender.type``) as ``SendContext.author``: Messenger's HUMAN_AGENT tag
+# is for a person's reply only.
+_AUTHORS: dict[str | None, Any] = {
+    "user": "agent",
+    "bot": "bot",
+    "rule": "automation",
+    "automation": "automation",
+}
+
 Loaded = tuple[dict[str, Any], dict[str, Any], list[str]]
 """A message row, its conversation (contact inside) and the contact's ids."""
 
@@ -81,10 +90,6 @@ async def load(store: Store, message_ids: list[str]) -> dict[str, Loaded]:
     }
 
 
-# Who sent a message (its ``sender.type``) -> who is sending, in ``SendContext.author``'s words.
-_AUTHORS = {"user": "agent", "bot": "bot", "rule": "automation", "automation": "automation"}
-
-
 def send_context(msg: dict[str, Any], conv: dict[str, Any], recipient: ContactRef) -> SendContext:
     """The conversation as the hub knows it, for a provider that needs more than the recipient."""
     mine = set(recipient.ids)
@@ -94,7 +99,7 @@ def send_context(msg: dict[str, Any], conv: dict[str, Any], recipient: ContactRe
         subject=conv["subject"],
         cc=[ref for ref in cc if not mine.intersection(ref.ids)],
         last_inbound_at=conv["last_inbound_at"],
-        author=_AUTHORS.get((msg["sender"] or {}).get("type"), "system"),  # type: ignore[arg-type]
+        author=_AUTHORS.get((msg["sender"] or {}).get("type"), "system"),
     )
 
 

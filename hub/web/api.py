@@ -300,7 +300,7 @@ async def list_messages(request: web.Request) -> web.StreamResponse:
 
 
 def _uploads_dir(request: web.Request) -> Path:
-    return Path(request.app[CONFIG].hub.data_dir) / "uploads"
+    return request.app[CONFIG].hub.uploads_dir
 
 
 def _read_uploads(folder: Path, upload_ids: list[str]) -> dict[str, dict[str, Any]]:

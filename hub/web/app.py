@@ -8,7 +8,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -46,7 +45,9 @@ from hub.migrate import upgrade
 from hub.models import Event
 from hub.outbound import OutboxWorker, write_sends
 from hub.plugins import event_observer, load_plugins
+from hub.profiles import ProfileWorker
 from hub.redact import SecretRedactor
+from hub.retention import Retention, RetentionPolicy
 from hub.security import SecretBox, load_secret_key
 from hub.users import TokenCache
 from hub.web import admin, api, stream, webhooks
@@ -134,10 +135,11 @@ def create_app(
             _raw_inbox,
             _processor,
             _media,
+            _profiles,
             _outbox,
             _ingest_loops,
             _window_watcher,
-            _event_pruner,
+            _retention,
         ]
     )
     for table in (routes, webhooks.routes, api.routes, stream.routes, admin.routes):
@@ -203,7 +205,8 @@ async def _redaction(app: web.Application) -> AsyncIterator[None]:
 
 async def _raw_inbox(app: web.Application) -> AsyncIterator[None]:
     """Webhooks are stored even on a web-only node (``run_workers = false``)."""
-    raw = RawInbox(app[STORE])
+    cfg = app[CONFIG].hub
+    raw = RawInbox(app[STORE], max_queued=cfg.max_queued_deliveries, max_pending=cfg.max_pending_deliveries)
     app[RAW_INBOX] = raw
     await raw.start()
     yield
@@ -224,7 +227,7 @@ async def _processor(app: web.Application) -> AsyncIterator[None]:
 
 async def _media(app: web.Application) -> AsyncIterator[None]:
     cfg, store = app[CONFIG].hub, app[STORE]
-    media = MediaStore(Path(cfg.data_dir) / "media", store)
+    media = MediaStore(cfg.media_dir, store)
     worker = MediaWorker(store, app[CHANNELS], media, cfg.public_url)
     app[MEDIA], app[MEDIA_WORKER] = media, worker
 
@@ -238,6 +241,18 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     yield
     await worker.stop()
     store.bus.observers.remove(wake)
+
+
+async def _profiles(app: web.Application) -> AsyncIterator[None]:
+    """Names the webhooks did not carry, fetched after the message is stored (hub.profiles)."""
+    store = app[STORE]
+    worker = ProfileWorker(store, app[CHANNELS])
+    store.bus.observers.append(worker.observe)
+    if app[CONFIG].hub.run_workers:
+        await worker.start()
+    yield
+    await worker.stop()
+    store.bus.observers.remove(worker.observe)
 
 
 async def _outbox(app: web.Application) -> AsyncIterator[None]:
@@ -291,10 +306,19 @@ async def _window_watcher(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _event_pruner(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_prune(app[STORE], app[CONFIG].hub.event_retention), name="hub-pruner")
-    async with _tasks(task):
-        yield
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """Prunes the event log and deletes what outlived its retention (``hub.retention``)."""
+    cfg = app[CONFIG].hub
+    worker = Retention(
+        app[STORE],
+        RetentionPolicy.from_config(cfg),
+        media_root=cfg.media_dir,
+        uploads_root=cfg.uploads_dir,
+        interval=cfg.retention_interval,
+    )
+    await worker.start()
+    yield
+    await worker.stop()
 
 
 async def _ingest(app: web.Application, channel_id: str) -> None:
@@ -316,12 +340,3 @@ async def _ingest(app: web.Application, channel_id: str) -> None:
 
             app[CHANNELS].report_health(channel_id, HealthState.UNREACHABLE, str(exc)[:200])
             await asyncio.sleep(10)
-
-
-async def _prune(store: Store, keep: int) -> None:
-    while True:
-        await asyncio.sleep(300)
-        try:
-            await store.prune_events(keep)
-        except Exception:
-            log.exception("pruning the event log failed")
