@@ -22,6 +22,7 @@ from e2e_support import (
     create_wa_channel,
     inbound_conversation,
     phone,
+    send_text,
     unique,
     wa_status,
     wa_status_webhook,
@@ -51,16 +52,7 @@ async def test_sends_in_flight_at_a_crash(
     graph.call(graph.graph.script, path, 200, accepted, delay=30.0, times=IN_FLIGHT)
 
     texts = [f"in flight at the crash #{i:02d} {unique()}" for i in range(IN_FLIGHT)]
-    ids = []
-    for text in texts:
-        msg = await api.ok(
-            "POST",
-            f"/api/v1/conversations/{conv_id}/messages",
-            expect=202,
-            json_body={"text": text},
-            headers={"Idempotency-Key": unique("k-")},
-        )
-        ids.append(str(msg["id"]))
+    ids = [str((await send_text(api, conv_id, text))["id"]) for text in texts]
     await wait_until(
         lambda: len(graph.sends(ch.phone_number_id)) == IN_FLIGHT, within=20, what="every send in flight"
     )
