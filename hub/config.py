@@ -75,6 +75,12 @@ class HubSection(BaseModel):
         "web-only node that stores webhooks and requests for other processes to work on",
     )
     log_level: str = "INFO"
+    auto_offline_minutes: int = Field(
+        default=0,
+        ge=0,
+        le=7 * 24 * 60,
+        description="set agents offline this long after their app left; 0 = never",
+    )
 
     @property
     def media_dir(self) -> Path:

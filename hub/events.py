@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,13 +23,23 @@ from hub import schema
 from hub.db import Database
 from hub.models import Event, utcnow
 
-__all__ = ["EventBus", "Store", "Subscription", "Tx"]
+__all__ = ["EventBus", "Frame", "Store", "Subscription", "Tx"]
 
 log = logging.getLogger("hub.events")
 PRUNE_CURSOR = ("_hub", "events_pruned_through")
 # PostgreSQL: sequence values are taken in one order and committed in another; this lock makes
 # event-writing transactions commit in seq order so `after=N` never skips a late commit.
 _PG_EVENTS_LOCK = 0x6875625F657674  # "hub_evt"
+
+
+class Frame(NamedTuple):
+    """One event as JSON text, with what a reader filters on (without decoding the text)."""
+
+    seq: int
+    text: str
+    type: str
+    channel_id: str | None
+    conversation_id: str | None
 
 
 @dataclass
@@ -39,7 +49,7 @@ class Tx:
     conn: AsyncConnection
     db: Database
     events: list[Event] = field(default_factory=list)
-    frames: list[tuple[int, str]] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
     _locked: bool = False
 
     async def emit(
@@ -52,13 +62,19 @@ class Tx:
     ) -> Event:
         return (await self.emit_many([(type_, data, channel_id, conversation_id)]))[0]
 
+    async def serialize(self) -> None:
+        """Take, now rather than at the first ``emit``, the lock that orders event-writing
+        transactions (PostgreSQL; SQLite's single writer is one already): a read-decide-write
+        (assignment under capacity) made under it cannot interleave with another."""
+        if not self.db.is_sqlite and not self._locked:
+            await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_EVENTS_LOCK)))
+            self._locked = True
+
     async def emit_many(self, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[Event]:
         """Append several events (type, data, channel_id, conversation_id) in one statement, in order."""
         if not items:
             return []
-        if not self.db.is_sqlite and not self._locked:
-            await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_EVENTS_LOCK)))
-            self._locked = True
+        await self.serialize()
         now = utcnow()
         # Serialized once here: the log row, the live frames and every replay reuse this text.
         texts = [dump(data) for _, data, _, _ in items]
@@ -73,7 +89,7 @@ class Tx:
                 seq=seq, type=t, channel_id=ch, conversation_id=cv, data=data, created_at=now
             )
             out.append(ev)
-            self.frames.append((seq, envelope(seq, t, ch, cv, text, now)))
+            self.frames.append(Frame(seq, envelope(seq, t, ch, cv, text, now), t, ch, cv))
         self.events.extend(out)
         return out
 
@@ -111,10 +127,10 @@ class Subscription:
     """A live feed of events for one stream client; overflow marks it lagging (it re-reads the log)."""
 
     def __init__(self, maxsize: int) -> None:
-        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize)
         self.lagging = False
 
-    def offer(self, frame: tuple[int, str]) -> None:
+    def offer(self, frame: Frame) -> None:
         if self.lagging:
             return
         try:
@@ -141,7 +157,7 @@ class EventBus:
         finally:
             self._subs.discard(sub)
 
-    def publish(self, events: Iterable[Event], frames: Iterable[tuple[int, str]] = ()) -> None:
+    def publish(self, events: Iterable[Event], frames: Iterable[Frame] = ()) -> None:
         """Hand committed events to live subscribers (as JSON frames) and to observers (as models)."""
         for frame in frames:
             for sub in self._subs:
@@ -183,8 +199,8 @@ class Store:
             if ordered and self._publish_order is not None:
                 self._publish_order.release()
 
-    async def events_after(self, after: int, limit: int) -> list[tuple[int, str]]:
-        """(seq, JSON text) of the events after ``after``, oldest first: no model, no re-encoding."""
+    async def events_after(self, after: int, limit: int) -> list[Frame]:
+        """The events after ``after``, oldest first, as frames: no model, no re-encoding."""
         E = schema.events
         async with self.db.read() as conn:
             rows = await conn.execute(
@@ -193,7 +209,9 @@ class Store:
                 .order_by(E.c.seq)
                 .limit(limit)
             )
-            return [(seq, envelope(seq, t, ch, cv, data, at)) for seq, t, ch, cv, data, at in rows]
+            return [
+                Frame(seq, envelope(seq, t, ch, cv, data, at), t, ch, cv) for seq, t, ch, cv, data, at in rows
+            ]
 
     async def pruned_through(self) -> int:
         async with self.db.read() as conn:

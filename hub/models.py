@@ -474,9 +474,13 @@ class Conversation(BaseModel):
     id: str
     channel_id: str
     contact: Contact
-    status: Literal["open", "pending", "resolved"] = "open"
+    status: Literal["open", "pending", "resolved", "snoozed"] = "open"
+    snoozed_until: datetime | None = Field(
+        default=None, description="A snoozed conversation reopens then, or when the customer writes"
+    )
     assignee_id: str | None = None
-    team: str | None = None
+    team: str | None = Field(default=None, description="The id of the team it is assigned to")
+    priority: Literal["low", "medium", "high", "urgent"] | None = None
     labels: list[str] = Field(default_factory=list)
     custom_attributes: dict[str, Any] = Field(default_factory=dict)
     subject: str | None = None

@@ -27,7 +27,6 @@ from hub.plugins import load_plugins
 from hub.security import SecretBox
 from hub.testing.fake_channel import FakeChannel, FakePlugin, sign, webhook_body
 from hub.users import authenticate_token, create_token, create_user
-from hub.web.admin import upsert_channel
 from hub.web.app import create_app
 
 HUB = str(Path(sys.executable).with_name("hub"))
@@ -346,7 +345,7 @@ async def test_cli_replay_reruns_failed_deliveries_of_one_channel(tmp_path: Path
             "verify_token": "vt",
         }
         for cid in ("wa", "wa2"):
-            await upsert_channel(svc, cid, "whatsapp", cid.upper(), True, settings, source="api")
+            await svc.upsert(cid, "whatsapp", cid.upper(), True, settings, source="api")
     body = json.dumps(WA_BODY).encode()
     async with db.write() as conn:
         for cid in ("wa", "wa2"):
@@ -399,7 +398,7 @@ async def test_cli_replay_pages_through_more_rows_than_a_page_and_shows_progress
             "app_secret": "s",
             "verify_token": "v",
         }
-        await upsert_channel(svc, "wa", "whatsapp", "WA", True, settings, source="api")
+        await svc.upsert("wa", "whatsapp", "WA", True, settings, source="api")
     async with db.write() as conn:
         for i in range(7):
             doc = json.loads(json.dumps(WA_BODY))

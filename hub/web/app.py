@@ -14,12 +14,19 @@ from aiohttp import web
 
 from hub import __version__
 from hub.appkeys import (
+    AVAILABILITY,
+    CHANNEL_ADMIN,
     CHANNELS,
     CONFIG,
+    CONNECTIONS,
+    CONVERSATIONS,
+    EVENTS,
     HTTP,
     MEDIA,
     MEDIA_WORKER,
+    MESSAGES,
     METRICS,
+    ORG,
     OUTBOX,
     PLUGIN_MANAGER,
     PLUGIN_REPORT,
@@ -29,6 +36,7 @@ from hub.appkeys import (
     REGISTRY,
     SEND_WRITER,
     STORE,
+    TEAMS,
     TOKEN_CACHE,
 )
 from hub.channels import ChannelService, SettingsInvalid
@@ -49,8 +57,17 @@ from hub.profiles import ProfileWorker
 from hub.redact import SecretRedactor
 from hub.retention import Retention, RetentionPolicy
 from hub.security import SecretBox, load_secret_key
+from hub.services.availability import AvailabilityService
+from hub.services.channels import ChannelAdmin
+from hub.services.conversations import ConversationService
+from hub.services.errors import ServiceError
+from hub.services.events import EventService
+from hub.services.messages import MessageService
+from hub.services.organisation import OrgService
+from hub.services.teams import TeamService
+from hub.timers import Connections, TimedWork
 from hub.users import TokenCache
-from hub.web import admin, api, stream, webhooks
+from hub.web import admin, api, org, routing, stream, webhooks
 from hub.web.errors import error_middleware
 from hub.web.openapi import build_openapi, operation
 from hub.windows import WindowWatcher
@@ -137,12 +154,22 @@ def create_app(
             _media,
             _profiles,
             _outbox,
+            _services,
             _ingest_loops,
             _window_watcher,
             _retention,
+            _timers,
         ]
     )
-    for table in (routes, webhooks.routes, api.routes, stream.routes, admin.routes):
+    for table in (
+        routes,
+        webhooks.routes,
+        api.routes,
+        stream.routes,
+        admin.routes,
+        org.routes,
+        routing.routes,
+    ):
         app.add_routes(table)
     return app
 
@@ -181,12 +208,12 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
                 f"installed plugin provides (installed: {', '.join(sorted(app[REGISTRY].types()))})"
             )
         try:
-            await admin.upsert_channel(
-                svc, decl.id, decl.type, decl.name, decl.enabled, decl.settings, source="config"
-            )
+            await svc.upsert(decl.id, decl.type, decl.name, decl.enabled, decl.settings, source="config")
         except SettingsInvalid as exc:
             problems = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
             raise ConfigError(f"channel {decl.id!r} in the config file: {problems}") from None
+        except ServiceError as exc:  # e.g. a stored channel of that id has another type
+            raise ConfigError(f"channel {decl.id!r} in the config file: {exc.message}") from None
     yield
     try:
         await asyncio.wait_for(svc.drain(), 10)
@@ -319,6 +346,31 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
     await worker.start()
     yield
     await worker.stop()
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """The services the web layer calls; they hold no resource of their own."""
+    store, channels = app[STORE], app[CHANNELS]
+    org = OrgService(store, app[TOKEN_CACHE])
+    teams = TeamService(org, lambda channel_id: channel_id in channels.rows)
+    app[ORG], app[TEAMS] = org, teams
+    app[CHANNEL_ADMIN] = ChannelAdmin(channels, teams)
+    app[CONVERSATIONS] = ConversationService(store, channels)
+    app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
+    app[EVENTS] = EventService(store)
+    app[AVAILABILITY] = AvailabilityService(org, lambda channel_id: channel_id in channels.rows)
+    yield
+
+
+async def _timers(app: web.Application) -> AsyncIterator[None]:
+    """Snoozes that run out and agents who left long ago (auto-offline)."""
+    cfg = app[CONFIG].hub
+    app[CONNECTIONS] = connections = Connections(app[STORE])
+    timed = TimedWork(app[STORE], connections, cfg.auto_offline_minutes)
+    if cfg.run_workers:
+        await timed.start()
+    yield
+    await timed.stop()
 
 
 async def _ingest(app: web.Application, channel_id: str) -> None:

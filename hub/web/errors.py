@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from hub.appkeys import CONFIG
 from hub.outbound import SendRefused
+from hub.services.errors import ServiceError
 from hub.web.sends import REFUSED_STATUS
 
 __all__ = ["ApiError", "error_middleware", "error_response", "validation_details"]
@@ -64,6 +65,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+    except ServiceError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
     except SendRefused as exc:
         return error_response(REFUSED_STATUS[exc.reason], exc.code, exc.message, exc.errors or None)

@@ -3,6 +3,10 @@
 The stream subscribes to live events first, then replays the log after the client's cursor, then
 forwards live events it has not sent yet, so nothing falls between replay and live. A cursor older
 than the retained log gets a ``resync`` answer: the app must refetch its state.
+
+Both hand out only the events the user may see (``EventService.visible``). An ``access.changed``
+event naming the stream's user makes it re-read the user's scope before the next event, and
+closes the stream when the user was deactivated or the token revoked.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import json
 
 from aiohttp import WSMsgType, web
 
-from hub.appkeys import METRICS, STORE
-from hub.events import Store
-from hub.web.auth import require_user
+from hub.access import Actor
+from hub.appkeys import CONNECTIONS, EVENTS, METRICS, ORG, STORE
+from hub.events import Frame, Store
+from hub.users import authenticate_token
+from hub.web.auth import bearer_token, require_actor
 from hub.web.errors import ApiError, query_int
 from hub.web.openapi import operation
 from hub.web.schemas import EventPage
@@ -25,6 +31,7 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 PAGE = 500
 RESYNC_CLOSE = 4410
+REVOKED_CLOSE = 4401
 
 
 def _after(request: web.Request) -> int:
@@ -38,14 +45,14 @@ async def _too_old(store: Store, after: int) -> int | None:
 
 @routes.get("/api/v1/events")
 @operation(
-    "Events after a sequence number",
+    "Events after a sequence number that this user may see (last_seq moves past the others)",
     "events",
     response=EventPage,
     query={"after": "last seq seen (0 = all)", "limit": "page size, up to 500"},
     errors=(410,),
 )
 async def list_events(request: web.Request) -> web.StreamResponse:
-    await require_user(request, "conversations.read")
+    actor = await require_actor(request)
     store = request.app[STORE]
     after = _after(request)
     limit = query_int(request, "limit", PAGE, minimum=1, maximum=PAGE)
@@ -57,12 +64,9 @@ async def list_events(request: web.Request) -> web.StreamResponse:
             "events after this cursor are no longer kept; refetch conversations and continue from last_seq",
             {"oldest_seq": oldest, "last_seq": await store.last_seq()},
         )
-    events = await store.events_after(after, limit + 1)
-    more = len(events) > limit
-    events = events[:limit]
-    last = events[-1][0] if events else max(after, await store.last_seq())
+    events, last, more = await request.app[EVENTS].page(actor, after, limit)
     # The events are JSON already: join them instead of decoding and encoding each one again.
-    joined = ",".join(text for _, text in events)
+    joined = ",".join(frame.text for frame in events)
     body = f'{{"events":[{joined}],"last_seq":{last},"has_more":{"true" if more else "false"}}}'
     return web.Response(text=body, content_type="application/json")
 
@@ -74,13 +78,15 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     query={"after": "last seq seen", "token": "bearer token, if headers cannot be set"},
 )
 async def stream(request: web.Request) -> web.StreamResponse:
-    await require_user(request, "conversations.read")
+    viewer = _Viewer(request, await require_actor(request))
     store = request.app[STORE]
     after = _after(request)
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     metrics = request.app[METRICS]
     metrics.stream_clients.inc()
+    connections = request.app[CONNECTIONS]
+    await connections.opened(viewer.actor.id)
     try:
         oldest = await _too_old(store, after)
         if oldest is not None:
@@ -94,9 +100,13 @@ async def stream(request: web.Request) -> web.StreamResponse:
             )
             await ws.close(code=RESYNC_CLOSE, message=b"resync")
             return ws
-        await _pump(ws, store, after)
+        try:
+            await _pump(ws, store, viewer, after)
+        except _Revoked:
+            await ws.close(code=REVOKED_CLOSE, message=b"access revoked")
     finally:
         metrics.stream_clients.dec()
+        await connections.closed(viewer.actor.id)
     return ws
 
 
@@ -104,19 +114,59 @@ def _frame(event_text: str) -> str:
     return f'{{"type":"event","event":{event_text}}}'
 
 
-async def _replay(ws: web.WebSocketResponse, store: Store, cursor: int) -> int:
+class _Revoked(Exception):
+    """The stream's user was deactivated or its token revoked."""
+
+
+class _Viewer:
+    """The stream's user and scope, re-read when an ``access.changed`` event names them."""
+
+    def __init__(self, request: web.Request, actor: Actor) -> None:
+        self.app = request.app
+        self.token = bearer_token(request) or ""
+        self.actor = actor
+
+    def concerned(self, frame: Frame) -> bool:
+        if frame.type != "access.changed":
+            return False
+        user_ids = json.loads(frame.text)["data"].get("user_ids")
+        return user_ids is None or self.actor.id in user_ids
+
+    async def refresh(self) -> None:
+        # Past every cache: the change may have been made by another process.
+        user = await authenticate_token(self.app[STORE].db, self.token)
+        if user is None:
+            raise _Revoked
+        self.actor = await self.app[ORG].actor_for(user, fresh=True)
+
+
+async def _deliver(ws: web.WebSocketResponse, viewer: _Viewer, frames: list[Frame]) -> None:
+    """Send the frames the viewer may see, in order, applying access changes as they come."""
+    events = viewer.app[EVENTS]
+    start = 0
+    for i, frame in enumerate(frames):
+        if viewer.concerned(frame):
+            for f in await events.visible(viewer.actor, frames[start : i + 1]):
+                await ws.send_str(_frame(f.text))
+            start = i + 1
+            await viewer.refresh()
+    for f in await events.visible(viewer.actor, frames[start:]):
+        await ws.send_str(_frame(f.text))
+
+
+async def _replay(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, cursor: int) -> int:
     while True:
         batch = await store.events_after(cursor, PAGE)
-        for seq, text in batch:
-            await ws.send_str(_frame(text))
-            cursor = seq
+        await _deliver(ws, viewer, batch)
+        if batch:
+            cursor = batch[-1].seq
         if len(batch) < PAGE:
             return cursor
 
 
-async def _pump(ws: web.WebSocketResponse, store: Store, after: int) -> None:
+async def _pump(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, after: int) -> None:
     async with store.bus.subscribe() as sub:
-        cursor = await _replay(ws, store, after)
+        cursor = await _replay(ws, store, viewer, after)
         await ws.send_json({"type": "live", "last_seq": cursor})
         reader = asyncio.create_task(_read_until_closed(ws))
         try:
@@ -137,18 +187,22 @@ async def _pump(ws: web.WebSocketResponse, store: Store, after: int) -> None:
                     while not sub.queue.empty():
                         sub.queue.get_nowait()
                     sub.lagging = False
-                    cursor = await _replay(ws, store, cursor)
+                    cursor = await _replay(ws, store, viewer, cursor)
                     continue
-                for seq, text in frames:
-                    if seq <= cursor:
+                pending: list[Frame] = []
+                for frame in frames:
+                    if frame.seq <= cursor:
                         continue
-                    if seq > cursor + 1:
+                    if frame.seq > cursor + 1:
                         # Another process committed events this one did not publish: read them.
-                        cursor = await _replay(ws, store, cursor)
-                        if seq <= cursor:
+                        await _deliver(ws, viewer, pending)
+                        pending = []
+                        cursor = await _replay(ws, store, viewer, cursor)
+                        if frame.seq <= cursor:
                             continue
-                    await ws.send_str(_frame(text))
-                    cursor = seq
+                    pending.append(frame)
+                    cursor = frame.seq
+                await _deliver(ws, viewer, pending)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
