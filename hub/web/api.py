@@ -14,9 +14,20 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from hub.appkeys import CHANNEL_ADMIN, CONFIG, CONVERSATIONS, MESSAGES, ORG, OUTBOX, STORE, TEAMS, TOKEN_CACHE
+from hub.appkeys import (
+    CHANNEL_ADMIN,
+    CONFIG,
+    CONTACTS,
+    CONVERSATIONS,
+    MESSAGES,
+    ORG,
+    OUTBOX,
+    STORE,
+    TEAMS,
+    TOKEN_CACHE,
+)
 from hub.db import new_id
-from hub.models import Conversation, Message
+from hub.models import Contact, Conversation, Message
 from hub.services.organisation import public_user
 from hub.users import login, revoke_token
 from hub.web.auth import bearer_token, require_actor
@@ -342,3 +353,35 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "not_found", "no such attachment") from None
     path = await request.app[MESSAGES].attachment_path(actor, request.match_info["message_id"], idx)
     return web.FileResponse(path)
+
+
+class ContactPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=300)
+    phone: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=320)
+
+
+@routes.get("/api/v1/contacts/{contact_id}")
+@operation("One contact (404 outside your channels)", "contacts", errors=(403, 404), response=Contact)
+async def get_contact(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request)
+    return web.json_response(await request.app[CONTACTS].get(actor, request.match_info["contact_id"]))
+
+
+@routes.patch("/api/v1/contacts/{contact_id}")
+@operation(
+    "Change a contact's name, phone or email",
+    "contacts",
+    body=ContactPatch,
+    errors=(403, 404, 422),
+    response=Contact,
+)
+async def patch_contact(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request, "contacts.update")
+    patch = await _body(request, ContactPatch)
+    out = await request.app[CONTACTS].update(
+        actor, request.match_info["contact_id"], patch.model_dump(exclude_unset=True)
+    )
+    return web.json_response(out)
