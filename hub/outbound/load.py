@@ -19,13 +19,18 @@ from hub.models import (
     Template,
 )
 
-__all__ = ["Loaded", "load", "outbound_message"]
+__all__ = ["Loaded", "load", "outbound_message", "send_context"]
 
 M = schema.messages
 
 # Who sent a message (its ``sender.type``) as ``SendContext.author``: Messenger's HUMAN_AGENT tag
 # is for a person's reply only.
-_AUTHORS: dict[str | None, Any] = {"user": "agent", "bot": "bot", "rule": "automation"}
+_AUTHORS: dict[str | None, Any] = {
+    "user": "agent",
+    "bot": "bot",
+    "rule": "automation",
+    "automation": "automation",
+}
 
 Loaded = tuple[dict[str, Any], dict[str, Any], list[str]]
 """A message row, its conversation (contact inside) and the contact's ids."""
@@ -104,18 +109,14 @@ async def load(store: Store, message_ids: list[str], threaded: Collection[str] =
 
 
 def send_context(msg: dict[str, Any], conv: dict[str, Any], recipient: ContactRef) -> SendContext:
-    """The conversation's context for the channel: subject, thread, other participants, author."""
+    """The conversation as the hub knows it, for a provider that needs more than the recipient."""
     mine = set(recipient.ids)
-    cc = []
-    for raw in conv.get("participants") or []:
-        ref = ContactRef.model_validate(raw)
-        if not mine.intersection(ref.ids):
-            cc.append(ref)
+    cc = [ContactRef.model_validate(p) for p in conv["participants"]]
     return SendContext(
-        thread_id=conv.get("thread_id"),
-        subject=conv.get("subject"),
-        cc=cc,
-        last_inbound_at=conv.get("last_inbound_at"),
+        thread_id=conv["thread_id"],
+        subject=conv["subject"],
+        cc=[ref for ref in cc if not mine.intersection(ref.ids)],
+        last_inbound_at=conv["last_inbound_at"],
         author=_AUTHORS.get((msg["sender"] or {}).get("type"), "system"),
     )
 
@@ -123,14 +124,14 @@ def send_context(msg: dict[str, Any], conv: dict[str, Any], recipient: ContactRe
 def outbound_message(msg: dict[str, Any], conv: dict[str, Any], ids: list[str]) -> OutboundMessage:
     content = msg["content"] or {}
     contact = conv["contact"]
-    meta = content.get("interactive_meta") or {}
-    reaction = content.get("reaction") or {}
     recipient = ContactRef(
         ids=ids or [f"contact:{contact['id']}"],
         name=contact["name"],
         phone=contact["phone"],
         email=contact["email"],
     )
+    meta = content.get("interactive_meta") or {}
+    reaction = content.get("reaction") or {}
     return OutboundMessage(
         id=msg["id"],
         channel_id=msg["channel_id"],
