@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiosmtplib
 import httpx
 import pytest
 from email_support import IMAP_PASSWORD, LOG, SMTP_PASSWORD, load, settings_dict
@@ -29,6 +30,9 @@ HANA = ContactRef(ids=["email:hana@customer.example"], name="Hana", email="hana@
 class TestEmailConformance(ChannelConformance):
     channel_cls = EmailChannel
     settings = settings_dict(smtp_username="support", smtp_password=SMTP_PASSWORD)
+    # RFC 5322 reads any bytes as a message (headers up to the first blank line, then a body), and
+    # the bytes come from the mailbox, not from a stranger's POST: there is no unreadable mail.
+    garbage_body = None
     cases = [
         ParseCase(
             "plain",
@@ -127,6 +131,19 @@ class TestEmailConformance(ChannelConformance):
                 object.__setattr__(settings, "smtp_port", started.sockets[0].getsockname()[1])
                 object.__setattr__(settings, "timeout_seconds", 1.0)
 
+            def transport_error(exc: BaseException) -> Any:
+                # SMTP does not go through the lent HTTP client: the next connect raises ``exc``.
+                def script() -> None:
+                    original = aiosmtplib.SMTP.connect
+
+                    async def failing(self: aiosmtplib.SMTP, *args: Any, **kwargs: Any) -> Any:
+                        aiosmtplib.SMTP.connect = original  # type: ignore[method-assign]
+                        raise exc
+
+                    aiosmtplib.SMTP.connect = failing  # type: ignore[method-assign]
+
+                return script
+
             silent: list[asyncio.Server] = []
             yield SendHarness(
                 channel=channel,
@@ -138,6 +155,7 @@ class TestEmailConformance(ChannelConformance):
                     SendErrorClass.AUTH: wrong_password,
                 },
                 timeout=silent_server,
+                transport_error=transport_error,
             )
             for srv in silent:
                 srv.close()
