@@ -13,6 +13,7 @@ from hub.appkeys import CHANNELS, OUTBOX, PLUGIN_REPORT, STORE
 from hub.channel import Health
 from hub.channels import ChannelService, SettingsInvalid
 from hub.db import new_id
+from hub.limits import Settings
 from hub.models import utcnow
 from hub.outbound import cancel_channel_queue
 from hub.web.auth import require_user
@@ -31,10 +32,10 @@ class ChannelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, pattern=ID_PATTERN, description="omit for a generated id")
-    type: str
+    type: str = Field(max_length=64)
     name: str = Field(min_length=1, max_length=200)
     enabled: bool = True
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: Settings = Field(default_factory=dict)
 
 
 class ChannelPatch(BaseModel):
@@ -42,7 +43,7 @@ class ChannelPatch(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     enabled: bool | None = None
-    settings: dict[str, Any] | None = Field(default=None, description="merged into the stored settings")
+    settings: Settings | None = Field(default=None, description="merged into the stored settings")
 
 
 async def upsert_channel(

@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from hub import schema
 from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, SEND_WRITER, STORE, TOKEN_CACHE
 from hub.db import new_id
+from hub.limits import Attributes, Id, Labels, Name
 from hub.models import Conversation, Message, utcnow
 from hub.outbound import SendRequest, cancel_message, enqueue, retry_message
 from hub.records import fetch_conversation, fetch_conversations, message_dict
 from hub.users import login, public_user, revoke_token
 from hub.web.auth import bearer_token, require_user
-from hub.web.errors import ApiError, query_int, read_json
+from hub.web.errors import ApiError, json_problem, query_int, query_text, read_json
 from hub.web.openapi import operation
 from hub.web.schemas import ChannelList, ConversationPage, LoginOut, MessagePage, UploadOut, UserOut
 
@@ -36,18 +37,18 @@ M = schema.messages
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(min_length=3)
-    password: str = Field(min_length=1)
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
 
 
 class ConversationPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["open", "pending", "resolved"] | None = None
-    assignee_id: str | None = None
-    team: str | None = None
-    labels: list[str] | None = None
-    custom_attributes: dict[str, Any] | None = None
+    assignee_id: Id | None = None
+    team: Name | None = None
+    labels: Labels | None = None
+    custom_attributes: Attributes | None = None
 
     @field_validator("status", "labels", "custom_attributes", mode="before")
     @classmethod
@@ -114,12 +115,15 @@ def _encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(raw: str) -> list[Any]:
+def _decode_cursor(raw: str) -> tuple[datetime, str]:
+    """The (activity time, conversation id) a cursor of ``_encode_cursor`` holds; else a 400."""
     try:
-        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        assert isinstance(data, list)
-        return data
-    except Exception:
+        at, cid = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        ts = datetime.fromisoformat(at)
+        if not isinstance(cid, str) or json_problem(cid) is not None:
+            raise ValueError(cid)
+        return ts, cid
+    except (ValueError, TypeError, RecursionError):  # also binascii.Error, JSONDecodeError
         raise ApiError(400, "bad_request", "cursor is not one this API returned") from None
 
 
@@ -147,11 +151,10 @@ async def list_conversations(request: web.Request) -> web.StreamResponse:
         .limit(limit + 1)
     )
     for name in ("status", "channel_id", "assignee_id"):
-        if q.get(name):
-            stmt = stmt.where(getattr(C.c, name) == q[name])
+        if value := query_text(request, name):
+            stmt = stmt.where(getattr(C.c, name) == value)
     if q.get("cursor"):
-        at, cid = _decode_cursor(q["cursor"])
-        ts = datetime.fromisoformat(at)
+        ts, cid = _decode_cursor(q["cursor"])
         stmt = stmt.where(sa.or_(activity < ts, sa.and_(activity == ts, C.c.id < cid)))
     async with request.app[STORE].db.read() as conn:
         rows = (await conn.execute(stmt)).all()
@@ -289,8 +292,8 @@ async def list_messages(request: web.Request) -> web.StreamResponse:
         if await conn.scalar(sa.select(C.c.id).where(C.c.id == cid)) is None:
             raise ApiError(404, "not_found", f"conversation {cid} does not exist")
         stmt = sa.select(M).where(M.c.conversation_id == cid).order_by(M.c.id.desc()).limit(limit + 1)
-        if request.query.get("before"):
-            stmt = stmt.where(M.c.id < request.query["before"])
+        if before := query_text(request, "before"):
+            stmt = stmt.where(M.c.id < before)
         rows = (await conn.execute(stmt)).mappings().all()
     page = [message_dict(r) for r in rows[:limit]]
     page.reverse()
@@ -403,7 +406,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         "upload_id": uid,
         "size": len(data),
         "mime_type": request.content_type or "application/octet-stream",
-        "filename": Path(request.query.get("filename", "file")).name,
+        "filename": Path(query_text(request, "filename") or "file").name,
         "path": str(path.resolve()),
     }
     (folder / f"{uid}.json").write_text(json.dumps(meta))
@@ -420,10 +423,11 @@ async def upload(request: web.Request) -> web.StreamResponse:
 async def download(request: web.Request) -> web.StreamResponse:
     await require_user(request, "conversations.read")
     mid = request.match_info["message_id"]
-    try:
-        idx = int(request.match_info["index"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such attachment") from None
+    raw_index = request.match_info["index"]
+    # A message has a handful of attachments; a longer number would overflow the database's integer.
+    if not (raw_index.isascii() and raw_index.isdigit() and len(raw_index) <= 4):
+        raise ApiError(404, "not_found", "no such attachment")
+    idx = int(raw_index)
     path = await request.app[MEDIA].path_for(mid, idx)
     if path is None:
         raise ApiError(404, "not_found", "the attachment is not stored (yet)")

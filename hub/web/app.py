@@ -48,7 +48,7 @@ from hub.plugins import load_plugins
 from hub.security import SecretBox, load_secret_key
 from hub.users import TokenCache
 from hub.web import admin, api, stream, webhooks
-from hub.web.errors import error_middleware
+from hub.web.errors import ProtocolLog, error_middleware
 from hub.web.openapi import build_openapi, operation
 from hub.windows import WindowWatcher
 
@@ -110,7 +110,9 @@ def create_app(
     """Build the hub. Plugins load here (not at import), so a test can add its own for one app."""
     pm, registry, report = load_plugins(extra=extra_plugins)
     app = web.Application(
-        middlewares=[timing_middleware, error_middleware], client_max_size=config.hub.max_body_bytes
+        middlewares=[timing_middleware, error_middleware],
+        client_max_size=config.hub.max_body_bytes,
+        handler_args={"logger": ProtocolLog(logging.getLogger("aiohttp.server"))},
     )
     app[CONFIG] = config
     app[PLUGIN_MANAGER] = pm
@@ -128,7 +130,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG].hub
     db = Database(cfg.database_url)
     await upgrade(db)
-    store = Store(db, EventBus())
+    store = Store(db, EventBus(max_bytes=cfg.stream_queue_bytes))
     store.bus.last_seq = await store.last_seq()
     pm = app[PLUGIN_MANAGER]
 

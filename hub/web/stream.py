@@ -3,6 +3,10 @@
 The stream subscribes to live events first, then replays the log after the client's cursor, then
 forwards live events it has not sent yet, so nothing falls between replay and live. A cursor older
 than the retained log gets a ``resync`` answer: the app must refetch its state.
+
+A client that does not keep up (a frame unwritten for ``stream_send_timeout`` seconds, or more
+than ``stream_queue_bytes`` of events waiting for it) is closed with code 4429: the app reconnects
+with ``after=`` the last seq it processed and loses nothing. The close code 4410 means resync.
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 
 from aiohttp import WSMsgType, web
 
-from hub.appkeys import METRICS, STORE
+from hub.appkeys import CONFIG, METRICS, STORE
 from hub.events import Store
-from hub.web.auth import require_user
+from hub.web.auth import STREAM_PATH, require_user
 from hub.web.errors import ApiError, query_int
 from hub.web.openapi import operation
 from hub.web.schemas import EventPage
@@ -25,6 +30,9 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 PAGE = 500
 RESYNC_CLOSE = 4410
+# "You fell behind; reconnect with after=<the last seq you processed>": nothing is lost.
+BEHIND_CLOSE = 4429
+log = logging.getLogger("hub.stream")
 
 
 def _after(request: web.Request) -> int:
@@ -67,7 +75,7 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     return web.Response(text=body, content_type="application/json")
 
 
-@routes.get("/api/v1/stream")
+@routes.get(STREAM_PATH)
 @operation(
     "WebSocket: replay events after a cursor, then stream live",
     "events",
@@ -94,7 +102,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
             )
             await ws.close(code=RESYNC_CLOSE, message=b"resync")
             return ws
-        await _pump(ws, store, after)
+        await _pump(ws, store, after, request.app[CONFIG].hub.stream_send_timeout)
+    except _Behind as exc:
+        await _drop(request, ws, str(exc))
+    except ConnectionError:  # the client went away mid-send: nothing to report
+        pass
     finally:
         metrics.stream_clients.dec()
     return ws
@@ -104,50 +116,55 @@ def _frame(event_text: str) -> str:
     return f'{{"type":"event","event":{event_text}}}'
 
 
-async def _replay(ws: web.WebSocketResponse, store: Store, cursor: int) -> int:
+async def _replay(ws: web.WebSocketResponse, store: Store, cursor: int, send_within: float) -> int:
     while True:
         batch = await store.events_after(cursor, PAGE)
         for seq, text in batch:
-            await ws.send_str(_frame(text))
+            await _send(ws, _frame(text), send_within)
             cursor = seq
         if len(batch) < PAGE:
             return cursor
 
 
-async def _pump(ws: web.WebSocketResponse, store: Store, after: int) -> None:
+class _Behind(Exception):
+    """The client stopped reading, or reads slower than events arrive."""
+
+
+async def _send(ws: web.WebSocketResponse, text: str, send_within: float) -> None:
+    # A client that never reads fills the socket's buffers, and then a send waits for ever: bound it.
+    try:
+        await asyncio.wait_for(ws.send_str(text), send_within)
+    except TimeoutError:
+        raise _Behind(f"a frame could not be written within {send_within:g} s") from None
+
+
+async def _pump(ws: web.WebSocketResponse, store: Store, after: int, send_within: float) -> None:
     async with store.bus.subscribe() as sub:
-        cursor = await _replay(ws, store, after)
-        await ws.send_json({"type": "live", "last_seq": cursor})
+        cursor = await _replay(ws, store, after, send_within)
+        await _send(ws, json.dumps({"type": "live", "last_seq": cursor}), send_within)
         reader = asyncio.create_task(_read_until_closed(ws))
         try:
             while not ws.closed:
-                getter = asyncio.create_task(sub.queue.get())
+                getter = asyncio.create_task(sub.next_frames())
                 done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if reader in done:
                     getter.cancel()
                     return
-                # Take every frame already waiting, not one per wake-up: on a busy loop each
-                # wake-up costs a few turns of the loop, and one frame per turn let a client fall
-                # seconds behind at a few hundred events per second (measured).
-                frames = [getter.result()]
-                while not sub.queue.empty():
-                    frames.append(sub.queue.get_nowait())
+                # Every frame already waiting, not one per wake-up: on a busy loop each wake-up
+                # costs a few turns of the loop, and one frame per turn let a client fall seconds
+                # behind at a few hundred events per second (measured).
+                frames = getter.result()
                 if sub.lagging:
-                    # The client fell behind the in-memory queue: catch up from the log.
-                    while not sub.queue.empty():
-                        sub.queue.get_nowait()
-                    sub.lagging = False
-                    cursor = await _replay(ws, store, cursor)
-                    continue
+                    raise _Behind(f"more than {sub.max_bytes} bytes or {sub.queue.maxsize} events waiting")
                 for seq, text in frames:
                     if seq <= cursor:
                         continue
                     if seq > cursor + 1:
                         # Another process committed events this one did not publish: read them.
-                        cursor = await _replay(ws, store, cursor)
+                        cursor = await _replay(ws, store, cursor, send_within)
                         if seq <= cursor:
                             continue
-                    await ws.send_str(_frame(text))
+                    await _send(ws, _frame(text), send_within)
                     cursor = seq
         finally:
             reader.cancel()
@@ -155,12 +172,24 @@ async def _pump(ws: web.WebSocketResponse, store: Store, after: int) -> None:
                 await reader
 
 
+async def _drop(request: web.Request, ws: web.WebSocketResponse, why: str) -> None:
+    """Close a client that fell behind with BEHIND_CLOSE; cut the connection if even the close frame
+    cannot be written. The app reconnects with ``after=`` its last seq and loses nothing."""
+    log.info("stream client %s fell behind (%s): closing with %d", request.remote, why, BEHIND_CLOSE)
+    try:
+        await asyncio.wait_for(ws.close(code=BEHIND_CLOSE, message=b"behind: reconnect with after="), 2)
+    except (TimeoutError, ConnectionError):
+        pass
+    if request.transport is not None and not request.transport.is_closing():
+        request.transport.abort()
+
+
 async def _read_until_closed(ws: web.WebSocketResponse) -> None:
     async for msg in ws:
         if msg.type == WSMsgType.TEXT:
             try:
                 data = json.loads(msg.data)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 await ws.send_json(
                     {"type": "error", "error": {"code": "bad_request", "message": "frames must be JSON"}}
                 )
