@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hub.appkeys import METRICS, STORE
+from hub.appkeys import METRICS
 from hub.web.stream import BEHIND_CLOSE
 from tests.conftest import Hub, eventually
 from tests.test_hostile_input import assert_no_error_logged
