@@ -3,7 +3,7 @@
 Two families live here:
 
 * what a channel's pure ``parse`` returns (``InboundMessage``, ``StatusUpdate``, ``ReactionUpdate``,
-  ``WatermarkUpdate``): provider facts, keyed by provider ids;
+  ``WatermarkUpdate``, ``MessageEdit``, ``MessageDeletion``): provider facts, keyed by provider ids;
 * what the app sees (``Message``, ``Conversation``, ``Contact``, ``Event``): hub records, keyed by hub ids.
 
 This module imports nothing else of the hub, so plugins and the core can both depend on it.
@@ -29,7 +29,11 @@ __all__ = [
     "Event",
     "InboundMessage",
     "InteractiveChoice",
+    "Message",
+    "MessageDeletion",
+    "MessageEdit",
     "MessageKind",
+    "MessageRevision",
     "MessageStatus",
     "OutboundAttachment",
     "OutboundMessage",
@@ -37,6 +41,7 @@ __all__ = [
     "Reaction",
     "ReactionUpdate",
     "ReplyWindowView",
+    "SendContext",
     "SendReceipt",
     "StatusUpdate",
     "Template",
@@ -99,6 +104,8 @@ class MessageStatus(StrEnum):
     SENT = "sent"
     DELIVERED = "delivered"
     READ = "read"
+    PLAYED = "played"
+    """A voice note or video was played (WhatsApp): read, and then some."""
     FAILED = "failed"
 
 
@@ -108,21 +115,22 @@ STATUS_RANK: dict[MessageStatus, int] = {
     MessageStatus.SENT: 1,
     MessageStatus.DELIVERED: 2,
     MessageStatus.READ: 3,
-    MessageStatus.FAILED: 4,
+    MessageStatus.PLAYED: 4,
+    MessageStatus.FAILED: 5,
 }
 
 
 def status_advances(current: MessageStatus | str, new: MessageStatus | str) -> bool:
-    """True when ``new`` moves a message forward: sent < delivered < read; failed is terminal.
+    """True when ``new`` moves a message forward: sent < delivered < read < played; failed is terminal.
 
-    A ``failed`` receipt wins over sent/delivered (the provider gave up), never over ``read`` (the
-    customer saw it), and nothing leaves ``failed``.
+    A ``failed`` receipt wins over sent/delivered (the provider gave up), never over ``read`` or
+    ``played`` (the customer saw it), and nothing leaves ``failed``.
     """
     cur, nxt = MessageStatus(current), MessageStatus(new)
     if cur is MessageStatus.FAILED:
         return False
     if nxt is MessageStatus.FAILED:
-        return cur is not MessageStatus.READ
+        return STATUS_RANK[cur] < STATUS_RANK[MessageStatus.READ]
     return STATUS_RANK[nxt] > STATUS_RANK[cur]
 
 
@@ -197,10 +205,17 @@ class InboundMessage(_Model):
 
     ``direction`` is ``outbound`` for a channel's echoes of the business's own sends (Messenger
     ``is_echo``, mail found in Sent): the hub matches those to its pending message by
-    ``external_id`` first, else records them as outbound. ``thread_refs`` are provider ids of earlier
-    messages this one belongs with (email In-Reply-To / References): the hub puts the message in the
-    conversation of the first one it knows. ``data`` holds kind-specific detail (location, shared
-    contacts, referral, order, and the raw element of an ``unsupported`` message).
+    ``external_id`` first, else records them as outbound (a message the business sent from another
+    device, such as WhatsApp ``smb_message_echoes``); ``contact`` is then the customer it went to.
+    ``external_id`` is unique per channel: a second message with the same id is a duplicate.
+    ``thread_refs`` are provider ids of earlier messages this one belongs with (email In-Reply-To /
+    References): the hub puts the message in the conversation of the first one it knows.
+    ``thread_id`` is the provider's conversation id when one contact can have several conversations
+    on a channel (a group chat, a Telegram chat id): conversations are keyed by it when given. ``cc``
+    are the other people the message was addressed to besides the business (email To/Cc minus the
+    channel's own address); the hub keeps a conversation's latest participants. ``data`` holds
+    kind-specific detail (location, shared contacts, referral, order, and the raw element of an
+    ``unsupported`` message).
     """
 
     type: Literal["message"] = "message"
@@ -214,6 +229,8 @@ class InboundMessage(_Model):
     interactive: InteractiveChoice | None = None
     reply_to_external_id: str | None = None
     thread_refs: list[str] = Field(default_factory=list)
+    thread_id: str | None = None
+    cc: list[ContactRef] = Field(default_factory=list)
     forwarded: bool = False
     timestamp: AwareDatetime
     data: dict[str, Any] = Field(default_factory=dict)
@@ -224,7 +241,13 @@ class StatusUpdate(_Model):
 
     type: Literal["status"] = "status"
     external_id: str = Field(min_length=1)
-    status: Literal[MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.FAILED]
+    status: Literal[
+        MessageStatus.SENT,
+        MessageStatus.DELIVERED,
+        MessageStatus.READ,
+        MessageStatus.PLAYED,
+        MessageStatus.FAILED,
+    ]
     timestamp: AwareDatetime
     recipient: ContactRef | None = None
     error: dict[str, Any] | None = Field(
@@ -259,8 +282,44 @@ class ReactionUpdate(_Model):
         return emoji or None
 
 
+class MessageEdit(_Model):
+    """A message's content replaced by its author: ``target_external_id`` is the message edited.
+
+    The hub keeps the previous content in the message's edit history and emits ``message.updated``.
+    ``direction`` is ``outbound`` for an echo of the business's own edit. An edit that arrives before
+    its target is kept and applied when the target arrives.
+    """
+
+    type: Literal["edit"] = "edit"
+    target_external_id: str = Field(min_length=1)
+    external_id: str | None = Field(default=None, description="The edit's own provider id, if any")
+    contact: ContactRef | None = None
+    direction: Direction = Direction.INBOUND
+    kind: MessageKind = MessageKind.TEXT
+    text: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    timestamp: AwareDatetime
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class MessageDeletion(_Model):
+    """A message withdrawn by its author (WhatsApp revoke, Messenger unsend).
+
+    The hub leaves a tombstone: ``deleted_at`` set, content no longer shown, ``message.updated``
+    emitted. A deletion that arrives before its target is applied when the target arrives.
+    """
+
+    type: Literal["deletion"] = "deletion"
+    target_external_id: str = Field(min_length=1)
+    external_id: str | None = None
+    contact: ContactRef | None = None
+    direction: Direction = Direction.INBOUND
+    timestamp: AwareDatetime
+
+
 ParsedEvent = Annotated[
-    InboundMessage | StatusUpdate | WatermarkUpdate | ReactionUpdate, Field(discriminator="type")
+    InboundMessage | StatusUpdate | WatermarkUpdate | ReactionUpdate | MessageEdit | MessageDeletion,
+    Field(discriminator="type"),
 ]
 
 
@@ -277,11 +336,30 @@ class OutboundAttachment(_Model):
     caption: str | None = None
 
 
+class SendContext(_Model):
+    """What the hub knows about the conversation a message goes to, for providers that need it.
+
+    ``thread_id`` is the conversation's provider id (a group chat, a Telegram chat id: send there, not
+    to the recipient privately); ``subject`` the conversation's subject; ``cc`` its participants
+    besides the recipient (email To/Cc); ``last_inbound_at`` the customer's last message (window
+    policies such as Messenger's ``messaging_type``); ``author`` who is sending (Messenger's
+    ``HUMAN_AGENT`` tag is only for a human agent).
+    """
+
+    thread_id: str | None = None
+    subject: str | None = None
+    cc: list[ContactRef] = Field(default_factory=list)
+    last_inbound_at: AwareDatetime | None = None
+    author: Literal["agent", "bot", "automation", "system"] = "agent"
+
+
 class OutboundMessage(_Model):
     """One message for a channel to send, already validated against its capability manifest.
 
     ``id`` is the hub's message id; channels that let a client id travel with the send (and come back
-    on echoes) use it so a crash mid-send cannot create a second message.
+    on echoes) use it so a crash mid-send cannot create a second message. ``thread_refs`` are the
+    provider ids of earlier messages of the conversation (email References); ``context`` is the
+    conversation's context (``SendContext``), filled by the outbox.
     """
 
     id: str
@@ -300,6 +378,7 @@ class OutboundMessage(_Model):
     reaction_emoji: str | None = None
     preview_url: bool = False
     thread_refs: list[str] = Field(default_factory=list)
+    context: SendContext = Field(default_factory=SendContext)
     data: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -331,8 +410,21 @@ class Contact(BaseModel):
     identities: list[str] = Field(default_factory=list)
 
 
+class MessageRevision(BaseModel):
+    """A message's content before an edit replaced it, kept in ``Message.edits``."""
+
+    kind: MessageKind
+    text: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    replaced_at: datetime
+
+
 class Message(BaseModel):
-    """A message as the app receives it, whatever the channel."""
+    """A message as the app receives it, whatever the channel.
+
+    ``edits`` holds earlier contents, oldest first, and ``edited_at`` the latest edit. A deleted
+    message is a tombstone: ``deleted_at`` set, ``text`` and ``attachments`` emptied.
+    """
 
     id: str
     conversation_id: str
@@ -354,6 +446,9 @@ class Message(BaseModel):
     error: dict[str, Any] | None = None
     external_id: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    edits: list[MessageRevision] = Field(default_factory=list)
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -374,6 +469,12 @@ class Conversation(BaseModel):
     labels: list[str] = Field(default_factory=list)
     custom_attributes: dict[str, Any] = Field(default_factory=dict)
     subject: str | None = None
+    thread_id: str | None = Field(
+        default=None, description="The provider's conversation id (a group chat), when it has one"
+    )
+    participants: list[ContactRef] = Field(
+        default_factory=list, description="The latest other recipients besides the business (email To/Cc)"
+    )
     last_message_at: datetime | None = None
     last_inbound_at: datetime | None = None
     reply_window: ReplyWindowView | None = Field(

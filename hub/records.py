@@ -64,6 +64,9 @@ def message_dict(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
         "error": row["error"],
         "external_id": row["external_id"],
         "data": content.get("data", {}),
+        "edits": content.get("edits", []),
+        "edited_at": content.get("edited_at"),
+        "deleted_at": content.get("deleted_at"),
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
     }
@@ -89,6 +92,8 @@ def conversation_dict(
         "labels": row["labels"] or [],
         "custom_attributes": row["custom_attributes"] or {},
         "subject": row["subject"],
+        "thread_id": row.get("thread_id"),
+        "participants": row.get("participants") or [],
         "last_message_at": _iso(row["last_message_at"]),
         "last_inbound_at": _iso(row["last_inbound_at"]),
         "unread_count": row["unread_count"],
@@ -326,9 +331,11 @@ async def apply_status(
         return None
     stamps = dict(msg["status_at"] or {})
     stamps.setdefault(status.value, at.isoformat())
-    if status is MessageStatus.READ:
+    if status is MessageStatus.PLAYED:
+        stamps.setdefault(MessageStatus.READ.value, at.isoformat())
+    if status in (MessageStatus.READ, MessageStatus.PLAYED):
         stamps.setdefault(MessageStatus.DELIVERED.value, at.isoformat())
-    if status in (MessageStatus.DELIVERED, MessageStatus.READ):
+    if status in (MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.PLAYED):
         stamps.setdefault(MessageStatus.SENT.value, at.isoformat())
     changes: dict[str, Any] = {"status": status.value, "status_at": stamps, "updated_at": utcnow()}
     if error is not None:

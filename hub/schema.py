@@ -159,6 +159,8 @@ conversations = Table(
     Column("channel_id", String(64), nullable=False),
     Column("contact_id", String(32), ForeignKey("contacts.id"), nullable=False),
     Column("thread_key", String(300), nullable=False, default=""),
+    Column("thread_id", String(300), comment="the provider's conversation id (a group chat)"),
+    Column("participants", JSON, comment="ContactRefs of the other recipients (email To/Cc)"),
     Column("status", String(16), nullable=False, default="open"),
     Column("assignee_id", String(32)),
     Column("team", String(100)),
@@ -211,6 +213,17 @@ pending_statuses = Table(
     Column("update", JSON, nullable=False),
     Column("created_at", TS, nullable=False),
     Index("ix_pending_statuses_channel_id_external_id", "channel_id", "external_id"),
+)
+
+pending_changes = Table(
+    "pending_changes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("channel_id", String(64), nullable=False),
+    Column("target_external_id", String(300), nullable=False),
+    Column("change", JSON, nullable=False, comment="a MessageEdit or MessageDeletion"),
+    Column("created_at", TS, nullable=False),
+    Index("ix_pending_changes_channel_id_target_external_id", "channel_id", "target_external_id"),
 )
 
 outbox = Table(

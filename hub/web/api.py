@@ -18,13 +18,14 @@ from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, SEND_WRITER, STORE, TOK
 from hub.db import new_id
 from hub.limits import Attributes, Id, Labels, Name
 from hub.models import Conversation, Message, utcnow
-from hub.outbound import SendRequest, cancel_message, enqueue, retry_message
+from hub.outbound import cancel_message, enqueue, retry_message
 from hub.records import fetch_conversation, fetch_conversations, message_dict
 from hub.users import login, public_user, revoke_token
 from hub.web.auth import bearer_token, require_user
 from hub.web.errors import ApiError, json_problem, query_int, query_text, read_json
 from hub.web.openapi import operation
 from hub.web.schemas import ChannelList, ConversationPage, LoginOut, MessagePage, UploadOut, UserOut
+from hub.web.sends import SendRequest
 
 __all__ = ["routes"]
 

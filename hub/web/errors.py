@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from hub.appkeys import CONFIG
 from hub.limits import JSON_DEPTH
-from hub.outbound import OutboundRejected
+from hub.outbound import SendRefused
+from hub.web.sends import REFUSED_STATUS
 
 __all__ = [
     "ApiError",
@@ -79,8 +80,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details)
-    except OutboundRejected as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.errors or None)
+    except SendRefused as exc:
+        return error_response(REFUSED_STATUS[exc.reason], exc.code, exc.message, exc.errors or None)
     except ValidationError as exc:
         return error_response(422, "validation_failed", "the request is invalid", validation_details(exc))
     except web.HTTPException as exc:

@@ -1,0 +1,115 @@
+"""What the worker reads for claimed jobs, and the ``OutboundMessage`` a channel's ``send`` gets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub import schema
+from hub.events import Store
+from hub.models import (
+    ContactRef,
+    InteractiveChoice,
+    MessageKind,
+    OutboundAttachment,
+    OutboundMessage,
+    Template,
+)
+
+__all__ = ["Loaded", "load", "outbound_message"]
+
+M = schema.messages
+
+Loaded = tuple[dict[str, Any], dict[str, Any], list[str]]
+"""A message row, its conversation (contact inside) and the contact's ids."""
+
+# What the outbox reads for a batch of claimed jobs, built once (IN lists expand per call).
+_MESSAGES = sa.select(M).where(M.c.id.in_(sa.bindparam("ids", expanding=True)))
+_RECIPIENTS = (
+    sa.select(
+        schema.conversations.c.id,
+        schema.conversations.c.contact_id,
+        schema.conversations.c.last_inbound_at,
+        schema.contacts.c.name,
+        schema.contacts.c.phone,
+        schema.contacts.c.email,
+    )
+    .join(schema.contacts, schema.contacts.c.id == schema.conversations.c.contact_id)
+    .where(schema.conversations.c.id.in_(sa.bindparam("ids", expanding=True)))
+)
+_IDENTITIES = (
+    sa.select(schema.contact_identities.c.identity, schema.contact_identities.c.contact_id)
+    .where(schema.contact_identities.c.contact_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(schema.contact_identities.c.identity)
+)
+
+
+async def load(store: Store, message_ids: list[str]) -> dict[str, Loaded]:
+    """Each message with its conversation (contact inside) and the contact's ids: three queries."""
+    async with store.db.read() as conn:
+        msgs = {r["id"]: dict(r) for r in (await conn.execute(_MESSAGES, {"ids": message_ids})).mappings()}
+        conv_ids = list({m["conversation_id"] for m in msgs.values()})
+        convs = {}
+        for r in (await conn.execute(_RECIPIENTS, {"ids": conv_ids})).mappings():
+            convs[r["id"]] = {
+                "id": r["id"],
+                "contact_id": r["contact_id"],
+                "last_inbound_at": r["last_inbound_at"],
+                "contact": {
+                    "id": r["contact_id"],
+                    "name": r["name"],
+                    "phone": r["phone"],
+                    "email": r["email"],
+                },
+            }
+        contact_ids = list({c["contact_id"] for c in convs.values()})
+        ids: dict[str, list[str]] = {}
+        for identity, contact_id in await conn.execute(_IDENTITIES, {"ids": contact_ids}):
+            ids.setdefault(contact_id, []).append(identity)
+    return {
+        mid: (msg, conv, ids.get(conv["contact_id"], []))
+        for mid, msg in msgs.items()
+        if (conv := convs.get(msg["conversation_id"])) is not None
+    }
+
+
+def outbound_message(msg: dict[str, Any], conv: dict[str, Any], ids: list[str]) -> OutboundMessage:
+    content = msg["content"] or {}
+    contact = conv["contact"]
+    meta = content.get("interactive_meta") or {}
+    reaction = content.get("reaction") or {}
+    return OutboundMessage(
+        id=msg["id"],
+        channel_id=msg["channel_id"],
+        conversation_id=msg["conversation_id"],
+        recipient=ContactRef(
+            ids=ids or [f"contact:{contact['id']}"],
+            name=contact["name"],
+            phone=contact["phone"],
+            email=contact["email"],
+        ),
+        kind=MessageKind(msg["kind"]),
+        text=meta.get("body") or (None if reaction else msg["text"]),
+        subject=content.get("subject"),
+        attachments=[
+            OutboundAttachment(
+                kind=a["kind"],
+                url=a.get("url"),
+                media_id=a.get("media_id"),
+                path=a.get("path"),
+                mime_type=a.get("mime_type"),
+                filename=a.get("filename"),
+                size=a.get("size"),
+                caption=a.get("caption"),
+            )
+            for a in content.get("attachments", [])
+        ],
+        template=Template.model_validate(content["template"]) if content.get("template") else None,
+        interactive=[InteractiveChoice.model_validate(c) for c in content.get("choices", [])],
+        interactive_header=meta.get("header"),
+        interactive_button=meta.get("button"),
+        reply_to_external_id=msg["reply_to_external_id"],
+        reaction_emoji=reaction.get("emoji") if reaction else None,
+        preview_url=bool(content.get("preview_url")),
+    )
