@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from hub.events import Store
     from hub.groupcommit import GroupCommit
     from hub.inbound import InboundProcessor, RawInbox
+    from hub.logins import LoginGuard
     from hub.media import MediaStore, MediaWorker
     from hub.metrics import Metrics
     from hub.outbound import OutboxWorker
@@ -35,3 +36,4 @@ MEDIA_WORKER: web.AppKey[MediaWorker] = web.AppKey("media_worker")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 SEND_WRITER: web.AppKey[GroupCommit[dict[str, Any]]] = web.AppKey("send_writer")
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
+LOGINS: web.AppKey[LoginGuard] = web.AppKey("logins")

@@ -46,6 +46,12 @@ class HubSection(BaseModel):
         description="process stored deliveries and send queued messages in this process; false makes a "
         "web-only node that stores webhooks and requests for other processes to work on",
     )
+    login_rate_per_address: float = Field(
+        default=30, gt=0, description="login attempts per minute from one client address (429 over it)"
+    )
+    login_rate_per_account: float = Field(
+        default=10, gt=0, description="login attempts per minute at one account (429 over it)"
+    )
     stream_send_timeout: float = Field(
         default=10.0,
         gt=0,

@@ -14,13 +14,14 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub import schema
-from hub.appkeys import CHANNELS, CONFIG, MEDIA, OUTBOX, SEND_WRITER, STORE, TOKEN_CACHE
+from hub.appkeys import CHANNELS, CONFIG, LOGINS, MEDIA, OUTBOX, SEND_WRITER, STORE, TOKEN_CACHE
 from hub.db import new_id
 from hub.limits import Attributes, Id, Labels, Name
+from hub.logins import LoginRefused, TooManyLogins
 from hub.models import Conversation, Message, utcnow
 from hub.outbound import cancel_message, enqueue, retry_message
 from hub.records import fetch_conversation, fetch_conversations, message_dict
-from hub.users import login, public_user, revoke_token
+from hub.users import public_user, revoke_token
 from hub.web.auth import bearer_token, require_user
 from hub.web.errors import ApiError, json_problem, query_int, query_text, read_json
 from hub.web.openapi import operation
@@ -75,14 +76,21 @@ def _limit(request: web.Request) -> int:
     auth=None,
     body=LoginRequest,
     response=LoginOut,
-    errors=(401, 422),
+    errors=(401, 422, 429),
 )
 async def auth_login(request: web.Request) -> web.StreamResponse:
     req = await _body(request, LoginRequest)
-    result = await login(request.app[STORE].db, req.email, req.password)
-    if result is None:
-        raise ApiError(401, "invalid_credentials", "email or password is wrong")
-    user, token = result
+    try:
+        user, token = await request.app[LOGINS].login(
+            request.app[STORE].db, request.remote or "unknown", req.email, req.password
+        )
+    except LoginRefused as exc:
+        raise ApiError(401, "invalid_credentials", str(exc)) from None
+    except TooManyLogins as exc:
+        wait = str(exc.retry_after)
+        raise ApiError(
+            429, "too_many_requests", str(exc), {"retry_after": exc.retry_after}, {"Retry-After": wait}
+        ) from None
     return web.json_response({"token": token, "token_type": "bearer", "user": public_user(user)})
 
 

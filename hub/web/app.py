@@ -18,6 +18,7 @@ from hub.appkeys import (
     CHANNELS,
     CONFIG,
     HTTP,
+    LOGINS,
     MEDIA,
     MEDIA_WORKER,
     METRICS,
@@ -39,6 +40,7 @@ from hub.events import EventBus, Store
 from hub.groupcommit import GroupCommit
 from hub.http import provider_client
 from hub.inbound import InboundProcessor, RawInbox
+from hub.logins import LoginGuard, LoginLimits
 from hub.media import MediaStore, MediaWorker
 from hub.metrics import Metrics
 from hub.migrate import upgrade
@@ -120,7 +122,7 @@ def create_app(
     app[PLUGIN_REPORT] = report
     app[METRICS] = Metrics()
     app[TOKEN_CACHE] = TokenCache()
-    app.cleanup_ctx.extend([_database, _http, _channels, _workers])
+    app.cleanup_ctx.extend([_database, _http, _logins, _channels, _workers])
     for table in (routes, webhooks.routes, api.routes, stream.routes, admin.routes):
         app.add_routes(table)
     return app
@@ -154,6 +156,17 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
     app[HTTP] = client
     yield
     await client.aclose()
+
+
+async def _logins(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG].hub
+    guard = LoginGuard(
+        LoginLimits(per_address=cfg.login_rate_per_address, per_account=cfg.login_rate_per_account)
+    )
+    await guard.warm_up()
+    app[LOGINS] = guard
+    yield
+    guard.close()
 
 
 async def _channels(app: web.Application) -> AsyncIterator[None]:

@@ -46,12 +46,20 @@ _HTTP_CODES = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers or {}
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> web.Response:
@@ -79,7 +87,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        resp = error_response(exc.status, exc.code, exc.message, exc.details)
+        resp.headers.update(exc.headers)
+        return resp
     except SendRefused as exc:
         return error_response(REFUSED_STATUS[exc.reason], exc.code, exc.message, exc.errors or None)
     except ValidationError as exc:
