@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from hub.metrics import Metrics
     from hub.outbound import OutboxWorker
     from hub.plugins import ChannelRegistry, PluginReport
+    from hub.redact import SecretRedactor
     from hub.users import TokenCache
 
 CONFIG: web.AppKey[HubConfig] = web.AppKey("config")
@@ -37,3 +38,4 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 SEND_WRITER: web.AppKey[GroupCommit[dict[str, Any]]] = web.AppKey("send_writer")
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
 LOGINS: web.AppKey[LoginGuard] = web.AppKey("logins")
+REDACTOR: web.AppKey[SecretRedactor] = web.AppKey("redactor")

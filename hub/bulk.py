@@ -1,6 +1,9 @@
-"""Applying many inbound messages at once: a dozen statements per batch instead of a dozen per
-message. Same records, same events, same one-effect-per-provider-id rule as the one-by-one path in
-``hub.inbound``; the processor falls back to that path when a batch fails."""
+"""Applying inbound messages: a dozen statements per batch instead of a dozen per message.
+
+This is the one path that stores a provider's messages (one delivery or many at once): contacts,
+conversations (by thread reference, provider thread or contact), messages, media jobs, the
+conversations' clocks and participants, and then any edit or deletion that arrived before its
+message. A provider id already stored has no effect."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub import schema
+from hub.changes import apply_pending_changes
 from hub.channel import Channel
 from hub.db import new_id
 from hub.events import Tx
@@ -35,6 +39,10 @@ async def apply_messages(tx: Tx, items: Sequence[tuple[Channel, InboundMessage]]
     now = utcnow()
     contact_ids, contacts = await _contacts(tx, todo, now)
     conv_ids, convs, created = await _conversations(tx, todo, contact_ids, now)
+    # A thread's conversation belongs to whoever opened it, maybe not a sender of this batch.
+    others = {conv["contact_id"] for conv in convs.values()} - set(contacts)
+    if others:
+        contacts.update(await _contact_rows(tx, sorted(others)))
     replies = await _reply_targets(tx, todo)
     rows: list[dict[str, Any]] = []
     media: list[dict[str, Any]] = []
@@ -106,6 +114,7 @@ async def apply_messages(tx: Tx, items: Sequence[tuple[Channel, InboundMessage]]
         if conv_id not in created:
             events.append(("conversation.updated", view(conv_id), convs[conv_id]["channel_id"], conv_id))
     await tx.emit_many(events)
+    await apply_pending_changes(tx, rows)
 
 
 async def _new_only(
@@ -171,14 +180,8 @@ async def _contacts(
     if new_identities:
         await tx.conn.execute(tx.db.insert(ID).on_conflict_do_nothing(), new_identities)
     involved = sorted(set(result))
-    rows = {
-        r["id"]: dict(r) for r in (await tx.conn.execute(sa.select(K).where(K.c.id.in_(involved)))).mappings()
-    }
-    identities: dict[str, list[str]] = defaultdict(list)
-    for identity, contact_id in await tx.conn.execute(
-        sa.select(ID.c.identity, ID.c.contact_id).where(ID.c.contact_id.in_(involved)).order_by(ID.c.identity)
-    ):
-        identities[contact_id].append(identity)
+    loaded = await _contact_rows(tx, involved)
+    rows = {cid: row for cid, (row, _) in loaded.items()}
     changed = []
     for contact_id, fresh in latest.items():
         row = rows[contact_id]
@@ -205,13 +208,30 @@ async def _contacts(
             ),
             changed,
         )
-    return result, {cid: (rows[cid], identities[cid]) for cid in involved}
+    return result, loaded
+
+
+async def _contact_rows(tx: Tx, ids: Sequence[str]) -> dict[str, tuple[dict[str, Any], list[str]]]:
+    """Each contact's row and identities (sorted)."""
+    rows = {r["id"]: dict(r) for r in (await tx.conn.execute(sa.select(K).where(K.c.id.in_(ids)))).mappings()}
+    identities: dict[str, list[str]] = defaultdict(list)
+    for identity, contact_id in await tx.conn.execute(
+        sa.select(ID.c.identity, ID.c.contact_id).where(ID.c.contact_id.in_(ids)).order_by(ID.c.identity)
+    ):
+        identities[contact_id].append(identity)
+    return {cid: (row, identities[cid]) for cid, row in rows.items()}
 
 
 async def _conversations(
     tx: Tx, todo: list[tuple[Channel, InboundMessage]], contact_ids: list[str], now: datetime
 ) -> tuple[list[str], dict[str, dict[str, Any]], set[str]]:
-    """Each item's conversation (created when new), every involved conversation row, the new ones."""
+    """Each item's conversation (created when new), every involved conversation row, the new ones.
+
+    In order of precedence: the conversation of the first ``thread_refs`` message already known
+    (stored, or earlier in this batch); the one of ``thread_id`` on the channel, whoever wrote; the
+    one of (channel, contact), or of the message itself on a ``threaded`` channel."""
+    by_ref = await _ref_conversations(tx, todo)
+    by_thread = await _thread_conversations(tx, todo)
     keys = [
         (channel.channel_id, contact_id, ev.external_id if getattr(channel, "threaded", False) else "")
         for (channel, ev), contact_id in zip(todo, contact_ids, strict=True)
@@ -225,15 +245,26 @@ async def _conversations(
             await tx.conn.execute(sa.select(C).where(C.c.channel_id == cid, C.c.contact_id.in_(contacts)))
         ).mappings():
             found[(existing["channel_id"], existing["contact_id"], existing["thread_key"])] = dict(existing)
+    rows: dict[str, dict[str, Any]] = {row["id"]: row for row in [*by_ref.values(), *by_thread.values()]}
     created: set[str] = set()
     new_rows: list[dict[str, Any]] = []
-    for key, (_, ev) in zip(keys, todo, strict=True):
-        if key not in found:
-            row: dict[str, Any] = {
+    conv_ids: list[str] = []
+    for key, (channel, ev) in zip(keys, todo, strict=True):
+        cid = channel.channel_id
+        known = next((by_ref[(cid, ref)] for ref in ev.thread_refs if (cid, ref) in by_ref), None)
+        if known is None and ev.thread_id:
+            known = by_thread.get((cid, ev.thread_id))
+            key = (cid, key[1], ev.thread_id)
+        if known is None:
+            known = found.get(key)
+        if known is None:
+            known = {
                 "id": new_id("cv_"),
-                "channel_id": key[0],
+                "channel_id": cid,
                 "contact_id": key[1],
                 "thread_key": key[2],
+                "thread_id": ev.thread_id,
+                "participants": [],
                 "status": "open",
                 "assignee_id": None,
                 "team": None,
@@ -246,13 +277,59 @@ async def _conversations(
                 "created_at": now,
                 "updated_at": now,
             }
-            found[key] = row
-            created.add(row["id"])
-            new_rows.append(row)
+            found[key] = known
+            if ev.thread_id:
+                by_thread[(cid, ev.thread_id)] = known
+            created.add(known["id"])
+            new_rows.append(known)
+        rows[known["id"]] = known
+        by_ref[(cid, ev.external_id)] = known  # a later message of this batch may refer to it
+        conv_ids.append(known["id"])
     if new_rows:
         await tx.conn.execute(C.insert(), new_rows)
-    conv_ids = [found[k]["id"] for k in keys]
-    return conv_ids, {row["id"]: row for row in found.values() if row["id"] in set(conv_ids)}, created
+    return conv_ids, {cid: rows[cid] for cid in dict.fromkeys(conv_ids)}, created
+
+
+async def _ref_conversations(
+    tx: Tx, todo: list[tuple[Channel, InboundMessage]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(channel, provider id) -> conversation row, for every stored message a ``thread_refs`` names."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for channel, ev in todo:
+        wanted[channel.channel_id].update(ev.thread_refs)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for cid, refs in wanted.items():
+        if not refs:
+            continue
+        for row in (
+            await tx.conn.execute(
+                sa.select(M.c.external_id, C)
+                .join(C, C.c.id == M.c.conversation_id)
+                .where(M.c.channel_id == cid, M.c.external_id.in_(refs))
+            )
+        ).mappings():
+            conv = {k: v for k, v in row.items() if k != "external_id"}
+            out[(cid, row["external_id"])] = conv
+    # One dict per conversation, so that changes made to it for one message are seen by the next.
+    shared: dict[str, dict[str, Any]] = {}
+    return {key: shared.setdefault(conv["id"], conv) for key, conv in out.items()}
+
+
+async def _thread_conversations(
+    tx: Tx, todo: list[tuple[Channel, InboundMessage]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(channel, thread_id) -> the stored conversation of that provider thread."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for channel, ev in todo:
+        if ev.thread_id:
+            wanted[channel.channel_id].add(ev.thread_id)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for cid, threads in wanted.items():
+        for row in (
+            await tx.conn.execute(sa.select(C).where(C.c.channel_id == cid, C.c.thread_id.in_(threads)))
+        ).mappings():
+            out[(cid, row["thread_id"])] = dict(row)
+    return out
 
 
 async def _reply_targets(tx: Tx, todo: list[tuple[Channel, InboundMessage]]) -> dict[tuple[str, str], str]:
@@ -280,8 +357,10 @@ async def _touch(
     deltas: dict[str, int] = defaultdict(int)
     for (_, ev), conv_id in zip(todo, conv_ids, strict=True):
         conv = convs[conv_id]
-        if conv["last_message_at"] is None or ev.timestamp > conv["last_message_at"]:
+        if conv["last_message_at"] is None or ev.timestamp >= conv["last_message_at"]:
             conv["last_message_at"] = ev.timestamp
+            # The newest message says who else is in the conversation now (email To/Cc).
+            conv["participants"] = [ref.model_dump(mode="json", exclude_none=True) for ref in ev.cc]
         if ev.direction is Direction.INBOUND:
             if conv["last_inbound_at"] is None or ev.timestamp > conv["last_inbound_at"]:
                 conv["last_inbound_at"] = ev.timestamp
@@ -300,6 +379,7 @@ async def _touch(
                 "b_lia": conv["last_inbound_at"],
                 "b_unread": deltas[conv_id],
                 "b_status": conv["status"],
+                "b_participants": conv["participants"] or [],
                 "b_now": now,
             }
         )
@@ -311,6 +391,7 @@ async def _touch(
             last_inbound_at=sa.bindparam("b_lia", type_=schema.TS),
             unread_count=C.c.unread_count + sa.bindparam("b_unread"),
             status=sa.bindparam("b_status"),
+            participants=sa.bindparam("b_participants", type_=sa.JSON),
             updated_at=sa.bindparam("b_now", type_=schema.TS),
         ),
         params,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -28,6 +28,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.errors import BadSignature
+from hub.manifest import deprecated
 from hub.models import (
     AttachmentKind,
     ContactRef,
@@ -43,6 +44,7 @@ __all__ = [
     "Capabilities",
     "Channel",
     "ChannelContext",
+    "ChannelRegistrar",
     "ChannelSettings",
     "Health",
     "HealthState",
@@ -221,16 +223,16 @@ class RawEvent:
 
 @dataclass(frozen=True)
 class MediaContent:
-    """Bytes fetched from a provider for one attachment."""
+    """Bytes fetched from a provider for one attachment.
+
+    ``sha256_hex`` is the file's hex SHA-256 when the channel computed it already; left empty, the
+    hub computes it in a worker thread (hashing megabytes on the event loop would stall it).
+    """
 
     data: bytes
     mime_type: str | None = None
     filename: str | None = None
     sha256_hex: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.sha256_hex:
-            object.__setattr__(self, "sha256_hex", hashlib.sha256(self.data).hexdigest())
 
 
 class Inbox(Protocol):
@@ -410,3 +412,39 @@ class Channel:
     def supports(cls, method: str) -> bool:
         """True when this channel type overrides the optional method ``method``."""
         return getattr(cls, method) is not getattr(Channel, method)
+
+
+class ChannelRegistrar:
+    """What ``hub_register_channels`` receives as ``register``: call ``register.add(ChannelSubclass)``.
+
+    Calling it directly (``register(ChannelSubclass)``, the plugin API 1.0 form) still works, with a
+    deprecation warning naming the plugin, until plugin API 2.0.
+    """
+
+    def __init__(self, add: Callable[[type[Channel]], None], plugin: str | None = None) -> None:
+        self._add = add
+        self.plugin = plugin
+        """The name of the plugin whose hook holds this registrar."""
+        self.deprecations: list[str] = []
+        """Deprecated uses seen, each with what to do instead (``hub plugins`` shows them)."""
+
+    def add(self, channel_cls: type[Channel]) -> None:
+        """Validate and register one channel type.
+
+        Raises ``PluginLoadError``, which stops the start-up, for an invalid class (type name,
+        ``Settings`` model, capabilities) or a type name another plugin already registered.
+        """
+        self._add(channel_cls)
+
+    def __call__(self, channel_cls: type[Channel]) -> None:
+        if not self.deprecations:
+            self.deprecations.append(
+                deprecated(
+                    self.plugin or channel_cls.__module__,
+                    "register(ChannelClass) in hub_register_channels",
+                    "call register.add(ChannelClass) instead",
+                    since="1.1",
+                    removed_in="2.0",
+                )
+            )
+        self.add(channel_cls)

@@ -17,9 +17,11 @@ from pydantic import SecretStr, ValidationError
 
 from hub import schema
 from hub.channel import Channel, ChannelSettings, Health, HealthState
+from hub.errors import ConfigError
 from hub.events import Store
 from hub.models import utcnow
 from hub.plugins import ChannelRegistry
+from hub.redact import SecretRedactor
 from hub.security import SecretBox
 
 __all__ = ["ChannelContextImpl", "ChannelService", "SettingsInvalid", "mask_settings"]
@@ -76,8 +78,11 @@ class ChannelService:
         box: SecretBox,
         http: httpx.AsyncClient,
         public_url: str,
+        redactor: SecretRedactor | None = None,
     ) -> None:
         self.store = store
+        # Every channel's secrets are masked in log lines, enabled or not (see hub.redact).
+        self.redactor = redactor if redactor is not None else SecretRedactor()
         self.registry = registry
         self.box = box
         self.http = http
@@ -157,6 +162,8 @@ class ChannelService:
         cid = row["id"]
         self.rows[cid] = row
         self.instances.pop(cid, None)
+        # The stored secrets are masked even where no instance comes of them (disabled, invalid).
+        self.redactor.set(cid, self._stored_secrets(row))
         if not row["enabled"]:
             return
         cls = self.registry.get(row["type"])
@@ -171,11 +178,22 @@ class ChannelService:
         ctx = ChannelContextImpl(
             cid, self.http, self.public_url, self, logging.getLogger(f"hub.channel.{cid}")
         )
-        self.instances[cid] = cls(cid, settings, ctx)
+        inst = cls(cid, settings, ctx)
+        self.redactor.set(cid, {*self._stored_secrets(row), *inst.secret_values()})
+        self.instances[cid] = inst
+
+    def _stored_secrets(self, row: dict[str, Any]) -> list[str]:
+        """The values sealed in the row's ``secrets`` (every SecretStr field the admin gave)."""
+        try:
+            sealed = self.box.open(row["secrets"])
+        except ConfigError:  # sealed with another key: nothing of it can be used, or logged
+            return []
+        return [v for v in sealed.values() if isinstance(v, str)]
 
     def forget(self, channel_id: str) -> None:
         self.rows.pop(channel_id, None)
         self.instances.pop(channel_id, None)
+        self.redactor.discard(channel_id)
 
     def refresh(self, row: dict[str, Any]) -> None:
         self._activate(row)

@@ -7,13 +7,12 @@ Hooks are synchronous. They register objects (``hub_register_*``) or observe wha
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
-    from hub.channel import Channel
+    from hub.channel import ChannelRegistrar
     from hub.models import Event
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
@@ -24,14 +23,15 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def hub_register_channels(register: Callable[[type[Channel]], None]) -> None:
-    """Register channel types by calling ``register(ChannelSubclass)`` once per type.
+def hub_register_channels(register: ChannelRegistrar) -> None:
+    """Register channel types by calling ``register.add(ChannelSubclass)`` once per type.
 
     Fires once, while the hub starts, after every plugin is loaded and before any channel instance
-    is built. ``register`` validates the class (type name, ``Settings`` model, capabilities) and
+    is built. ``register.add`` validates the class (type name, ``Settings`` model, capabilities) and
     raises ``PluginLoadError`` for an invalid class or a type name another plugin already took,
     which stops the start-up: two plugins must never answer for the same channel type.
-    The return value is ignored.
+    The return value is ignored. Any other exception marks the plugin as failed, and the types it
+    registered before raising are taken back.
     """
 
 

@@ -5,7 +5,10 @@ that arrive together are committed together (group commit), and a provider's ret
 delivery (same ``delivery_key``) is recognised by a unique constraint, even when both copies
 arrive at the same moment. ``InboundProcessor`` then parses each stored delivery and applies its
 events in one transaction per delivery: contact, conversation, message, statuses and the event
-log move together or not at all. Deliveries left pending by a crash are picked up at start.
+log move together or not at all. When that fails, each event is applied on its own, so one that
+cannot be stored holds back neither its siblings nor other deliveries; the delivery is retried
+later (``due_at``), never by sleeping in the loop. Deliveries left pending by a crash are picked up
+at start.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,13 +26,15 @@ from pydantic import TypeAdapter
 
 from hub import schema
 from hub.bulk import apply_messages
+from hub.changes import apply_change
 from hub.channel import Channel, RawEvent
 from hub.channels import ChannelService
 from hub.events import Store, Tx
 from hub.metrics import Metrics
 from hub.models import (
-    Direction,
     InboundMessage,
+    MessageDeletion,
+    MessageEdit,
     MessageStatus,
     ParsedEvent,
     ReactionUpdate,
@@ -37,15 +42,8 @@ from hub.models import (
     WatermarkUpdate,
     utcnow,
 )
-from hub.records import (
-    apply_status,
-    ensure_contact,
-    ensure_conversation,
-    fetch_conversation,
-    insert_message,
-    message_dict,
-    touch_conversation,
-)
+from hub.records import apply_status, ensure_contact, message_dict
+from hub.repair import repair_events
 from hub.worker import Worker
 
 __all__ = ["ChannelInbox", "InboundProcessor", "RawInbox", "apply_events"]
@@ -241,9 +239,19 @@ class InboundProcessor(Worker):
                 log.exception("inbound processing failed; retrying in 1 s")
                 await asyncio.sleep(1)
                 self.notify()
-            await self.idle(None)
+            # A delivery waiting for its retry wakes the loop when it is due; new ones notify.
+            await self.idle(await self._next_retry_in())
+
+    async def _next_retry_in(self) -> float | None:
+        async with self.store.db.read() as conn:
+            due = await conn.scalar(sa.select(sa.func.min(R.c.due_at)).where(R.c.state == "pending"))
+        if due is None:
+            return None
+        return max(0.0, (due - utcnow()).total_seconds())
 
     async def process_pending(self, limit: int = 64) -> int:
+        """Apply up to ``limit`` pending deliveries, skipping those waiting for a retry."""
+        now = utcnow()
         async with self.store.db.read() as conn:
             rows = (
                 (
@@ -256,7 +264,7 @@ class InboundProcessor(Worker):
                             R.c.received_at,
                             R.c.attempts,
                         )
-                        .where(R.c.state == "pending")
+                        .where(R.c.state == "pending", sa.or_(R.c.due_at.is_(None), R.c.due_at <= now))
                         .order_by(R.c.id)
                         .limit(limit)
                     )
@@ -298,6 +306,8 @@ class InboundProcessor(Worker):
                 parsed = channel.parse(raw)
             # Re-validate what a plugin returned so a wrong shape fails here, not in storage.
             parsed = _parsed_list.validate_python(parsed)
+            # Text no database holds (a lone surrogate, NUL) is repaired; the raw delivery is kept.
+            parsed = repair_events(parsed)
         except Exception as exc:
             log.exception("channel %s could not parse raw event %s", row["channel_id"], row["id"])
             self._unusable.append((row, "failed", f"parse: {type(exc).__name__}: {exc}"))
@@ -316,7 +326,7 @@ class InboundProcessor(Worker):
                 await tx.conn.execute(
                     R.update()
                     .where(R.c.id.in_([row["id"] for row, _, _ in ready]))
-                    .values(state="done", processed_at=utcnow(), error=None)
+                    .values(state="done", processed_at=utcnow(), error=None, due_at=None)
                 )
         except Exception as exc:
             log.warning("a batch of %d deliveries failed (%s); applying them one by one", len(ready), exc)
@@ -331,17 +341,52 @@ class InboundProcessor(Worker):
                 await tx.conn.execute(
                     R.update()
                     .where(R.c.id == row["id"])
-                    .values(state="done", processed_at=utcnow(), error=None)
+                    .values(state="done", processed_at=utcnow(), error=None, due_at=None)
                 )
         except Exception as exc:
-            attempts = int(row["attempts"]) + 1
-            state = "failed" if attempts >= self.max_attempts else "pending"
-            log.exception("applying raw event %s failed (attempt %d)", row["id"], attempts)
-            await self._finish(row["id"], state, f"apply: {type(exc).__name__}: {exc}", attempts)
-            if state == "pending":
-                await asyncio.sleep(min(2**attempts * 0.1, 5))
-            return
+            log.warning("applying raw event %s failed (%s); applying its events one by one", row["id"], exc)
+            failed = await self._apply_each(row, channel, parsed)
+            if failed:
+                await self._retry_later(row, failed)
+                return
+            await self._finish(row["id"], "done", None)
         self._processed(1)
+
+    async def _apply_each(
+        self, row: dict[str, Any], channel: Channel, parsed: list[ParsedEvent]
+    ) -> list[tuple[int, str]]:
+        """Apply each event of a delivery in a transaction of its own, messages first (so a receipt
+        or reaction finds its message), so that one that cannot be stored holds back only itself.
+        Returns (index, error) of those that failed. Applying again is harmless: a message already
+        stored, a receipt already applied or an edit already made has no second effect."""
+        order = sorted(range(len(parsed)), key=lambda i: not isinstance(parsed[i], InboundMessage))
+        failed: list[tuple[int, str]] = []
+        for i in order:
+            try:
+                async with self.store.tx() as tx:
+                    await apply_events(tx, channel, [parsed[i]])
+            except Exception as exc:
+                log.exception(
+                    "raw event %s: event %d (%s) could not be applied", row["id"], i, parsed[i].type
+                )
+                failed.append((i, f"{type(exc).__name__}: {exc}"))
+        return failed
+
+    async def _retry_later(self, row: dict[str, Any], failed: list[tuple[int, str]]) -> None:
+        """Count a failed attempt and schedule the next one; the loop goes on with other deliveries
+        meanwhile. After ``max_attempts`` the delivery is ``failed`` (``hub replay`` runs it again)."""
+        attempts = int(row["attempts"]) + 1
+        error = "apply: " + "; ".join(f"event {i}: {err}" for i, err in failed)
+        if attempts >= self.max_attempts:
+            await self._finish(row["id"], "failed", error, attempts)
+            return
+        due = utcnow() + timedelta(seconds=min(2**attempts * 0.1, 5))
+        async with self.store.db.write() as conn:
+            await conn.execute(
+                R.update()
+                .where(R.c.id == row["id"])
+                .values(state="pending", error=error, attempts=attempts, due_at=due)
+            )
 
     def _processed(self, n: int) -> None:
         self.processed += n
@@ -349,7 +394,7 @@ class InboundProcessor(Worker):
             self.metrics.inbound_processed.inc(n)
 
     async def _finish(self, rid: int, state: str, error: str | None, attempts: int | None = None) -> None:
-        values: dict[str, Any] = {"state": state, "error": error, "processed_at": utcnow()}
+        values: dict[str, Any] = {"state": state, "error": error, "processed_at": utcnow(), "due_at": None}
         if attempts is not None:
             values["attempts"] = attempts
         async with self.store.db.write() as conn:
@@ -362,109 +407,23 @@ async def apply_events(tx: Tx, channel: Channel, parsed: Sequence[ParsedEvent]) 
 
 
 async def apply_deliveries(tx: Tx, deliveries: Sequence[tuple[Channel, Sequence[ParsedEvent]]]) -> None:
-    """Apply several deliveries: new messages in bulk first, then receipts and reactions in order
-    (so a reaction or receipt finds a message that arrived in the same batch)."""
+    """Apply several deliveries: new messages first, all at once (``hub.bulk``, the one path that
+    stores messages), then receipts, reactions, edits and deletions in order, so that each finds a
+    message that arrived in the same batch."""
     await apply_messages(
         tx,
-        [
-            (channel, ev)
-            for channel, parsed in deliveries
-            for ev in parsed
-            if isinstance(ev, InboundMessage) and not ev.thread_refs
-        ],
+        [(channel, ev) for channel, parsed in deliveries for ev in parsed if isinstance(ev, InboundMessage)],
     )
     for channel, parsed in deliveries:
         for ev in parsed:
-            if isinstance(ev, InboundMessage):
-                if ev.thread_refs:  # threads need the messages before them: one at a time
-                    await _apply_message(tx, channel, ev)
-            elif isinstance(ev, StatusUpdate):
+            if isinstance(ev, StatusUpdate):
                 await _apply_status(tx, channel.channel_id, ev)
             elif isinstance(ev, WatermarkUpdate):
                 await _apply_watermark(tx, channel.channel_id, ev)
             elif isinstance(ev, ReactionUpdate):
                 await _apply_reaction(tx, channel.channel_id, ev)
-
-
-async def _apply_message(tx: Tx, channel: Channel, ev: InboundMessage) -> None:
-    cid = channel.channel_id
-    existing = (
-        (await tx.conn.execute(sa.select(M).where(M.c.channel_id == cid, M.c.external_id == ev.external_id)))
-        .mappings()
-        .first()
-    )
-    if existing is not None:
-        return  # a duplicate (or the echo of our own send): one effect only
-    contact_id = await ensure_contact(tx, cid, ev.contact)
-    conv_id: str | None = None
-    if ev.thread_refs:
-        conv_id = await tx.conn.scalar(
-            sa.select(M.c.conversation_id)
-            .where(M.c.channel_id == cid, M.c.external_id.in_(ev.thread_refs))
-            .limit(1)
-        )
-    if conv_id is not None:
-        conv = dict(
-            (
-                await tx.conn.execute(
-                    sa.select(schema.conversations).where(schema.conversations.c.id == conv_id)
-                )
-            )
-            .mappings()
-            .one()
-        )
-        created = False
-    else:
-        thread_key = ev.external_id if getattr(channel, "threaded", False) else ""
-        conv, created = await ensure_conversation(tx, cid, contact_id, thread_key, ev.subject)
-    content: dict[str, Any] = {
-        "attachments": [a.model_dump(mode="json") for a in ev.attachments],
-        "interactive": ev.interactive.model_dump(mode="json") if ev.interactive else None,
-        "forwarded": ev.forwarded,
-        "subject": ev.subject,
-        "data": ev.data,
-    }
-    inbound = ev.direction is Direction.INBOUND
-    row = await insert_message(
-        tx,
-        {
-            "conversation_id": conv["id"],
-            "channel_id": cid,
-            "direction": ev.direction.value,
-            "kind": ev.kind.value,
-            "text": ev.text,
-            "content": content,
-            "reply_to_external_id": ev.reply_to_external_id,
-            "sender": {"type": "contact", "id": contact_id, "name": ev.contact.name}
-            if inbound
-            else {"type": "channel", "id": cid},
-            "status": MessageStatus.RECEIVED.value if inbound else MessageStatus.SENT.value,
-            "status_at": {} if inbound else {"sent": ev.timestamp.isoformat()},
-            "external_id": ev.external_id,
-            "created_at": ev.timestamp,
-        },
-    )
-    if row is None:
-        return
-    for idx, att in enumerate(ev.attachments):
-        if att.external_id or att.source_url:
-            await tx.conn.execute(
-                schema.media_jobs.insert().values(
-                    message_id=row["id"],
-                    idx=idx,
-                    channel_id=cid,
-                    state="pending",
-                    attempts=0,
-                    due_at=utcnow(),
-                )
-            )
-    conv = await touch_conversation(tx, conv, ev.timestamp, ev.direction)
-    conv_view = await fetch_conversation(tx.conn, conv["id"])
-    if created:
-        await tx.emit("conversation.created", conv_view or {}, channel_id=cid, conversation_id=conv["id"])
-    await tx.emit("message.created", message_dict(row), channel_id=cid, conversation_id=conv["id"])
-    if not created:
-        await tx.emit("conversation.updated", conv_view or {}, channel_id=cid, conversation_id=conv["id"])
+            elif isinstance(ev, MessageEdit | MessageDeletion):
+                await apply_change(tx, channel.channel_id, ev)
 
 
 async def _apply_status(tx: Tx, cid: str, ev: StatusUpdate) -> None:

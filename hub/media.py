@@ -43,10 +43,17 @@ class MediaStore:
         return str(path)
 
     async def path_for(self, message_id: str, idx: int) -> str | None:
+        """The stored file of a message's attachment: fetched inbound media, or an agent's upload."""
         async with self.store.db.read() as conn:
             path = await conn.scalar(
                 sa.select(J.c.path).where(J.c.message_id == message_id, J.c.idx == idx, J.c.state == "done")
             )
+            if not path:
+                content = await conn.scalar(
+                    sa.select(M.c.content).where(M.c.id == message_id, M.c.direction == "outbound")
+                )
+                atts = (content or {}).get("attachments", [])
+                path = atts[idx].get("path") if 0 <= idx < len(atts) else None
         if not path or not await asyncio.to_thread(Path(path).exists):
             return None
         return str(path)

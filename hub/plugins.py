@@ -4,25 +4,41 @@ Built-in channels and third-party ones take the same path: a distribution declar
 the group ``hub``, and ``load_plugins`` imports each one on its own. A broken plugin is reported by
 name and skipped (``HUB_STRICT_PLUGINS=1`` makes it fatal); ``HUB_DISABLE_PLUGINS=a,b`` blocks
 plugins by entry-point name; a hook implementation the spec does not declare stops the start-up.
-``HUB_TRACE_HOOKS=1`` logs every hook call.
+``HUB_TRACE_HOOKS=1`` logs every hook call: every hook is called through pluggy, never by reaching
+for an implementation's function, so the trace sees them all.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+from pydantic import ValidationError
 
 from hub import hookspecs
-from hub.channel import Capabilities, Channel, ChannelSettings
+from hub.channel import Capabilities, Channel, ChannelRegistrar, ChannelSettings
 from hub.errors import PluginLoadError
+from hub.manifest import PLUGIN_API_VERSION, PluginManifest, api_mismatch
 
-__all__ = ["ChannelRegistry", "PluginInfo", "PluginReport", "load_plugins"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from hub.models import Event
+
+__all__ = [
+    "ChannelRegistry",
+    "PluginInfo",
+    "PluginReport",
+    "event_observer",
+    "load_plugins",
+    "plugin_manifest",
+]
 
 log = logging.getLogger("hub.plugins")
 ENTRY_POINT_GROUP = "hub"
@@ -36,6 +52,10 @@ class PluginInfo:
     distribution: str | None
     hooks: list[str] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
+    plugin_api: str | None = None
+    """The plugin API versions its manifest says it works with; None without a manifest."""
+    warnings: list[str] = field(default_factory=list)
+    """Deprecated parts of the plugin API it uses, each with what to do instead."""
 
 
 @dataclass
@@ -46,6 +66,7 @@ class PluginReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "plugin_api": PLUGIN_API_VERSION,
             "plugins": [p.__dict__ for p in self.loaded],
             "failed": [{"name": n, "error": e} for n, e in self.failed.items()],
             "disabled": self.disabled,
@@ -53,16 +74,19 @@ class PluginReport:
 
 
 class ChannelRegistry:
-    """Channel types by type name; filled by ``hub_register_channels``."""
+    """Channel types by type name; filled through each plugin's ``ChannelRegistrar``."""
 
     def __init__(self) -> None:
         self._types: dict[str, type[Channel]] = {}
         self._owner: dict[str, str] = {}
-        self.current_plugin: str | None = None
 
-    def register(self, channel_cls: type[Channel]) -> None:
+    def registrar(self, plugin: str | None = None) -> ChannelRegistrar:
+        """The object ``hub_register_channels`` receives as ``register``, bound to ``plugin``."""
+        return ChannelRegistrar(lambda cls: self.register(cls, plugin), plugin)
+
+    def register(self, channel_cls: type[Channel], plugin: str | None = None) -> None:
         """Validate and add one channel type; raises ``PluginLoadError`` when it is unusable."""
-        where = f"plugin {self.current_plugin!r}" if self.current_plugin else "a plugin"
+        where = f"plugin {plugin!r}" if plugin else "a plugin"
         if not (isinstance(channel_cls, type) and issubclass(channel_cls, Channel)):
             raise PluginLoadError(f"{where} registered {channel_cls!r}, which is not a Channel")
         name = channel_cls.type_name
@@ -73,7 +97,7 @@ class ChannelRegistry:
         if name in self._types:
             raise PluginLoadError(
                 f"channel type {name!r} is registered twice: by {self._owner[name]!r} and by "
-                f"{self.current_plugin or channel_cls.__module__!r}; disable one of them "
+                f"{plugin or channel_cls.__module__!r}; disable one of them "
                 "with HUB_DISABLE_PLUGINS"
             )
         if not (isinstance(channel_cls.Settings, type) and issubclass(channel_cls.Settings, ChannelSettings)):
@@ -85,7 +109,14 @@ class ChannelRegistry:
         if channel_cls.mode not in ("push", "pull"):
             raise PluginLoadError(f"{where}: {channel_cls.__name__}.mode must be 'push' or 'pull'")
         self._types[name] = channel_cls
-        self._owner[name] = self.current_plugin or channel_cls.__module__
+        self._owner[name] = plugin or channel_cls.__module__
+
+    def unregister_plugin(self, plugin: str) -> list[str]:
+        """Remove every type ``plugin`` registered (its hook failed half-way); returns their names."""
+        names = [name for name, owner in self._owner.items() if owner == plugin]
+        for name in names:
+            del self._types[name], self._owner[name]
+        return names
 
     def get(self, type_name: str) -> type[Channel] | None:
         return self._types.get(type_name)
@@ -157,12 +188,31 @@ def load_plugins(
         if pm.has_plugin(name):
             _fail(report, name, "a plugin of this name is already registered", strict)
             continue
+        manifest, problem = _manifest_problem(obj)
+        if problem is not None:
+            _fail(report, name, problem, strict)
+            continue
         try:
             pm.register(obj, name=name)
         except Exception as exc:
             _fail(report, name, f"registration failed: {exc}", strict)
             continue
-        infos[name] = PluginInfo(name=name, version=version, distribution=dist_name)
+        if coroutines := _async_hooks(pm, obj):
+            pm.unregister(obj)
+            _fail(
+                report,
+                name,
+                f"{', '.join(coroutines)} is `async def`, and pluggy never awaits a hook: make it a "
+                "plain def that starts a task for its I/O",
+                strict,
+            )
+            continue
+        infos[name] = PluginInfo(
+            name=name,
+            version=version,
+            distribution=dist_name,
+            plugin_api=manifest.plugin_api if manifest else None,
+        )
 
     try:
         pm.check_pending()
@@ -175,31 +225,88 @@ def load_plugins(
         pm.enable_tracing()
 
     registry = ChannelRegistry()
-    # Register per plugin so a duplicate type names both owners and a broken hook names its plugin.
+    # Register per plugin, each through pluggy (so HUB_TRACE_HOOKS sees it): a duplicate type names
+    # both owners, and a hook that raises names its plugin and takes back what it registered.
     for name, info in infos.items():
         plugin = pm.get_plugin(name)
         info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         if "hub_register_channels" not in info.hooks:
             continue
-        registry.current_plugin = name
-        before = set(registry.types())
-        impls = [i for i in pm.hook.hub_register_channels.get_hookimpls() if i.plugin_name == name]
-        for impl in impls:
-            try:
-                impl.function(register=registry.register)
-            except PluginLoadError:
-                raise
-            except Exception as exc:
-                _fail(
-                    report,
-                    name,
-                    f"hub_register_channels failed: {type(exc).__name__}: {exc}",
-                    strict,
-                )
-        info.channels = sorted(set(registry.types()) - before)
-    registry.current_plugin = None
+        registrar = registry.registrar(name)
+        try:
+            _only(pm, "hub_register_channels", plugin)(register=registrar)
+        except PluginLoadError:
+            raise
+        except Exception as exc:
+            registry.unregister_plugin(name)
+            _fail(report, name, f"hub_register_channels failed: {type(exc).__name__}: {exc}", strict)
+        info.channels = sorted(t for t in registry.types() if registry.owner(t) == name)
+        info.warnings += registrar.deprecations
     report.loaded = [i for n, i in infos.items() if n not in report.failed]
+    for name in report.failed:
+        if (plugin := pm.get_plugin(name)) is not None:
+            pm.unregister(plugin)  # a failed plugin observes nothing either
     return pm, registry, report
+
+
+def plugin_manifest(obj: object) -> PluginManifest | None:
+    """The ``manifest`` a plugin module (or object) declares; ``ValueError`` when it is not one."""
+    manifest = getattr(obj, "manifest", None)
+    if manifest is None or isinstance(manifest, PluginManifest):
+        return manifest
+    try:
+        return PluginManifest.model_validate(manifest)
+    except ValidationError as exc:
+        raise ValueError(f"its manifest is invalid: {exc}") from None
+
+
+def _manifest_problem(obj: object) -> tuple[PluginManifest | None, str | None]:
+    try:
+        manifest = plugin_manifest(obj)
+    except ValueError as exc:
+        return None, str(exc)
+    if manifest is None:
+        return None, None
+    return manifest, api_mismatch(manifest)
+
+
+def _async_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """The declared hooks ``plugin`` implements with ``async def`` (or an async generator).
+
+    Undeclared ones are left to ``check_pending``, whose message says the hook is unknown."""
+    found = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.spec is None:
+            continue
+        for impl in caller.get_hookimpls():
+            fn = impl.function
+            if impl.plugin is plugin and (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
+                found.append(caller.name)
+    return sorted(found)
+
+
+def _only(pm: pluggy.PluginManager, hook: str, plugin: object) -> Any:
+    """A caller of ``hook`` that runs ``plugin``'s implementation alone, through pluggy."""
+    others = [p for p in pm.get_plugins() if p is not plugin]
+    return pm.subset_hook_caller(hook, remove_plugins=others)
+
+
+def event_observer(pm: pluggy.PluginManager) -> Callable[[Event], None]:
+    """A function handing one event to every ``hub_on_event`` implementation, each on its own, so
+    one that raises is logged with its plugin's name and the others still run."""
+    callers = [
+        (impl.plugin_name, _only(pm, "hub_on_event", impl.plugin))
+        for impl in reversed(pm.hook.hub_on_event.get_hookimpls())  # pluggy's call order
+    ]
+
+    def observe(event: Event) -> None:
+        for name, caller in callers:
+            try:
+                caller(event=event)
+            except Exception:
+                log.exception("plugin %r failed in hub_on_event for %s #%d", name, event.type, event.seq)
+
+    return observe
 
 
 def _fail(report: PluginReport, name: str, error: str, strict: bool) -> None:

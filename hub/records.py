@@ -34,6 +34,7 @@ __all__ = [
     "insert_message",
     "message_dict",
     "message_row",
+    "public_attachment",
 ]
 
 M = schema.messages
@@ -51,7 +52,7 @@ def message_dict(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
         "kind": row["kind"],
         "text": row["text"],
         "subject": content.get("subject"),
-        "attachments": content.get("attachments", []),
+        "attachments": [public_attachment(a) for a in content.get("attachments", [])],
         "interactive": content.get("interactive"),
         "choices": content.get("choices", []),
         "template": content.get("template"),
@@ -70,6 +71,20 @@ def message_dict(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
     }
+
+
+# Kept with a stored attachment for the hub's own use, never shown: the server's file path.
+_PRIVATE_ATTACHMENT_KEYS = ("path", "download_url")
+
+
+def public_attachment(att: dict[str, Any]) -> dict[str, Any]:
+    """An attachment as the app sees it: a file the hub holds is given by the hub's download URL."""
+    if not any(k in att for k in _PRIVATE_ATTACHMENT_KEYS):
+        return att
+    out = {k: v for k, v in att.items() if k not in _PRIVATE_ATTACHMENT_KEYS}
+    if att.get("download_url"):
+        out["url"] = att["download_url"]
+    return out
 
 
 def conversation_dict(
@@ -314,22 +329,40 @@ async def apply_status(
 ) -> dict[str, Any] | None:
     """Move a message's status forward (never back) and emit ``message.updated``.
 
-    ``read`` implies ``delivered`` (both timestamps are set). Returns the updated row, or None when
-    the update would not move the message forward (a late or duplicate receipt).
+    ``read`` implies ``delivered`` and ``played`` implies ``read`` (their timestamps are set too).
+    Returns the updated row, or None when the update would not move the message forward (a late or
+    duplicate receipt).
+
+    ``msg`` may be stale: another transaction may have moved the status since it was read. So the
+    row is read again under a row lock (PostgreSQL; SQLite has one writer at a time), the decision
+    is taken on what is stored, and the write is conditional on the status it was taken on.
     """
-    current = MessageStatus(msg["status"])
+    fresh = (
+        (
+            await tx.conn.execute(
+                sa.select(M.c.status, M.c.status_at).where(M.c.id == msg["id"]).with_for_update()
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if fresh is None:
+        return None
+    current = MessageStatus(fresh["status"])
+    stamps = dict(fresh["status_at"] or {})
+    msg = {**msg, "status": current.value, "status_at": stamps}
     if not status_advances(current, status):
         # Still record a timestamp the message skipped (delivered arriving after read).
-        stamps = dict(msg["status_at"] or {})
         if (
             status.value not in stamps
             and status in (MessageStatus.DELIVERED, MessageStatus.SENT)
             and current != MessageStatus.FAILED
         ):
             stamps[status.value] = at.isoformat()
-            await tx.conn.execute(M.update().where(M.c.id == msg["id"]).values(status_at=stamps))
+            await tx.conn.execute(
+                M.update().where(M.c.id == msg["id"], M.c.status == current.value).values(status_at=stamps)
+            )
         return None
-    stamps = dict(msg["status_at"] or {})
     stamps.setdefault(status.value, at.isoformat())
     if status is MessageStatus.PLAYED:
         stamps.setdefault(MessageStatus.READ.value, at.isoformat())
@@ -342,7 +375,11 @@ async def apply_status(
         changes["error"] = error
     if extra:
         changes.update(extra)
-    await tx.conn.execute(M.update().where(M.c.id == msg["id"]).values(**changes))
+    written = await tx.conn.execute(
+        M.update().where(M.c.id == msg["id"], M.c.status == current.value).values(**changes)
+    )
+    if written.rowcount == 0:
+        return None  # moved by another writer between the read and the write: its receipt stands
     updated = {**msg, **changes}
     await tx.emit(
         "message.updated",

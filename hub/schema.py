@@ -117,6 +117,7 @@ raw_events = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text),
     Column("processed_at", TS),
+    Column("due_at", TS, comment="a failed delivery's next try; NULL: now"),
     UniqueConstraint("channel_id", "dedupe_key"),
     Index("ix_raw_events_state_id", "state", "id"),
 )
@@ -173,6 +174,8 @@ conversations = Table(
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     UniqueConstraint("channel_id", "contact_id", "thread_key"),
+    # One conversation per provider thread (a group chat), whoever writes in it.
+    Index("ix_conversations_channel_id_thread_id", "channel_id", "thread_id", unique=True),
     Index("ix_conversations_last_message_at", "last_message_at"),
 )
 

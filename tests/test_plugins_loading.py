@@ -15,8 +15,9 @@ import pytest
 from pydantic import ConfigDict
 
 from hub import hookimpl
-from hub.channel import Capabilities, Channel, ChannelSettings
+from hub.channel import Capabilities, Channel, ChannelRegistrar, ChannelSettings
 from hub.errors import PluginLoadError
+from hub.manifest import PLUGIN_API_VERSION, PluginDeprecationWarning
 from hub.models import Event, utcnow
 from hub.plugins import load_plugins
 from hub.testing.fake_channel import FakeChannel, FakePlugin
@@ -51,9 +52,9 @@ class Typo:
 def registering(*classes: type[Channel]) -> object:
     class Plugin:
         @hookimpl
-        def hub_register_channels(self, register: Callable[[type[Channel]], None]) -> None:
+        def hub_register_channels(self, register: ChannelRegistrar) -> None:
             for cls in classes:
-                register(cls)
+                register.add(cls)
 
     return Plugin()
 
@@ -102,7 +103,7 @@ class TmpChannel(Channel):
 
 @hookimpl
 def hub_register_channels(register):
-    register(TmpChannel)
+    register.add(TmpChannel)
 """
 
 
@@ -282,3 +283,141 @@ def test_trace_hooks_logs_hook_calls(
     pm.hook.hub_on_event(event=event)
     assert seen == [event]
     assert any("hub_on_event" in r.getMessage() for r in caplog.records)
+
+
+# ---- the contract is the one called -------------------------------------------------------------
+
+
+def test_trace_hooks_sees_hub_register_channels(
+    monkeypatch: pytest.MonkeyPatch, load_hub_plugins: Load, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HUB_TRACE_HOOKS", "1")
+    caplog.set_level(logging.INFO, logger="hub.plugins")
+    _, registry, _ = load_hub_plugins(("fake", FakePlugin()))
+    assert "fake" in registry
+    traced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hook:")]
+    assert any("hub_register_channels" in line for line in traced), traced
+
+
+async def test_trace_hooks_sees_hub_on_event_in_a_running_hub(
+    monkeypatch: pytest.MonkeyPatch, make_hub_client: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[Event] = []
+
+    class Observer:
+        @hookimpl
+        def hub_on_event(self, event: Event) -> None:
+            seen.append(event)
+
+    monkeypatch.setenv("HUB_TRACE_HOOKS", "1")
+    caplog.set_level(logging.INFO, logger="hub.plugins")
+    hub = await make_hub_client(("observer", Observer()))
+    await hub.create_channel("fake", {"secret": "s3cret-value", "verify_token": "v"}, "fake-1")
+    assert [e.type for e in seen] == ["channel.updated"]
+    traced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hook:")]
+    assert any("hub_on_event" in line for line in traced), traced
+
+
+class AsyncRegister:
+    """A plugin whose hook is a coroutine function: pluggy would never await it."""
+
+    @hookimpl
+    async def hub_register_channels(self, register: Callable[[type[Channel]], None]) -> None:
+        register(_channel(type_name="asyncchan"))
+
+
+class AsyncObserver:
+    @hookimpl
+    async def hub_on_event(self, event: Event) -> None:
+        pass
+
+
+@pytest.mark.parametrize("plugin", [AsyncRegister(), AsyncObserver()], ids=["register", "observer"])
+def test_async_def_hook_is_refused_by_name(load_hub_plugins: Load, plugin: object) -> None:
+    pm, registry, report = load_hub_plugins(("asyncplugin", plugin), ("fake", FakePlugin()))
+    assert "async def" in report.failed["asyncplugin"], report.failed
+    assert "asyncplugin" not in {p.name for p in report.loaded}
+    assert not pm.has_plugin("asyncplugin"), "a refused plugin must not observe anything"
+    assert "fake" in registry and "asyncchan" not in registry
+    with pytest.raises(PluginLoadError, match=r"'asyncplugin'.*async def"):
+        load_hub_plugins(("asyncplugin", plugin), strict=True)
+
+
+class RegistersThenRaises:
+    @hookimpl
+    def hub_register_channels(self, register: Any) -> None:
+        register.add(_channel(type_name="halfway"))
+        raise RuntimeError("boom after registering")
+
+
+def test_channels_of_a_plugin_that_raised_are_unregistered(load_hub_plugins: Load) -> None:
+    pm, registry, report = load_hub_plugins(("halfplugin", RegistersThenRaises()), ("fake", FakePlugin()))
+    assert "boom after registering" in report.failed["halfplugin"]
+    assert "halfway" not in registry, "a failed plugin's channel types must not stay registered"
+    assert registry.owner("halfway") is None
+    assert "fake" in registry
+    assert not pm.has_plugin("halfplugin")
+
+
+# ---- the registrar and the compatibility policy -------------------------------------------------
+
+
+def test_registrar_add_registers_without_warnings(load_hub_plugins: Load) -> None:
+    class Plugin:
+        @hookimpl
+        def hub_register_channels(self, register: ChannelRegistrar) -> None:
+            register.add(_channel(type_name="addchan"))
+
+    _, registry, report = load_hub_plugins(("addplugin", Plugin()))
+    assert registry.owner("addchan") == "addplugin"
+    [info] = [p for p in report.loaded if p.name == "addplugin"]
+    assert info.warnings == []
+
+
+def test_calling_register_still_works_with_a_deprecation_naming_the_plugin(
+    load_hub_plugins: Load, caplog: pytest.LogCaptureFixture
+) -> None:
+    class OldStyle:  # plugin API 1.0: register was a bare callable
+        @hookimpl
+        def hub_register_channels(self, register: Callable[[type[Channel]], None]) -> None:
+            register(_channel(type_name="oldchan"))
+
+    with pytest.warns(PluginDeprecationWarning, match=r"'oldplugin'.*register\.add"):
+        _, registry, report = load_hub_plugins(("oldplugin", OldStyle()))
+    assert registry.owner("oldchan") == "oldplugin"
+    [info] = [p for p in report.loaded if p.name == "oldplugin"]
+    assert len(info.warnings) == 1 and "removed in 2.0" in info.warnings[0]
+    assert any("'oldplugin'" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+def _with_manifest(**fields: Any) -> object:
+    class Plugin:
+        manifest = fields
+
+        @hookimpl
+        def hub_register_channels(self, register: ChannelRegistrar) -> None:
+            register.add(_channel(type_name="manichan"))
+
+    return Plugin()
+
+
+def test_plugin_needing_an_incompatible_api_is_refused_with_a_clear_message(load_hub_plugins: Load) -> None:
+    plugin = _with_manifest(plugin_api=">=2.0,<3", version="3.0.0")
+    _, registry, report = load_hub_plugins(("future", plugin), ("fake", FakePlugin()))
+    error = report.failed["future"]
+    assert ">=2.0,<3" in error and PLUGIN_API_VERSION in error and "upgrade the hub" in error
+    assert "manichan" not in registry and "fake" in registry
+    with pytest.raises(PluginLoadError, match=r"'future'.*needs hub plugin API"):
+        load_hub_plugins(("future", plugin), strict=True)
+
+
+def test_compatible_manifest_is_reported(load_hub_plugins: Load) -> None:
+    _, registry, report = load_hub_plugins(("now", _with_manifest(plugin_api=">=1.1,<2", version="1.0")))
+    [info] = [p for p in report.loaded if p.name == "now"]
+    assert info.plugin_api == ">=1.1,<2" and "manichan" in registry
+    assert report.as_dict()["plugin_api"] == PLUGIN_API_VERSION
+
+
+def test_invalid_manifest_is_refused_by_name(load_hub_plugins: Load) -> None:
+    _, _, report = load_hub_plugins(("bad", _with_manifest(plugin_api="one point one", version="1")))
+    assert "manifest is invalid" in report.failed["bad"] and "plugin_api" in report.failed["bad"]

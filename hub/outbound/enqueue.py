@@ -180,6 +180,9 @@ async def _enqueue_once(
             "created_at": now,
         },
     )
+    for i, entry in enumerate(attachments):
+        if entry.get("path"):  # an upload: the app downloads it from the hub, never by server path
+            entry["download_url"] = f"{channels.public_url}/api/v1/attachments/{msg['id']}/{i}"
     job = {
         "message_id": msg["id"],
         "channel_id": channel_id,

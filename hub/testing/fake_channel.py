@@ -15,8 +15,15 @@ Webhook format (``POST /webhooks/{channel_id}``, JSON, UTF-8)::
        "to": "alice", "error": {"code": 131, "title": "..."}},
       {"type": "reaction", "id": "r1", "target": "m1", "from": "alice", "emoji": "👍",
        "ts": 1700000002},
+      {"type": "edit", "id": "e1", "target": "m1", "from": "alice", "text": "hi!", "ts": 1700000003},
+      {"type": "delete", "id": "d1", "target": "m1", "from": "alice", "ts": 1700000004},
       {"type": "anything else", ...}
     ]}
+
+* A message may also carry ``thread`` (its ``thread_id``), ``refs`` (``thread_refs``), ``cc`` (a
+  list of senders, as ``from``) and ``direction`` (``outbound`` for the business's own message sent
+  elsewhere; ``from`` is then the customer). An edit or delete may carry ``direction`` too; an
+  edit may carry ``attachment`` as a message does.
 
 * ``ts`` is Unix seconds (int, float or a string of digits); ``name``, ``reply_to``,
   ``attachment`` (its ``kind`` one of ``AttachmentKind``), ``to``, ``error`` and the reaction's
@@ -49,6 +56,7 @@ from pydantic import SecretStr
 from hub.channel import (
     Capabilities,
     Channel,
+    ChannelRegistrar,
     ChannelSettings,
     Health,
     HealthState,
@@ -62,7 +70,10 @@ from hub.models import (
     Attachment,
     AttachmentKind,
     ContactRef,
+    Direction,
     InboundMessage,
+    MessageDeletion,
+    MessageEdit,
     MessageKind,
     MessageStatus,
     OutboundMessage,
@@ -286,7 +297,7 @@ def _contact(element: Mapping[str, Any], key: str = "from") -> ContactRef:
     return ContactRef(ids=[f"fake:{who}"], name=element.get("name") or None)
 
 
-def _message(element: Mapping[str, Any]) -> InboundMessage:
+def _content(element: Mapping[str, Any]) -> tuple[MessageKind, list[Attachment]]:
     attachments: list[Attachment] = []
     kind = MessageKind.TEXT
     if (att := element.get("attachment")) is not None:
@@ -303,13 +314,46 @@ def _message(element: Mapping[str, Any]) -> InboundMessage:
         )
         if element.get("text") is None:
             kind = MessageKind(att_kind.value)
+    return kind, attachments
+
+
+def _message(element: Mapping[str, Any]) -> InboundMessage:
+    kind, attachments = _content(element)
     return InboundMessage(
         external_id=str(element["id"]),
         contact=_contact(element),
+        direction=Direction(element.get("direction", "inbound")),
         kind=kind,
         text=element.get("text"),
         attachments=attachments,
         reply_to_external_id=element.get("reply_to"),
+        thread_id=element.get("thread"),
+        thread_refs=list(element.get("refs", [])),
+        cc=[_contact({"from": who}) for who in element.get("cc", [])],
+        timestamp=_ts(element["ts"]),
+    )
+
+
+def _edit(element: Mapping[str, Any]) -> MessageEdit:
+    kind, attachments = _content(element)
+    return MessageEdit(
+        target_external_id=str(element["target"]),
+        external_id=element.get("id"),
+        contact=_contact(element) if element.get("from") else None,
+        direction=Direction(element.get("direction", "inbound")),
+        kind=kind,
+        text=element.get("text"),
+        attachments=attachments,
+        timestamp=_ts(element["ts"]),
+    )
+
+
+def _deletion(element: Mapping[str, Any]) -> MessageDeletion:
+    return MessageDeletion(
+        target_external_id=str(element["target"]),
+        external_id=element.get("id"),
+        contact=_contact(element) if element.get("from") else None,
+        direction=Direction(element.get("direction", "inbound")),
         timestamp=_ts(element["ts"]),
     )
 
@@ -320,6 +364,7 @@ def _status(element: Mapping[str, Any]) -> StatusUpdate:
         MessageStatus.SENT,
         MessageStatus.DELIVERED,
         MessageStatus.READ,
+        MessageStatus.PLAYED,
         MessageStatus.FAILED,
     ):
         raise ValueError(f"not a delivery status: {status.value}")
@@ -369,6 +414,8 @@ _ELEMENT_PARSERS: dict[Any, Callable[[Mapping[str, Any]], ParsedEvent]] = {
     "message": _message,
     "status": _status,
     "reaction": _reaction,
+    "edit": _edit,
+    "delete": _deletion,
 }
 
 
@@ -379,8 +426,8 @@ class FakePlugin:
         self.channel_cls = channel_cls
 
     @hookimpl
-    def hub_register_channels(self, register: Callable[[type[Channel]], None]) -> None:
-        register(self.channel_cls)
+    def hub_register_channels(self, register: ChannelRegistrar) -> None:
+        register.add(self.channel_cls)
 
     def channels(self) -> Iterable[type[Channel]]:
         return (self.channel_cls,)

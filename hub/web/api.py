@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -313,14 +314,30 @@ def _uploads_dir(request: web.Request) -> Path:
     return Path(request.app[CONFIG].hub.data_dir) / "uploads"
 
 
-def _load_uploads(request: web.Request, req: SendRequest) -> dict[str, dict[str, Any]]:
+def _read_uploads(folder: Path, upload_ids: list[str]) -> dict[str, dict[str, Any]]:
     out = {}
-    for att in req.attachments:
-        if att.upload_id and att.upload_id.replace("_", "").isalnum():
-            meta = _uploads_dir(request) / f"{att.upload_id}.json"
+    for uid in upload_ids:
+        if uid.replace("_", "").isalnum():
+            meta = folder / f"{uid}.json"
             if meta.exists():
-                out[att.upload_id] = json.loads(meta.read_text())
+                out[uid] = json.loads(meta.read_text())
     return out
+
+
+async def _load_uploads(request: web.Request, req: SendRequest) -> dict[str, dict[str, Any]]:
+    ids = [att.upload_id for att in req.attachments if att.upload_id]
+    if not ids:
+        return {}
+    return await asyncio.to_thread(_read_uploads, _uploads_dir(request), ids)
+
+
+def _write_upload(folder: Path, uid: str, data: bytes, meta: dict[str, Any]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / uid
+    path.write_bytes(data)
+    meta = {**meta, "path": str(path.resolve())}
+    (folder / f"{uid}.json").write_text(json.dumps(meta))
+    return str(path)
 
 
 @routes.post("/api/v1/conversations/{conversation_id}/messages")
@@ -351,7 +368,7 @@ async def send_message(request: web.Request) -> web.StreamResponse:
         user,
         req,
         key,
-        _load_uploads(request, req),
+        await _load_uploads(request, req),
         writer=request.app[SEND_WRITER],
     )
     if created:
@@ -407,19 +424,15 @@ async def upload(request: web.Request) -> web.StreamResponse:
     if not data:
         raise ApiError(422, "validation_failed", "the upload is empty")
     uid = new_id("up_")
-    folder = _uploads_dir(request)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / uid
-    path.write_bytes(data)
     meta = {
         "upload_id": uid,
         "size": len(data),
         "mime_type": request.content_type or "application/octet-stream",
         "filename": Path(query_text(request, "filename") or "file").name,
-        "path": str(path.resolve()),
     }
-    (folder / f"{uid}.json").write_text(json.dumps(meta))
-    return web.json_response({k: v for k, v in meta.items() if k != "path"}, status=201)
+    # In a thread: a file of megabytes written on the event loop would hold every request meanwhile.
+    await asyncio.to_thread(_write_upload, _uploads_dir(request), uid, data, meta)
+    return web.json_response(meta, status=201)
 
 
 @routes.get("/api/v1/attachments/{message_id}/{index}")

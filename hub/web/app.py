@@ -27,6 +27,7 @@ from hub.appkeys import (
     PLUGIN_REPORT,
     PROCESSOR,
     RAW_INBOX,
+    REDACTOR,
     REGISTRY,
     SEND_WRITER,
     STORE,
@@ -46,7 +47,8 @@ from hub.metrics import Metrics
 from hub.migrate import upgrade
 from hub.models import Event
 from hub.outbound import OutboxWorker, write_sends
-from hub.plugins import load_plugins
+from hub.plugins import event_observer, load_plugins
+from hub.redact import SecretRedactor
 from hub.security import SecretBox, load_secret_key
 from hub.users import TokenCache
 from hub.web import admin, api, stream, webhooks
@@ -66,8 +68,11 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     try:
         last = await store.last_seq()
-    except Exception as exc:
-        return web.json_response({"status": "error", "database": str(exc)[:200]}, status=503)
+    except Exception:
+        # The exception's text names hosts, databases and users: it goes to the log, never to
+        # an unauthenticated caller.
+        log.exception("health check: the database did not answer")
+        return web.json_response({"status": "error", "database": "unavailable"}, status=503)
     svc = request.app[CHANNELS]
     return web.json_response(
         {
@@ -122,7 +127,24 @@ def create_app(
     app[PLUGIN_REPORT] = report
     app[METRICS] = Metrics()
     app[TOKEN_CACHE] = TokenCache()
-    app.cleanup_ctx.extend([_database, _http, _logins, _channels, _workers])
+    # One context per resource, started in this order and stopped in the reverse one: a worker
+    # stops before what it uses (the inbox before nothing, the outbox before the HTTP client...).
+    app.cleanup_ctx.extend(
+        [
+            _redaction,
+            _database,
+            _http,
+            _logins,
+            _channels,
+            _raw_inbox,
+            _processor,
+            _media,
+            _outbox,
+            _ingest_loops,
+            _window_watcher,
+            _event_pruner,
+        ]
+    )
     for table in (routes, webhooks.routes, api.routes, stream.routes, admin.routes):
         app.add_routes(table)
     return app
@@ -134,18 +156,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await upgrade(db)
     store = Store(db, EventBus(max_bytes=cfg.stream_queue_bytes))
     store.bus.last_seq = await store.last_seq()
-    pm = app[PLUGIN_MANAGER]
-
-    def observe(ev: Event) -> None:
-        for impl in pm.hook.hub_on_event.get_hookimpls():
-            try:
-                impl.function(event=ev)
-            except Exception:
-                log.exception(
-                    "plugin %r failed in hub_on_event for %s #%d", impl.plugin_name, ev.type, ev.seq
-                )
-
-    store.bus.observers.append(observe)
+    store.bus.observers.append(event_observer(app[PLUGIN_MANAGER]))
     app[STORE] = store
     yield
     await db.dispose()
@@ -172,7 +183,9 @@ async def _logins(app: web.Application) -> AsyncIterator[None]:
 async def _channels(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     box = SecretBox(load_secret_key(cfg.hub.secret_key, cfg.hub.data_dir))
-    svc = ChannelService(app[STORE], app[REGISTRY], box, app[HTTP], cfg.hub.public_url)
+    svc = ChannelService(
+        app[STORE], app[REGISTRY], box, app[HTTP], cfg.hub.public_url, redactor=app[REDACTOR]
+    )
     await svc.load_all()
     app[CHANNELS] = svc
     for decl in cfg.channels:
@@ -195,55 +208,102 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
         log.warning("health checks still running at shutdown were abandoned")
 
 
-async def _workers(app: web.Application) -> AsyncIterator[None]:
-    cfg = app[CONFIG].hub
-    store, svc = app[STORE], app[CHANNELS]
-    app[SEND_WRITER] = GroupCommit(store, write_sends)
-    raw = RawInbox(store)
-    processor = InboundProcessor(store, svc, metrics=app[METRICS])
-    raw.on_stored.append(processor.notify)
-    outbox = OutboxWorker(store, svc, concurrency=max(cfg.workers, 1) * 32, metrics=app[METRICS])
-    media = MediaStore(Path(cfg.data_dir) / "media", store)
-    media_worker = MediaWorker(store, svc, media, cfg.public_url)
-    app[RAW_INBOX], app[PROCESSOR], app[OUTBOX], app[MEDIA], app[MEDIA_WORKER] = (
-        raw,
-        processor,
-        outbox,
-        media,
-        media_worker,
-    )
-    store.bus.observers.append(
-        lambda ev: (
-            media_worker.notify() if ev.type == "message.created" and ev.data.get("attachments") else None
-        )
-    )
-    ingest_tasks = [
-        asyncio.create_task(_ingest(app, cid), name=f"hub-ingest-{cid}")
-        for cid, inst in svc.instances.items()
-        if inst.mode == "pull" and cfg.run_workers
-    ]
-    pruner = asyncio.create_task(_prune(store, cfg.event_retention))
-    watcher = asyncio.create_task(WindowWatcher(store, svc).run()) if cfg.run_workers else None
+async def _redaction(app: web.Application) -> AsyncIterator[None]:
+    """Mask channel secrets in every log record (hub.redact); ``_channels`` keeps them current."""
+    redactor = SecretRedactor()
+    app[REDACTOR] = redactor
+    uninstall = redactor.install()
+    yield
+    uninstall()
+
+
+async def _raw_inbox(app: web.Application) -> AsyncIterator[None]:
+    """Webhooks are stored even on a web-only node (``run_workers = false``)."""
+    raw = RawInbox(app[STORE])
+    app[RAW_INBOX] = raw
     await raw.start()
-    if cfg.run_workers:
+    yield
+    await raw.stop()
+
+
+async def _processor(app: web.Application) -> AsyncIterator[None]:
+    processor = InboundProcessor(app[STORE], app[CHANNELS], metrics=app[METRICS])
+    app[RAW_INBOX].on_stored.append(processor.notify)
+    app[PROCESSOR] = processor
+    if app[CONFIG].hub.run_workers:
         await processor.start()
-        await outbox.start()
-        await media_worker.start()
     else:
         log.warning("run_workers is off: deliveries and sends are stored, not processed, by this process")
     yield
-    pruner.cancel()
-    if watcher is not None:
-        watcher.cancel()
-        ingest_tasks.append(watcher)
-    for t in ingest_tasks:
-        t.cancel()
-    await outbox.stop()
-    await media_worker.stop()
     await processor.stop()
-    await raw.stop()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.gather(pruner, *ingest_tasks, return_exceptions=True)
+
+
+async def _media(app: web.Application) -> AsyncIterator[None]:
+    cfg, store = app[CONFIG].hub, app[STORE]
+    media = MediaStore(Path(cfg.data_dir) / "media", store)
+    worker = MediaWorker(store, app[CHANNELS], media, cfg.public_url)
+    app[MEDIA], app[MEDIA_WORKER] = media, worker
+
+    def wake(ev: Event) -> None:
+        if ev.type == "message.created" and ev.data.get("attachments"):
+            worker.notify()
+
+    store.bus.observers.append(wake)
+    if cfg.run_workers:
+        await worker.start()
+    yield
+    await worker.stop()
+    store.bus.observers.remove(wake)
+
+
+async def _outbox(app: web.Application) -> AsyncIterator[None]:
+    cfg, store = app[CONFIG].hub, app[STORE]
+    app[SEND_WRITER] = GroupCommit(store, write_sends)
+    outbox = OutboxWorker(store, app[CHANNELS], concurrency=max(cfg.workers, 1) * 32, metrics=app[METRICS])
+    app[OUTBOX] = outbox
+    if cfg.run_workers:
+        await outbox.start()
+    yield
+    await outbox.stop()
+
+
+@contextlib.asynccontextmanager
+async def _tasks(*tasks: asyncio.Task[None]) -> AsyncIterator[None]:
+    """Run background tasks for the body's duration; then cancel them and wait until they end."""
+    try:
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _ingest_loops(app: web.Application) -> AsyncIterator[None]:
+    """The long-running ingest loop of each pull channel (IMAP)."""
+    tasks = []
+    if app[CONFIG].hub.run_workers:
+        tasks = [
+            asyncio.create_task(_ingest(app, cid), name=f"hub-ingest-{cid}")
+            for cid, inst in app[CHANNELS].instances.items()
+            if inst.mode == "pull"
+        ]
+    async with _tasks(*tasks):
+        yield
+
+
+async def _window_watcher(app: web.Application) -> AsyncIterator[None]:
+    tasks = []
+    if app[CONFIG].hub.run_workers:
+        watcher = WindowWatcher(app[STORE], app[CHANNELS])
+        tasks.append(asyncio.create_task(watcher.run(), name="hub-window-watcher"))
+    async with _tasks(*tasks):
+        yield
+
+
+async def _event_pruner(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_prune(app[STORE], app[CONFIG].hub.event_retention), name="hub-pruner")
+    async with _tasks(task):
+        yield
 
 
 async def _ingest(app: web.Application, channel_id: str) -> None:

@@ -96,6 +96,8 @@ class PluginOut(BaseModel):
     distribution: str | None
     hooks: list[str]
     channels: list[str]
+    plugin_api: str | None = Field(description="The plugin API range its manifest declares")
+    warnings: list[str] = Field(description="Deprecated parts of the plugin API it uses")
 
 
 class PluginFailure(BaseModel):
@@ -104,6 +106,7 @@ class PluginFailure(BaseModel):
 
 
 class PluginsOut(BaseModel):
+    plugin_api: str = Field(description="The plugin API version this hub provides")
     plugins: list[PluginOut]
     failed: list[PluginFailure]
     disabled: list[str]

@@ -267,8 +267,10 @@ class HubProcess:
         database_url: str | None = None,
         max_body_bytes: int | None = None,
         extra_hub_settings: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.dir = directory
+        self.env = dict(env or {})
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.database_url = database_url or f"sqlite:///{self.dir / 'hub.db'}"
@@ -356,7 +358,7 @@ class HubProcess:
         cmd += ["--port", str(self.port)]
         if not workers:
             cmd.append("--no-workers")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== {' '.join(cmd)} =====\n".encode())
             log.flush()

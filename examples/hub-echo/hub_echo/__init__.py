@@ -6,10 +6,8 @@ and calls its hook implementations.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from hub import hookimpl
-from hub.channel import Channel
+from hub.channel import ChannelRegistrar
 from hub_echo.channel import EchoChannel, EchoSettings
 
 __all__ = ["EchoChannel", "EchoSettings", "__version__", "hub_register_channels"]
@@ -18,6 +16,6 @@ __version__ = "0.1.0"
 
 
 @hookimpl
-def hub_register_channels(register: Callable[[type[Channel]], None]) -> None:
+def hub_register_channels(register: ChannelRegistrar) -> None:
     """Register the ``echo`` channel type."""
-    register(EchoChannel)
+    register.add(EchoChannel)

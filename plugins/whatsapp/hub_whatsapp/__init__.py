@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from hub import hookimpl
-from hub.channel import Channel
+from hub.channel import ChannelRegistrar
 
 from .channel import WhatsAppChannel
 from .settings import Settings
@@ -16,6 +14,6 @@ __version__ = "0.1.0"
 
 
 @hookimpl
-def hub_register_channels(register: Callable[[type[Channel]], None]) -> None:
+def hub_register_channels(register: ChannelRegistrar) -> None:
     """Register the ``whatsapp`` channel type."""
-    register(WhatsAppChannel)
+    register.add(WhatsAppChannel)

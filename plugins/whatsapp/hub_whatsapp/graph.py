@@ -8,6 +8,7 @@ leaves this module.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -147,7 +148,8 @@ class GraphClient:
             raise SendError(SendErrorClass.PERMANENT, "no media id or URL to download from")
         response = await self.request("GET", str(url))
         data = response.content
-        digest = hashlib.sha256(data).hexdigest()
+        # Off the event loop: a video is megabytes, and every other channel waits on this loop.
+        digest = (await asyncio.to_thread(hashlib.sha256, data)).hexdigest()
         if expected and digest != expected:
             raise SendError(
                 SendErrorClass.RETRYABLE,

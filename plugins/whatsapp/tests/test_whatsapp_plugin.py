@@ -10,13 +10,13 @@ from hub_whatsapp.settings import DEFAULT_API_BASE_URL
 from pydantic import SecretStr, ValidationError
 from wa_support import ACCESS_TOKEN, APP_SECRET, make_settings
 
-from hub.channel import Channel
+from hub.channel import Channel, ChannelRegistrar
 from hub.models import AttachmentKind, MessageKind
 
 
 def test_hook_registers_the_channel() -> None:
     registered: list[type[Channel]] = []
-    hub_register_channels(registered.append)
+    hub_register_channels(ChannelRegistrar(registered.append))
     assert registered == [WhatsAppChannel]
 
 
