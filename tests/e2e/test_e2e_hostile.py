@@ -91,8 +91,8 @@ async def test_a_login_flood_does_not_stall_webhooks(
     api = Api(http, hub.base_url, hub.token)
     ch = await create_wa_channel(api, graph.base_url)
     await webhook_latencies(api, ch, 20)  # warm-up
-    idle = await webhook_latencies(api, ch, 200)
-    flooded, statuses = await under_flood(http, hub, api, ch, 200)
+    idle = await webhook_latencies(api, ch, 100)
+    flooded, statuses = await under_flood(http, hub, api, ch, 100)
     print(f"\nwebhooks idle: {ms(idle)}; under a 20-client login flood (no rate limit): {ms(flooded)}")
     print(f"login answers during the flood: {statuses}")
     assert statuses.get(401, 0) > 0, statuses  # passwords were really checked
@@ -107,8 +107,8 @@ async def test_login_rate_limits_answer_429_with_retry_after(
     hub = await hub_factory()
     api = Api(http, hub.base_url, hub.token)
     ch = await create_wa_channel(api, graph.base_url)
-    idle = await webhook_latencies(api, ch, 100)
-    flooded, statuses = await under_flood(http, hub, api, ch, 100)
+    idle = await webhook_latencies(api, ch, 60)
+    flooded, statuses = await under_flood(http, hub, api, ch, 60)
     print(f"\nwebhooks idle: {ms(idle)}; under a 20-client login flood (default limits): {ms(flooded)}")
     print(f"login answers during the flood: {statuses}")
     assert statuses.get(429, 0) > 10 * statuses.get(401, 0), statuses
@@ -120,14 +120,15 @@ async def test_login_rate_limits_answer_429_with_retry_after(
     # The account's limit refused the flood before the address's bucket was touched; attempts at
     # other accounts from this address drain that one.
     statuses = []
-    for i in range(40):
+    for i in range(60):
         resp = await api.post(
             "/api/v1/auth/login", {"email": f"u{i}@example.com", "password": "x"}, auth=False
         )
         statuses.append(resp.status)
         if resp.status == 429:
             break
-    assert statuses[-1] == 429 and 10 <= len(statuses) <= 31, statuses
+    # 30 a minute, plus what the bucket refills while a loaded machine answers them.
+    assert statuses[-1] == 429 and 10 <= len(statuses) <= 45, statuses
 
 
 async def test_a_refused_login_takes_as_long_whoever_the_account_is(
@@ -150,7 +151,7 @@ async def test_a_refused_login_takes_as_long_whoever_the_account_is(
     medians = {}
     for name, (email, password) in cases.items():
         times = []
-        for _ in range(7):
+        for _ in range(5):
             start = time.perf_counter()
             resp = await api.post("/api/v1/auth/login", {"email": email, "password": password}, auth=False)
             times.append(time.perf_counter() - start)
