@@ -118,6 +118,10 @@ class Capabilities(BaseModel):
     read_receipts: bool = False
     location: bool = False
     subject: bool = False
+    client_reference: bool = False
+    """``send`` passes ``OutboundMessage.id`` to the provider, and the provider's statuses carry it
+    back (``StatusUpdate.client_ref``): after a crash mid-send the outbox waits for such a status
+    instead of sending again."""
     reply_window: ReplyWindowPolicy = ReplyWindowPolicy()
 
     def sendable_kinds(self) -> set[MessageKind]:

@@ -41,6 +41,18 @@ class HubSection(BaseModel):
     )
     event_retention: int = Field(default=1_000_000, ge=1000, description="events kept for replay")
     workers: int = Field(default=4, ge=1, le=256, description="outbox send concurrency (x32)")
+    outbox_lease: float = Field(
+        default=30.0,
+        ge=1.0,
+        description="seconds an outbox job is leased to the worker sending it; renewed every third of "
+        "it while the send is in flight, so only a dead process's lease runs out",
+    )
+    outbox_grace: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="after a crash, seconds to wait for a status naming a send of unknown outcome "
+        "before sending it again (channels with the client_reference capability)",
+    )
     run_workers: bool = Field(
         default=True,
         description="process stored deliveries and send queued messages in this process; false makes a "

@@ -253,6 +253,11 @@ class StatusUpdate(_Model):
     error: dict[str, Any] | None = Field(
         default=None, description="For failed: class, provider_code, title, message"
     )
+    client_ref: str | None = Field(
+        default=None,
+        description="The hub's message id (OutboundMessage.id) when the provider echoes the "
+        "reference the send carried (channels with the client_reference capability)",
+    )
     data: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -239,6 +239,10 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("due_at", TS, nullable=False),
     Column("lease_until", TS),
+    # The claim that holds the lease: every write about the job is conditional on it.
+    Column("claim_token", String(32)),
+    # Taken back from a lease that expired mid-send: the send's outcome is unknown.
+    Column("unknown_since", TS),
     Column("last_error", JSON),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),

@@ -43,6 +43,8 @@ async def retry_message(store: Store, message_id: str) -> dict[str, Any]:
                 attempts=0,
                 due_at=now,
                 lease_until=None,
+                claim_token=None,
+                unknown_since=None,
                 last_error=None,
                 created_at=now,
                 updated_at=now,

@@ -9,7 +9,9 @@ arrived before it are applied then.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +23,7 @@ from hub.channels import ChannelService
 from hub.errors import SendError, SendErrorClass
 from hub.events import Store
 from hub.metrics import Metrics
-from hub.models import MessageStatus, utcnow
+from hub.models import MessageStatus, SendReceipt, utcnow
 from hub.outbound.load import Loaded, load, outbound_message
 from hub.outbound.policy import on_send_error
 from hub.outbound.record import Recorder
@@ -33,10 +35,19 @@ __all__ = ["OutboxWorker"]
 
 log = logging.getLogger("hub.outbound")
 O = schema.outbox  # noqa: E741
+P = schema.pending_statuses
 
 
 class OutboxWorker(Worker):
-    """Claims due jobs and sends them, ``concurrency`` at a time."""
+    """Claims due jobs and sends them, ``concurrency`` at a time.
+
+    Each claim leases its jobs for ``lease`` seconds under a token of its own, and the lease is
+    renewed every third of it while the send is in flight: only a dead (or stalled) process's lease
+    runs out. Every write about a job is conditional on that token (``hub.outbound.record``). A job
+    taken back from an expired lease may have reached the provider: on a channel with the
+    ``client_reference`` capability the worker waits up to ``grace`` seconds for a status naming
+    the message, and records the send from it instead of sending again.
+    """
 
     task_name = "hub-outbox"
 
@@ -46,7 +57,8 @@ class OutboxWorker(Worker):
         channels: ChannelService,
         *,
         concurrency: int = 64,
-        lease: float = 60.0,
+        lease: float = 30.0,
+        grace: float = 30.0,
         send_timeout: float = 30.0,
         max_attempts: int = 8,
         max_age: timedelta = timedelta(hours=24),
@@ -61,6 +73,7 @@ class OutboxWorker(Worker):
         self.channels = channels
         self.concurrency = concurrency
         self.lease = lease
+        self.grace = grace
         self.send_timeout = send_timeout
         self.max_attempts = max_attempts
         self.max_age = max_age
@@ -69,6 +82,9 @@ class OutboxWorker(Worker):
         self.linger = linger
         self.limiter = RateLimiter()
         self._inflight: set[asyncio.Task[None]] = set()
+        # Jobs this worker holds (id -> claim token): renewed, and never claimed back by itself.
+        self._held: dict[int, str] = {}
+        self._renewer: asyncio.Task[None] | None = None
         self.recorder = Recorder(store)
         self.sent = 0
 
@@ -85,6 +101,43 @@ class OutboxWorker(Worker):
             t.cancel()
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def start(self) -> None:
+        await super().start()
+        self._renewer = asyncio.create_task(self._renew_leases(), name="hub-outbox-leases")
+
+    async def _renew_leases(self) -> None:
+        """Every third of the lease, extend the leases of the jobs whose sends are in flight."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self.renew()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("renewing outbox leases failed; retrying in %.0f s", self.lease / 3)
+
+    async def renew(self) -> int:
+        """Extend the lease of every job held; returns how many are still held."""
+        held = dict(self._held)
+        if not held:
+            return 0
+        async with self.store.db.write() as conn:
+            result = await conn.execute(
+                O.update()
+                .where(
+                    O.c.id.in_(list(held)),
+                    O.c.claim_token.in_(set(held.values())),
+                    O.c.state == "inflight",
+                )
+                .values(lease_until=utcnow() + timedelta(seconds=self.lease))
+            )
+        return int(result.rowcount)
 
     async def run(self) -> None:
         while True:
@@ -138,7 +191,7 @@ class OutboxWorker(Worker):
         if not active or limit <= 0:
             return []
         now = utcnow()
-        columns = (O.c.id, O.c.message_id, O.c.channel_id, O.c.attempts, O.c.created_at)
+        columns = (O.c.id, O.c.message_id, O.c.channel_id, O.c.attempts, O.c.created_at, O.c.unknown_since)
         # Two queries, each walking ix_outbox_state_due_at in order and stopping at the limit. One
         # query with an OR of both made SQLite read every due job and sort them for each claim: a
         # backlog of N jobs cost O(N) per claim (profiled as a third of the outbox's time).
@@ -150,18 +203,31 @@ class OutboxWorker(Worker):
         )
         expired = (
             sa.select(*columns)
-            .where(O.c.state == "inflight", O.c.lease_until < now, O.c.channel_id.in_(active))
+            .where(
+                O.c.state == "inflight",
+                O.c.lease_until < now,
+                O.c.channel_id.in_(active),
+                # A lease of this worker's own that ran out (the database stalled past it) is
+                # not taken back: its send is still in flight here.
+                O.c.id.not_in(list(self._held)),
+            )
             .order_by(O.c.due_at, O.c.id)
             .limit(limit)
         )
         if not self.store.db.is_sqlite:
             due = due.with_for_update(skip_locked=True)
             expired = expired.with_for_update(skip_locked=True)
+        token = secrets.token_hex(16)
         async with self.store.db.write() as conn:
-            # Jobs whose lease ran out first: they have waited longest.
-            rows = list((await conn.execute(expired)).mappings().all())
+            # Jobs whose lease ran out first: they have waited longest. Their process died (or
+            # stalled) mid-send, so whether the provider got the message is unknown.
+            taken_back = [
+                {**r, "unknown_since": r["unknown_since"] or now}
+                for r in (await conn.execute(expired)).mappings()
+            ]
+            rows = list(taken_back)
             if len(rows) < limit:
-                rows += (await conn.execute(due.limit(limit - len(rows)))).mappings().all()
+                rows += [dict(r) for r in (await conn.execute(due.limit(limit - len(rows)))).mappings()]
             if rows:
                 await conn.execute(
                     O.update()
@@ -169,11 +235,21 @@ class OutboxWorker(Worker):
                     .values(
                         state="inflight",
                         lease_until=now + timedelta(seconds=self.lease),
+                        claim_token=token,
                         attempts=O.c.attempts + 1,
                         updated_at=now,
                     )
                 )
-        return [dict(r) for r in rows]
+            if taken_back:
+                await conn.execute(
+                    O.update()
+                    .where(O.c.id.in_([r["id"] for r in taken_back]), O.c.unknown_since.is_(None))
+                    .values(unknown_since=now)
+                )
+        for r in rows:
+            r["claim_token"] = token
+            self._held[r["id"]] = token
+        return rows
 
     async def _deliver(self, job: dict[str, Any], loaded: Loaded | None) -> None:
         try:
@@ -182,6 +258,8 @@ class OutboxWorker(Worker):
             raise
         except Exception:
             log.exception("outbox job %s crashed; it is retried when its lease expires", job["id"])
+        finally:
+            self._held.pop(job["id"], None)
 
     async def deliver(self, job: dict[str, Any], loaded: Loaded | None = None) -> None:
         channel = self.channels.get(job["channel_id"])
@@ -192,6 +270,9 @@ class OutboxWorker(Worker):
         if channel is None:
             await self.recorder.reschedule(job, 30.0, None, count=False)
             return
+        if job.get("unknown_since") is not None and channel.capabilities.client_reference:
+            if await self._await_reference(job, msg):
+                return
         out = outbound_message(msg, conv, ids)
         now = utcnow()
         window = channel.reply_window(conv["last_inbound_at"], now)
@@ -222,10 +303,39 @@ class OutboxWorker(Worker):
                 job, msg, SendError(SendErrorClass.RETRYABLE, f"plugin error: {type(exc).__name__}"), limits
             )
             return
-        await self.recorder.sent(job, msg, receipt.external_id)
+        await self.recorder.sent(job, msg, receipt)
         self._count(channel, "sent")
         self.channels.report_health(job["channel_id"], HealthState.OK, None)
         self.sent += 1
+
+    async def _await_reference(self, job: dict[str, Any], msg: dict[str, Any]) -> bool:
+        """For a send of unknown outcome: record it from a status that names the message, or wait
+        out the rest of the grace period for one. False when the grace is over: send again."""
+        async with self.store.db.read() as conn:
+            external_id = await conn.scalar(
+                sa.select(P.c.external_id)
+                .where(
+                    P.c.channel_id == job["channel_id"],
+                    P.c.update["client_ref"].as_string() == msg["id"],
+                )
+                .limit(1)
+            )
+        if external_id is not None:
+            log.info(
+                "message %s reached the provider before a crash (status for %s); not sent again",
+                msg["id"],
+                external_id,
+            )
+            await self.recorder.sent(job, msg, SendReceipt(external_id=external_id))
+            return True
+        remaining = (job["unknown_since"] + timedelta(seconds=self.grace) - utcnow()).total_seconds()
+        if remaining > 0:
+            await self.recorder.reschedule(job, min(remaining, 1.0), None, count=False)
+            return True
+        log.info(
+            "no status named message %s within %.0f s of a crash; sending it again", msg["id"], self.grace
+        )
+        return False
 
     def _count(self, channel: Channel, result: str) -> None:
         if self.metrics is not None:

@@ -374,6 +374,7 @@ def _status(element: Mapping[str, Any]) -> StatusUpdate:
         timestamp=_ts(element["ts"]),
         recipient=_contact(element, "to") if element.get("to") else None,
         error=element.get("error"),
+        client_ref=element.get("client_ref"),
     )
 
 

@@ -259,7 +259,14 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
 async def _outbox(app: web.Application) -> AsyncIterator[None]:
     cfg, store = app[CONFIG].hub, app[STORE]
     app[SEND_WRITER] = GroupCommit(store, write_sends)
-    outbox = OutboxWorker(store, app[CHANNELS], concurrency=max(cfg.workers, 1) * 32, metrics=app[METRICS])
+    outbox = OutboxWorker(
+        store,
+        app[CHANNELS],
+        concurrency=max(cfg.workers, 1) * 32,
+        lease=cfg.outbox_lease,
+        grace=cfg.outbox_grace,
+        metrics=app[METRICS],
+    )
     app[OUTBOX] = outbox
     if cfg.run_workers:
         await outbox.start()

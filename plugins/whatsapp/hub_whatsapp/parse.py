@@ -358,6 +358,7 @@ class _Parser:
                 timestamp=parse_timestamp(st.get("timestamp"), self.received_at),
                 recipient=recipient,
                 error=error,
+                client_ref=_str(st.get("biz_opaque_callback_data")) or None,
                 data=data,
             )
         )

@@ -135,6 +135,10 @@ def build_message_body(message: OutboundMessage, media_id: str | None = None) ->
     body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
     body.update(recipient_fields(message.recipient))
     kind = message.kind
+    if kind is not MessageKind.REACTION:
+        # Meta echoes it in every status of the message, so a status can name the hub's message
+        # even when the send's answer was lost (a crash mid-send): the capability client_reference.
+        body["biz_opaque_callback_data"] = message.id
     if message.reply_to_external_id and kind is not MessageKind.REACTION:
         body["context"] = {"message_id": message.reply_to_external_id}
 

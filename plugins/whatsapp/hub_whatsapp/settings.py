@@ -82,5 +82,6 @@ CAPABILITIES = Capabilities(
     read_receipts=True,
     location=True,
     subject=False,
+    client_reference=True,
     reply_window=ReplyWindowPolicy(hours=24, outside="template"),
 )

@@ -56,6 +56,7 @@ async def test_send_receipts_count_up(fg_channel: WhatsAppChannel, graph: FakeGr
         "to": WA,
         "type": "text",
         "text": {"body": "one", "preview_url": False},
+        "biz_opaque_callback_data": "m1",
     }
     assert r1.header("authorization") == f"Bearer {ACCESS_TOKEN}"
     assert r1.path == f"/v26.0/{PNID}/messages"

@@ -401,6 +401,15 @@ def test_failed_status_without_errors(channel: WhatsAppChannel) -> None:
     }
 
 
+def test_a_status_names_the_hub_message_its_send_carried(channel: WhatsAppChannel) -> None:
+    body = json.loads(load("statuses_batch"))
+    body["entry"][0]["changes"][0]["value"]["statuses"][0]["biz_opaque_callback_data"] = "msg_01HUB"
+    sent, delivered, _ = channel.parse(raw(json.dumps(body).encode()))
+    assert isinstance(sent, StatusUpdate) and isinstance(delivered, StatusUpdate)
+    assert (sent.external_id, sent.client_ref) == ("wamid.OUT1", "msg_01HUB")
+    assert delivered.client_ref is None
+
+
 def test_every_fixture_parses_without_raising(channel: WhatsAppChannel) -> None:
     for path in sorted(FIXTURES.glob("*.json")):
         events = channel.parse(raw(path.stem))

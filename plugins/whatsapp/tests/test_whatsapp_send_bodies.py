@@ -27,7 +27,9 @@ from hub.models import (
 
 MESSAGES_URL = f"{BASE_URL}/{PNID}/messages"
 RECIPIENT = ContactRef(ids=[f"wa:{WA}", "bsuid:US.1234"], name="Kerry Fisher", phone=WA)
-BASE = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": WA}
+BARE = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": WA}
+# Every send but a reaction names the hub's message, so Meta's statuses can name it back.
+BASE = {**BARE, "biz_opaque_callback_data": "m1"}
 
 
 def out(kind: MessageKind, **fields: Any) -> OutboundMessage:
@@ -195,7 +197,7 @@ async def test_template_without_components(channel: WhatsAppChannel) -> None:
 async def test_reaction_and_removal(channel: WhatsAppChannel) -> None:
     react = out(MessageKind.REACTION, reply_to_external_id="wamid.IN1", reaction_emoji="😀")
     assert await sent_body(channel, react) == {
-        **BASE,
+        **BARE,
         "type": "reaction",
         "reaction": {"message_id": "wamid.IN1", "emoji": "😀"},
     }
