@@ -9,6 +9,7 @@ that conversation carried the megabyte to every connected app. README.md lists t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
@@ -27,6 +28,7 @@ __all__ = [
     "Text",
     "Url",
     "bounded_json",
+    "omit_null",
 ]
 
 # Ids the hub makes are ~30 characters; a provider's ids (WhatsApp's user_id) up to 256.
@@ -50,6 +52,23 @@ Attributes = Annotated[
 
 # Nesting the API accepts in any JSON body; deeper is refused before any model sees it.
 JSON_DEPTH = 32
+
+
+def omit_null(*names: str) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` for optional fields that refuse (or ignore) null: their schema says
+    "omit it" rather than "null allowed", so the API document is exact."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        for name in names:
+            prop = schema["properties"][name]
+            branches = [b for b in prop.pop("anyOf", [prop]) if b.get("type") != "null"]
+            prop.pop("default", None)
+            if len(branches) == 1:
+                prop.update(branches[0])
+            else:
+                prop["anyOf"] = branches
+
+    return edit
 
 
 def bounded_json(limit: int) -> AfterValidator:

@@ -10,16 +10,30 @@ import hashlib
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
-from hub.limits import Id, LongText, Name, ShortText, Text, Url, bounded_json
+from hub.limits import Id, LongText, Name, ShortText, Text, Url, bounded_json, omit_null
 from hub.models import AttachmentKind, InteractiveChoice, MessageKind, Template
 
 __all__ = ["AttachmentIn", "Draft", "InteractiveIn", "ReactionIn"]
 
 
+def _one_source_schema(schema: dict[str, Any]) -> None:
+    omit_null("url", "upload_id", "media_id")(schema)
+    schema["oneOf"] = [{"required": [k]} for k in ("url", "upload_id", "media_id")]
+
+
 class AttachmentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Exactly one source; null is taken as absent, and left out of the schema so that oneOf holds.
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_source_schema)
 
     kind: AttachmentKind
     url: Url | None = None
@@ -27,7 +41,7 @@ class AttachmentIn(BaseModel):
     media_id: Id | None = None
     filename: Annotated[str, StringConstraints(max_length=255)] | None = None
     mime_type: Name | None = None
-    size: int | None = Field(default=None, ge=0, le=2**53)
+    size: StrictInt | None = Field(default=None, ge=0, le=2**53)
     caption: Text | None = None
 
     @model_validator(mode="after")
@@ -87,7 +101,7 @@ class Draft(BaseModel):
     interactive: InteractiveIn | None = None
     reaction: ReactionIn | None = None
     reply_to_message_id: Id | None = None
-    preview_url: bool = False
+    preview_url: StrictBool = False
 
     def kind(self) -> MessageKind:
         if self.reaction is not None:

@@ -6,10 +6,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from hub import schema
-from hub.appkeys import CHANNELS, OUTBOX, PLUGIN_REPORT, STORE
+from hub.appkeys import CHANNELS, OUTBOX, PLUGIN_REPORT, REGISTRY, STORE
 from hub.channel import Health
 from hub.channels import ChannelService, SettingsInvalid
 from hub.db import new_id
@@ -34,7 +34,7 @@ class ChannelCreate(BaseModel):
     id: str | None = Field(default=None, pattern=ID_PATTERN, description="omit for a generated id")
     type: str = Field(max_length=64)
     name: str = Field(min_length=1, max_length=200)
-    enabled: bool = True
+    enabled: StrictBool = True
     settings: Settings = Field(default_factory=dict)
 
 
@@ -42,7 +42,7 @@ class ChannelPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     settings: Settings | None = Field(default=None, description="merged into the stored settings")
 
 
@@ -125,11 +125,31 @@ def _settings_error(exc: SettingsInvalid) -> ApiError:
     return ApiError(422, "validation_failed", "the channel settings are invalid", exc.errors)
 
 
+def _create_schema(app: web.Application) -> dict[str, Any]:
+    """ChannelCreate as the handler validates it: ``type`` is an installed type, and ``settings``
+    that type's own Settings model (required fields, unknown ones refused)."""
+    ref = "#/components/schemas/{model}"
+    schema = ChannelCreate.model_json_schema(ref_template=ref)
+    defs = schema.setdefault("$defs", {})
+    types = app[REGISTRY].types()
+    schema["properties"]["type"] = {"type": "string", "enum": sorted(types)}
+    branches = []
+    for name, cls in sorted(types.items()):
+        settings = cls.Settings.model_json_schema(ref_template=ref)
+        defs.update(settings.pop("$defs", {}))
+        branches.append(
+            {"properties": {"type": {"const": name}, "settings": settings}, "required": ["type", "settings"]}
+        )
+    schema["oneOf"] = branches
+    return schema
+
+
 @routes.post("/api/v1/admin/channels")
 @operation(
     "Create a channel instance",
     "admin",
     body=ChannelCreate,
+    body_schema=_create_schema,
     status=201,
     errors=(403, 409, 422),
     response=ChannelOut,

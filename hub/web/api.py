@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from hub import schema
 from hub.appkeys import CHANNELS, CONFIG, LOGINS, MEDIA, OUTBOX, SEND_WRITER, STORE, TOKEN_CACHE
 from hub.db import new_id
-from hub.limits import Attributes, Id, Labels, Name
+from hub.limits import Attributes, Id, Labels, Name, omit_null
 from hub.logins import LoginRefused, TooManyLogins
 from hub.models import Conversation, Message, utcnow
 from hub.outbound import cancel_message, enqueue, retry_message
@@ -25,7 +25,7 @@ from hub.records import fetch_conversation, fetch_conversations, message_dict
 from hub.users import public_user, revoke_token
 from hub.web.auth import bearer_token, require_user
 from hub.web.errors import ApiError, json_problem, query_int, query_text, read_json
-from hub.web.openapi import operation
+from hub.web.openapi import operation, query_integer
 from hub.web.schemas import ChannelList, ConversationPage, LoginOut, MessagePage, UploadOut, UserOut
 from hub.web.sends import SendRequest
 
@@ -45,8 +45,12 @@ class LoginRequest(BaseModel):
 
 
 class ConversationPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=omit_null("status", "labels", "custom_attributes")
+    )
 
+    # Omitted leaves a field unchanged; null is refused (except where it clears: assignee, team),
+    # and the document says so.
     status: Literal["open", "pending", "resolved"] | None = None
     assignee_id: Id | None = None
     team: Name | None = None
@@ -146,8 +150,8 @@ def _decode_cursor(raw: str) -> tuple[datetime, str]:
         "status": "open|pending|resolved",
         "channel_id": "filter",
         "assignee_id": "filter",
-        "cursor": "next_cursor of the previous page",
-        "limit": "page size (max 200)",
+        "cursor": "next_cursor of the previous page (any other value is 400)",
+        "limit": ("page size (over 200 gives 200)", query_integer(1)),
     },
 )
 async def list_conversations(request: web.Request) -> web.StreamResponse:
@@ -291,7 +295,10 @@ async def read_conversation(request: web.Request) -> web.StreamResponse:
     "Message history, oldest first within a page; page backwards with before",
     "messages",
     response=MessagePage,
-    query={"before": "a message id: return messages older than it", "limit": "page size (max 200)"},
+    query={
+        "before": "a message id: return messages older than it",
+        "limit": ("page size (over 200 gives 200)", query_integer(1)),
+    },
     errors=(404,),
 )
 async def list_messages(request: web.Request) -> web.StreamResponse:
@@ -417,6 +424,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     status=201,
     errors=(413,),
     content_type="application/octet-stream",
+    body_schema=lambda app: {"type": "string", "format": "binary", "minLength": 1},
 )
 async def upload(request: web.Request) -> web.StreamResponse:
     await require_user(request, "messages.send")
@@ -441,6 +449,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     "messages",
     errors=(404,),
     response={"type": "string", "format": "binary"},
+    response_type="application/octet-stream",
 )
 async def download(request: web.Request) -> web.StreamResponse:
     await require_user(request, "conversations.read")

@@ -86,7 +86,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/metrics")
-@operation("Prometheus metrics", "ops", auth=None, response={"type": "string"})
+@operation("Prometheus metrics", "ops", auth=None, response={"type": "string"}, response_type="text/plain")
 async def metrics(request: web.Request) -> web.StreamResponse:
     m = request.app[METRICS]
     m.last_seq.set(request.app[STORE].bus.last_seq)

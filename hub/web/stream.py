@@ -22,7 +22,7 @@ from hub.appkeys import CONFIG, METRICS, STORE
 from hub.events import Store
 from hub.web.auth import STREAM_PATH, require_user
 from hub.web.errors import ApiError, query_int
-from hub.web.openapi import operation
+from hub.web.openapi import operation, query_integer
 from hub.web.schemas import EventPage
 
 __all__ = ["routes"]
@@ -49,7 +49,10 @@ async def _too_old(store: Store, after: int) -> int | None:
     "Events after a sequence number",
     "events",
     response=EventPage,
-    query={"after": "last seq seen (0 = all)", "limit": "page size, up to 500"},
+    query={
+        "after": ("last seq seen (0 = all)", query_integer(0)),
+        "limit": ("page size (over 500 gives 500)", query_integer(1)),
+    },
     errors=(410,),
 )
 async def list_events(request: web.Request) -> web.StreamResponse:
@@ -79,7 +82,10 @@ async def list_events(request: web.Request) -> web.StreamResponse:
 @operation(
     "WebSocket: replay events after a cursor, then stream live",
     "events",
-    query={"after": "last seq seen", "token": "bearer token, if headers cannot be set"},
+    query={
+        "after": ("last seq seen", query_integer(0)),
+        "token": "bearer token, if headers cannot be set (a reverse proxy logs it: prefer the header)",
+    },
 )
 async def stream(request: web.Request) -> web.StreamResponse:
     await require_user(request, "conversations.read")

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = int(os.environ.get("HUB_PROPERTY_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("HUB_PROPERTY_EXAMPLES", "60"))
 FIXTURES = sorted(Path(__file__).resolve().parents[2].glob("plugins/whatsapp/tests/fixtures/*.json"))
 SETTINGS = settings(
     max_examples=EXAMPLES,
