@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/hub.toml
-PLUGINS := plugins/whatsapp plugins/facebook plugins/email
+PLUGINS := plugins/meta plugins/whatsapp plugins/facebook plugins/email
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .PHONY: install install-test run test lint typecheck format bench clean
@@ -32,7 +32,7 @@ lint: install-test
 	$(BIN)/ruff format --check hub plugins tests bench examples
 
 typecheck: install-test
-	$(BIN)/mypy hub plugins/whatsapp/hub_whatsapp plugins/facebook/hub_facebook plugins/email/hub_email
+	$(BIN)/mypy hub plugins/meta/hub_meta plugins/whatsapp/hub_whatsapp plugins/facebook/hub_facebook plugins/email/hub_email
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider

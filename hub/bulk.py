@@ -20,7 +20,8 @@ from hub.channel import Channel
 from hub.db import new_id
 from hub.events import Tx
 from hub.models import Direction, InboundMessage, MessageStatus, utcnow
-from hub.records import conversation_dict, message_dict
+from hub.records import REOPENS_ON_INBOUND, conversation_dict, message_dict
+from hub.routing import route
 
 __all__ = ["apply_messages"]
 
@@ -95,7 +96,8 @@ async def apply_messages(tx: Tx, items: Sequence[tuple[Channel, InboundMessage]]
     await tx.conn.execute(M.insert(), rows)
     if media:
         await tx.conn.execute(schema.media_jobs.insert(), media)
-    await _touch(tx, todo, conv_ids, convs, now)
+    reopened = await _touch(tx, todo, conv_ids, convs, now)
+    await route(tx, [convs[c] for c in created], [convs[c] for c in reopened])
 
     def view(conv_id: str) -> dict[str, Any]:
         conv = convs[conv_id]
@@ -276,6 +278,9 @@ async def _conversations(
                 "unread_count": 0,
                 "created_at": now,
                 "updated_at": now,
+                "priority": None,
+                "snoozed_until": None,
+                "last_assignee_id": None,
             }
             found[key] = known
             if ev.thread_id:
@@ -352,9 +357,11 @@ async def _touch(
     conv_ids: list[str],
     convs: dict[str, dict[str, Any]],
     now: datetime,
-) -> None:
-    """Move each conversation's clocks and unread count forward once for all its new messages."""
+) -> set[str]:
+    """Move each conversation's clocks and unread count forward once for all its new messages.
+    Returns the conversations a customer's message reopened."""
     deltas: dict[str, int] = defaultdict(int)
+    reopened: set[str] = set()
     for (_, ev), conv_id in zip(todo, conv_ids, strict=True):
         conv = convs[conv_id]
         if conv["last_message_at"] is None or ev.timestamp >= conv["last_message_at"]:
@@ -365,8 +372,10 @@ async def _touch(
             if conv["last_inbound_at"] is None or ev.timestamp > conv["last_inbound_at"]:
                 conv["last_inbound_at"] = ev.timestamp
             deltas[conv_id] += 1
-            if conv["status"] == "resolved":
+            if conv["status"] in REOPENS_ON_INBOUND:
                 conv["status"] = "open"
+                conv["snoozed_until"] = None
+                reopened.add(conv_id)
     params = []
     for conv_id in dict.fromkeys(conv_ids):
         conv = convs[conv_id]
@@ -379,6 +388,7 @@ async def _touch(
                 "b_lia": conv["last_inbound_at"],
                 "b_unread": deltas[conv_id],
                 "b_status": conv["status"],
+                "b_snoozed": conv["snoozed_until"],
                 "b_participants": conv["participants"] or [],
                 "b_now": now,
             }
@@ -391,8 +401,10 @@ async def _touch(
             last_inbound_at=sa.bindparam("b_lia", type_=schema.TS),
             unread_count=C.c.unread_count + sa.bindparam("b_unread"),
             status=sa.bindparam("b_status"),
+            snoozed_until=sa.bindparam("b_snoozed", type_=schema.TS),
             participants=sa.bindparam("b_participants", type_=sa.JSON),
             updated_at=sa.bindparam("b_now", type_=schema.TS),
         ),
         params,
     )
+    return reopened

@@ -9,8 +9,8 @@ channel (``Channel(channel_id, settings, context)``) and calls:
 * ``delivery_key(body, headers)`` to recognise a provider's retry of the same delivery;
 * ``parse(raw)`` -> normalized events. **Pure**: no I/O, so fixtures test it and replays re-run it;
 * ``send(message)`` -> ``SendReceipt`` or a classified ``SendError``;
-* optionally ``fetch_media``, ``ingest`` (pull channels), ``health_check``, ``reply_window`` and
-  ``rate_limits``.
+* optionally ``fetch_media``, ``ingest`` (pull channels), ``health_check``, ``reply_window``,
+  ``rate_limits`` and ``fetch_profile``.
 """
 
 from __future__ import annotations
@@ -391,6 +391,16 @@ class Channel:
     async def health_check(self) -> Health:
         """Ask the provider whether the credentials work. The default reports ``unknown``."""
         return Health(state=HealthState.UNKNOWN)
+
+    async def fetch_profile(self, contact: ContactRef) -> ContactRef | None:
+        """Look up a customer's name the webhook did not give (Messenger's user profile). Optional.
+
+        The hub calls it after storing an inbound message from a contact without a name, once per
+        contact and process, never before the message is published; return the contact with
+        ``name`` set, or None. Cache what you fetched, and let a failure return None: it is logged
+        and never holds a message back.
+        """
+        return None
 
     def setup_instructions(self, webhook_url: str) -> dict[str, str]:
         """What the admin copies into the provider's dashboard."""

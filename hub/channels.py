@@ -23,6 +23,7 @@ from hub.models import utcnow
 from hub.plugins import ChannelRegistry
 from hub.redact import SecretRedactor
 from hub.security import SecretBox
+from hub.services.errors import Conflict, ServiceError
 
 __all__ = ["ChannelContextImpl", "ChannelService", "SettingsInvalid", "mask_settings"]
 
@@ -34,11 +35,14 @@ _CHANNEL_OF = sa.select(schema.conversations.c.channel_id).where(
 _MAX_CACHED_CONVERSATIONS = 100_000
 
 
-class SettingsInvalid(Exception):
+class SettingsInvalid(ServiceError):
     """Settings refused by the plugin's model; ``errors`` carry field paths for a 422."""
 
+    status = 422
+    code = "validation_failed"
+
     def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("invalid channel settings")
+        super().__init__("the channel settings are invalid", errors)
         self.errors = errors
 
 
@@ -149,6 +153,71 @@ class ChannelService:
 
     def full_settings(self, row: dict[str, Any]) -> dict[str, Any]:
         return {**(row["settings"] or {}), **self.box.open(row["secrets"])}
+
+    # ---- persistence ------------------------------------------------------------------------
+
+    async def upsert(
+        self,
+        channel_id: str,
+        type_name: str,
+        name: str,
+        enabled: bool,
+        settings: dict[str, Any],
+        *,
+        source: str,
+        create_only: bool = False,
+    ) -> dict[str, Any]:
+        """Create or replace a channel row (validated, secrets sealed) and publish it.
+
+        Raises ``SettingsInvalid`` for settings the plugin refuses and ``Conflict`` for an id taken
+        (``create_only``) or a change of type.
+        """
+        CH = schema.channels
+        async with self.store.tx() as tx:
+            prior = (await tx.conn.execute(sa.select(CH).where(CH.c.id == channel_id))).mappings().first()
+            if prior is not None and create_only:
+                raise Conflict(f"channel {channel_id!r} already exists")
+            if prior is not None and prior["type"] != type_name:
+                raise Conflict(
+                    f"channel {channel_id!r} is of type {prior['type']!r}; delete it to change its type"
+                )
+            previous = self.full_settings(dict(prior)) if prior is not None else None
+            validated = self.validate_settings(type_name, settings, previous)
+            plain, sealed = self.split(validated)
+            now = utcnow()
+            values = {
+                "type": type_name,
+                "name": name,
+                "enabled": enabled,
+                "settings": plain,
+                "secrets": sealed,
+                "source": source,
+                "updated_at": now,
+            }
+            if prior is None:
+                await tx.conn.execute(
+                    CH.insert().values(
+                        id=channel_id,
+                        health=Health().model_dump(mode="json"),
+                        send_paused=False,
+                        created_at=now,
+                        **values,
+                    )
+                )
+            else:
+                # New credentials end an auth pause: sending resumes with the queue intact.
+                # Compare values, not ciphertexts: sealing the same secrets twice gives new bytes.
+                credentials_changed = self.reveal(validated) != self.reveal(
+                    self.validate_settings(type_name, {}, previous)
+                )
+                if prior["send_paused"] and credentials_changed:
+                    values["send_paused"] = False
+                    values["health"] = Health().model_dump(mode="json")
+                await tx.conn.execute(CH.update().where(CH.c.id == channel_id).values(**values))
+            row = dict((await tx.conn.execute(sa.select(CH).where(CH.c.id == channel_id))).mappings().one())
+            self.refresh(row)
+            await tx.emit("channel.updated", self.public_dict(row, admin=False), channel_id=channel_id)
+        return row
 
     # ---- instances --------------------------------------------------------------------------
 

@@ -159,6 +159,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from hub.events import EventBus, Store
     from hub.inbound import InboundProcessor
     from hub.plugins import load_plugins
+    from hub.redact import SecretRedactor
     from hub.security import SecretBox, load_secret_key
 
     cfg = _config(args)
@@ -167,9 +168,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print("error: --since needs a timezone, e.g. 2026-01-01T00:00:00+00:00", file=sys.stderr)
         return 2
 
+    if args.page_size < 1:
+        print("error: --page-size must be at least 1", file=sys.stderr)
+        return 2
+
     async def run(db: Any) -> int:
         _, registry, _ = load_plugins()
         store = Store(db, EventBus())
+        redactor = SecretRedactor()  # the channels' secrets stay out of this command's log too
+        uninstall = redactor.install()
         async with httpx.AsyncClient() as http:
             svc = ChannelService(
                 store,
@@ -177,32 +184,60 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 SecretBox(load_secret_key(cfg.hub.secret_key, cfg.hub.data_dir)),
                 http,
                 cfg.hub.public_url,
+                redactor=redactor,
             )
             await svc.load_all()
             proc = InboundProcessor(store, svc)
             R = schema.raw_events
-            stmt = sa.select(R.c.id, R.c.channel_id, R.c.body, R.c.headers, R.c.received_at, R.c.attempts)
+            conds = []
             if args.channel:
-                stmt = stmt.where(R.c.channel_id == args.channel)
+                conds.append(R.c.channel_id == args.channel)
             if since:
-                stmt = stmt.where(R.c.received_at >= since)
+                conds.append(R.c.received_at >= since)
             if not args.all:
-                stmt = stmt.where(R.c.state != "done")
+                conds.append(R.c.state != "done")
             async with db.read() as conn:
-                rows = (await conn.execute(stmt.order_by(R.c.id))).mappings().all()
-            total = len(rows)
+                total = int(await conn.scalar(sa.select(sa.func.count()).select_from(R).where(*conds)) or 0)
+                # Rows stored after this moment are the live hub's business, not this replay's.
+                last_id = int(await conn.scalar(sa.select(sa.func.max(R.c.id))) or 0)
             print(f"replaying {total} raw event(s)", flush=True)
-            for i, row in enumerate(rows, 1):
-                await proc.process_one({**dict(row), "attempts": 0})
-                if i % 100 == 0 or i == total:
-                    print(f"  {i}/{total}", flush=True)
-            async with db.read() as conn:
-                failed = await conn.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(R)
-                    .where(R.c.id.in_([r["id"] for r in rows]), R.c.state == "failed")
-                )
-            print(f"done: {total - (failed or 0)} applied, {failed or 0} still failing")
+            columns = (R.c.id, R.c.channel_id, R.c.body, R.c.headers, R.c.received_at, R.c.attempts)
+            done = failed = 0
+            after = 0
+            # One page at a time (keyset on id): a month of deliveries does not fit in memory.
+            while True:
+                async with db.read() as conn:
+                    page = (
+                        (
+                            await conn.execute(
+                                sa.select(*columns)
+                                .where(*conds, R.c.id > after, R.c.id <= last_id)
+                                .order_by(R.c.id)
+                                .limit(args.page_size)
+                            )
+                        )
+                        .mappings()
+                        .all()
+                    )
+                if not page:
+                    break
+                for i, row in enumerate(page, 1):
+                    await proc.process_one({**dict(row), "attempts": 0})
+                    done += 1
+                    if done % 100 == 0 or i == len(page):
+                        print(f"  {done}/{total}", flush=True)
+                after = page[-1]["id"]
+                async with db.read() as conn:
+                    failed += int(
+                        await conn.scalar(
+                            sa.select(sa.func.count())
+                            .select_from(R)
+                            .where(R.c.id.in_([r["id"] for r in page]), R.c.state == "failed")
+                        )
+                        or 0
+                    )
+            print(f"done: {done - failed} applied, {failed} still failing")
+        uninstall()
         return 0 if not failed else 1
 
     return asyncio.run(_with_db(cfg, run))
@@ -259,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel")
     p.add_argument("--since", help="ISO time with timezone")
     p.add_argument("--all", action="store_true", help="also re-run events that were processed already")
+    p.add_argument("--page-size", type=int, default=500, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_replay)
     return parser
 

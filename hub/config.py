@@ -40,6 +40,27 @@ class HubSection(BaseModel):
         default=1024 * 1024, ge=1024, description="a JSON body of the API (413 over it)"
     )
     event_retention: int = Field(default=1_000_000, ge=1000, description="events kept for replay")
+    # Retention of what the event log refers to: unset means "as long as the event log", i.e. rows
+    # older than the oldest event still in the log go (nothing goes before the log is pruned).
+    raw_delivery_retention_days: float = Field(
+        default=30, gt=0, description="stored webhook deliveries kept for `hub replay` (pending ones stay)"
+    )
+    outbox_retention_days: float | None = Field(default=None, gt=0, description="sent outbox jobs")
+    media_retention_days: float | None = Field(
+        default=None, gt=0, description="fetched inbound media: files and their jobs"
+    )
+    upload_retention_days: float | None = Field(default=None, gt=0, description="agents' uploaded files")
+    receipt_retention_days: float | None = Field(
+        default=None, gt=0, description="receipts kept for messages the hub does not know (yet)"
+    )
+    retention_interval: float = Field(default=300, gt=0, description="seconds between retention passes")
+    delete_chunk_rows: int = Field(default=1000, ge=10, description="rows per retention transaction")
+    max_queued_deliveries: int = Field(
+        default=10_000, ge=1, description="webhooks waiting to be stored; past it they answer 503"
+    )
+    max_pending_deliveries: int = Field(
+        default=100_000, ge=1, description="stored deliveries not yet processed; past it webhooks answer 503"
+    )
     workers: int = Field(default=4, ge=1, le=256, description="outbox send concurrency (x32)")
     outbox_lease: float = Field(
         default=30.0,
@@ -87,6 +108,23 @@ class HubSection(BaseModel):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    auto_offline_minutes: int = Field(
+        default=0,
+        ge=0,
+        le=7 * 24 * 60,
+        description="set agents offline this long after their app left; 0 = never",
+    )
+
+    @property
+    def media_dir(self) -> Path:
+        """Where fetched inbound media is kept."""
+        return Path(self.data_dir) / "media"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where agents' uploads are kept."""
+        return Path(self.data_dir) / "uploads"
 
     @field_validator("public_url")
     @classmethod

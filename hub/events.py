@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,13 +23,23 @@ from hub import schema
 from hub.db import Database
 from hub.models import Event, utcnow
 
-__all__ = ["EventBus", "Store", "Subscription", "Tx"]
+__all__ = ["EventBus", "Frame", "Store", "Subscription", "Tx"]
 
 log = logging.getLogger("hub.events")
 PRUNE_CURSOR = ("_hub", "events_pruned_through")
 # PostgreSQL: sequence values are taken in one order and committed in another; this lock makes
 # event-writing transactions commit in seq order so `after=N` never skips a late commit.
 _PG_EVENTS_LOCK = 0x6875625F657674  # "hub_evt"
+
+
+class Frame(NamedTuple):
+    """One event as JSON text, with what a reader filters on (without decoding the text)."""
+
+    seq: int
+    text: str
+    type: str
+    channel_id: str | None
+    conversation_id: str | None
 
 
 @dataclass
@@ -39,7 +49,7 @@ class Tx:
     conn: AsyncConnection
     db: Database
     events: list[Event] = field(default_factory=list)
-    frames: list[tuple[int, str]] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
     _locked: bool = False
 
     async def emit(
@@ -52,13 +62,19 @@ class Tx:
     ) -> Event:
         return (await self.emit_many([(type_, data, channel_id, conversation_id)]))[0]
 
+    async def serialize(self) -> None:
+        """Take, now rather than at the first ``emit``, the lock that orders event-writing
+        transactions (PostgreSQL; SQLite's single writer is one already): a read-decide-write
+        (assignment under capacity) made under it cannot interleave with another."""
+        if not self.db.is_sqlite and not self._locked:
+            await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_EVENTS_LOCK)))
+            self._locked = True
+
     async def emit_many(self, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[Event]:
         """Append several events (type, data, channel_id, conversation_id) in one statement, in order."""
         if not items:
             return []
-        if not self.db.is_sqlite and not self._locked:
-            await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_EVENTS_LOCK)))
-            self._locked = True
+        await self.serialize()
         now = utcnow()
         # Serialized once here: the log row, the live frames and every replay reuse this text.
         texts = [dump(data) for _, data, _, _ in items]
@@ -73,7 +89,7 @@ class Tx:
                 seq=seq, type=t, channel_id=ch, conversation_id=cv, data=data, created_at=now
             )
             out.append(ev)
-            self.frames.append((seq, envelope(seq, t, ch, cv, text, now)))
+            self.frames.append(Frame(seq, envelope(seq, t, ch, cv, text, now), t, ch, cv))
         self.events.extend(out)
         return out
 
@@ -112,12 +128,12 @@ class Subscription:
     lagging, and the stream then drops the client, who resumes from its cursor."""
 
     def __init__(self, maxsize: int, max_bytes: int) -> None:
-        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize)
         self.max_bytes = max_bytes
         self.pending_bytes = 0
         self.lagging = False
 
-    def offer(self, frame: tuple[int, str]) -> None:
+    def offer(self, frame: Frame) -> None:
         if self.lagging:
             return
         size = len(frame[1])
@@ -131,12 +147,12 @@ class Subscription:
             return
         self.pending_bytes += size
 
-    async def next_frames(self) -> list[tuple[int, str]]:
+    async def next_frames(self) -> list[Frame]:
         """Every frame waiting (at least one): one wake-up per batch, not per frame."""
         frames = [await self.queue.get()]
         while not self.queue.empty():
             frames.append(self.queue.get_nowait())
-        self.pending_bytes -= sum(len(text) for _, text in frames)
+        self.pending_bytes -= sum(len(f[1]) for f in frames)
         return frames
 
 
@@ -159,7 +175,7 @@ class EventBus:
         finally:
             self._subs.discard(sub)
 
-    def publish(self, events: Iterable[Event], frames: Iterable[tuple[int, str]] = ()) -> None:
+    def publish(self, events: Iterable[Event], frames: Iterable[Frame] = ()) -> None:
         """Hand committed events to live subscribers (as JSON frames) and to observers (as models)."""
         for frame in frames:
             for sub in self._subs:
@@ -201,8 +217,8 @@ class Store:
             if ordered and self._publish_order is not None:
                 self._publish_order.release()
 
-    async def events_after(self, after: int, limit: int) -> list[tuple[int, str]]:
-        """(seq, JSON text) of the events after ``after``, oldest first: no model, no re-encoding."""
+    async def events_after(self, after: int, limit: int) -> list[Frame]:
+        """The events after ``after``, oldest first, as frames: no model, no re-encoding."""
         E = schema.events
         async with self.db.read() as conn:
             rows = await conn.execute(
@@ -211,7 +227,9 @@ class Store:
                 .order_by(E.c.seq)
                 .limit(limit)
             )
-            return [(seq, envelope(seq, t, ch, cv, data, at)) for seq, t, ch, cv, data, at in rows]
+            return [
+                Frame(seq, envelope(seq, t, ch, cv, data, at), t, ch, cv) for seq, t, ch, cv, data, at in rows
+            ]
 
     async def pruned_through(self) -> int:
         async with self.db.read() as conn:
@@ -228,25 +246,42 @@ class Store:
             value = await conn.scalar(sa.select(sa.func.max(schema.events.c.seq)))
         return int(value or 0)
 
-    async def prune_events(self, keep: int) -> int:
-        """Delete all but the newest ``keep`` events; remember the boundary for resync answers."""
-        last = await self.last_seq()
-        through = last - keep
-        if through <= await self.pruned_through():
-            return 0
-        async with self.db.write() as conn:
-            res = await conn.execute(schema.events.delete().where(schema.events.c.seq <= through))
-            await conn.execute(
-                self.db.insert(schema.cursors)
-                .values(
-                    channel_id=PRUNE_CURSOR[0],
-                    name=PRUNE_CURSOR[1],
-                    value=str(through),
-                    updated_at=utcnow(),
+    async def prune_events(self, keep: int, *, chunk: int = 1000, pause: float = 0.01) -> int:
+        """Delete all but the newest ``keep`` events; remember the boundary for resync answers.
+
+        In transactions of at most ``chunk`` events, with a ``pause`` between them: one DELETE of a
+        million rows would hold SQLite's write lock (and every webhook waiting on it) for seconds.
+        The boundary moves with each chunk, so a stop halfway leaves a log that answers right.
+        """
+        through = await self.last_seq() - keep
+        done = await self.pruned_through()
+        deleted = 0
+        E = schema.events
+        while done < through:
+            upto = min(done + chunk, through)
+            async with self.db.write() as conn:
+                res = await conn.execute(E.delete().where(E.c.seq > done, E.c.seq <= upto))
+                await conn.execute(
+                    self.db.insert(schema.cursors)
+                    .values(
+                        channel_id=PRUNE_CURSOR[0], name=PRUNE_CURSOR[1], value=str(upto), updated_at=utcnow()
+                    )
+                    .on_conflict_do_update(
+                        index_elements=["channel_id", "name"],
+                        set_={"value": str(upto), "updated_at": utcnow()},
+                    )
                 )
-                .on_conflict_do_update(
-                    index_elements=["channel_id", "name"],
-                    set_={"value": str(through), "updated_at": utcnow()},
-                )
-            )
-        return int(res.rowcount or 0)
+            deleted += int(res.rowcount or 0)
+            done = upto
+            if done < through:
+                await asyncio.sleep(pause)
+        return deleted
+
+    async def log_horizon(self) -> datetime | None:
+        """When the oldest event still in the log was written; None while nothing was pruned
+        (everything the log ever referred to is still referred to)."""
+        if await self.pruned_through() == 0:
+            return None
+        E = schema.events
+        async with self.db.read() as conn:
+            return await conn.scalar(sa.select(E.c.created_at).order_by(E.c.seq).limit(1))

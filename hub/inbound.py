@@ -25,10 +25,12 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 
 from hub import schema
+from hub.backlog import Backlog
 from hub.bulk import apply_messages
 from hub.changes import apply_change
 from hub.channel import Channel, RawEvent
 from hub.channels import ChannelService
+from hub.echoes import match_echoes
 from hub.events import Store, Tx
 from hub.metrics import Metrics
 from hub.models import (
@@ -46,12 +48,16 @@ from hub.records import apply_status, ensure_contact, message_dict
 from hub.repair import repair_events
 from hub.worker import Worker
 
-__all__ = ["ChannelInbox", "InboundProcessor", "RawInbox", "apply_events"]
+__all__ = ["ChannelInbox", "InboundProcessor", "Overloaded", "RawInbox", "apply_events"]
 
 log = logging.getLogger("hub.inbound")
 R = schema.raw_events
 M = schema.messages
 _parsed_list: TypeAdapter[list[ParsedEvent]] = TypeAdapter(list[ParsedEvent])
+
+
+class Overloaded(Exception):
+    """The hub stores no more deliveries for now: answer 503 and let the provider retry."""
 
 
 @dataclass
@@ -70,12 +76,39 @@ class RawInbox(Worker):
 
     task_name = "hub-raw-inbox"
 
-    def __init__(self, store: Store, *, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int = 500,
+        max_queued: int = 10_000,
+        max_pending: int = 100_000,
+        recount_interval: float = 1.0,
+    ) -> None:
         super().__init__()
         self.store = store
         self.max_batch = max_batch
+        self.max_queued = max_queued
+        self.recount_interval = recount_interval
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.on_stored: list[Any] = []
+        self.backlog = Backlog(store, max_pending, recount_interval)
+
+    async def start(self) -> None:
+        await self.backlog.start()
+        await super().start()
+
+    async def stop(self) -> None:
+        await self.backlog.stop()
+        await super().stop()
+
+    def overloaded(self) -> str | None:
+        """Why a new delivery should be refused for now (the provider retries), or None."""
+        if self._queue.qsize() >= self.max_queued:
+            return f"{self._queue.qsize()} deliveries are waiting to be stored"
+        if self.backlog.full:
+            return f"{self.backlog.pending} stored deliveries are waiting to be processed"
+        return None
 
     async def store_raw(
         self,
@@ -85,13 +118,23 @@ class RawInbox(Worker):
         headers: Mapping[str, str],
         cursor: tuple[str, str] | None = None,
         received_at: datetime | None = None,
+        *,
+        wait: bool = False,
     ) -> int | None:
-        """Commit one delivery; the new row id, or None when this key was stored before."""
+        """Commit one delivery; the new row id, or None when this key was stored before.
+
+        When the hub is overloaded (``overloaded``) this raises ``Overloaded`` before anything is
+        stored, or with ``wait`` (pull channels, which can simply slow down) waits until it is not.
+        """
         future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         item = _Pending(channel_id, key, body, dict(headers), received_at or utcnow(), cursor, future)
         if not self.running:  # not started (CLI, tests): write directly
             return (await self._write([item]))[0]
-        await self._queue.put(item)
+        while (reason := self.overloaded()) is not None:
+            if not wait:
+                raise Overloaded(reason)
+            await asyncio.sleep(self.recount_interval)
+        self._queue.put_nowait(item)
         return await item.future
 
     async def run(self) -> None:
@@ -113,6 +156,7 @@ class RawInbox(Worker):
                     if not item.future.done():
                         item.future.set_result(rid)
                 new = [(item.channel_id, rid) for item, rid in zip(batch, ids, strict=True) if rid]
+                self.backlog.stored(len(new))
                 for callback in self.on_stored:
                     callback(new)
         finally:
@@ -178,7 +222,8 @@ class ChannelInbox:
         cursor: tuple[str, str] | None = None,
     ) -> bool:
         k = key or hashlib.sha256(body).hexdigest()
-        return await self.raw.store_raw(self.channel_id, k, body, headers or {}, cursor) is not None
+        stored = await self.raw.store_raw(self.channel_id, k, body, headers or {}, cursor, wait=True)
+        return stored is not None
 
     async def get_cursor(self, name: str) -> str | None:
         async with self.raw.store.db.read() as conn:
@@ -409,11 +454,13 @@ async def apply_events(tx: Tx, channel: Channel, parsed: Sequence[ParsedEvent]) 
 async def apply_deliveries(tx: Tx, deliveries: Sequence[tuple[Channel, Sequence[ParsedEvent]]]) -> None:
     """Apply several deliveries: new messages first, all at once (``hub.bulk``, the one path that
     stores messages), then receipts, reactions, edits and deletions in order, so that each finds a
-    message that arrived in the same batch."""
-    await apply_messages(
+    message that arrived in the same batch. Echoes of the hub's own sends update the message they
+    echo (``hub.echoes``) instead of becoming new ones."""
+    messages = await match_echoes(
         tx,
         [(channel, ev) for channel, parsed in deliveries for ev in parsed if isinstance(ev, InboundMessage)],
     )
+    await apply_messages(tx, messages)
     for channel, parsed in deliveries:
         for ev in parsed:
             if isinstance(ev, StatusUpdate):
@@ -481,6 +528,25 @@ async def _apply_watermark(tx: Tx, cid: str, ev: WatermarkUpdate) -> None:
     )
     for msg in rows:
         await apply_status(tx, dict(msg), MessageStatus(ev.status), ev.watermark)
+    if ev.external_ids:
+        # A receipt naming a message whose send call has not answered yet (Messenger often
+        # delivers before the Send API answers): keep it for the outbox, as for StatusUpdate.
+        known = set(
+            await tx.conn.scalars(
+                sa.select(M.c.external_id).where(M.c.channel_id == cid, M.c.external_id.in_(ev.external_ids))
+            )
+        )
+        for ext in dict.fromkeys(ev.external_ids):
+            if ext not in known:
+                update = StatusUpdate(external_id=ext, status=ev.status, timestamp=ev.watermark)
+                await tx.conn.execute(
+                    schema.pending_statuses.insert().values(
+                        channel_id=cid,
+                        external_id=ext,
+                        update=update.model_dump(mode="json"),
+                        created_at=utcnow(),
+                    )
+                )
 
 
 async def _apply_reaction(tx: Tx, cid: str, ev: ReactionUpdate) -> None:

@@ -232,6 +232,12 @@ class InboundMessage(_Model):
     thread_id: str | None = None
     cc: list[ContactRef] = Field(default_factory=list)
     forwarded: bool = False
+    outbound_id: str | None = Field(
+        default=None,
+        description="For an echo of a message the hub sent: the hub's OutboundMessage.id, as the "
+        "provider carried it back (Messenger metadata). The hub then updates that message instead "
+        "of recording a second one, even when the echo beats the send call's answer.",
+    )
     timestamp: AwareDatetime
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -468,9 +474,13 @@ class Conversation(BaseModel):
     id: str
     channel_id: str
     contact: Contact
-    status: Literal["open", "pending", "resolved"] = "open"
+    status: Literal["open", "pending", "resolved", "snoozed"] = "open"
+    snoozed_until: datetime | None = Field(
+        default=None, description="A snoozed conversation reopens then, or when the customer writes"
+    )
     assignee_id: str | None = None
-    team: str | None = None
+    team: str | None = Field(default=None, description="The id of the team it is assigned to")
+    priority: Literal["low", "medium", "high", "urgent"] | None = None
     labels: list[str] = Field(default_factory=list)
     custom_attributes: dict[str, Any] = Field(default_factory=dict)
     subject: str | None = None

@@ -39,6 +39,8 @@ __all__ = [
 
 M = schema.messages
 C = schema.conversations
+# A customer writing reopens a resolved conversation and wakes a snoozed one.
+REOPENS_ON_INBOUND = frozenset({"resolved", "snoozed"})
 
 
 def message_dict(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
@@ -102,8 +104,10 @@ def conversation_dict(
             "identities": identities,
         },
         "status": row["status"],
+        "snoozed_until": _iso(row.get("snoozed_until")),
         "assignee_id": row["assignee_id"],
         "team": row["team"],
+        "priority": row.get("priority"),
         "labels": row["labels"] or [],
         "custom_attributes": row["custom_attributes"] or {},
         "subject": row["subject"],
@@ -312,8 +316,9 @@ async def touch_conversation(
         if conv["last_inbound_at"] is None or at > conv["last_inbound_at"]:
             changes["last_inbound_at"] = at
         changes["unread_count"] = C.c.unread_count + 1
-        if conv["status"] == "resolved":
+        if conv["status"] in REOPENS_ON_INBOUND:
             changes["status"] = "open"
+            changes["snoozed_until"] = None
     await tx.conn.execute(C.update().where(C.c.id == conv["id"]).values(**changes))
     row = (await tx.conn.execute(sa.select(C).where(C.c.id == conv["id"]))).mappings().one()
     return dict(row)

@@ -75,6 +75,89 @@ users = Table(
     Column("password_hash", String(200)),
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", TS, nullable=False),
+    Column("availability", String(64), nullable=False, default="online", server_default="online"),
+    Column("availability_at", TS),
+    Column("last_connection_at", TS, comment="when the user's last app stream closed (auto-offline)"),
+)
+
+# Admin-defined roles; the built-in ones (administrator, agent) live in hub.access.permissions.
+roles = Table(
+    "roles",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text),
+    Column("permissions", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# One-time set-password links: only the hash is stored; using one deletes it.
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("expires_at", TS, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("team_id", String(32), ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_team_members_user_id", "user_id"),
+)
+
+# Who serves a channel: users directly, or teams (and through them their members).
+channel_members = Table(
+    "channel_members",
+    metadata,
+    Column("channel_id", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_channel_members_user_id", "user_id"),
+)
+
+team_channels = Table(
+    "team_channels",
+    metadata,
+    Column("team_id", String(32), ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    Column("channel_id", String(64), primary_key=True),
+    Index("ix_team_channels_channel_id", "channel_id"),
+)
+
+# Admin-defined availability statuses; online, busy and offline are built in (hub.services.presence).
+availability_statuses = Table(
+    "availability_statuses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("receives", Boolean, nullable=False, comment="agents in it get new conversations"),
+    Column("push", Boolean, nullable=False, comment="agents in it get push notifications"),
+    Column("shows_as", String(16), nullable=False, comment="online, away or offline"),
+    Column("created_at", TS, nullable=False),
+)
+
+# How new (and reopened) conversations of a channel or a team find an agent.
+assignment_policies = Table(
+    "assignment_policies",
+    metadata,
+    Column("scope_type", String(16), primary_key=True, comment="channel or team"),
+    Column("scope_id", String(64), primary_key=True),
+    Column("policy", String(16), nullable=False, comment="manual, round_robin or balanced"),
+    Column("capacity", Integer, comment="open conversations per agent; none means no limit"),
+    Column("team_id", String(32), comment="channel policies: draw agents from this team only"),
+    Column("last_user_id", String(32), comment="round-robin: who received the last one"),
+    Column("updated_at", TS, nullable=False),
 )
 
 api_tokens = Table(
@@ -173,10 +256,15 @@ conversations = Table(
     Column("unread_count", Integer, nullable=False, default=0),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Column("priority", String(16), comment="none, low, medium, high or urgent; null is none"),
+    Column("snoozed_until", TS),
+    Column("last_assignee_id", String(32), comment="who had it last, for a reopened conversation"),
     UniqueConstraint("channel_id", "contact_id", "thread_key"),
     # One conversation per provider thread (a group chat), whoever writes in it.
     Index("ix_conversations_channel_id_thread_id", "channel_id", "thread_id", unique=True),
     Index("ix_conversations_last_message_at", "last_message_at"),
+    Index("ix_conversations_assignee_id_status", "assignee_id", "status"),
+    Index("ix_conversations_status_snoozed_until", "status", "snoozed_until"),
 )
 
 messages = Table(

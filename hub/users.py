@@ -4,41 +4,27 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from hub import schema
+from hub.access.permissions import BUILTIN_ROLES
 from hub.db import Database, new_id
 from hub.models import utcnow
 from hub.security import hash_password, hash_token, new_token, verify_password
 
 __all__ = [
-    "ROLES",
     "TokenCache",
     "authenticate_token",
     "create_token",
     "create_user",
     "list_users",
     "login",
-    "public_user",
     "revoke_token",
 ]
 
-Role = Literal["administrator", "agent"]
-ROLES: dict[str, list[str]] = {
-    "administrator": [
-        "channels.read",
-        "channels.manage",
-        "conversations.read",
-        "conversations.update",
-        "messages.send",
-        "users.manage",
-        "plugins.read",
-    ],
-    "agent": ["channels.read", "conversations.read", "conversations.update", "messages.send"],
-}
 U = schema.users
 T = schema.api_tokens
 
@@ -47,23 +33,12 @@ class UserExists(Exception):
     pass
 
 
-def public_user(row: dict[str, Any] | Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "email": row["email"],
-        "name": row["name"],
-        "role": row["role"],
-        "permissions": ROLES.get(row["role"], []),
-        "active": row["active"],
-        "created_at": row["created_at"].isoformat(),
-    }
-
-
 async def create_user(
     db: Database, email: str, role: str, password: str | None, name: str | None = None
 ) -> dict[str, Any]:
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role not in BUILTIN_ROLES:
+        # Custom roles are given through the admin API, which checks they exist.
+        raise ValueError(f"role must be one of {', '.join(BUILTIN_ROLES)}")
     row = {
         "id": new_id("usr_"),
         "email": email.strip().lower(),
@@ -156,6 +131,11 @@ class TokenCache:
 
     def drop(self, token_hash: str) -> None:
         self._entries.pop(token_hash, None)
+
+    def drop_user(self, user_id: str) -> None:
+        """Forget every token of one user (deactivated, or their role changed)."""
+        for key in [k for k, (_, user) in self._entries.items() if user["id"] == user_id]:
+            del self._entries[key]
 
     def clear(self) -> None:
         self._entries.clear()

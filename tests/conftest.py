@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -118,6 +119,7 @@ class Hub:
         self.fake = fake
         self.admin: dict[str, str] = {}
         self.agent: dict[str, str] = {}
+        self.agent_id = ""
 
     @property
     def store(self) -> Any:
@@ -129,6 +131,7 @@ class Hub:
         agent = await create_user(db, "agent@example.com", "agent", "agent password 1")
         self.admin = {"Authorization": f"Bearer {await create_token(db, admin['id'])}"}
         self.agent = {"Authorization": f"Bearer {await create_token(db, agent['id'])}"}
+        self.agent_id = agent["id"]
 
     async def create_channel(self, channel_id: str = "fk", **settings: Any) -> dict[str, Any]:
         body = {
@@ -140,7 +143,17 @@ class Hub:
         resp = await self.client.post("/api/v1/admin/channels", json=body, headers=self.admin)
         assert resp.status == 201, await resp.text()
         data: dict[str, Any] = await resp.json()
+        await self.serve(channel_id, self.agent_id)
         return data
+
+    async def serve(self, channel_id: str, *user_ids: str) -> None:
+        """Make these users serve the channel (the agent sees only the channels it serves)."""
+        resp = await self.client.put(
+            f"/api/v1/admin/channels/{channel_id}/members",
+            json={"user_ids": list(user_ids)},
+            headers=self.admin,
+        )
+        assert resp.status == 200, await resp.text()
 
     async def webhook(
         self, *events: dict[str, Any], channel_id: str = "fk", headers: dict[str, str] | None = None
@@ -150,8 +163,8 @@ class Hub:
             f"/webhooks/{channel_id}", data=body, headers={**sign(SECRET, body), **(headers or {})}
         )
 
-    async def events(self, after: int = 0) -> list[dict[str, Any]]:
-        resp = await self.client.get(f"/api/v1/events?after={after}&limit=500", headers=self.agent)
+    async def events(self, after: int = 0, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        resp = await self.client.get(f"/api/v1/events?after={after}&limit=500", headers=headers or self.agent)
         assert resp.status == 200, await resp.text()
         data: list[dict[str, Any]] = (await resp.json())["events"]
         return data
@@ -167,6 +180,28 @@ class Hub:
         assert resp.status == 200
         data: list[dict[str, Any]] = (await resp.json())["messages"]
         return data
+
+
+def fake_message(mid: str, who: str, text: str = "hi") -> dict[str, Any]:
+    """A customer's text message as the fake channel's webhook carries it."""
+    return {
+        "type": "message",
+        "id": mid,
+        "from": who,
+        "name": who.title(),
+        "text": text,
+        "ts": int(time.time()),
+    }
+
+
+@pytest.fixture
+def fast_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap argon2 parameters for users made in a test (the real ones cost ~0.5 s a hash)."""
+    from argon2 import PasswordHasher
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr("hub.users.hash_password", cheap.hash)
+    monkeypatch.setattr("hub.services.organisation.hash_password", cheap.hash)
 
 
 async def eventually(

@@ -164,11 +164,17 @@ async def test_me_shows_role_and_permissions(lite_hub: Hub) -> None:
     assert (agent["email"], agent["role"]) == ("agent@example.com", "agent")
     assert {"channels.manage", "users.manage", "plugins.read", "messages.send"} <= set(admin["permissions"])
     assert set(agent["permissions"]) == {
-        "channels.read",
-        "conversations.read",
+        "conversations.read.all",
         "conversations.update",
+        "conversations.assign",
         "messages.send",
+        "contacts.read",
+        "contacts.update",
+        "labels.apply",
     }
+    assert "users.manage" not in agent["permissions"]
+    assert (admin["all_channels"], agent["all_channels"]) == (True, False)
+    assert agent["channel_ids"] == ["fk"] and admin["channel_ids"] == ["fk"]
     assert "password_hash" not in admin
 
 
@@ -298,6 +304,7 @@ async def test_admin_channel_lifecycle_keeps_secrets_secret(
     assert created.status == 201
     ch = await created.json()
     assert ch["id"] == "fk2" and ch["type"] == "fake" and ch["enabled"] is True
+    await hub.serve("fk2", hub.agent_id)
     assert ch["source"] == "api"
     assert ch["setup"] == {"webhook_url": "http://hub.test/webhooks/fk2", "verify_token": "vt-2"}
     assert ch["settings"]["secret"] == "********"

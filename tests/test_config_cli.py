@@ -27,7 +27,6 @@ from hub.plugins import load_plugins
 from hub.security import SecretBox
 from hub.testing.fake_channel import FakeChannel, FakePlugin, sign, webhook_body
 from hub.users import authenticate_token, create_token, create_user
-from hub.web.admin import upsert_channel
 from hub.web.app import create_app
 
 HUB = str(Path(sys.executable).with_name("hub"))
@@ -346,7 +345,7 @@ async def test_cli_replay_reruns_failed_deliveries_of_one_channel(tmp_path: Path
             "verify_token": "vt",
         }
         for cid in ("wa", "wa2"):
-            await upsert_channel(svc, cid, "whatsapp", cid.upper(), True, settings, source="api")
+            await svc.upsert(cid, "whatsapp", cid.upper(), True, settings, source="api")
     body = json.dumps(WA_BODY).encode()
     async with db.write() as conn:
         for cid in ("wa", "wa2"):
@@ -416,3 +415,49 @@ async def test_log_level_from_the_config_file_and_the_variable_overrides_it(tmp_
     bad = write(tmp_path / "bad.toml", base_toml(tmp_path, 'log_level = "loud"\n'))
     with pytest.raises(ConfigError, match="log_level"):
         load_config(bad)
+
+
+async def test_cli_replay_pages_through_more_rows_than_a_page_and_shows_progress(tmp_path: Path) -> None:
+    config = str(write(tmp_path / "hub.toml", base_toml(tmp_path)))
+    db = Database(f"sqlite:///{tmp_path}/hub.db")
+    await upgrade(db)
+    _, registry, _ = load_plugins()
+    async with httpx.AsyncClient() as http:
+        svc = ChannelService(Store(db, EventBus()), registry, SecretBox(KEY), http, "http://hub.test")
+        settings = {
+            "phone_number_id": "1065",
+            "access_token": "tok-planted",
+            "app_secret": "s",
+            "verify_token": "v",
+        }
+        await svc.upsert("wa", "whatsapp", "WA", True, settings, source="api")
+    async with db.write() as conn:
+        for i in range(7):
+            doc = json.loads(json.dumps(WA_BODY))
+            message = doc["entry"][0]["changes"][0]["value"]["messages"][0]
+            message["id"], message["text"]["body"] = f"wamid.PAGE{i}", f"page {i}"
+            await conn.execute(
+                schema.raw_events.insert().values(
+                    channel_id="wa",
+                    dedupe_key=f"k{i}",
+                    body=json.dumps(doc).encode(),
+                    headers={},
+                    received_at=utcnow(),
+                    state="failed",
+                    attempts=5,
+                )
+            )
+    await db.dispose()
+    rc, out, err = await hub_cmd("replay", "--page-size", "3", "--config", config)
+    assert rc == 0, out + err
+    lines = [line.strip() for line in out.splitlines()]
+    assert lines[0] == "replaying 7 raw event(s)"
+    assert lines[1:4] == ["3/7", "6/7", "7/7"], out  # one progress line per page of 3
+    assert "done: 7 applied, 0 still failing" in out
+    db = Database(f"sqlite:///{tmp_path}/hub.db")
+    try:
+        async with db.read() as conn:
+            texts = sorted(await conn.scalars(sa.select(schema.messages.c.text)))
+    finally:
+        await db.dispose()
+    assert texts == [f"page {i}" for i in range(7)]

@@ -97,3 +97,55 @@ def test_json_answers_are_described(lite_hub: Hub) -> None:
     ref = doc["paths"]["/api/v1/conversations/{conversation_id}/messages"]["post"]["responses"]["202"]
     assert ref["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Message"}
     assert "Message" in doc["components"]["schemas"] and "SendRequest" in doc["components"]["schemas"]
+
+
+async def test_people_and_routing_answers_match_their_documented_models(lite_hub: Hub) -> None:
+    from hub.web import schemas as s
+
+    hub = lite_hub
+    c = hub.client
+
+    async def ok(method: str, path: str, model: Any, status: int = 200, **kw: Any) -> Any:
+        resp = await c.request(method, path, headers=hub.admin, **kw)
+        assert resp.status == status, (path, await resp.text())
+        return model.model_validate(await resp.json())
+
+    me = await ok("GET", "/api/v1/me", s.MeOut)
+    assert me.all_channels and me.channel_ids == ["fk"]
+    made = await ok(
+        "POST", "/api/v1/admin/users", s.InvitedUserOut, 201, json={"email": "z@example.com", "role": "agent"}
+    )
+    await ok("GET", "/api/v1/admin/users", s.UserList)
+    await ok("GET", "/api/v1/users", s.UserList)
+    await ok("GET", f"/api/v1/admin/users/{made.user.id}", s.UserOut)
+    await ok("PATCH", f"/api/v1/admin/users/{made.user.id}", s.UserOut, json={"name": "Zed"})
+    await ok("POST", f"/api/v1/admin/users/{made.user.id}/invitation", s.InvitationOut, 201)
+    await ok("GET", "/api/v1/permissions", s.PermissionList)
+    await ok(
+        "POST", "/api/v1/admin/roles", s.RoleOut, 201, json={"name": "r1", "permissions": ["contacts.read"]}
+    )
+    await ok("PUT", "/api/v1/admin/roles/r1", s.RoleOut, json={"permissions": []})
+    await ok("GET", "/api/v1/admin/roles", s.RoleList)
+    team = await ok(
+        "POST", "/api/v1/admin/teams", s.TeamOut, 201, json={"name": "T", "member_ids": [made.user.id]}
+    )
+    await ok("PATCH", f"/api/v1/admin/teams/{team.id}", s.TeamOut, json={"channel_ids": ["fk"]})
+    await ok("GET", "/api/v1/teams", s.TeamList)
+    await ok("GET", "/api/v1/admin/channels/fk/members", s.ChannelMembersOut)
+    await ok("PUT", "/api/v1/admin/channels/fk/members", s.ChannelMembersOut, json={"team_ids": [team.id]})
+    await ok("GET", "/api/v1/availability-statuses", s.AvailabilityList)
+    await ok(
+        "POST",
+        "/api/v1/admin/availability-statuses",
+        s.AvailabilityStatusOut,
+        201,
+        json={"id": "dnd", "name": "Do not disturb", "receives": False, "push": False, "shows_as": "away"},
+    )
+    await ok("PUT", "/api/v1/me/availability", s.PresenceOut, json={"status": "dnd"})
+    await ok(
+        "PUT", f"/api/v1/admin/users/{made.user.id}/availability", s.PresenceOut, json={"status": "busy"}
+    )
+    await ok("PUT", "/api/v1/admin/assignment-policies/channel/fk", s.PolicyOut, json={"policy": "balanced"})
+    await ok("GET", "/api/v1/admin/assignment-policies", s.PolicyList)
+    for path in ("/api/v1/admin/assignment-policies/channel/fk", f"/api/v1/admin/teams/{team.id}"):
+        assert (await c.delete(path, headers=hub.admin)).status == 204

@@ -14,12 +14,17 @@ from hub.models import (
     MessageKind,
     OutboundAttachment,
     OutboundMessage,
+    SendContext,
     Template,
 )
 
 __all__ = ["Loaded", "load", "outbound_message"]
 
 M = schema.messages
+
+# Who sent a message (its ``sender.type``) as ``SendContext.author``: Messenger's HUMAN_AGENT tag
+# is for a person's reply only.
+_AUTHORS: dict[str | None, Any] = {"user": "agent", "bot": "bot", "rule": "automation"}
 
 Loaded = tuple[dict[str, Any], dict[str, Any], list[str]]
 """A message row, its conversation (contact inside) and the contact's ids."""
@@ -112,4 +117,8 @@ def outbound_message(msg: dict[str, Any], conv: dict[str, Any], ids: list[str]) 
         reply_to_external_id=msg["reply_to_external_id"],
         reaction_emoji=reaction.get("emoji") if reaction else None,
         preview_url=bool(content.get("preview_url")),
+        context=SendContext(
+            last_inbound_at=conv["last_inbound_at"],
+            author=_AUTHORS.get((msg["sender"] or {}).get("type"), "system"),
+        ),
     )

@@ -82,6 +82,18 @@ class Recorder:
         items = [item for item in items if item[0]["id"] in won]
         if not items:
             return
+        # An echo of the send (``hub.echoes``) may have recorded it first, and receipts may have
+        # moved it on since: such a message is left as it is, never set back to "sent".
+        recorded = set(
+            await tx.conn.scalars(
+                sa.select(M.c.id).where(
+                    M.c.id.in_([msg["id"] for _, msg, _ in items]), M.c.status != MessageStatus.QUEUED.value
+                )
+            )
+        )
+        items = [item for item in items if item[1]["id"] not in recorded]
+        if not items:
+            return
         taken = await self._taken_ids(tx, items)
         current: dict[str, dict[str, Any]] = {}
         params = []

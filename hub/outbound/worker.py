@@ -279,7 +279,9 @@ class OutboxWorker(Worker):
         if not window.permits(out.kind):
             closed = SendError(
                 SendErrorClass.NEEDS_TEMPLATE,
-                "the customer-service window is closed: only a template can be sent now",
+                "the customer-service window is closed: only a template can be sent now"
+                if window.outside == "template"
+                else "the reply window is closed: the customer has to write first",
                 title="Reply window closed",
             )
             await self.recorder.fail(job, msg, closed)

@@ -8,20 +8,26 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from hub import __version__
 from hub.appkeys import (
+    AVAILABILITY,
+    CHANNEL_ADMIN,
     CHANNELS,
     CONFIG,
+    CONNECTIONS,
+    CONVERSATIONS,
+    EVENTS,
     HTTP,
     LOGINS,
     MEDIA,
     MEDIA_WORKER,
+    MESSAGES,
     METRICS,
+    ORG,
     OUTBOX,
     PLUGIN_MANAGER,
     PLUGIN_REPORT,
@@ -31,6 +37,7 @@ from hub.appkeys import (
     REGISTRY,
     SEND_WRITER,
     STORE,
+    TEAMS,
     TOKEN_CACHE,
 )
 from hub.channels import ChannelService, SettingsInvalid
@@ -48,10 +55,21 @@ from hub.migrate import upgrade
 from hub.models import Event
 from hub.outbound import OutboxWorker, write_sends
 from hub.plugins import event_observer, load_plugins
+from hub.profiles import ProfileWorker
 from hub.redact import SecretRedactor
+from hub.retention import Retention, RetentionPolicy
 from hub.security import SecretBox, load_secret_key
+from hub.services.availability import AvailabilityService
+from hub.services.channels import ChannelAdmin
+from hub.services.conversations import ConversationService
+from hub.services.errors import ServiceError
+from hub.services.events import EventService
+from hub.services.messages import MessageService
+from hub.services.organisation import OrgService
+from hub.services.teams import TeamService
+from hub.timers import Connections, TimedWork
 from hub.users import TokenCache
-from hub.web import admin, api, stream, webhooks
+from hub.web import admin, api, org, routing, stream, webhooks
 from hub.web.errors import ProtocolLog, error_middleware
 from hub.web.openapi import build_openapi, operation
 from hub.windows import WindowWatcher
@@ -139,13 +157,24 @@ def create_app(
             _raw_inbox,
             _processor,
             _media,
+            _profiles,
             _outbox,
+            _services,
             _ingest_loops,
             _window_watcher,
-            _event_pruner,
+            _retention,
+            _timers,
         ]
     )
-    for table in (routes, webhooks.routes, api.routes, stream.routes, admin.routes):
+    for table in (
+        routes,
+        webhooks.routes,
+        api.routes,
+        stream.routes,
+        admin.routes,
+        org.routes,
+        routing.routes,
+    ):
         app.add_routes(table)
     return app
 
@@ -195,12 +224,12 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
                 f"installed plugin provides (installed: {', '.join(sorted(app[REGISTRY].types()))})"
             )
         try:
-            await admin.upsert_channel(
-                svc, decl.id, decl.type, decl.name, decl.enabled, decl.settings, source="config"
-            )
+            await svc.upsert(decl.id, decl.type, decl.name, decl.enabled, decl.settings, source="config")
         except SettingsInvalid as exc:
             problems = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
             raise ConfigError(f"channel {decl.id!r} in the config file: {problems}") from None
+        except ServiceError as exc:  # e.g. a stored channel of that id has another type
+            raise ConfigError(f"channel {decl.id!r} in the config file: {exc.message}") from None
     yield
     try:
         await asyncio.wait_for(svc.drain(), 10)
@@ -219,7 +248,8 @@ async def _redaction(app: web.Application) -> AsyncIterator[None]:
 
 async def _raw_inbox(app: web.Application) -> AsyncIterator[None]:
     """Webhooks are stored even on a web-only node (``run_workers = false``)."""
-    raw = RawInbox(app[STORE])
+    cfg = app[CONFIG].hub
+    raw = RawInbox(app[STORE], max_queued=cfg.max_queued_deliveries, max_pending=cfg.max_pending_deliveries)
     app[RAW_INBOX] = raw
     await raw.start()
     yield
@@ -240,7 +270,7 @@ async def _processor(app: web.Application) -> AsyncIterator[None]:
 
 async def _media(app: web.Application) -> AsyncIterator[None]:
     cfg, store = app[CONFIG].hub, app[STORE]
-    media = MediaStore(Path(cfg.data_dir) / "media", store)
+    media = MediaStore(cfg.media_dir, store)
     worker = MediaWorker(store, app[CHANNELS], media, cfg.public_url)
     app[MEDIA], app[MEDIA_WORKER] = media, worker
 
@@ -254,6 +284,18 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     yield
     await worker.stop()
     store.bus.observers.remove(wake)
+
+
+async def _profiles(app: web.Application) -> AsyncIterator[None]:
+    """Names the webhooks did not carry, fetched after the message is stored (hub.profiles)."""
+    store = app[STORE]
+    worker = ProfileWorker(store, app[CHANNELS])
+    store.bus.observers.append(worker.observe)
+    if app[CONFIG].hub.run_workers:
+        await worker.start()
+    yield
+    await worker.stop()
+    store.bus.observers.remove(worker.observe)
 
 
 async def _outbox(app: web.Application) -> AsyncIterator[None]:
@@ -307,10 +349,44 @@ async def _window_watcher(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-async def _event_pruner(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_prune(app[STORE], app[CONFIG].hub.event_retention), name="hub-pruner")
-    async with _tasks(task):
-        yield
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """Prunes the event log and deletes what outlived its retention (``hub.retention``)."""
+    cfg = app[CONFIG].hub
+    worker = Retention(
+        app[STORE],
+        RetentionPolicy.from_config(cfg),
+        media_root=cfg.media_dir,
+        uploads_root=cfg.uploads_dir,
+        interval=cfg.retention_interval,
+    )
+    await worker.start()
+    yield
+    await worker.stop()
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """The services the web layer calls; they hold no resource of their own."""
+    store, channels = app[STORE], app[CHANNELS]
+    org = OrgService(store, app[TOKEN_CACHE])
+    teams = TeamService(org, lambda channel_id: channel_id in channels.rows)
+    app[ORG], app[TEAMS] = org, teams
+    app[CHANNEL_ADMIN] = ChannelAdmin(channels, teams)
+    app[CONVERSATIONS] = ConversationService(store, channels)
+    app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
+    app[EVENTS] = EventService(store)
+    app[AVAILABILITY] = AvailabilityService(org, lambda channel_id: channel_id in channels.rows)
+    yield
+
+
+async def _timers(app: web.Application) -> AsyncIterator[None]:
+    """Snoozes that run out and agents who left long ago (auto-offline)."""
+    cfg = app[CONFIG].hub
+    app[CONNECTIONS] = connections = Connections(app[STORE])
+    timed = TimedWork(app[STORE], connections, cfg.auto_offline_minutes)
+    if cfg.run_workers:
+        await timed.start()
+    yield
+    await timed.stop()
 
 
 async def _ingest(app: web.Application, channel_id: str) -> None:
@@ -332,12 +408,3 @@ async def _ingest(app: web.Application, channel_id: str) -> None:
 
             app[CHANNELS].report_health(channel_id, HealthState.UNREACHABLE, str(exc)[:200])
             await asyncio.sleep(10)
-
-
-async def _prune(store: Store, keep: int) -> None:
-    while True:
-        await asyncio.sleep(300)
-        try:
-            await store.prune_events(keep)
-        except Exception:
-            log.exception("pruning the event log failed")

@@ -1,4 +1,4 @@
-"""Bearer-token authentication and permission checks for API handlers."""
+"""Bearer-token authentication: the ``Actor`` behind a request, and its permission checks."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.appkeys import STORE, TOKEN_CACHE
-from hub.users import ROLES, authenticate_token
+from hub.access import Actor
+from hub.appkeys import ORG, STORE, TOKEN_CACHE
+from hub.users import authenticate_token
 from hub.web.errors import ApiError
 
-__all__ = ["bearer_token", "require_user"]
+__all__ = ["bearer_token", "require_actor"]
 
 STREAM_PATH = "/api/v1/stream"
-_USER_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("user", dict)
+_ACTOR_KEY: web.RequestKey[Actor] = web.RequestKey("actor", Actor)
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -28,20 +29,28 @@ def bearer_token(request: web.Request) -> str | None:
     return None
 
 
-async def require_user(request: web.Request, permission: str | None = None) -> dict[str, Any]:
-    user: dict[str, Any] | None = request.get(_USER_KEY)
-    if user is None:
-        token = bearer_token(request)
-        if not token:
+async def authenticated_user(request: web.Request) -> dict[str, Any] | None:
+    token = bearer_token(request)
+    if not token:
+        return None
+    return await authenticate_token(request.app[STORE].db, token, request.app[TOKEN_CACHE])
+
+
+async def require_actor(request: web.Request, permission: str | None = None) -> Actor:
+    """The acting user with their scope; 401 without a valid token, 403 without ``permission``."""
+    actor = request.get(_ACTOR_KEY)
+    if actor is None:
+        if not bearer_token(request):
             raise ApiError(
                 401,
                 "unauthorized",
                 "send 'Authorization: Bearer <token>'; get one from POST /api/v1/auth/login",
             )
-        user = await authenticate_token(request.app[STORE].db, token, request.app[TOKEN_CACHE])
+        user = await authenticated_user(request)
         if user is None:
             raise ApiError(401, "unauthorized", "the token is unknown or revoked")
-        request[_USER_KEY] = user
-    if permission and permission not in ROLES.get(user["role"], []):
-        raise ApiError(403, "forbidden", f"your role ({user['role']}) lacks the permission {permission!r}")
-    return user
+        actor = await request.app[ORG].actor_for(user)
+        request[_ACTOR_KEY] = actor
+    if permission:
+        actor.require(permission)
+    return actor

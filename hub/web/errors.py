@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from hub.appkeys import CONFIG
 from hub.limits import JSON_DEPTH
 from hub.outbound import SendRefused
+from hub.services.errors import ServiceError
 from hub.web.sends import REFUSED_STATUS
 
 __all__ = [
@@ -90,6 +91,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         resp = error_response(exc.status, exc.code, exc.message, exc.details)
         resp.headers.update(exc.headers)
         return resp
+    except ServiceError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
     except SendRefused as exc:
         return error_response(REFUSED_STATUS[exc.reason], exc.code, exc.message, exc.errors or None)
     except ValidationError as exc:

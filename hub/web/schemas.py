@@ -9,15 +9,30 @@ from pydantic import BaseModel, Field
 from hub.models import Conversation, Event, Message
 
 __all__ = [
+    "AvailabilityList",
+    "AvailabilityStatusOut",
     "ChannelList",
+    "ChannelMembersOut",
     "ChannelOut",
     "ConversationPage",
     "EventPage",
     "HealthOut",
+    "InvitationOut",
+    "InvitedUserOut",
     "LoginOut",
+    "MeOut",
     "MessagePage",
+    "PermissionList",
     "PluginsOut",
+    "PolicyList",
+    "PolicyOut",
+    "PresenceOut",
+    "RoleList",
+    "RoleOut",
+    "TeamList",
+    "TeamOut",
     "UploadOut",
+    "UserList",
     "UserOut",
 ]
 
@@ -27,15 +42,83 @@ class UserOut(BaseModel):
     email: str
     name: str | None
     role: str
-    permissions: list[str]
     active: bool
+    availability: str
     created_at: str
+
+
+class LoginUser(UserOut):
+    permissions: list[str]
+
+
+class TeamRef(BaseModel):
+    id: str
+    name: str
+
+
+class MeOut(LoginUser):
+    all_channels: bool = Field(description="true for administrators: every channel is in scope")
+    channel_ids: list[str] = Field(description="the activated channels this user serves")
+    teams: list[TeamRef]
+
+
+class UserList(BaseModel):
+    users: list[UserOut]
+
+
+class InvitationOut(BaseModel):
+    token: str = Field(description="one-time set-password token; shown once")
+    url: str = Field(description="where the user sets their password (POST the token and a password)")
+    expires_at: str
+
+
+class InvitedUserOut(BaseModel):
+    user: UserOut
+    invitation: InvitationOut
+
+
+class RoleOut(BaseModel):
+    name: str
+    description: str | None
+    permissions: list[str]
+    builtin: bool
+
+
+class RoleList(BaseModel):
+    roles: list[RoleOut]
+
+
+class PermissionOut(BaseModel):
+    name: str
+    description: str
+
+
+class PermissionList(BaseModel):
+    permissions: list[PermissionOut]
+
+
+class TeamOut(BaseModel):
+    id: str
+    name: str
+    member_ids: list[str]
+    channel_ids: list[str]
+    created_at: str
+
+
+class TeamList(BaseModel):
+    teams: list[TeamOut]
+
+
+class ChannelMembersOut(BaseModel):
+    channel_id: str
+    user_ids: list[str]
+    team_ids: list[str]
 
 
 class LoginOut(BaseModel):
     token: str
     token_type: str = "bearer"
-    user: UserOut
+    user: LoginUser
 
 
 class HealthOut(BaseModel):
@@ -110,3 +193,37 @@ class PluginsOut(BaseModel):
     plugins: list[PluginOut]
     failed: list[PluginFailure]
     disabled: list[str]
+
+
+class AvailabilityStatusOut(BaseModel):
+    id: str
+    name: str
+    receives: bool = Field(description="agents in it receive new conversations")
+    push: bool = Field(description="agents in it get push notifications")
+    shows_as: str = Field(description="online, away or offline, as teammates see it")
+    builtin: bool
+
+
+class AvailabilityList(BaseModel):
+    statuses: list[AvailabilityStatusOut]
+
+
+class PresenceOut(BaseModel):
+    user_id: str
+    status: str
+    shows_as: str
+    at: str
+    by: dict[str, Any]
+
+
+class PolicyOut(BaseModel):
+    scope_type: str = Field(description="channel or team")
+    scope_id: str
+    policy: str = Field(description="manual, round_robin or balanced")
+    capacity: int | None
+    team_id: str | None
+    updated_at: str
+
+
+class PolicyList(BaseModel):
+    policies: list[PolicyOut]

@@ -4,6 +4,10 @@ The stream subscribes to live events first, then replays the log after the clien
 forwards live events it has not sent yet, so nothing falls between replay and live. A cursor older
 than the retained log gets a ``resync`` answer: the app must refetch its state.
 
+Both hand out only the events the user may see (``EventService.visible``). An ``access.changed``
+event naming the stream's user makes it re-read the user's scope before the next event, and
+closes the stream when the user was deactivated or the token revoked.
+
 A client that does not keep up (a frame unwritten for ``stream_send_timeout`` seconds, or more
 than ``stream_queue_bytes`` of events waiting for it) is closed with code 4429: the app reconnects
 with ``after=`` the last seq it processed and loses nothing. The close code 4410 means resync.
@@ -18,9 +22,11 @@ import logging
 
 from aiohttp import WSMsgType, web
 
-from hub.appkeys import CONFIG, METRICS, STORE
-from hub.events import Store
-from hub.web.auth import STREAM_PATH, require_user
+from hub.access import Actor
+from hub.appkeys import CONFIG, CONNECTIONS, EVENTS, METRICS, ORG, STORE
+from hub.events import Frame, Store
+from hub.users import authenticate_token
+from hub.web.auth import STREAM_PATH, bearer_token, require_actor
 from hub.web.errors import ApiError, query_int
 from hub.web.openapi import operation, query_integer
 from hub.web.schemas import EventPage
@@ -30,6 +36,7 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 PAGE = 500
 RESYNC_CLOSE = 4410
+REVOKED_CLOSE = 4401
 # "You fell behind; reconnect with after=<the last seq you processed>": nothing is lost.
 BEHIND_CLOSE = 4429
 log = logging.getLogger("hub.stream")
@@ -46,7 +53,7 @@ async def _too_old(store: Store, after: int) -> int | None:
 
 @routes.get("/api/v1/events")
 @operation(
-    "Events after a sequence number",
+    "Events after a sequence number that this user may see (last_seq moves past the others)",
     "events",
     response=EventPage,
     query={
@@ -56,7 +63,7 @@ async def _too_old(store: Store, after: int) -> int | None:
     errors=(410,),
 )
 async def list_events(request: web.Request) -> web.StreamResponse:
-    await require_user(request, "conversations.read")
+    actor = await require_actor(request)
     store = request.app[STORE]
     after = _after(request)
     limit = query_int(request, "limit", PAGE, minimum=1, maximum=PAGE)
@@ -68,12 +75,9 @@ async def list_events(request: web.Request) -> web.StreamResponse:
             "events after this cursor are no longer kept; refetch conversations and continue from last_seq",
             {"oldest_seq": oldest, "last_seq": await store.last_seq()},
         )
-    events = await store.events_after(after, limit + 1)
-    more = len(events) > limit
-    events = events[:limit]
-    last = events[-1][0] if events else max(after, await store.last_seq())
+    events, last, more = await request.app[EVENTS].page(actor, after, limit)
     # The events are JSON already: join them instead of decoding and encoding each one again.
-    joined = ",".join(text for _, text in events)
+    joined = ",".join(frame.text for frame in events)
     body = f'{{"events":[{joined}],"last_seq":{last},"has_more":{"true" if more else "false"}}}'
     return web.Response(text=body, content_type="application/json")
 
@@ -88,13 +92,15 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     },
 )
 async def stream(request: web.Request) -> web.StreamResponse:
-    await require_user(request, "conversations.read")
+    viewer = _Viewer(request, await require_actor(request))
     store = request.app[STORE]
     after = _after(request)
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     metrics = request.app[METRICS]
     metrics.stream_clients.inc()
+    connections = request.app[CONNECTIONS]
+    await connections.opened(viewer.actor.id)
     try:
         oldest = await _too_old(store, after)
         if oldest is not None:
@@ -108,13 +114,17 @@ async def stream(request: web.Request) -> web.StreamResponse:
             )
             await ws.close(code=RESYNC_CLOSE, message=b"resync")
             return ws
-        await _pump(ws, store, after, request.app[CONFIG].hub.stream_send_timeout)
-    except _Behind as exc:
-        await _drop(request, ws, str(exc))
-    except ConnectionError:  # the client went away mid-send: nothing to report
-        pass
+        try:
+            await _pump(ws, store, viewer, after)
+        except _Revoked:
+            await ws.close(code=REVOKED_CLOSE, message=b"access revoked")
+        except _Behind as exc:
+            await _drop(request, ws, str(exc))
+        except ConnectionError:  # the client went away mid-send: nothing to report
+            pass
     finally:
         metrics.stream_clients.dec()
+        await connections.closed(viewer.actor.id)
     return ws
 
 
@@ -122,14 +132,45 @@ def _frame(event_text: str) -> str:
     return f'{{"type":"event","event":{event_text}}}'
 
 
-async def _replay(ws: web.WebSocketResponse, store: Store, cursor: int, send_within: float) -> int:
-    while True:
-        batch = await store.events_after(cursor, PAGE)
-        for seq, text in batch:
-            await _send(ws, _frame(text), send_within)
-            cursor = seq
-        if len(batch) < PAGE:
-            return cursor
+class _Revoked(Exception):
+    """The stream's user was deactivated or its token revoked."""
+
+
+class _Viewer:
+    """The stream's user and scope, re-read when an ``access.changed`` event names them."""
+
+    def __init__(self, request: web.Request, actor: Actor) -> None:
+        self.app = request.app
+        self.token = bearer_token(request) or ""
+        self.actor = actor
+        self.send_within = request.app[CONFIG].hub.stream_send_timeout
+
+    def concerned(self, frame: Frame) -> bool:
+        if frame.type != "access.changed":
+            return False
+        user_ids = json.loads(frame.text)["data"].get("user_ids")
+        return user_ids is None or self.actor.id in user_ids
+
+    async def refresh(self) -> None:
+        # Past every cache: the change may have been made by another process.
+        user = await authenticate_token(self.app[STORE].db, self.token)
+        if user is None:
+            raise _Revoked
+        self.actor = await self.app[ORG].actor_for(user, fresh=True)
+
+
+async def _deliver(ws: web.WebSocketResponse, viewer: _Viewer, frames: list[Frame]) -> None:
+    """Send the frames the viewer may see, in order, applying access changes as they come."""
+    events = viewer.app[EVENTS]
+    start = 0
+    for i, frame in enumerate(frames):
+        if viewer.concerned(frame):
+            for f in await events.visible(viewer.actor, frames[start : i + 1]):
+                await _send(ws, _frame(f.text), viewer.send_within)
+            start = i + 1
+            await viewer.refresh()
+    for f in await events.visible(viewer.actor, frames[start:]):
+        await _send(ws, _frame(f.text), viewer.send_within)
 
 
 class _Behind(Exception):
@@ -144,10 +185,33 @@ async def _send(ws: web.WebSocketResponse, text: str, send_within: float) -> Non
         raise _Behind(f"a frame could not be written within {send_within:g} s") from None
 
 
-async def _pump(ws: web.WebSocketResponse, store: Store, after: int, send_within: float) -> None:
+async def _drop(request: web.Request, ws: web.WebSocketResponse, why: str) -> None:
+    """Close a client that fell behind with BEHIND_CLOSE; cut the connection if even the close frame
+    cannot be written. The app reconnects with ``after=`` its last seq and loses nothing."""
+    log.info("stream client %s fell behind (%s): closing with %d", request.remote, why, BEHIND_CLOSE)
+    try:
+        await asyncio.wait_for(ws.close(code=BEHIND_CLOSE, message=b"behind: reconnect with after="), 2)
+    except (TimeoutError, ConnectionError):
+        pass
+    if request.transport is not None and not request.transport.is_closing():
+        request.transport.abort()
+
+
+async def _replay(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, cursor: int) -> int:
+    while True:
+        batch = await store.events_after(cursor, PAGE)
+        await _deliver(ws, viewer, batch)
+        if batch:
+            cursor = batch[-1].seq
+        if len(batch) < PAGE:
+            return cursor
+
+
+async def _pump(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, after: int) -> None:
     async with store.bus.subscribe() as sub:
-        cursor = await _replay(ws, store, after, send_within)
-        await _send(ws, json.dumps({"type": "live", "last_seq": cursor}), send_within)
+        cursor = await _replay(ws, store, viewer, after)
+        live = json.dumps({"type": "live", "last_seq": cursor})
+        await _send(ws, live, viewer.send_within)
         reader = asyncio.create_task(_read_until_closed(ws))
         try:
             while not ws.closed:
@@ -162,32 +226,24 @@ async def _pump(ws: web.WebSocketResponse, store: Store, after: int, send_within
                 frames = getter.result()
                 if sub.lagging:
                     raise _Behind(f"more than {sub.max_bytes} bytes or {sub.queue.maxsize} events waiting")
-                for seq, text in frames:
-                    if seq <= cursor:
+                pending: list[Frame] = []
+                for frame in frames:
+                    if frame.seq <= cursor:
                         continue
-                    if seq > cursor + 1:
+                    if frame.seq > cursor + 1:
                         # Another process committed events this one did not publish: read them.
-                        cursor = await _replay(ws, store, cursor, send_within)
-                        if seq <= cursor:
+                        await _deliver(ws, viewer, pending)
+                        pending = []
+                        cursor = await _replay(ws, store, viewer, cursor)
+                        if frame.seq <= cursor:
                             continue
-                    await _send(ws, _frame(text), send_within)
-                    cursor = seq
+                    pending.append(frame)
+                    cursor = frame.seq
+                await _deliver(ws, viewer, pending)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-
-
-async def _drop(request: web.Request, ws: web.WebSocketResponse, why: str) -> None:
-    """Close a client that fell behind with BEHIND_CLOSE; cut the connection if even the close frame
-    cannot be written. The app reconnects with ``after=`` its last seq and loses nothing."""
-    log.info("stream client %s fell behind (%s): closing with %d", request.remote, why, BEHIND_CLOSE)
-    try:
-        await asyncio.wait_for(ws.close(code=BEHIND_CLOSE, message=b"behind: reconnect with after="), 2)
-    except (TimeoutError, ConnectionError):
-        pass
-    if request.transport is not None and not request.transport.is_closing():
-        request.transport.abort()
 
 
 async def _read_until_closed(ws: web.WebSocketResponse) -> None:

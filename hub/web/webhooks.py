@@ -1,7 +1,9 @@
 """``GET|POST /webhooks/{channel_id}``: the provider-facing door of push channels.
 
 POST: authenticate the raw bytes, refuse a body that is not readable at all, store the delivery
-durably, and only then answer 200. Processing happens after the answer.
+durably, and only then answer 200. Processing happens after the answer. An overloaded hub (too many
+deliveries waiting to be stored, or stored and waiting to be processed) stores nothing and answers
+503 with ``Retry-After``: providers deliver again later.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ from aiohttp import web
 from hub.appkeys import CHANNELS, METRICS, PROCESSOR, RAW_INBOX
 from hub.channel import Channel, RawEvent
 from hub.errors import BadPayload, BadSignature
-from hub.web.errors import ApiError
+from hub.inbound import Overloaded
+from hub.web.errors import ApiError, error_response
 from hub.web.openapi import operation
 
 __all__ = ["routes"]
 
 log = logging.getLogger("hub.webhooks")
+# What an overloaded hub asks a provider to wait before delivering again (providers that ignore
+# the header retry on their own schedule).
+RETRY_AFTER_SECONDS = 5
 routes = web.RouteTableDef()
 
 
@@ -68,7 +74,7 @@ async def handshake(request: web.Request) -> web.StreamResponse:
     "Receive a provider delivery",
     "webhooks",
     auth=None,
-    errors=(401, 404, 413),
+    errors=(401, 404, 413, 503),
     response={"type": "object", "properties": {"status": {"type": "string"}}},
 )
 async def receive(request: web.Request) -> web.StreamResponse:
@@ -93,9 +99,18 @@ async def receive(request: web.Request) -> web.StreamResponse:
         # plugin replays it (`hub replay`).
         log.exception("channel %s parser raised; storing the delivery for replay", channel.channel_id)
     key = channel.delivery_key(body, headers)
-    rid = await request.app[RAW_INBOX].store_raw(
-        channel.channel_id, key, body, _storable(channel, headers), received_at=raw.received_at
-    )
+    try:
+        rid = await request.app[RAW_INBOX].store_raw(
+            channel.channel_id, key, body, _storable(channel, headers), received_at=raw.received_at
+        )
+    except Overloaded as exc:
+        # Nothing was stored: the provider delivers again later, and meanwhile the heap and the
+        # backlog stop growing.
+        metrics.webhooks.labels(channel.type_name, "overloaded").inc()
+        log.warning("webhook for channel %s refused with 503: %s", channel.channel_id, exc)
+        resp = error_response(503, "overloaded", f"the hub is overloaded ({exc}); retry later")
+        resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return resp
     metrics.webhooks.labels(channel.type_name, "stored" if rid else "duplicate").inc()
     if rid:
         processor = request.app[PROCESSOR]

@@ -542,7 +542,8 @@ class Api:
             out.extend(page["events"])
             if not page["has_more"]:
                 return out
-            after = page["events"][-1]["seq"]
+            # last_seq, not the last event's: it moves past events this user may not see.
+            after = page["last_seq"]
 
     async def last_seq(self) -> int:
         """The newest sequence number in the event log (``/healthz`` reports it)."""

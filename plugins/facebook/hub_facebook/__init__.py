@@ -1,7 +1,32 @@
-"""Facebook Messenger channel: a skeleton until its channel issue fills it.
+"""Facebook Messenger and Instagram Direct channels for the hub, from one distribution.
 
-Installed and discovered through the ``hub`` entry-point group like any third-party plugin; it
-registers no channel type yet, so the hub lists it and offers nothing half-built to admins.
+Registered through the entry-point group ``hub`` like any third-party plugin: two channel types,
+``messenger`` (a Facebook Page) and ``instagram`` (an Instagram professional account), both on the
+Messenger Platform and sharing Meta's webhook and Graph code with WhatsApp through ``hub_meta``.
 """
 
+from __future__ import annotations
+
+from hub import hookimpl
+from hub.channel import ChannelRegistrar
+
+from .channel import InstagramChannel, MessengerChannel
+from .settings import InstagramSettings, MessengerSettings
+
+__all__ = [
+    "InstagramChannel",
+    "InstagramSettings",
+    "MessengerChannel",
+    "MessengerSettings",
+    "__version__",
+    "hub_register_channels",
+]
+
 __version__ = "0.1.0"
+
+
+@hookimpl
+def hub_register_channels(register: ChannelRegistrar) -> None:
+    """Register the ``messenger`` and ``instagram`` channel types."""
+    register.add(MessengerChannel)
+    register.add(InstagramChannel)

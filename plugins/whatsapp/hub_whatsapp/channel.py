@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import mimetypes
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Literal
+
+from hub_meta import check_signature, health_of, verify_handshake
 
 from hub.channel import (
     Capabilities,
@@ -19,7 +20,6 @@ from hub.channel import (
     MediaContent,
     RateLimit,
     RawEvent,
-    constant_time_hmac_check,
 )
 from hub.errors import SendError, SendErrorClass
 from hub.models import ContactRef, OutboundMessage, ParsedEvent, SendReceipt
@@ -31,8 +31,6 @@ from .settings import CAPABILITIES
 from .settings import Settings as WhatsAppSettings
 
 __all__ = ["WhatsAppChannel"]
-
-SIGNATURE_HEADER = "x-hub-signature-256"
 
 
 class WhatsAppChannel(Channel):
@@ -56,21 +54,10 @@ class WhatsAppChannel(Channel):
     # ---- inbound -------------------------------------------------------------------------------
 
     def verify_handshake(self, query: Mapping[str, str]) -> str | None:
-        """``hub.mode=subscribe`` with our verify token: answer the challenge exactly as given."""
-        if query.get("hub.mode") != "subscribe":
-            return None
-        token = query.get("hub.verify_token") or ""
-        if not hmac.compare_digest(token.encode(), self.settings.verify_token.encode()):
-            return None
-        challenge = query.get("hub.challenge")
-        return challenge if isinstance(challenge, str) else None
+        return verify_handshake(query, self.settings.verify_token)
 
     def authenticate(self, body: bytes, headers: Mapping[str, str]) -> None:
-        """Check ``X-Hub-Signature-256``: HMAC-SHA256 of the raw bytes, keyed by the app secret."""
-        signature = headers.get(SIGNATURE_HEADER)
-        if signature is None:  # the contract promises lower-case keys; tolerate any case anyway
-            signature = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER), None)
-        constant_time_hmac_check(self.settings.app_secret.get_secret_value().encode(), body, signature)
+        check_signature(body, headers, self.settings.app_secret.get_secret_value())
 
     def parse(self, raw: RawEvent) -> list[ParsedEvent]:
         return parse_body(
@@ -149,11 +136,5 @@ class WhatsAppChannel(Channel):
         try:
             await self.graph.phone_number_info()
         except SendError as exc:
-            if exc.error_class is SendErrorClass.AUTH:
-                state = HealthState.AUTH_FAILED
-            elif exc.error_class is SendErrorClass.RATE_LIMITED:
-                state = HealthState.RATE_LIMITED
-            else:
-                state = HealthState.UNREACHABLE
-            return Health(state=state, last_error=exc.message)
+            return health_of(exc)
         return Health(state=HealthState.OK)

@@ -1,9 +1,7 @@
-"""The Graph API calls the channel makes, over the ``httpx.AsyncClient`` the hub lends.
+"""The Graph API calls the WhatsApp channel makes, on ``hub_meta.GraphClient``'s plumbing.
 
-Every failure leaves as a classified ``SendError``: provider errors through the code table in
-``errors.py``, timeouts and transport errors as ``retryable``. The access token travels only in the
-``Authorization`` header, and every message or detail is scrubbed of secret values before it
-leaves this module.
+Every failure leaves as a classified ``SendError`` (the code table in ``errors.py``); the access
+token travels only in the ``Authorization`` header.
 """
 
 from __future__ import annotations
@@ -11,105 +9,39 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from hub_meta import GraphClient as MetaGraphClient
 
 from hub.channel import MediaContent
 from hub.errors import SendError, SendErrorClass
 
-from .errors import error_from_response, redact
+from .errors import CODE_TABLE
 from .settings import Settings
 
 __all__ = ["GraphClient"]
 
 
-class GraphClient:
+class GraphClient(MetaGraphClient):
     """Thin, typed access to the endpoints the WhatsApp channel uses."""
 
     def __init__(self, http: httpx.AsyncClient, settings: Settings, log: logging.Logger) -> None:
-        self.http = http
-        self.settings = settings
-        self.log = log
-        # Built once: the send path runs this per message, and parsing a URL string is the
-        # largest single cost inside httpx's request building (profiled).
-        self._headers = {
-            "Authorization": f"Bearer {settings.access_token.get_secret_value()}",
-            "User-Agent": settings.user_agent,
-        }
-        self._timeout = httpx.Timeout(settings.request_timeout)
-        self._messages_url = httpx.URL(self.url(settings.phone_number_id, "messages"))
-
-    # ---- plumbing ------------------------------------------------------------------------------
-
-    @property
-    def secrets(self) -> list[str]:
-        return [
-            self.settings.access_token.get_secret_value(),
-            self.settings.app_secret.get_secret_value(),
-        ]
-
-    def url(self, *parts: str) -> str:
-        return "/".join([self.settings.api_base_url, *(p.strip("/") for p in parts)])
-
-    def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        return {**self._headers, **extra} if extra else self._headers
-
-    async def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
-        """Send one request; raise a classified ``SendError`` unless the answer is 2xx."""
-        try:
-            response = await self.http.request(
-                method,
-                url,
-                headers=self.headers(kwargs.pop("headers", None)),
-                timeout=self._timeout,
-                **kwargs,
-            )
-        except httpx.TimeoutException as exc:
-            raise SendError(
-                SendErrorClass.RETRYABLE,
-                f"the Graph API did not answer within {self.settings.request_timeout:g} s "
-                f"({type(exc).__name__})",
-                details={"exception": type(exc).__name__},
-            ) from None
-        except httpx.HTTPError as exc:
-            text = redact(str(exc), self.secrets)
-            raise SendError(
-                SendErrorClass.RETRYABLE,
-                f"could not reach the Graph API: {type(exc).__name__}: {text}",
-                details={"exception": type(exc).__name__},
-            ) from None
-        if response.is_success:
-            return response
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.text
-        error = error_from_response(response.status_code, body, response.headers, secrets=self.secrets)
-        self.log.warning(
-            "whatsapp: %s %s failed: HTTP %s, code %s, class %s: %s",
-            method,
-            httpx.URL(url).path,
-            response.status_code,
-            error.provider_code,
-            error.error_class.value,
-            error.message,
+        super().__init__(
+            http,
+            base_url=settings.api_base_url,
+            access_token=settings.access_token.get_secret_value(),
+            secrets=[settings.access_token.get_secret_value(), settings.app_secret.get_secret_value()],
+            table=CODE_TABLE,
+            log=log,
+            name="whatsapp",
+            user_agent=settings.user_agent,
+            timeout=settings.request_timeout,
         )
-        raise error
-
-    async def json(self, method: str, url: str | httpx.URL, **kwargs: Any) -> dict[str, Any]:
-        response = await self.request(method, url, **kwargs)
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise SendError(
-                SendErrorClass.RETRYABLE,
-                f"the Graph API answered HTTP {response.status_code} without a JSON object",
-            )
-        return data
+        self.settings = settings
+        # Parsed once: parsing a URL string is the largest single cost inside httpx's request
+        # building on the send path (profiled).
+        self._messages_url = httpx.URL(self.url(settings.phone_number_id, "messages"))
 
     # ---- endpoints -----------------------------------------------------------------------------
 

@@ -5,6 +5,11 @@ clock. Every ``entry``, ``change``, ``message`` and ``status`` is visited; an el
 module does not know becomes an ``unsupported`` placeholder, and an element that cannot be
 attributed to anyone is skipped with a log line. Only a body that is not a WhatsApp webhook at all
 raises ``BadPayload``.
+
+Two webhook fields are read: ``messages`` (what customers send, their edits and revokes, and
+receipts) and ``smb_message_echoes`` (what the business sent from the WhatsApp Business app or a
+linked device on the same number: outbound messages, never customer messages, with ``from`` the
+business and ``to`` the customer; their edits and revokes too).
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ from hub.models import (
     AttachmentKind,
     AttachmentState,
     ContactRef,
+    Direction,
     InboundMessage,
     InteractiveChoice,
+    MessageDeletion,
+    MessageEdit,
     MessageKind,
     MessageStatus,
     ParsedEvent,
@@ -51,8 +59,11 @@ _STATUSES: dict[str, MessageStatus] = {
     "sent": MessageStatus.SENT,
     "delivered": MessageStatus.DELIVERED,
     "read": MessageStatus.READ,
+    "played": MessageStatus.PLAYED,  # a voice message was played: read, and then some
     "failed": MessageStatus.FAILED,
 }
+# What an edit may change (WhatsApp lets users edit text and media captions).
+_EDIT_FIELDS = ("kind", "text", "attachments", "data")
 _HEX = set("0123456789abcdef")
 
 Obj = Mapping[str, Any]
@@ -124,7 +135,7 @@ class _Parser:
 
     def change(self, entry: Obj, change: Obj) -> None:
         field = change.get("field")
-        if field != "messages":
+        if field not in ("messages", "smb_message_echoes"):
             self.log.info("whatsapp: ignoring webhook field %r of account %s", field, entry.get("id"))
             return
         value = _obj(change.get("value"))
@@ -140,6 +151,9 @@ class _Parser:
         for message in _list(value.get("messages")):
             if isinstance(message, Mapping):
                 self.message(message, contacts)
+        for echo in _list(value.get("message_echoes")):
+            if isinstance(echo, Mapping):
+                self.echo(echo, contacts)
         for status in _list(value.get("statuses")):
             if isinstance(status, Mapping):
                 self.status(status)
@@ -170,19 +184,38 @@ class _Parser:
 
     # ---- messages ------------------------------------------------------------------------------
 
-    def message(self, msg: Obj, contacts: list[Obj]) -> None:
+    def echo(self, msg: Obj, contacts: list[Obj]) -> None:
+        """A message the business sent from the WhatsApp Business app: outbound, to ``to``."""
+        to = "".join(ch for ch in _str(msg.get("to")) if ch.isdigit())  # "+1 650..." -> wa_id
+        contact = self.contact(to, _str(msg.get("to_user_id")), contacts)
+        self.message(msg, contacts, contact=contact, direction=Direction.OUTBOUND)
+
+    def message(
+        self,
+        msg: Obj,
+        contacts: list[Obj],
+        *,
+        contact: ContactRef | None = None,
+        direction: Direction = Direction.INBOUND,
+    ) -> None:
         msg_id = _str(msg.get("id"))
         if not msg_id:
             self.log.warning("whatsapp: skipping a message without an id: %s", msg)
             return
-        contact = self.contact(_str(msg.get("from")), _str(msg.get("from_user_id")), contacts)
+        if direction is Direction.INBOUND:
+            contact = self.contact(_str(msg.get("from")), _str(msg.get("from_user_id")), contacts)
         mtype = _str(msg.get("type"))
         if mtype == "system":
             contact = self.system_contact(msg, contact)
         if contact is None:
-            self.log.warning("whatsapp: skipping message %s: no sender id", msg_id)
+            self.log.warning("whatsapp: skipping message %s: no customer id", msg_id)
             return
         timestamp = parse_timestamp(msg.get("timestamp"), self.received_at)
+        if mtype in ("edit", "revoke"):
+            change = self.change_of(mtype, msg, contact, direction, timestamp)
+            if change is not None:
+                self.events.append(change)
+                return
         if mtype == "reaction":
             reaction = _obj(msg.get("reaction"))
             target = _str(reaction.get("message_id"))
@@ -211,6 +244,7 @@ class _Parser:
             event = InboundMessage(
                 external_id=msg_id,
                 contact=contact,
+                direction=direction,
                 timestamp=timestamp,
                 reply_to_external_id=_str(context.get("id")) or None,
                 forwarded=bool(context.get("forwarded") or context.get("frequently_forwarded")),
@@ -222,11 +256,39 @@ class _Parser:
             event = InboundMessage(
                 external_id=msg_id,
                 contact=contact,
+                direction=direction,
                 timestamp=timestamp,
                 kind=MessageKind.UNSUPPORTED,
                 data={"raw": dict(msg)},
             )
         self.events.append(event)
+
+    def change_of(
+        self, mtype: str, msg: Obj, contact: ContactRef, direction: Direction, timestamp: datetime
+    ) -> MessageEdit | MessageDeletion | None:
+        """An ``edit`` or ``revoke`` of an earlier message; None when it names no message (it is
+        then kept as an unsupported placeholder)."""
+        body = _obj(msg.get(mtype))
+        target = _str(body.get("original_message_id"))
+        if not target:
+            self.log.warning("whatsapp: %s %s names no original message", mtype, msg.get("id"))
+            return None
+        common = {
+            "target_external_id": target,
+            "external_id": _str(msg.get("id")),
+            "contact": contact,
+            "direction": direction,
+            "timestamp": timestamp,
+        }
+        if mtype == "revoke":
+            return MessageDeletion(**common)
+        edited = _obj(body.get("message"))
+        fields = self.content(_str(edited.get("type")), edited)
+        try:
+            return MessageEdit(**common, **{k: v for k, v in fields.items() if k in _EDIT_FIELDS})
+        except ValidationError as exc:
+            self.log.warning("whatsapp: edit %s kept as unsupported: %s", msg.get("id"), exc)
+            return None
 
     def system_contact(self, msg: Obj, contact: ContactRef | None) -> ContactRef | None:
         """System messages carry no contacts array; a number change names the new wa_id."""
@@ -338,7 +400,7 @@ class _Parser:
         msg_id = _str(st.get("id"))
         status = _STATUSES.get(_str(st.get("status")))
         if not msg_id or status is None:
-            # e.g. "played" (voice message played) or "deleted": no hub status matches.
+            # e.g. "deleted": no hub status matches.
             self.log.info("whatsapp: ignoring status %r of message %r", st.get("status"), msg_id)
             return
         recipient = self.contact(_str(st.get("recipient_id")), _str(st.get("recipient_user_id")), [])

@@ -332,7 +332,7 @@ def test_statuses_batch(channel: WhatsAppChannel, caplog: pytest.LogCaptureFixtu
     with caplog.at_level(logging.INFO):
         events = channel.parse(raw("statuses_batch"))
     assert all(isinstance(e, StatusUpdate) for e in events)
-    sent, delivered, read = events
+    sent, delivered, read, played = events
     assert isinstance(sent, StatusUpdate)
     assert isinstance(delivered, StatusUpdate)
     assert isinstance(read, StatusUpdate)
@@ -345,7 +345,8 @@ def test_statuses_batch(channel: WhatsAppChannel, caplog: pytest.LogCaptureFixtu
     assert (delivered.external_id, delivered.status) == ("wamid.OUT1", MessageStatus.DELIVERED)
     assert "conversation" not in delivered.data
     assert (read.external_id, read.status, read.data) == ("wamid.OUT2", MessageStatus.READ, {})
-    assert "played" in caplog.text  # no hub status for it: logged and skipped
+    assert isinstance(played, StatusUpdate)
+    assert played.status is MessageStatus.PLAYED  # a voice note played: read, and then some
 
 
 def test_statuses_out_of_order_and_duplicated_are_all_reported(channel: WhatsAppChannel) -> None:
@@ -404,7 +405,7 @@ def test_failed_status_without_errors(channel: WhatsAppChannel) -> None:
 def test_a_status_names_the_hub_message_its_send_carried(channel: WhatsAppChannel) -> None:
     body = json.loads(load("statuses_batch"))
     body["entry"][0]["changes"][0]["value"]["statuses"][0]["biz_opaque_callback_data"] = "msg_01HUB"
-    sent, delivered, _ = channel.parse(raw(json.dumps(body).encode()))
+    sent, delivered, *_ = channel.parse(raw(json.dumps(body).encode()))
     assert isinstance(sent, StatusUpdate) and isinstance(delivered, StatusUpdate)
     assert (sent.external_id, sent.client_ref) == ("wamid.OUT1", "msg_01HUB")
     assert delivered.client_ref is None

@@ -1,0 +1,238 @@
+"""Conversations as an actor sees and changes them: scoped lists and reads, and the workflow
+(status, snooze, assignee, team, priority, labels, custom attributes), each change one event
+that says who made it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub import schema
+from hub.access import Actor
+from hub.channels import ChannelService
+from hub.events import Store
+from hub.models import ContactRef, utcnow
+from hub.records import fetch_conversation, fetch_conversations
+from hub.routing import route_to_team
+from hub.services.errors import Invalid, NotFound, ServiceError
+from hub.services.organisation import load_actor
+
+__all__ = ["ConversationService", "access_conversation"]
+
+log = logging.getLogger("hub.conversations")
+C = schema.conversations
+M = schema.messages
+U = schema.users
+STATUSES = ("open", "pending", "resolved", "snoozed")
+
+
+class BadCursor(ServiceError):
+    status = 400
+    code = "bad_request"
+
+
+async def access_conversation(conn: AsyncConnection, actor: Actor, conversation_id: str) -> dict[str, Any]:
+    """The conversation in the app's shape, or NotFound when it is absent or outside the scope."""
+    conv = await fetch_conversation(conn, conversation_id)
+    if conv is None or not actor.sees_conversation(conv):
+        raise NotFound(f"conversation {conversation_id} does not exist")
+    return conv
+
+
+class ConversationService:
+    def __init__(self, store: Store, channels: ChannelService) -> None:
+        self.store = store
+        self.channels = channels
+
+    async def list(
+        self,
+        actor: Actor,
+        *,
+        filters: dict[str, str],
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        activity = sa.func.coalesce(C.c.last_message_at, C.c.created_at)
+        stmt = (
+            sa.select(C.c.id, activity.label("activity"))
+            .where(actor.conversation_clause())
+            .order_by(activity.desc(), C.c.id.desc())
+            .limit(limit + 1)
+        )
+        for name in ("status", "channel_id", "assignee_id", "team", "priority"):
+            if filters.get(name):
+                stmt = stmt.where(getattr(C.c, name) == filters[name])
+        if cursor:
+            ts, cid = _decode_cursor(cursor)
+            stmt = stmt.where(sa.or_(activity < ts, sa.and_(activity == ts, C.c.id < cid)))
+        async with self.store.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+            items = await fetch_conversations(conn, [r.id for r in rows[:limit]])
+        nxt = (
+            _encode_cursor([rows[limit - 1].activity.isoformat(), rows[limit - 1].id])
+            if len(rows) > limit
+            else None
+        )
+        return items, nxt
+
+    async def get(self, actor: Actor, conversation_id: str) -> dict[str, Any]:
+        async with self.store.db.read() as conn:
+            conv = await access_conversation(conn, actor, conversation_id)
+        return self._with_window(conv)
+
+    def _with_window(self, conv: dict[str, Any]) -> dict[str, Any]:
+        inst = self.channels.get(conv["channel_id"])
+        if inst is not None:
+            last = conv["last_inbound_at"]
+            window = inst.reply_window(datetime.fromisoformat(last) if last else None, utcnow())
+            conv["reply_window"] = {
+                "open": window.open,
+                "closes_at": window.closes_at.isoformat() if window.closes_at else None,
+                "outside": window.outside,
+            }
+        return conv
+
+    async def update(self, actor: Actor, conversation_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply a patch; each kind of change needs its permission (taking one needs none)."""
+        async with self.store.tx() as tx:
+            conv = await access_conversation(tx.conn, actor, conversation_id)
+            values = await _checked_changes(tx.conn, actor, conv, changes)
+            if values:
+                values["updated_at"] = utcnow()
+                await tx.conn.execute(C.update().where(C.c.id == conversation_id).values(**values))
+                if values.get("team") and "assignee_id" not in changes and conv["assignee_id"] is None:
+                    row = (
+                        (await tx.conn.execute(sa.select(C).where(C.c.id == conversation_id)))
+                        .mappings()
+                        .one()
+                    )
+                    await route_to_team(tx, dict(row), values["team"])
+                fresh = await fetch_conversation(tx.conn, conversation_id)
+                assert fresh is not None
+                changed = {k for k in values if k not in ("updated_at", "last_assignee_id")}
+                if fresh["assignee_id"] != conv["assignee_id"]:
+                    changed.add("assignee_id")
+                await tx.emit(
+                    "conversation.updated",
+                    {**fresh, "changed": sorted(changed), "by": actor.ref},
+                    channel_id=fresh["channel_id"],
+                    conversation_id=conversation_id,
+                )
+            else:
+                fresh = conv
+        # The answer shows the result even when the change took it out of the actor's scope (a
+        # "mine only" agent handing it on): they made the change, they may see what it became.
+        return self._with_window(fresh)
+
+    async def mark_read(self, actor: Actor, conversation_id: str) -> dict[str, Any]:
+        """Unread back to zero (an event), then a best-effort read receipt to the provider."""
+        async with self.store.tx() as tx:
+            conv = await access_conversation(tx.conn, actor, conversation_id)
+            await tx.conn.execute(
+                C.update().where(C.c.id == conversation_id).values(unread_count=0, updated_at=utcnow())
+            )
+            last_in = (
+                await tx.conn.execute(
+                    sa.select(M.c.external_id)
+                    .where(M.c.conversation_id == conversation_id, M.c.direction == "inbound")
+                    .order_by(M.c.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            fresh = await fetch_conversation(tx.conn, conversation_id)
+            assert fresh is not None
+            await tx.emit(
+                "conversation.updated",
+                {**fresh, "changed": ["unread_count"], "by": actor.ref},
+                channel_id=conv["channel_id"],
+                conversation_id=conversation_id,
+            )
+        inst = self.channels.get(conv["channel_id"])
+        if inst is not None and last_in and inst.capabilities.read_receipts:
+            ref = ContactRef(ids=conv["contact"]["identities"] or [conv["contact"]["id"]])
+            try:
+                await inst.mark_read(last_in, ref)
+            except Exception as exc:  # best effort: the agent's read state is already stored
+                log.warning("channel %s mark_read failed: %s", conv["channel_id"], exc)
+        return fresh
+
+
+async def _checked_changes(
+    conn: AsyncConnection, actor: Actor, conv: dict[str, Any], changes: dict[str, Any]
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if "status" in changes or "snoozed_until" in changes or "priority" in changes:
+        actor.require("conversations.update")
+    if "custom_attributes" in changes:
+        actor.require("conversations.update")
+        values["custom_attributes"] = changes["custom_attributes"]
+    if "labels" in changes:
+        actor.require("labels.apply")
+        values["labels"] = list(dict.fromkeys(changes["labels"]))
+    if "priority" in changes:
+        values["priority"] = changes["priority"]
+    status = changes.get("status")
+    until = changes.get("snoozed_until")
+    if status == "snoozed" or (status is None and until is not None):
+        if until is None:
+            raise Invalid("snoozed_until", "a snoozed conversation needs snoozed_until")
+        if until <= utcnow():
+            raise Invalid("snoozed_until", "must be in the future")
+        values["status"], values["snoozed_until"] = "snoozed", until
+    elif status is not None:
+        if until is not None:
+            raise Invalid("snoozed_until", "only a snoozed conversation has one")
+        values["status"], values["snoozed_until"] = status, None
+    if "assignee_id" in changes:
+        assignee = changes["assignee_id"]
+        taking = assignee == actor.id or (assignee is None and conv["assignee_id"] == actor.id)
+        if not taking:
+            # Taking a conversation (or letting go of one's own) is every reader's right; moving
+            # it to someone else is assigning.
+            actor.require("conversations.assign")
+        if assignee is not None:
+            await _check_assignee(conn, assignee, conv["channel_id"])
+            values["last_assignee_id"] = assignee
+        values["assignee_id"] = assignee
+    if "team" in changes:
+        actor.require("conversations.assign")
+        if changes["team"] is not None:
+            known = await conn.scalar(
+                sa.select(schema.teams.c.id).where(schema.teams.c.id == changes["team"])
+            )
+            if known is None:
+                raise Invalid("team", "no such team")
+        values["team"] = changes["team"]
+    return values
+
+
+async def _check_assignee(conn: AsyncConnection, user_id: str, channel_id: str) -> None:
+    row = (await conn.execute(sa.select(U).where(U.c.id == user_id))).mappings().first()
+    if row is None or not row["active"]:
+        raise Invalid("assignee_id", "no such user")
+    if not (await load_actor(conn, dict(row))).sees_channel(channel_id):
+        raise Invalid("assignee_id", "the user does not serve this conversation's channel")
+
+
+def _encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str) -> tuple[datetime, str]:
+    """The (activity time, conversation id) of a cursor ``_encode_cursor`` made; else BadCursor
+    (a 400: a forged cursor gave a 500 when its time or id was of the wrong type)."""
+    try:
+        at, cid = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        ts = datetime.fromisoformat(at)
+        if not isinstance(cid, str) or "\x00" in cid:
+            raise ValueError(cid)
+        cid.encode("utf-8")  # a lone surrogate is no id the database holds
+        return ts, cid
+    except (ValueError, TypeError, RecursionError):  # also binascii.Error, JSONDecodeError
+        raise BadCursor("cursor is not one this API returned") from None
