@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from hub.redact import SecretRedactor
     from hub.services.availability import AvailabilityService
     from hub.services.channels import ChannelAdmin
+    from hub.services.contacts import ContactService
     from hub.services.conversations import ConversationService
     from hub.services.events import EventService
     from hub.services.messages import MessageService
@@ -55,3 +56,4 @@ MESSAGES: web.AppKey[MessageService] = web.AppKey("messages")
 EVENTS: web.AppKey[EventService] = web.AppKey("events")
 AVAILABILITY: web.AppKey[AvailabilityService] = web.AppKey("availability")
 CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")
+CONTACTS: web.AppKey[ContactService] = web.AppKey("contacts")

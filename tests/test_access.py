@@ -255,3 +255,31 @@ async def test_admin_only_routes_refuse_agents(lite_hub: Hub) -> None:
     ):
         resp = await hub.client.request(method, path, json={}, headers=hub.agent)
         assert resp.status == 403, (method, path, await resp.text())
+
+
+async def test_contacts_are_read_and_changed_within_the_scope_and_with_their_permissions(
+    lite_hub: Hub,
+) -> None:
+    hub = lite_hub
+    fk_conv, other_conv = await two_channels(hub)
+    c = hub.client
+    fk = await (await c.get(f"/api/v1/conversations/{fk_conv}", headers=hub.admin)).json()
+    other = await (await c.get(f"/api/v1/conversations/{other_conv}", headers=hub.admin)).json()
+    mine, theirs = fk["contact"]["id"], other["contact"]["id"]
+    got = await c.get(f"/api/v1/contacts/{mine}", headers=hub.agent)
+    assert got.status == 200 and (await got.json())["identities"] == fk["contact"]["identities"]
+    assert (await c.get(f"/api/v1/contacts/{theirs}", headers=hub.agent)).status == 404
+    assert (await c.patch(f"/api/v1/contacts/{theirs}", json={"name": "X"}, headers=hub.agent)).status == 404
+    renamed = await c.patch(f"/api/v1/contacts/{mine}", json={"name": "Alice B."}, headers=hub.agent)
+    assert renamed.status == 200 and (await renamed.json())["name"] == "Alice B."
+    events = [e for e in await hub.events() if e["type"] == "contact.updated"]
+    assert events[-1]["data"]["by"]["id"] == hub.agent_id and events[-1]["channel_id"] == "fk"
+    await c.post(
+        "/api/v1/admin/roles",
+        json={"name": "noc", "permissions": ["conversations.read.all"]},
+        headers=hub.admin,
+    )
+    uid, headers = await new_user(hub, "noc@example.com", role="noc")
+    await hub.serve("fk", hub.agent_id, uid)
+    assert (await c.get(f"/api/v1/contacts/{mine}", headers=headers)).status == 403
+    assert (await c.patch(f"/api/v1/contacts/{mine}", json={"name": "Y"}, headers=headers)).status == 403

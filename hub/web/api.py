@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from hub.appkeys import (
     CHANNEL_ADMIN,
     CONFIG,
+    CONTACTS,
     CONVERSATIONS,
     LOGINS,
     MESSAGES,
@@ -29,7 +30,7 @@ from hub.appkeys import (
 from hub.db import new_id
 from hub.limits import Attributes, Id, Labels, Name, omit_null
 from hub.logins import LoginRefused, TooManyLogins
-from hub.models import Conversation, Message
+from hub.models import Contact, Conversation, Message
 from hub.services.organisation import public_user
 from hub.users import revoke_token
 from hub.web.auth import bearer_token, require_actor
@@ -375,3 +376,35 @@ async def download(request: web.Request) -> web.StreamResponse:
     idx = int(raw_index)
     path = await request.app[MESSAGES].attachment_path(actor, request.match_info["message_id"], idx)
     return web.FileResponse(path)
+
+
+class ContactPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=300)
+    phone: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=320)
+
+
+@routes.get("/api/v1/contacts/{contact_id}")
+@operation("One contact (404 outside your channels)", "contacts", errors=(403, 404), response=Contact)
+async def get_contact(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request)
+    return web.json_response(await request.app[CONTACTS].get(actor, request.match_info["contact_id"]))
+
+
+@routes.patch("/api/v1/contacts/{contact_id}")
+@operation(
+    "Change a contact's name, phone or email",
+    "contacts",
+    body=ContactPatch,
+    errors=(403, 404, 422),
+    response=Contact,
+)
+async def patch_contact(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request, "contacts.update")
+    patch = await _body(request, ContactPatch)
+    out = await request.app[CONTACTS].update(
+        actor, request.match_info["contact_id"], patch.model_dump(exclude_unset=True)
+    )
+    return web.json_response(out)

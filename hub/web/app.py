@@ -19,6 +19,7 @@ from hub.appkeys import (
     CHANNELS,
     CONFIG,
     CONNECTIONS,
+    CONTACTS,
     CONVERSATIONS,
     EVENTS,
     HTTP,
@@ -61,6 +62,7 @@ from hub.retention import Retention, RetentionPolicy
 from hub.security import SecretBox, load_secret_key
 from hub.services.availability import AvailabilityService
 from hub.services.channels import ChannelAdmin
+from hub.services.contacts import ContactService
 from hub.services.conversations import ConversationService
 from hub.services.errors import ServiceError
 from hub.services.events import EventService
@@ -374,6 +376,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[CONVERSATIONS] = ConversationService(store, channels)
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
     app[EVENTS] = EventService(store)
+    app[CONTACTS] = ContactService(store)
     app[AVAILABILITY] = AvailabilityService(org, lambda channel_id: channel_id in channels.rows)
     yield
 
