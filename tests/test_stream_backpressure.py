@@ -63,7 +63,7 @@ async def test_a_client_that_falls_behind_gets_4429_and_resumes_without_loss(
     assert_no_error_logged(caplog)
 
 
-def _raw_stream_client(port: int, token: str) -> socket.socket:
+def never_reading_client(port: int, token: str) -> socket.socket:
     """A WebSocket client with a tiny receive buffer that upgrades and then never reads."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -89,7 +89,7 @@ async def test_a_client_that_never_reads_is_dropped(
     await hub.create_channel()
     port = hub.client.server.port
     token = hub.agent["Authorization"].removeprefix("Bearer ")
-    sock = await asyncio.to_thread(_raw_stream_client, port, token)
+    sock = await asyncio.to_thread(never_reading_client, port, token)
     reader = await hub.client.ws_connect("/api/v1/stream?after=0", headers=hub.agent)
     await until_live(reader)
     received: list[int] = []

@@ -6,9 +6,6 @@ The figures each test measures are printed (``pytest -s`` shows them)."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
-import socket
 import sqlite3
 import statistics
 import time
@@ -27,6 +24,8 @@ from e2e_support import (
     phone,
     wa_text_webhook,
 )
+
+from tests.test_stream_backpressure import never_reading_client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -164,22 +163,6 @@ async def test_a_refused_login_takes_as_long_whoever_the_account_is(
         assert 0.5 * base < value < 2 * base, medians
 
 
-def _never_reading_client(port: int, token: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            "GET /api/v1/stream?after=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: Bearer {token}\r\n\r\n"
-        ).encode()
-    )
-    assert sock.recv(1024).startswith(b"HTTP/1.1 101")
-    return sock
-
-
 async def stream_clients(api: Api) -> float:
     text = (await api.get("/metrics", auth=False)).text
     line = next(x for x in text.splitlines() if x.startswith("hub_stream_clients "))
@@ -193,7 +176,7 @@ async def test_a_stream_client_that_stops_reading_is_dropped(
     api = Api(http, hub.base_url, hub.token)
     ch = await create_wa_channel(api, graph.base_url)
     assert hub.token
-    sock = await asyncio.to_thread(_never_reading_client, hub.port, hub.token)
+    sock = await asyncio.to_thread(never_reading_client, hub.port, hub.token)
     try:
         assert await stream_clients(api) == 1
         conv = None
