@@ -147,20 +147,20 @@ async def test_a_refused_login_takes_as_long_whoever_the_account_is(
         "token-only account": ("tokenonly@example.com", "wrong password"),
         "inactive account, right password": ("gone@example.com", "a password 123"),
     }
-    medians = {}
-    for name, (email, password) in cases.items():
-        times = []
-        for _ in range(5):
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    # Round by round, so a change in the machine's load falls on every case alike.
+    for _ in range(7):
+        for name, (email, password) in cases.items():
             start = time.perf_counter()
             resp = await api.post("/api/v1/auth/login", {"email": email, "password": password}, auth=False)
-            times.append(time.perf_counter() - start)
+            times[name].append(time.perf_counter() - start)
             assert_error(resp, 401, "invalid_credentials")
-        medians[name] = statistics.median(times)
+    medians = {name: statistics.median(values) for name, values in times.items()}
     print("\nrefused login, median: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in medians.items()))
     base = medians["wrong password"]
     for value in medians.values():
-        # Before: a token-only account was answered in 0.9 ms against ~105 ms.
-        assert 0.5 * base < value < 2 * base, medians
+        # Before: a token-only account was answered in 0.9 ms against ~105 ms (over 100x).
+        assert base / 3 < value < 3 * base, medians
 
 
 async def stream_clients(api: Api) -> float:
