@@ -20,11 +20,13 @@ from hub.models import (
     ContactRef,
     Direction,
     MessageStatus,
+    StatusUpdate,
     status_advances,
     utcnow,
 )
 
 __all__ = [
+    "apply_pending_statuses",
     "apply_status",
     "conversation_dict",
     "ensure_contact",
@@ -393,3 +395,34 @@ async def apply_status(
         conversation_id=msg["conversation_id"],
     )
     return updated
+
+
+async def apply_pending_statuses(tx: Tx, current: dict[str, dict[str, Any]]) -> None:
+    """Apply the receipts kept for provider ids that had no message yet (``schema.pending_statuses``).
+
+    ``current`` maps each provider id just learned to its message row, and is updated in place.
+    The outbox calls it when a send's answer names the id; ``hub.echoes`` when an echo does first.
+    """
+    if not current:
+        return
+    P = schema.pending_statuses
+    channel_ids = {m["channel_id"] for m in current.values()}
+    pending = (
+        (
+            await tx.conn.execute(
+                sa.select(P)
+                .where(P.c.channel_id.in_(channel_ids), P.c.external_id.in_(list(current)))
+                .order_by(P.c.id)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    for p in pending:
+        st = StatusUpdate.model_validate(p["update"])
+        msg = current[p["external_id"]]
+        current[p["external_id"]] = (
+            await apply_status(tx, msg, MessageStatus(st.status), st.timestamp, st.error) or msg
+        )
+    if pending:
+        await tx.conn.execute(P.delete().where(P.c.id.in_([p["id"] for p in pending])))

@@ -19,8 +19,8 @@ from hub import schema
 from hub.errors import SendError
 from hub.events import Store, Tx
 from hub.groupcommit import GroupCommit
-from hub.models import MessageStatus, SendReceipt, StatusUpdate, utcnow
-from hub.records import apply_status, message_dict
+from hub.models import MessageStatus, SendReceipt, utcnow
+from hub.records import apply_pending_statuses, apply_status, message_dict
 
 __all__ = ["Recorder"]
 
@@ -175,28 +175,7 @@ class Recorder:
     @staticmethod
     async def _apply_pending(tx: Tx, current: dict[str, dict[str, Any]]) -> None:
         """Apply the receipts stored for provider ids before the send recorded them."""
-        if not current:
-            return
-        channel_ids = {m["channel_id"] for m in current.values()}
-        pending = (
-            (
-                await tx.conn.execute(
-                    sa.select(P)
-                    .where(P.c.channel_id.in_(channel_ids), P.c.external_id.in_(list(current)))
-                    .order_by(P.c.id)
-                )
-            )
-            .mappings()
-            .all()
-        )
-        for p in pending:
-            st = StatusUpdate.model_validate(p["update"])
-            msg = current[p["external_id"]]
-            current[p["external_id"]] = (
-                await apply_status(tx, msg, MessageStatus(st.status), st.timestamp, st.error) or msg
-            )
-        if pending:
-            await tx.conn.execute(P.delete().where(P.c.id.in_([p["id"] for p in pending])))
+        await apply_pending_statuses(tx, current)
 
     async def finish(self, job: dict[str, Any], state: str) -> bool:
         """End a job without a send (its message is no longer queued). False: claim lost."""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import mimetypes
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import ClassVar, Literal
 
 from hub_meta import check_signature, health_of, verify_handshake
+from hub_meta.upload import read_stored
 
 from hub.channel import (
     Capabilities,
@@ -120,17 +118,8 @@ class MessengerChannel(Channel):
         kind = ATTACHMENT_TYPES.get(att.kind)
         if kind is None:
             return None
-        path = Path(att.path)
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except OSError as exc:
-            raise SendError(
-                SendErrorClass.PERMANENT,
-                f"the stored file for this {kind} cannot be read: {type(exc).__name__}",
-            ) from None
-        filename = att.filename or path.name
-        mime = att.mime_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        return await self.graph.upload_attachment(kind, data, mime, filename)
+        stored = await read_stored(att, kind)
+        return await self.graph.upload_attachment(kind, stored.data, stored.mime_type, stored.filename)
 
     def _body(self, message: OutboundMessage, attachment_id: str | None) -> dict[str, object]:
         ctx = message.context

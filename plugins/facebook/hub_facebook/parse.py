@@ -16,6 +16,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hub_meta.payload import Obj
+from hub_meta.payload import as_list as _list
+from hub_meta.payload import as_obj as _obj
+from hub_meta.payload import id_text as _str
 from pydantic import ValidationError
 
 from hub.errors import BadPayload
@@ -48,25 +52,6 @@ _MEDIA: dict[str, AttachmentKind] = {
     "sticker": AttachmentKind.STICKER,
 }
 _EVENT_KEYS = ("message", "postback", "delivery", "read", "reaction", "referral", "message_edit")
-
-Obj = Mapping[str, Any]
-
-
-def _obj(value: Any) -> Obj:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _str(value: Any) -> str:
-    """A string id or ``""`` (ids arrive as strings; tolerate numbers, such as sticker ids)."""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return ""
 
 
 def ms_timestamp(value: Any, fallback: datetime) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hub_meta.settings import DEFAULT_API_BASE_URL, check_base_url
 from pydantic import Field, SecretStr, field_validator
 
 from hub.channel import Capabilities, ChannelSettings, ReplyWindowPolicy
@@ -15,8 +16,6 @@ __all__ = [
     "MessengerSettings",
 ]
 
-# Graph API v26.0 is the newest version Meta's changelog lists (released 2026-07-29).
-DEFAULT_API_BASE_URL = "https://graph.facebook.com/v26.0"
 
 _MB = 1024 * 1024
 
@@ -39,13 +38,7 @@ class MessengerSettings(ChannelSettings):
     )
     user_agent: str = Field(default="hub-facebook/0.1", min_length=1)
 
-    @field_validator("api_base_url")
-    @classmethod
-    def _strip_slash(cls, url: str) -> str:
-        url = url.strip().rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("api_base_url must be an http(s) URL such as " + DEFAULT_API_BASE_URL)
-        return url
+    _base_url = field_validator("api_base_url")(check_base_url)
 
     @property
     def account_id(self) -> str:

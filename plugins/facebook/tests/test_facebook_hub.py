@@ -6,10 +6,11 @@ profile name is fetched once and never holds a message back."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from fb_hooks import echo, envelope, from_customer, now_ms, signed
-from fb_support import APP_SECRET, PAGE_ID, PAGE_TOKEN, PSID, VERIFY_TOKEN
+from fb_support import APP_SECRET, IG_ID, IGSID, PAGE_ID, PAGE_TOKEN, PSID, VERIFY_TOKEN
 
 from hub.testing.fake_graph import FakeGraph
 from hub.testing.pytest_plugin import HubTestApp
@@ -253,3 +254,49 @@ async def test_an_edit_and_an_unsend_update_the_message_once(make_hub_client: An
         assert final["deleted_at"] and final["text"] is None and final["edits"] == []  # a tombstone
         conv = await history(hub, created["conversation_id"])
         assert [m["id"] for m in conv] == [created["data"]["id"]]  # neither became a new message
+
+
+def _ig(*events: dict[str, Any]) -> bytes:
+    doc = {"object": "instagram", "entry": [{"id": IG_ID, "time": now_ms(), "messaging": list(events)}]}
+    return json.dumps(doc).encode()
+
+
+async def test_instagram_echo_without_client_id_matches_the_send_in_flight(make_hub_client: Any) -> None:
+    """Instagram carries no metadata back: the echo is matched to the one text being sent to that
+    customer, so it is not a second message, even when it beats the Send API's answer."""
+    async with FakeGraph(access_token=PAGE_TOKEN) as graph:
+        hub: HubTestApp = await make_hub_client()
+        settings = {
+            "page_id": PAGE_ID,
+            "instagram_account_id": IG_ID,
+            "page_access_token": PAGE_TOKEN,
+            "app_secret": APP_SECRET,
+            "verify_token": VERIFY_TOKEN,
+            "api_base_url": graph.base_url,
+        }
+        await hub.create_channel("instagram", settings, "ig")
+        customer = {"sender": {"id": IGSID}, "recipient": {"id": IG_ID}, "timestamp": now_ms()}
+        body = _ig({**customer, "message": {"mid": "aWdf_IN1", "text": "hi"}})
+        assert (await hub.post_webhook("ig", body, signed(body))).status == 200
+        created = await hub.wait_for_event(
+            "message.created", lambda e: e["data"]["external_id"] == "aWdf_IN1"
+        )
+        conv = created["conversation_id"]
+        graph.script("me/messages", 200, {"recipient_id": IGSID, "message_id": "aWdf_EARLY"}, delay=1.5)
+        sent = await reply(hub, conv, "Hello from the shop", "k1")
+        await until(lambda: _has_request(graph))
+        echo_event = {
+            "sender": {"id": IG_ID},
+            "recipient": {"id": IGSID},
+            "timestamp": now_ms(),
+            "message": {"mid": "aWdf_EARLY", "text": "Hello from the shop", "is_echo": True},
+        }
+        body = _ig(echo_event)
+        assert (await hub.post_webhook("ig", body, signed(body))).status == 200
+        matched = await hub.wait_for_event(
+            "message.updated", lambda e: e["data"]["id"] == sent["id"] and e["data"]["status"] == "sent"
+        )
+        assert matched["data"]["external_id"] == "aWdf_EARLY"
+        await asyncio.sleep(2.0)  # the answer comes and is recorded
+        outbound = [m for m in await history(hub, conv) if m["direction"] == "outbound"]
+        assert [(m["id"], m["external_id"]) for m in outbound] == [(sent["id"], "aWdf_EARLY")]

@@ -6,7 +6,9 @@ A library the Meta channel plugins depend on, built on the hub's public plugin A
 * ``hub_meta.errors``: Graph API error bodies to classified ``SendError`` s, through a code table
   each channel supplies;
 * ``hub_meta.graph``: ``GraphClient``, one request helper that turns every failure into a
-  classified ``SendError`` with no secret in it.
+  classified ``SendError`` with no secret in it, and ``health_of`` for health probes;
+* ``hub_meta.payload``: reading webhook JSON defensively; ``hub_meta.settings``: the Graph API
+  base URL; ``hub_meta.upload``: reading a hub-stored file for an upload.
 
 It registers no channel: it is not in the ``hub`` entry-point group.
 """

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import mimetypes
 from collections.abc import Mapping
-from pathlib import Path
 from typing import ClassVar, Literal
 
 from hub_meta import check_signature, health_of, verify_handshake
+from hub_meta.upload import read_stored
 
 from hub.channel import (
     Capabilities,
@@ -76,17 +74,8 @@ class WhatsAppChannel(Channel):
         att = message.attachments[0]
         if att.media_id or att.url:
             return None
-        path = Path(att.path or "")
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except OSError as exc:
-            raise SendError(
-                SendErrorClass.PERMANENT,
-                f"the stored file for this {MEDIA_TYPES[att.kind]} cannot be read: {type(exc).__name__}",
-            ) from None
-        filename = att.filename or path.name
-        mime = att.mime_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        return await self.graph.upload_media(data, mime, filename)
+        stored = await read_stored(att, MEDIA_TYPES[att.kind])
+        return await self.graph.upload_media(stored.data, stored.mime_type, stored.filename)
 
     async def send(self, message: OutboundMessage) -> SendReceipt:
         build_message_body(message, media_id="pending" if self._has_path(message) else None)

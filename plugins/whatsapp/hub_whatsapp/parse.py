@@ -22,6 +22,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from hub_meta.payload import Obj
+from hub_meta.payload import as_list as _list
+from hub_meta.payload import as_obj as _obj
+from hub_meta.payload import id_text as _str
 from pydantic import ValidationError
 
 from hub.errors import BadPayload
@@ -65,25 +69,6 @@ _STATUSES: dict[str, MessageStatus] = {
 # What an edit may change (WhatsApp lets users edit text and media captions).
 _EDIT_FIELDS = ("kind", "text", "attachments", "data")
 _HEX = set("0123456789abcdef")
-
-Obj = Mapping[str, Any]
-
-
-def _obj(value: Any) -> Obj:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _str(value: Any) -> str:
-    """A non-empty string or ``""`` (Meta sends ids as strings; tolerate numbers)."""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return ""
 
 
 def parse_timestamp(value: Any, fallback: datetime) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hub_meta.settings import DEFAULT_API_BASE_URL, check_base_url
 from pydantic import Field, SecretStr, field_validator
 
 from hub.channel import Capabilities, ChannelSettings, ReplyWindowPolicy
@@ -9,8 +10,6 @@ from hub.models import AttachmentKind
 
 __all__ = ["CAPABILITIES", "DEFAULT_API_BASE_URL", "Settings"]
 
-# Graph API v26.0 is the newest version Meta's changelog lists (released 2026-07-29).
-DEFAULT_API_BASE_URL = "https://graph.facebook.com/v26.0"
 
 _MB = 1024 * 1024
 # Meta's ids are digits; letters, "_", "." and "-" keep fakes and tests possible. Anything else
@@ -58,13 +57,7 @@ class Settings(ChannelSettings):
     )
     user_agent: str = Field(default="hub-whatsapp/0.1", min_length=1, pattern=r"^[ -~]+$")
 
-    @field_validator("api_base_url")
-    @classmethod
-    def _strip_slash(cls, url: str) -> str:
-        url = url.strip().rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("api_base_url must be an http(s) URL such as " + DEFAULT_API_BASE_URL)
-        return url
+    _base_url = field_validator("api_base_url")(check_base_url)
 
 
 # Size limits from Meta's "supported media types" table. Stickers: 100 KB static, 500 KB animated;
