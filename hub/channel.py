@@ -41,6 +41,7 @@ from hub.models import (
 
 __all__ = [
     "HEALTH_ACTIONS",
+    "SECRET_SETTING_NAMES",
     "Capabilities",
     "Channel",
     "ChannelContext",
@@ -56,6 +57,10 @@ __all__ = [
     "ReplyWindowPolicy",
     "constant_time_hmac_check",
 ]
+
+
+SECRET_SETTING_NAMES = ("secret", "password", "access_token", "api_key", "private_key", "app_token")
+"""Parts of a setting's name that say it holds a credential, which must then be a ``SecretStr``."""
 
 
 class ChannelSettings(BaseModel):
@@ -217,9 +222,13 @@ class RawEvent:
     """What reached the hub from a provider, exactly as it arrived (body bytes, lower-cased headers)."""
 
     channel_id: str
+    """The id of the channel instance the delivery reached."""
     body: bytes
+    """The request body, byte for byte (hash these bytes for signatures)."""
     headers: Mapping[str, str] = field(default_factory=dict)
+    """The request headers, names in lower case."""
     received_at: datetime = field(default_factory=utcnow)
+    """When the hub received it (for display; parse must not depend on the clock)."""
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -234,9 +243,13 @@ class MediaContent:
     """
 
     data: bytes
+    """The file's bytes."""
     mime_type: str | None = None
+    """Its MIME type, as the provider gave it."""
     filename: str | None = None
+    """Its file name, when the provider gave one."""
     sha256_hex: str = ""
+    """Hex SHA-256 of ``data``; computed when left empty."""
 
 
 class Inbox(Protocol):

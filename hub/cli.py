@@ -63,19 +63,62 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from hub.plugins import load_plugins
 
     _, _, report = load_plugins()
+    report.rate()
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0
     for p in report.loaded:
         channels = ", ".join(p.channels) or "-"
         print(
-            f"{p.name:<16} {p.version or '?':<10} channels: {channels:<20} hooks: {', '.join(p.hooks) or '-'}"
+            f"{p.name:<16} {p.version or '?':<10} tier: {p.tier or 'none':<9} channels: {channels:<20} "
+            f"hooks: {', '.join(p.hooks) or '-'}"
         )
+        for warning in p.warnings:
+            print(f"{'':<16} warning: {warning}")
     for name, err in report.failed.items():
         print(f"{name:<16} FAILED     {err}")
     for name in report.disabled:
         print(f"{name:<16} disabled   (HUB_DISABLE_PLUGINS)")
     return 0
+
+
+def cmd_plugin_new(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hub.scaffold import new_plugin
+
+    folder = new_plugin(args.name, Path(args.dir))
+    print(f"created {folder}")
+    print(f"next: cd {folder} && pip install -e '.[test]' && pytest && hub plugin check .")
+    return 0
+
+
+def cmd_plugin_check(args: argparse.Namespace) -> int:
+    from hub.quality.check import check, load_target, report_lines
+    from hub.quality.rules import TIERS
+
+    try:
+        plugins = load_target(args.target) if args.target else _installed_plugins()
+    except (LookupError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    below = False
+    for plugin in plugins:
+        print(f"checking {plugin.name} (the conformance kit and mypy --strict)...", flush=True)
+        tier, results = check(plugin)
+        print("\n".join(report_lines(plugin, tier, results)), flush=True)
+        if args.require and (tier is None or TIERS.index(tier) < TIERS.index(args.require)):
+            below = True
+    return 1 if below else 0
+
+
+def _installed_plugins() -> list[Any]:
+    import importlib.metadata
+
+    from hub.quality.check import load_target
+
+    names = sorted({ep.name for ep in importlib.metadata.entry_points(group="hub")})
+    return [p for name in names for p in load_target(name)]
 
 
 async def _with_db(cfg: HubConfig, fn: Callable[[Any], Awaitable[int]]) -> int:
@@ -266,6 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", parents=[common], help="list installed plugins")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
+
+    plugin = sub.add_parser("plugin", help="write and check channel plugins").add_subparsers(
+        dest="plugin_command", required=True
+    )
+    p = plugin.add_parser("new", help="generate a channel plugin distribution that works as generated")
+    p.add_argument("name", help="the channel type name, e.g. chirp")
+    p.add_argument("--dir", default=".", help="where to create hub-NAME/ (default: here)")
+    p.set_defaults(func=cmd_plugin_new)
+    p = plugin.add_parser("check", help="the quality tier a plugin reaches, and the rules unmet")
+    p.add_argument("target", nargs="?", help="an installed plugin's name or a plugin's source folder")
+    p.add_argument(
+        "--require", choices=["bronze", "silver", "gold", "platinum"], help="exit 1 below this tier"
+    )
+    p.set_defaults(func=cmd_plugin_check)
 
     p = sub.add_parser("migrate", parents=[common], help="bring the database schema up to date")
     p.set_defaults(func=cmd_migrate)

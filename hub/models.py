@@ -153,9 +153,13 @@ class ContactRef(_Model):
     """
 
     ids: list[str] = Field(min_length=1)
+    """This channel's ids for the person, namespaced by the plugin, most stable first; never empty."""
     name: str | None = None
+    """The display name the provider gave."""
     phone: str | None = None
+    """A phone number, E.164 where the provider gives one."""
     email: str | None = None
+    """An email address."""
 
     @field_validator("ids")
     @classmethod
@@ -170,17 +174,26 @@ class Attachment(_Model):
     """A file carried by a message. ``url`` is where the app downloads it (the hub's own URL)."""
 
     kind: AttachmentKind
+    """``image``, ``audio``, ``video``, ``file`` or ``sticker``."""
     mime_type: str | None = None
+    """The MIME type the provider gave."""
     filename: str | None = None
+    """The file name the provider gave."""
     size: int | None = None
+    """Size in bytes, when known."""
     caption: str | None = None
+    """The caption under it."""
     url: str | None = None
+    """Where the app downloads it: the hub's own URL, set by the hub once fetched."""
     external_id: str | None = Field(default=None, description="The provider's media id")
     source_url: str | None = Field(default=None, description="A provider URL to fetch from")
     sha256: str | None = Field(default=None, description="Hex digest when the provider gave one")
     state: AttachmentState = AttachmentState.PENDING
+    """``pending`` until the hub fetched it, then ``ready`` or ``failed``."""
     voice: bool = False
+    """A voice note (recorded in the chat), not an audio file."""
     animated: bool = False
+    """An animated sticker."""
     content_id: str | None = Field(default=None, description="Inline part id (email cid:)")
 
 
@@ -188,16 +201,22 @@ class InteractiveChoice(_Model):
     """A button or list row: offered outbound, or picked inbound (``interactive_reply``)."""
 
     id: str
+    """The id the channel sends back when the row or button is picked."""
     title: str
+    """What the customer sees."""
     description: str | None = None
+    """A second line under the title (list rows)."""
 
 
 class Template(_Model):
     """A provider-approved template. ``components`` use the provider's documented shape."""
 
     name: str = Field(min_length=1)
+    """The template's name as the provider approved it."""
     language: str = Field(min_length=1)
+    """Its language code (``en_US``)."""
     components: list[dict[str, Any]] = Field(default_factory=list)
+    """Parameters in the provider's documented shape."""
 
 
 class InboundMessage(_Model):
@@ -220,18 +239,31 @@ class InboundMessage(_Model):
 
     type: Literal["message"] = "message"
     external_id: str = Field(min_length=1)
+    """The provider's id of the message, unique per channel: a second message with it is a duplicate."""
     contact: ContactRef
+    """Who sent it (for ``direction=outbound``, the customer it went to)."""
     direction: Direction = Direction.INBOUND
+    """``inbound``, or ``outbound`` for the business's own message sent elsewhere (echoes)."""
     kind: MessageKind
+    """What it is: ``text``, ``image``, ..., ``unsupported`` for a type the channel does not know."""
     text: str | None = None
+    """The text, or the caption of a single attachment."""
     subject: str | None = None
+    """The subject (email)."""
     attachments: list[Attachment] = Field(default_factory=list)
+    """Files it carries, each fetched later with ``fetch_media``."""
     interactive: InteractiveChoice | None = None
+    """The button or list row picked (``interactive_reply``)."""
     reply_to_external_id: str | None = None
+    """The provider's id of the message it quotes or replies to."""
     thread_refs: list[str] = Field(default_factory=list)
+    """Provider ids of earlier messages it belongs with (email In-Reply-To, References)."""
     thread_id: str | None = None
+    """The provider's conversation id where one contact has several (a group chat)."""
     cc: list[ContactRef] = Field(default_factory=list)
+    """Others it was addressed to besides the business (email To and Cc)."""
     forwarded: bool = False
+    """The provider says it was forwarded."""
     outbound_id: str | None = Field(
         default=None,
         description="For an echo of a message the hub sent: the hub's OutboundMessage.id, as the "
@@ -239,7 +271,9 @@ class InboundMessage(_Model):
         "of recording a second one, even when the echo beats the send call's answer.",
     )
     timestamp: AwareDatetime
+    """When the provider says it was sent (timezone-aware)."""
     data: dict[str, Any] = Field(default_factory=dict)
+    """Kind-specific detail (location, contacts, referral, order; the raw element when unsupported)."""
 
 
 class StatusUpdate(_Model):
@@ -247,6 +281,7 @@ class StatusUpdate(_Model):
 
     type: Literal["status"] = "status"
     external_id: str = Field(min_length=1)
+    """The provider's id of the message the business sent."""
     status: Literal[
         MessageStatus.SENT,
         MessageStatus.DELIVERED,
@@ -254,8 +289,11 @@ class StatusUpdate(_Model):
         MessageStatus.PLAYED,
         MessageStatus.FAILED,
     ]
+    """The new delivery status; applied only if it moves the message forward."""
     timestamp: AwareDatetime
+    """When the provider says it happened."""
     recipient: ContactRef | None = None
+    """Who the message went to, when the provider says."""
     error: dict[str, Any] | None = Field(
         default=None, description="For failed: class, provider_code, title, message"
     )
@@ -265,6 +303,7 @@ class StatusUpdate(_Model):
         "reference the send carried (channels with the client_reference capability)",
     )
     data: dict[str, Any] = Field(default_factory=dict)
+    """Provider detail worth keeping (pricing, conversation)."""
 
 
 class WatermarkUpdate(_Model):
@@ -272,9 +311,13 @@ class WatermarkUpdate(_Model):
 
     type: Literal["watermark"] = "watermark"
     contact: ContactRef
+    """The customer whose messages it covers."""
     status: Literal[MessageStatus.DELIVERED, MessageStatus.READ]
+    """``delivered`` or ``read``."""
     watermark: AwareDatetime
+    """Every message sent to ``contact`` up to this time reached ``status``."""
     external_ids: list[str] = Field(default_factory=list)
+    """Provider ids the provider listed explicitly, if any."""
 
 
 class ReactionUpdate(_Model):
@@ -282,10 +325,15 @@ class ReactionUpdate(_Model):
 
     type: Literal["reaction"] = "reaction"
     target_external_id: str = Field(min_length=1)
+    """The provider's id of the message reacted to."""
     contact: ContactRef
+    """Who reacted."""
     emoji: str | None = None
+    """The emoji set; None when the reaction was removed."""
     timestamp: AwareDatetime
+    """When the provider says it happened."""
     external_id: str | None = None
+    """The reaction's own provider id, if it has one."""
 
     @field_validator("emoji")
     @classmethod
@@ -303,14 +351,22 @@ class MessageEdit(_Model):
 
     type: Literal["edit"] = "edit"
     target_external_id: str = Field(min_length=1)
+    """The provider's id of the message edited."""
     external_id: str | None = Field(default=None, description="The edit's own provider id, if any")
     contact: ContactRef | None = None
+    """Who edited it, when the provider says."""
     direction: Direction = Direction.INBOUND
+    """``outbound`` for an echo of the business's own edit."""
     kind: MessageKind = MessageKind.TEXT
+    """The kind of the new content."""
     text: str | None = None
+    """The new text."""
     attachments: list[Attachment] = Field(default_factory=list)
+    """The new attachments."""
     timestamp: AwareDatetime
+    """When the provider says it was edited."""
     data: dict[str, Any] = Field(default_factory=dict)
+    """Kind-specific detail of the new content."""
 
 
 class MessageDeletion(_Model):
@@ -322,10 +378,15 @@ class MessageDeletion(_Model):
 
     type: Literal["deletion"] = "deletion"
     target_external_id: str = Field(min_length=1)
+    """The provider's id of the message withdrawn."""
     external_id: str | None = None
+    """The deletion's own provider id, if it has one."""
     contact: ContactRef | None = None
+    """Who withdrew it, when the provider says."""
     direction: Direction = Direction.INBOUND
+    """``outbound`` for an echo of the business's own deletion."""
     timestamp: AwareDatetime
+    """When the provider says it was withdrawn."""
 
 
 ParsedEvent = Annotated[
@@ -338,13 +399,20 @@ class OutboundAttachment(_Model):
     """A file to send: by the provider's media id, by a public ``url``, or by bytes the hub stored."""
 
     kind: AttachmentKind
+    """``image``, ``audio``, ``video``, ``file`` or ``sticker``."""
     url: str | None = None
+    """A public URL the provider can fetch."""
     media_id: str | None = None
+    """A media id the provider already holds."""
     path: str | None = Field(default=None, description="Local file the hub stored from an upload")
     mime_type: str | None = None
+    """Its MIME type."""
     filename: str | None = None
+    """Its file name."""
     size: int | None = None
+    """Its size in bytes."""
     caption: str | None = None
+    """The caption under it."""
 
 
 class SendContext(_Model):
@@ -358,10 +426,15 @@ class SendContext(_Model):
     """
 
     thread_id: str | None = None
+    """The conversation's provider id: send there, not to the recipient privately."""
     subject: str | None = None
+    """The conversation's subject."""
     cc: list[ContactRef] = Field(default_factory=list)
+    """The conversation's other participants (email To and Cc)."""
     last_inbound_at: AwareDatetime | None = None
+    """The customer's last message (reply-window policies)."""
     author: Literal["agent", "bot", "automation", "system"] = "agent"
+    """Who is sending: ``agent``, ``bot``, ``automation`` or ``system``."""
 
 
 class OutboundMessage(_Model):
@@ -374,31 +447,51 @@ class OutboundMessage(_Model):
     """
 
     id: str
+    """The hub's id of the message: send it as the provider's client reference where there is one."""
     channel_id: str
+    """The channel instance sending it."""
     conversation_id: str
+    """The hub's conversation."""
     recipient: ContactRef
+    """Who it goes to, in this channel's ids."""
     kind: MessageKind
+    """What to send; always one of the channel's capabilities."""
     text: str | None = None
+    """The text (or the caption, with one attachment)."""
     subject: str | None = None
+    """The subject (email)."""
     attachments: list[OutboundAttachment] = Field(default_factory=list)
+    """Files to send."""
     template: Template | None = None
+    """The template (``kind=template``)."""
     interactive: list[InteractiveChoice] = Field(default_factory=list)
+    """Buttons or list rows offered (``kind=interactive``)."""
     interactive_header: str | None = None
+    """A header above the buttons or list."""
     interactive_button: str | None = Field(default=None, description="List menu button label")
     reply_to_external_id: str | None = None
+    """The provider's id of the message it replies to."""
     reaction_emoji: str | None = None
+    """The emoji (``kind=reaction``; empty removes the reaction)."""
     preview_url: bool = False
+    """Ask the provider to show a link preview."""
     thread_refs: list[str] = Field(default_factory=list)
+    """Provider ids of earlier messages of the conversation (email References)."""
     context: SendContext = Field(default_factory=SendContext)
+    """What the hub knows of the conversation (thread, subject, cc, window, author)."""
     data: dict[str, Any] = Field(default_factory=dict)
+    """Anything else the agent's client passed for this channel."""
 
 
 class SendReceipt(_Model):
     """What a successful send returns: the provider's id for the new message."""
 
     external_id: str = Field(min_length=1)
+    """The provider's id of the new message (statuses and echoes refer to it)."""
     status: Literal[MessageStatus.SENT, MessageStatus.QUEUED] = MessageStatus.SENT
+    """``sent``, or ``queued`` when the provider only accepted it for later."""
     data: dict[str, Any] = Field(default_factory=dict)
+    """Provider detail worth keeping with the message."""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -56,6 +56,27 @@ class PluginInfo:
     """The plugin API versions its manifest says it works with; None without a manifest."""
     warnings: list[str] = field(default_factory=list)
     """Deprecated parts of the plugin API it uses, each with what to do instead."""
+    tier: str | None = None
+    """The quality tier it reaches (``hub plugin check``); None below bronze. Set by ``rate``."""
+    unmet: list[str] = field(default_factory=list)
+    """The quality rules it does not meet yet, by id. Set by ``rate``."""
+    plugin: object = field(default=None, repr=False, compare=False)
+    """The plugin object itself (module or instance), for rating it."""
+    channel_classes: list[type[Channel]] = field(default_factory=list, repr=False, compare=False)
+    rated: bool = field(default=False, repr=False, compare=False)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "distribution": self.distribution,
+            "hooks": self.hooks,
+            "channels": self.channels,
+            "plugin_api": self.plugin_api,
+            "warnings": self.warnings,
+            "tier": self.tier,
+            "unmet": self.unmet,
+        }
 
 
 @dataclass
@@ -64,10 +85,20 @@ class PluginReport:
     failed: dict[str, str] = field(default_factory=dict)
     disabled: list[str] = field(default_factory=list)
 
+    def rate(self) -> None:
+        """Work out each plugin's quality tier (static rules and cached kit results) once.
+
+        Not done while plugins load: the static rules read the plugins' source, which start-up
+        and every test building an app would pay for. ``hub plugins`` and the API call this."""
+        for info in self.loaded:
+            if not info.rated:
+                _rate(info)
+
     def as_dict(self) -> dict[str, Any]:
+        self.rate()
         return {
             "plugin_api": PLUGIN_API_VERSION,
-            "plugins": [p.__dict__ for p in self.loaded],
+            "plugins": [p.public() for p in self.loaded],
             "failed": [{"name": n, "error": e} for n, e in self.failed.items()],
             "disabled": self.disabled,
         }
@@ -243,10 +274,31 @@ def load_plugins(
         info.channels = sorted(t for t in registry.types() if registry.owner(t) == name)
         info.warnings += registrar.deprecations
     report.loaded = [i for n, i in infos.items() if n not in report.failed]
+    for info in report.loaded:
+        info.plugin = pm.get_plugin(info.name)
+        info.channel_classes = [registry.types()[t] for t in info.channels]
     for name in report.failed:
         if (plugin := pm.get_plugin(name)) is not None:
             pm.unregister(plugin)  # a failed plugin observes nothing either
     return pm, registry, report
+
+
+def _rate(info: PluginInfo) -> None:
+    """The plugin's tier from its static rules and the cached kit results (never runs the kit)."""
+    from hub.quality.check import cached_evidence, plugin_from_load
+    from hub.quality.rules import evaluate, tier_of
+
+    info.rated = True
+    try:
+        plugin = plugin_from_load(
+            info.name, info.plugin, info.channel_classes, info.distribution, info.version
+        )
+        results = evaluate(plugin, cached_evidence(plugin))
+    except Exception:  # the rating is information: it must never break a listing
+        log.exception("plugin %r: its quality tier could not be computed", info.name)
+        return
+    info.tier = tier_of(results)
+    info.unmet = [r.rule.id for r in results if not r.holds]
 
 
 def plugin_manifest(obj: object) -> PluginManifest | None:

@@ -4,6 +4,7 @@ suite's checks catch the mistakes they exist for."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -22,6 +23,7 @@ from hub.testing.conformance import (
     UnknownCase,
 )
 from hub.testing.fake_channel import FakeChannel, sign, webhook_body
+from hub.testing.fake_provider import Answer, FakeProvider
 from hub.testing.pytest_plugin import RecordingContext
 
 pytest_plugins = ["pytester"]
@@ -103,6 +105,23 @@ STATUS_AND_REACTION = ParseCase(
         },
     ],
 )
+EDIT_AND_DELETION = ParseCase(
+    name="edit_and_deletion",
+    body=webhook_body(
+        {"type": "edit", "target": "m1", "from": "ana", "text": "olá!", "ts": TS},
+        {"type": "delete", "target": "m2", "from": "bo", "ts": TS},
+    ),
+    expected=[
+        {
+            "type": "edit",
+            "target_external_id": "m1",
+            "contact": {"ids": ["fake:ana"]},
+            "text": "olá!",
+            "timestamp": WHEN,
+        },
+        {"type": "deletion", "target_external_id": "m2", "contact": {"ids": ["fake:bo"]}, "timestamp": WHEN},
+    ],
+)
 UNKNOWN_ELEMENT = {"type": "poll", "id": "p1", "from": "ana", "question": "¿sí?", "ts": TS}
 
 
@@ -121,6 +140,7 @@ class TestFakeChannel(ChannelConformance):
     channel_cls = FakeChannel
     settings = SETTINGS
     cases = (TEXT, IMAGE_REPLY, STATUS_AND_REACTION)
+    edits = (EDIT_AND_DELETION,)
     batch = BatchCase(
         body=webhook_body(
             *({"type": "message", "id": f"b{i}", "from": "ana", "text": str(i), "ts": TS} for i in range(5)),
@@ -143,16 +163,21 @@ class TestFakeChannel(ChannelConformance):
         return sign(SECRET, body)
 
     @pytest.fixture
-    async def send_harness(self, channel_context: RecordingContext) -> SendHarness:
+    async def send_harness(self, channel_context: RecordingContext) -> AsyncIterator[SendHarness]:
         # channel_cls, not FakeChannel: the suite's own tests run broken subclasses through this.
         cls = cast(type[FakeChannel], self.channel_cls).isolated()
-        channel = cls("conformance", cls.Settings.model_validate(SETTINGS), channel_context)
-        return SendHarness(
-            channel=channel,
-            message=outbound(),
-            errors={c: (lambda c=c: cls.script_errors(c)) for c in SendErrorClass},
-            timeout=lambda: cls.script_errors(TimeoutError("read timed out")),
-        )
+        provider = FakeProvider()
+        provider.route("POST", "/messages", Answer(200, json={"ok": True}))
+        provider.route("GET", "/me", Answer(200, json={"ok": True}))
+        async with provider:
+            settings = cls.Settings.model_validate({**SETTINGS, "api_base": provider.url})
+            yield SendHarness(
+                channel=cls("conformance", settings, channel_context),
+                message=outbound(),
+                errors={c: (lambda c=c: cls.script_errors(c)) for c in SendErrorClass},
+                timeout=lambda: cls.script_errors(TimeoutError("read timed out")),
+                bad_credentials=lambda: provider.route("GET", "/me", Answer(401)),
+            )
 
 
 # ---- FakeChannel beyond the suite ---------------------------------------------------------------
@@ -267,68 +292,375 @@ INNER_PYTEST_ARGS = (
     "asyncio_default_fixture_loop_scope=function",
 )
 
-BROKEN = {
-    "test_signature_over_reserialized_json_is_refused": """
-        def authenticate(self, body, headers):
-            import json
-            super().authenticate(json.dumps(json.loads(body)).encode(), headers)
-    """,
-    "test_every_element_of_a_batch": """
+# One planted bug per check of the suite: each mutant of FakeChannel must fail that check (and pass
+# none of its parametrized cases). Every check of ChannelConformance has at least one mutant here.
+BROKEN: list[tuple[str, str, str]] = [
+    ("test_type_name_and_display_name", "no-display-name", 'display_name = ""'),
+    ("test_capabilities_are_valid", "sends-nothing", "capabilities = Capabilities(text=False)"),
+    (
+        "test_settings_accept_the_example",
+        "needs-an-unknown-setting",
+        """
+        class Settings(FakeSettings):
+            region: str
+        """,
+    ),
+    (
+        "test_settings_refuse_unknown_fields",
+        "lax-settings",
+        """
+        class Settings(FakeSettings):
+            model_config = ConfigDict(extra="ignore")
+        """,
+    ),
+    (
+        "test_secrets_are_secretstr",
+        "plain-secret",
+        """
+        class Settings(FakeSettings):
+            secret: str
+        """,
+    ),
+    (
+        "test_settings_never_show_secrets",
+        "secret-in-setup",
+        """
+        def setup_instructions(self, webhook_url):
+            return {"webhook_url": webhook_url, "secret": self.settings.secret.get_secret_value()}
+        """,
+    ),
+    (
+        "test_parse_case",
+        "drops-the-last-event",
+        """
+        def parse(self, raw):
+            return super().parse(raw)[:-1]
+        """,
+    ),
+    (
+        "test_parse_is_pure",
+        "dns-lookup",
+        """
+        def parse(self, raw):
+            import socket
+            socket.getaddrinfo("provider.invalid", 443)
+            return super().parse(raw)
+        """,
+    ),
+    (
+        "test_duplicate_delivery_has_the_same_key",
+        "random-delivery-key",
+        """
+        def delivery_key(self, body, headers):
+            import uuid
+            return uuid.uuid4().hex
+        """,
+    ),
+    (
+        "test_duplicate_delivery_has_one_effect",
+        "random-ids",
+        """
+        def delivery_key(self, body, headers):
+            import uuid
+            return uuid.uuid4().hex
+
+        def parse(self, raw):
+            import uuid
+            events = super().parse(raw)
+            for event in events:
+                if event.type == "message":
+                    event.external_id = uuid.uuid4().hex
+            return events
+        """,
+    ),
+    (
+        "test_every_element_of_a_batch",
+        "first-element-only",
+        """
         def parse(self, raw):
             return super().parse(raw)[:1]
-    """,
-    "test_unknown_type_is_a_placeholder": """
+        """,
+    ),
+    (
+        "test_unknown_type_is_a_placeholder",
+        "raises-on-unknown",
+        """
         def parse(self, raw):
             import json
             if any(e.get("type") == "poll" for e in json.loads(raw.body)["events"]):
                 raise KeyError("poll")
             return super().parse(raw)
-    """,
-    "test_parse_is_pure": """
+        """,
+    ),
+    (
+        "test_unknown_type_is_a_placeholder",
+        "silently-drops-unknown",
+        """
+        def _parse_element(self, element):
+            if element.get("type") not in ("message", "status", "reaction", "edit", "delete"):
+                return None
+            return super()._parse_element(element)
+        """,
+    ),
+    (
+        "test_garbage_body_is_bad_payload",
+        "garbage-is-empty",
+        """
         def parse(self, raw):
-            import socket
-            socket.getaddrinfo("provider.invalid", 443)
+            try:
+                return super().parse(raw)
+            except BadPayload:
+                return []
+        """,
+    ),
+    (
+        "test_garbage_body_is_bad_payload",
+        "garbage-raises-valueerror",
+        """
+        def parse(self, raw):
+            import json
+            json.loads(raw.body)
             return super().parse(raw)
-    """,
-    "test_timeout_is_retryable": """
+        """,
+    ),
+    (
+        "test_handshake",
+        "answers-anyone",
+        """
+        def verify_handshake(self, query):
+            return query.get("challenge")
+        """,
+    ),
+    (
+        "test_edits_and_deletions_are_mapped",
+        "edits-lost",
+        """
+        def parse(self, raw):
+            return [e for e in super().parse(raw) if e.type not in ("edit", "deletion")]
+        """,
+    ),
+    ("test_inbound_attachments_can_be_fetched", "no-fetch-media", "fetch_media = Channel.fetch_media"),
+    (
+        "test_signature_accepted",
+        "refuses-everything",
+        """
+        def authenticate(self, body, headers):
+            raise BadSignature("no")
+        """,
+    ),
+    (
+        "test_signature_missing_is_refused",
+        "unsigned-passes",
+        """
+        def authenticate(self, body, headers):
+            if "x-fake-signature" in headers:
+                super().authenticate(body, headers)
+        """,
+    ),
+    (
+        "test_signature_wrong_is_refused",
+        "any-digest-passes",
+        """
+        def authenticate(self, body, headers):
+            if not headers.get("x-fake-signature", "").startswith("sha256="):
+                raise BadSignature("missing")
+        """,
+    ),
+    (
+        "test_signature_over_reserialized_json_is_refused",
+        "hashes-reserialized-json",
+        """
+        def authenticate(self, body, headers):
+            import json
+            super().authenticate(json.dumps(json.loads(body)).encode(), headers)
+        """,
+    ),
+    (
+        "test_send_returns_a_receipt",
+        "no-receipt",
+        """
+        async def send(self, message):
+            await super().send(message)
+        """,
+    ),
+    (
+        "test_send_error_is_classified",
+        "misclassified",
+        """
+        async def send(self, message):
+            try:
+                return await super().send(message)
+            except SendError as exc:
+                classes = list(SendErrorClass)
+                wrong = classes[(classes.index(exc.error_class) + 1) % len(classes)]
+                raise SendError(wrong, "misclassified") from None
+        """,
+    ),
+    (
+        "test_timeout_is_retryable",
+        "timeout-escapes",
+        """
         async def send(self, message):
             raise TimeoutError("read timed out")
-    """,
-    "test_planted_secret_never_in_errors": """
+        """,
+    ),
+    (
+        "test_transport_error_is_retryable",
+        "connect-error-escapes",
+        """
+        async def send(self, message):
+            response = await self.context.http.post(f"{self.settings.api_base}/messages", json={})
+            return SendReceipt(external_id=response.headers.get("x-id", "p-1"))
+        """,
+    ),
+    (
+        "test_transport_error_is_retryable",
+        "transport-error-is-permanent",
+        """
+        async def send(self, message):
+            try:
+                await self.context.http.post(f"{self.settings.api_base}/messages", json={})
+            except httpx.HTTPError:
+                raise SendError("permanent", "the provider failed") from None
+            return SendReceipt(external_id="p-1")
+        """,
+    ),
+    (
+        "test_transport_error_is_retryable",
+        "bypasses-the-lent-client",
+        """
+        async def send(self, message):
+            async with httpx.AsyncClient() as own:
+                await own.post(f"{self.settings.api_base}/messages", json={})
+            return SendReceipt(external_id="p-1")
+        """,
+    ),
+    (
+        "test_send_recovers_after_a_transport_error",
+        "stays-broken",
+        """
+        down = False
+
+        async def send(self, message):
+            if self.down:
+                raise SendError("retryable", "still marked down")
+            try:
+                return await super().send(message)
+            except SendError:
+                self.down = True
+                raise
+        """,
+    ),
+    (
+        "test_rate_limit_gives_retry_after",
+        "drops-retry-after",
+        """
+        async def send(self, message):
+            try:
+                return await super().send(message)
+            except SendError as exc:
+                raise SendError(exc.error_class, "failed") from None
+        """,
+    ),
+    (
+        "test_credentials_check",
+        "always-ok",
+        """
+        async def health_check(self):
+            return Health(state=HealthState.OK)
+        """,
+    ),
+    (
+        "test_health_check_reports_an_unreachable_provider",
+        "health-check-raises",
+        """
+        async def health_check(self):
+            response = await self.context.http.get(f"{self.settings.api_base}/me")
+            return Health(state=HealthState.OK if response.is_success else HealthState.AUTH_FAILED)
+        """,
+    ),
+    (
+        "test_send_never_blocks_the_loop",
+        "sleeps-on-the-loop",
+        """
+        async def send(self, message):
+            import time
+            time.sleep(1.2)
+            return await super().send(message)
+        """,
+    ),
+    (
+        "test_planted_secret_never_in_errors",
+        "secret-in-error",
+        """
         async def send(self, message):
             key = self.settings.secret.get_secret_value()
             raise SendError("auth", f"token {key} was refused")
-    """,
-}
+        """,
+    ),
+    (
+        "test_planted_secret_never_in_errors",
+        "plugin-logs-a-url-with-the-secret",
+        """
+        async def send(self, message):
+            key = self.settings.secret.get_secret_value()
+            self.context.log.debug("POST %s", f"{self.settings.api_base}/bot{key}/messages")
+            return await super().send(message)
+        """,
+    ),
+]
 
+MUTANT_PREAMBLE = """
+import httpx
+from pydantic import ConfigDict
 
-@pytest.mark.parametrize("check", sorted(BROKEN))
-def test_suite_catches_a_broken_channel(pytester: pytest.Pytester, check: str) -> None:
-    override = textwrap.indent(textwrap.dedent(BROKEN[check]).strip(), "    ")
-    pytester.makepyfile(
-        test_broken=f"""
-from hub.errors import SendError
-from hub.testing.fake_channel import FakeChannel
+from hub.channel import Capabilities, Channel, Health, HealthState
+from hub.errors import BadPayload, BadSignature, SendError, SendErrorClass
+from hub.models import SendReceipt
+from hub.testing.fake_channel import FakeChannel, FakeSettings
 from test_conformance_fake import TestFakeChannel as Base
-
-
-class Broken(FakeChannel):
-{override}
-
-
-class TestBroken(Base):
-    channel_cls = Broken
 """
-    )
+
+
+def _mutant_module(code: str) -> str:
+    body = textwrap.indent(textwrap.dedent(code).strip(), "    ")
+    tail = "class TestBroken(Base):\n    channel_cls = Broken\n"
+    return f"{MUTANT_PREAMBLE}\n\nclass Broken(FakeChannel):\n{body}\n\n\n{tail}"
+
+
+@pytest.mark.parametrize(
+    ("check", "code"), [(c, code) for c, _, code in BROKEN], ids=[n for _, n, _ in BROKEN]
+)
+def test_suite_catches_a_broken_channel(pytester: pytest.Pytester, check: str, code: str) -> None:
+    pytester.makepyfile(test_broken=_mutant_module(code))
     pytester.syspathinsert(str(Path(__file__).parent))
-    result = pytester.runpytest_inprocess(
-        *INNER_PYTEST_ARGS,
-        "-k",
-        f"TestBroken and {check}",
-    )
+    result = pytester.runpytest_inprocess(*INNER_PYTEST_ARGS, "-k", f"TestBroken and {check}")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 1, result.stdout.str()
     assert outcomes.get("passed", 0) == 0, result.stdout.str()
+
+
+def test_every_check_of_the_suite_has_a_mutant() -> None:
+    checks = {n for n in dir(ChannelConformance) if n.startswith("test_")}
+    # The ingest check needs a pull channel: its mutant is test_ingest_check_catches_a_loop_...
+    covered = {c for c, _, _ in BROKEN} | {"test_ingest_stops_cleanly_when_disabled"}
+    assert checks - covered == set(), f"plant a bug for: {sorted(checks - covered)}"
+
+
+def test_a_failed_parse_case_shows_a_diff(pytester: pytest.Pytester) -> None:
+    code = """
+        def parse(self, raw):
+            events = super().parse(raw)
+            for event in events:
+                if getattr(event, "text", None) == "olá 👋":
+                    event.text = "hola"
+            return events
+    """
+    pytester.makepyfile(test_broken=_mutant_module(code))
+    pytester.syspathinsert(str(Path(__file__).parent))
+    result = pytester.runpytest_inprocess(*INNER_PYTEST_ARGS, "-k", "TestBroken and test_parse_case")
+    result.assert_outcomes(failed=1, passed=2)
+    result.stdout.fnmatch_lines(["*case 'text_non_ascii'*", '*-*"text": "olá 👋"*', '*+*"text": "hola"*'])
 
 
 def test_suite_skips_what_a_plugin_did_not_provide(pytester: pytest.Pytester) -> None:
@@ -347,3 +679,76 @@ class TestMinimal(ChannelConformance):
     assert outcomes.get("failed", 0) == 0 and outcomes.get("errors", 0) == 0, result.stdout.str()
     assert outcomes["passed"] >= 3 and outcomes["skipped"] >= 15
     result.stdout.fnmatch_lines(["*add ParseCase fixtures*", "*override the send_harness fixture*"])
+
+
+# ---- the ingest check, on a pull channel ---------------------------------------------------------
+
+PULL_MODULE = """
+import asyncio
+
+from hub.channel import Channel
+from hub.testing.conformance import ChannelConformance, IngestHarness, RecordingInbox
+import pytest
+
+
+class PullFake(Channel):
+    type_name = "pullfake"
+    display_name = "Pull fake"
+    mode = "pull"
+
+    async def ingest(self, inbox):
+{ingest}
+
+
+class TestPullFake(ChannelConformance):
+    channel_cls = PullFake
+
+    @pytest.fixture
+    def ingest_harness(self):
+        return IngestHarness(PullFake("pull-1", PullFake.Settings(), None), RecordingInbox())
+"""
+GOOD_INGEST = """
+        n = 0
+        while True:
+            n += 1
+            await inbox.put(b"item", key=str(n), cursor=("uid", str(n)))
+            await asyncio.sleep(0.02)
+"""
+LEAKY_INGEST = """
+        async def poll_forever():
+            while True:
+                await asyncio.sleep(0.02)
+
+        asyncio.get_running_loop().create_task(poll_forever())  # never cancelled with ingest
+        await asyncio.Event().wait()
+"""
+
+
+@pytest.mark.parametrize(
+    ("ingest", "passes"), [(GOOD_INGEST, True), (LEAKY_INGEST, False)], ids=["good", "leaky"]
+)
+def test_ingest_check_catches_a_loop_left_running(
+    pytester: pytest.Pytester, ingest: str, passes: bool
+) -> None:
+    pytester.makepyfile(test_pull=PULL_MODULE.format(ingest=ingest.strip("\n")))
+    result = pytester.runpytest_inprocess(*INNER_PYTEST_ARGS, "-k", "test_ingest_stops_cleanly_when_disabled")
+    result.assert_outcomes(**({"passed": 1} if passes else {"failed": 1}))
+
+
+def test_a_token_in_the_url_path_passes_as_the_hub_masks_the_lent_clients_log(
+    pytester: pytest.Pytester,
+) -> None:
+    """Telegram puts the bot token in the URL path, and the lent client logs every URL: the hub
+    masks that line (hub.redact), so the kit does not fail the plugin for it."""
+    code = """
+        async def send(self, message):
+            key = self.settings.secret.get_secret_value()
+            await self.context.http.post(f"{self.settings.api_base}/bot{key}/messages", json={})
+            return await super().send(message)
+    """
+    pytester.makepyfile(test_broken=_mutant_module(code))
+    pytester.syspathinsert(str(Path(__file__).parent))
+    result = pytester.runpytest_inprocess(
+        *INNER_PYTEST_ARGS, "-k", "TestBroken and test_planted_secret_never_in_errors"
+    )
+    result.assert_outcomes(passed=1)

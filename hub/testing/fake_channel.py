@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+import httpx
 from pydantic import SecretStr
 
 from hub.channel import (
@@ -60,6 +61,7 @@ from hub.channel import (
     ChannelSettings,
     Health,
     HealthState,
+    MediaContent,
     RateLimit,
     RawEvent,
     constant_time_hmac_check,
@@ -126,6 +128,9 @@ class FakeSettings(ChannelSettings):
     burst: float = 1.0
     latency: float = 0.0
     """Seconds each send takes, to test timeouts and concurrency."""
+    api_base: str | None = None
+    """A provider API to call (a ``FakeProvider``): ``send`` POSTs ``{api_base}/messages`` and
+    ``health_check`` GETs ``{api_base}/me`` through the lent HTTP client. None: no provider calls."""
 
 
 class FakeChannel(Channel):
@@ -232,6 +237,8 @@ class FakeChannel(Channel):
         type(self).sent.append(message)
         try:
             await self._call_provider()
+            if self.settings.api_base is not None:
+                await self._post(message)
         except SendError as exc:
             self._report(HealthState.AUTH_FAILED if exc.error_class is SendErrorClass.AUTH else None)
             raise
@@ -275,10 +282,61 @@ class FakeChannel(Channel):
             return []
         return [RateLimit(f"channel:{self.channel_id}", self.settings.rate, self.settings.burst)]
 
+    async def _post(self, message: OutboundMessage) -> None:
+        body = {"to": message.recipient.ids[0], "text": message.text, "client_ref": message.id}
+        response = await self.context.http.post(f"{self.settings.api_base}/messages", json=body)
+        if response.is_success:
+            return
+        error_class = _STATUS_CLASSES.get(response.status_code)
+        if error_class is None:
+            retryable = response.status_code >= 500
+            error_class = SendErrorClass.RETRYABLE if retryable else SendErrorClass.PERMANENT
+        after = response.headers.get("retry-after")
+        raise SendError(
+            error_class,
+            f"the provider answered {response.status_code}",
+            provider_code=str(response.status_code),
+            retry_after=float(after) if after and after.isdigit() else None,
+        )
+
+    async def fetch_media(self, attachment_external_id: str, source_url: str | None) -> MediaContent:
+        """GET the attachment's ``url`` (or ``{api_base}/media/{id}``) through the lent client."""
+        if source_url is None and self.settings.api_base is not None and attachment_external_id:
+            source_url = f"{self.settings.api_base}/media/{attachment_external_id}"
+        if source_url is None:
+            raise SendError(SendErrorClass.PERMANENT, "the attachment has no URL to fetch it from")
+        try:
+            response = await self.context.http.get(source_url)
+        except httpx.TransportError as exc:
+            raise SendError(SendErrorClass.RETRYABLE, f"media unreachable: {type(exc).__name__}") from None
+        if not response.is_success:
+            raise SendError(SendErrorClass.RETRYABLE, f"media answered {response.status_code}")
+        return MediaContent(response.content, mime_type=response.headers.get("content-type"))
+
     async def health_check(self) -> Health:
         if self.settings.fail_with is SendErrorClass.AUTH:
             return Health(state=HealthState.AUTH_FAILED, last_error="scripted auth failure")
+        if self.settings.api_base is None:
+            return Health(state=HealthState.OK)
+        try:
+            response = await self.context.http.get(f"{self.settings.api_base}/me")
+        except httpx.TransportError as exc:
+            return Health(state=HealthState.UNREACHABLE, last_error=type(exc).__name__)
+        if response.status_code in (401, 403):
+            return Health(state=HealthState.AUTH_FAILED, last_error="the provider refused the credentials")
+        if not response.is_success:
+            return Health(
+                state=HealthState.UNREACHABLE, last_error=f"the provider answered {response.status_code}"
+            )
         return Health(state=HealthState.OK)
+
+
+_STATUS_CLASSES = {
+    401: SendErrorClass.AUTH,
+    403: SendErrorClass.AUTH,
+    404: SendErrorClass.RECIPIENT,
+    429: SendErrorClass.RATE_LIMITED,
+}
 
 
 # ---- the element parsers (pure functions of one element) ----------------------------------------

@@ -27,7 +27,8 @@ import httpx
 import pluggy
 import pytest
 
-from hub.channel import HealthState
+from hub.channel import Channel, ChannelRegistrar, HealthState
+from hub.hookspecs import hookimpl
 from hub.plugins import ChannelRegistry, PluginReport, load_plugins
 from hub.testing.conformance import forbid_network
 from hub.testing.fake_channel import FakeChannel, FakePlugin
@@ -39,7 +40,7 @@ try:  # pytest-asyncio comes with hub[test]; without it async fixtures need asyn
 except ImportError:  # pragma: no cover
     _async_fixture = pytest.fixture
 
-__all__ = ["HubPlugins", "HubTestApp", "RecordingContext"]
+__all__ = ["HubPlugins", "HubTestApp", "RecordingContext", "start_hub"]
 
 
 class HubPlugins(NamedTuple):
@@ -163,6 +164,26 @@ class HubTestApp:
     async def post_webhook(self, channel_id: str, body: bytes, headers: dict[str, str]) -> Any:
         return await self.client.post(f"/webhooks/{channel_id}", data=body, headers=headers)
 
+    async def replay(self) -> int:
+        """Re-run every stored delivery through the parser and the pipeline, as ``hub replay --all``
+        does; returns how many. A channel whose parse is pure and whose ids are stable changes
+        nothing this way."""
+        import sqlalchemy as sa
+
+        from hub import schema
+        from hub.appkeys import CHANNELS, STORE
+        from hub.inbound import InboundProcessor
+
+        store = self.client.app[STORE]
+        processor = InboundProcessor(store, self.client.app[CHANNELS])
+        R = schema.raw_events
+        query = sa.select(R.c.id, R.c.channel_id, R.c.body, R.c.headers, R.c.received_at, R.c.attempts)
+        async with store.db.read() as conn:
+            rows = (await conn.execute(query.order_by(R.c.id))).mappings().all()
+        for row in rows:
+            await processor.process_one({**dict(row), "attempts": 0})
+        return len(rows)
+
     async def events(self, after: int = 0) -> list[dict[str, Any]]:
         resp = await self.client.get(f"/api/v1/events?after={after}&limit=500", headers=self.admin_headers)
         data: list[dict[str, Any]] = (await resp.json())["events"]
@@ -196,29 +217,58 @@ def make_hub_client(
     """
 
     async def make(*plugins: Any) -> HubTestApp:
-        from hub.config import HubConfig, HubSection
-        from hub.users import create_token, create_user
-        from hub.web.app import create_app
-
         extra: list[tuple[str, object]] = [("fake", fake_channel_plugin)]
         extra += [p if isinstance(p, tuple) else (_plugin_name(p), p) for p in plugins]
-        config = HubConfig(
-            hub=HubSection(
-                database_url=f"sqlite:///{tmp_path}/hub.db",
-                data_dir=str(tmp_path / "data"),
-                secret_key="hub-testing-secret-key",
-                public_url="http://hub.test",
-            )
-        )
-        client = await aiohttp_client(create_app(config, extra_plugins=extra))
-        from hub.appkeys import STORE
-
-        db = client.app[STORE].db
-        admin = await create_user(db, "admin@example.test", "administrator", None)
-        token = await create_token(db, admin["id"], "tests")
-        return HubTestApp(client, {"Authorization": f"Bearer {token}"})
+        return await _build_hub(aiohttp_client, tmp_path, extra)
 
     return make
+
+
+async def _build_hub(aiohttp_client: Any, tmp_path: Any, extra: list[tuple[str, object]]) -> HubTestApp:
+    from hub.appkeys import STORE
+    from hub.config import HubConfig, HubSection
+    from hub.users import create_token, create_user
+    from hub.web.app import create_app
+
+    config = HubConfig(
+        hub=HubSection(
+            database_url=f"sqlite:///{tmp_path}/hub.db",
+            data_dir=str(tmp_path / "data"),
+            secret_key="hub-testing-secret-key",
+            public_url="http://hub.test",
+        )
+    )
+    client = await aiohttp_client(create_app(config, extra_plugins=extra))
+    db = client.app[STORE].db
+    admin = await create_user(db, "admin@example.test", "administrator", None)
+    token = await create_token(db, admin["id"], "tests")
+    return HubTestApp(client, {"Authorization": f"Bearer {token}"})
+
+
+class _OneChannel:
+    """A plugin registering one channel class (the conformance suite's hub)."""
+
+    def __init__(self, channel_cls: type[Channel]) -> None:
+        self.channel_cls = channel_cls
+
+    @hookimpl
+    def hub_register_channels(self, register: ChannelRegistrar) -> None:
+        register.add(self.channel_cls)
+
+
+async def start_hub(
+    aiohttp_client: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, channel_cls: type[Channel]
+) -> HubTestApp:
+    """An in-process hub whose only plugin registers ``channel_cls``.
+
+    Installed plugins are disabled for it, so the class under test (a copy, a fix not yet
+    installed) never clashes with an installed one of the same type name.
+    """
+    import importlib.metadata
+
+    installed = sorted({ep.name for ep in importlib.metadata.entry_points(group="hub")})
+    monkeypatch.setenv("HUB_DISABLE_PLUGINS", ",".join(installed))
+    return await _build_hub(aiohttp_client, tmp_path, [("conformance", _OneChannel(channel_cls))])
 
 
 @_async_fixture

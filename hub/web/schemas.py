@@ -181,6 +181,8 @@ class PluginOut(BaseModel):
     channels: list[str]
     plugin_api: str | None = Field(description="The plugin API range its manifest declares")
     warnings: list[str] = Field(description="Deprecated parts of the plugin API it uses")
+    tier: str | None = Field(description="Quality tier reached: bronze, silver, gold, platinum; null below")
+    unmet: list[str] = Field(description="Quality rules not met yet (`hub plugin check NAME` says why)")
 
 
 class PluginFailure(BaseModel):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from hub import hookimpl
+from hub import PluginManifest, hookimpl
 from hub.channel import ChannelRegistrar
 
 from .channel import WhatsAppChannel
 from .settings import Settings
 
-__all__ = ["Settings", "WhatsAppChannel", "__version__", "hub_register_channels"]
+__all__ = ["Settings", "WhatsAppChannel", "__version__", "hub_register_channels", "manifest"]
 
 __version__ = "0.1.0"
+
+manifest = PluginManifest(plugin_api=">=1.1,<2", version=__version__, mode="push")
 
 
 @hookimpl

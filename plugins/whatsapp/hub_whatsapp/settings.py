@@ -56,6 +56,7 @@ class Settings(ChannelSettings):
         default=15.0, gt=0, le=300, description="Seconds before a Graph API call counts as failed"
     )
     user_agent: str = Field(default="hub-whatsapp/0.1", min_length=1, pattern=r"^[ -~]+$")
+    """The User-Agent of media downloads (Meta's CDN refuses requests without one)."""
 
     _base_url = field_validator("api_base_url")(check_base_url)
 

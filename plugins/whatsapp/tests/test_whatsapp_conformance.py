@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,15 @@ from hub_whatsapp import WhatsAppChannel
 from wa_support import ACCESS_TOKEN, APP_SECRET, PNID, VERIFY_TOKEN, WA, load, sign
 
 from hub.errors import SendErrorClass
-from hub.models import ContactRef, InboundMessage, MessageKind, OutboundMessage, ReactionUpdate
+from hub.models import (
+    Attachment,
+    AttachmentKind,
+    ContactRef,
+    InboundMessage,
+    MessageKind,
+    OutboundMessage,
+    ReactionUpdate,
+)
 from hub.testing.conformance import (
     BatchCase,
     ChannelConformance,
@@ -64,6 +73,30 @@ class TestWhatsAppConformance(ChannelConformance):
             ],
         ),
         ParseCase(
+            "image",
+            load("image"),
+            [
+                InboundMessage(
+                    external_id="wamid.IMG1",
+                    contact=KERRY,
+                    kind=MessageKind.IMAGE,
+                    attachments=[
+                        Attachment(
+                            kind=AttachmentKind.IMAGE,
+                            mime_type="image/jpeg",
+                            caption="The broken part",
+                            external_id="1003383421387256",
+                            source_url="https://lookaside.fbsbx.com/whatsapp_business/attachments/"
+                            "?mid=1003383421387256&ext=1&hash=abc",
+                            # The webhook's base64 digest, as hex (the media endpoint's form).
+                            sha256=hashlib.sha256(b"image-bytes").hexdigest(),
+                        )
+                    ],
+                    timestamp=TS,
+                )
+            ],
+        ),
+        ParseCase(
             "reaction",
             load("reaction"),
             [
@@ -107,6 +140,9 @@ class TestWhatsAppConformance(ChannelConformance):
             def hang() -> None:
                 graph.latency = 3.0
 
+            def revoke_token() -> None:
+                graph.access_token = "a-token-meta-revoked"  # every call now gets 401, code 190
+
             yield SendHarness(
                 channel=channel,
                 message=OutboundMessage(
@@ -126,4 +162,5 @@ class TestWhatsAppConformance(ChannelConformance):
                     SendErrorClass.PERMANENT: failing(400, 131009),
                 },
                 timeout=hang,
+                bad_credentials=revoke_token,
             )
