@@ -193,7 +193,7 @@ async def test_a_stream_client_that_stops_reading_is_dropped(
             await api.ok(
                 "PATCH",
                 f"/api/v1/conversations/{conv}",
-                json_body={"team": f"t{i}", "custom_attributes": attrs},
+                json_body={"labels": [f"l{i}"], "custom_attributes": attrs},
             )
             if await stream_clients(api) == 0:
                 break
