@@ -98,6 +98,18 @@ class RateLimiter:
                 return wait
             await asyncio.sleep(wait)
 
+    def size(self) -> int:
+        return len(self._buckets)
+
+    def forget_full(self) -> None:
+        """Drop the buckets that have refilled: a new bucket for their key would be the same."""
+        now = self._clock()
+        self._buckets = {
+            key: b
+            for key, b in self._buckets.items()
+            if b.blocked_until > now or b.tokens + (now - b.stamp) * b.rate < b.burst
+        }
+
     def penalize(self, key: str, seconds: float) -> None:
         b = self._buckets.get(key)
         if b is None:

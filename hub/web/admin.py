@@ -6,9 +6,10 @@ from datetime import date
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from hub.appkeys import CHANNEL_ADMIN, INGEST, OUTBOX, PLUGIN_REPORT, TEAMS
+from hub.appkeys import CHANNEL_ADMIN, INGEST, OUTBOX, PLUGIN_REPORT, REGISTRY, TEAMS
+from hub.limits import Settings
 from hub.models import utcnow
 from hub.services.errors import Invalid
 from hub.web.auth import require_actor
@@ -26,18 +27,18 @@ class ChannelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, pattern=ID_PATTERN, description="omit for a generated id")
-    type: str
+    type: str = Field(max_length=64)
     name: str = Field(min_length=1, max_length=200)
-    enabled: bool = True
-    settings: dict[str, Any] = Field(default_factory=dict)
+    enabled: StrictBool = True
+    settings: Settings = Field(default_factory=dict)
 
 
 class ChannelPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    enabled: bool | None = None
-    settings: dict[str, Any] | None = Field(default=None, description="merged into the stored settings")
+    enabled: StrictBool | None = None
+    settings: Settings | None = Field(default=None, description="merged into the stored settings")
 
 
 class ChannelMembersIn(BaseModel):
@@ -54,11 +55,31 @@ async def admin_list(request: web.Request) -> web.StreamResponse:
     return web.json_response(request.app[CHANNEL_ADMIN].all(actor))
 
 
+def _create_schema(app: web.Application) -> dict[str, Any]:
+    """ChannelCreate as the handler validates it: ``type`` is an installed type, and ``settings``
+    that type's own Settings model (required fields, unknown ones refused)."""
+    ref = "#/components/schemas/{model}"
+    schema = ChannelCreate.model_json_schema(ref_template=ref)
+    defs = schema.setdefault("$defs", {})
+    types = app[REGISTRY].types()
+    schema["properties"]["type"] = {"type": "string", "enum": sorted(types)}
+    branches = []
+    for name, cls in sorted(types.items()):
+        settings = cls.Settings.model_json_schema(ref_template=ref)
+        defs.update(settings.pop("$defs", {}))
+        branches.append(
+            {"properties": {"type": {"const": name}, "settings": settings}, "required": ["type", "settings"]}
+        )
+    schema["oneOf"] = branches
+    return schema
+
+
 @routes.post("/api/v1/admin/channels")
 @operation(
     "Create a channel instance",
     "admin",
     body=ChannelCreate,
+    body_schema=_create_schema,
     status=201,
     errors=(403, 409, 422),
     response=ChannelOut,

@@ -24,6 +24,7 @@ from hub.appkeys import (
     EVENTS,
     HTTP,
     INGEST,
+    LOGINS,
     MEDIA,
     MEDIA_WORKER,
     MESSAGES,
@@ -50,6 +51,7 @@ from hub.groupcommit import GroupCommit
 from hub.http import provider_client
 from hub.inbound import InboundProcessor, RawInbox
 from hub.ingest import IngestRunner
+from hub.logins import LoginGuard, LoginLimits
 from hub.media import MediaStore, MediaWorker
 from hub.metrics import Metrics
 from hub.migrate import upgrade
@@ -72,7 +74,7 @@ from hub.services.teams import TeamService
 from hub.timers import Connections, TimedWork
 from hub.users import TokenCache
 from hub.web import admin, api, org, routing, stream, webhooks
-from hub.web.errors import error_middleware
+from hub.web.errors import ProtocolLog, error_middleware
 from hub.web.openapi import build_openapi, operation
 from hub.windows import WindowWatcher
 
@@ -106,7 +108,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/metrics")
-@operation("Prometheus metrics", "ops", auth=None, response={"type": "string"})
+@operation("Prometheus metrics", "ops", auth=None, response={"type": "string"}, response_type="text/plain")
 async def metrics(request: web.Request) -> web.StreamResponse:
     m = request.app[METRICS]
     m.last_seq.set(request.app[STORE].bus.last_seq)
@@ -137,7 +139,9 @@ def create_app(
     """Build the hub. Plugins load here (not at import), so a test can add its own for one app."""
     pm, registry, report = load_plugins(extra=extra_plugins)
     app = web.Application(
-        middlewares=[timing_middleware, error_middleware], client_max_size=config.hub.max_body_bytes
+        middlewares=[timing_middleware, error_middleware],
+        client_max_size=config.hub.max_body_bytes,
+        handler_args={"logger": ProtocolLog(logging.getLogger("aiohttp.server"))},
     )
     app[CONFIG] = config
     app[PLUGIN_MANAGER] = pm
@@ -152,6 +156,7 @@ def create_app(
             _redaction,
             _database,
             _http,
+            _logins,
             _channels,
             _raw_inbox,
             _processor,
@@ -182,7 +187,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG].hub
     db = Database(cfg.database_url)
     await upgrade(db)
-    store = Store(db, EventBus())
+    store = Store(db, EventBus(max_bytes=cfg.stream_queue_bytes))
     store.bus.last_seq = await store.last_seq()
     store.bus.observers.append(event_observer(app[PLUGIN_MANAGER]))
     app[STORE] = store
@@ -195,6 +200,17 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
     app[HTTP] = client
     yield
     await client.aclose()
+
+
+async def _logins(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG].hub
+    guard = LoginGuard(
+        LoginLimits(per_address=cfg.login_rate_per_address, per_account=cfg.login_rate_per_account)
+    )
+    await guard.warm_up()
+    app[LOGINS] = guard
+    yield
+    guard.close()
 
 
 async def _channels(app: web.Application) -> AsyncIterator[None]:
