@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from hub.events import Store
     from hub.groupcommit import GroupCommit
     from hub.inbound import InboundProcessor, RawInbox
+    from hub.ingest import IngestRunner
+    from hub.logins import LoginGuard
     from hub.media import MediaStore, MediaWorker
     from hub.metrics import Metrics
     from hub.outbound import OutboxWorker
@@ -45,6 +47,8 @@ MEDIA_WORKER: web.AppKey[MediaWorker] = web.AppKey("media_worker")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 SEND_WRITER: web.AppKey[GroupCommit[dict[str, Any]]] = web.AppKey("send_writer")
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
+INGEST: web.AppKey[IngestRunner] = web.AppKey("ingest")
+LOGINS: web.AppKey[LoginGuard] = web.AppKey("logins")
 REDACTOR: web.AppKey[SecretRedactor] = web.AppKey("redactor")
 ORG: web.AppKey[OrgService] = web.AppKey("org")
 TEAMS: web.AppKey[TeamService] = web.AppKey("teams")

@@ -230,8 +230,9 @@ async def _conversations(
     """Each item's conversation (created when new), every involved conversation row, the new ones.
 
     In order of precedence: the conversation of the first ``thread_refs`` message already known
-    (stored, or earlier in this batch); the one of ``thread_id`` on the channel, whoever wrote; the
-    one of (channel, contact), or of the message itself on a ``threaded`` channel."""
+    (stored, or earlier in this batch), unless ``Channel.joins_thread`` refuses it; the one of
+    ``thread_id`` on the channel, whoever wrote; the one of (channel, contact), or of the message
+    itself on a ``threaded`` channel."""
     by_ref = await _ref_conversations(tx, todo)
     by_thread = await _thread_conversations(tx, todo)
     keys = [
@@ -254,6 +255,8 @@ async def _conversations(
     for key, (channel, ev) in zip(keys, todo, strict=True):
         cid = channel.channel_id
         known = next((by_ref[(cid, ref)] for ref in ev.thread_refs if (cid, ref) in by_ref), None)
+        if known is not None and not channel.joins_thread(known.get("subject"), ev):
+            known = None  # the channel refuses the merge (email: the subject changed topic)
         if known is None and ev.thread_id:
             known = by_thread.get((cid, ev.thread_id))
             key = (cid, key[1], ev.thread_id)

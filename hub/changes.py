@@ -121,6 +121,12 @@ async def _apply(tx: Tx, msg: dict[str, Any], ev: Change) -> dict[str, Any]:
         content.update(
             attachments=[], edits=[], interactive=None, data={}, deleted_at=ev.timestamp.isoformat()
         )
+        # Its files are no longer served or fetched: the attachment route serves only done jobs.
+        await tx.conn.execute(
+            schema.media_jobs.update()
+            .where(schema.media_jobs.c.message_id == msg["id"])
+            .values(state="deleted")
+        )
     else:
         text, kind = _edit(content, msg, ev)
     now = utcnow()

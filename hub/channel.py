@@ -9,8 +9,8 @@ channel (``Channel(channel_id, settings, context)``) and calls:
 * ``delivery_key(body, headers)`` to recognise a provider's retry of the same delivery;
 * ``parse(raw)`` -> normalized events. **Pure**: no I/O, so fixtures test it and replays re-run it;
 * ``send(message)`` -> ``SendReceipt`` or a classified ``SendError``;
-* optionally ``fetch_media``, ``ingest`` (pull channels), ``health_check``, ``reply_window``,
-  ``rate_limits`` and ``fetch_profile``.
+* optionally ``fetch_media``, ``ingest`` and ``resync`` (pull channels), ``health_check``,
+  ``reply_window``, ``rate_limits``, ``fetch_profile``, ``joins_thread`` and ``contact_for``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import hmac
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Protocol, Self
 
@@ -32,6 +32,7 @@ from hub.manifest import deprecated
 from hub.models import (
     AttachmentKind,
     ContactRef,
+    InboundMessage,
     MessageKind,
     OutboundMessage,
     ParsedEvent,
@@ -322,7 +323,11 @@ class Channel:
     * ``capabilities``: a ``Capabilities`` manifest;
     * ``mode``: ``"push"`` (webhooks) or ``"pull"`` (an ``ingest`` loop);
     * ``webhook_fields``: settings that the admin copies into the provider's dashboard, shown
-      beside the webhook URL (``("verify_token",)``).
+      beside the webhook URL (``("verify_token",)``);
+    * ``threaded``: True when one contact can have several conversations on the channel, each a
+      thread of its own (email): a message that joins no known thread through its
+      ``thread_refs`` starts a new conversation, and the outbox fills ``OutboundMessage.thread_refs``
+      with the conversation's provider ids, oldest first.
     """
 
     type_name: ClassVar[str] = ""
@@ -331,6 +336,7 @@ class Channel:
     capabilities: ClassVar[Capabilities] = Capabilities()
     mode: ClassVar[Literal["push", "pull"]] = "push"
     webhook_fields: ClassVar[tuple[str, ...]] = ()
+    threaded: ClassVar[bool] = False
 
     def __init__(self, channel_id: str, settings: ChannelSettings, context: ChannelContext) -> None:
         self.channel_id = channel_id
@@ -399,6 +405,31 @@ class Channel:
 
     async def ingest(self, inbox: Inbox) -> None:
         """Pull channels: run until cancelled, handing raw items to ``inbox``. Reconnect on errors."""
+        raise NotImplementedError
+
+    async def resync(self, inbox: Inbox, since: date) -> dict[str, int]:
+        """Pull channels: fetch everything since ``since`` again into ``inbox`` (an admin's action).
+
+        Items already stored are recognised by their key and count once. Returns counts for the
+        admin (``{"found": n, "new": m}``); raise ``SendError`` (classified) when the provider fails.
+        """
+        raise NotImplementedError
+
+    def joins_thread(self, conversation_subject: str | None, message: InboundMessage) -> bool:
+        """Whether ``message`` belongs in the conversation its ``thread_refs`` found.
+
+        Called only when a reference matched; ``conversation_subject`` is that conversation's
+        subject. Return False to start a new conversation instead (email compares subjects so a
+        reply that changed topic is not merged). The default: always join.
+        """
+        return True
+
+    def contact_for(self, address: str, name: str | None = None) -> ContactRef:
+        """The contact an agent addresses to start a conversation (an email address, a number).
+
+        Raise ``ValueError`` with a message for the agent when ``address`` is not one this channel
+        can reach. The default: the channel cannot start conversations.
+        """
         raise NotImplementedError
 
     async def health_check(self) -> Health:

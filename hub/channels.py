@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,8 @@ class ChannelService:
         self.public_url = public_url
         self.instances: dict[str, Channel] = {}
         self.rows: dict[str, dict[str, Any]] = {}
+        self.on_change: list[Callable[[], None]] = []
+        """Called after an instance is built, rebuilt or dropped (the ingest loops follow)."""
         self._health_tasks: set[asyncio.Task[Any]] = set()
         # A conversation never moves to another channel and is never deleted, so an entry here
         # never goes stale; it only saves the read on every agent's send.
@@ -225,9 +228,20 @@ class ChannelService:
         async with self.store.db.read() as conn:
             rows = (await conn.execute(sa.select(schema.channels))).mappings().all()
         for row in rows:
-            self._activate(dict(row))
+            try:
+                self._activate(dict(row))
+            except Exception as exc:  # one plugin's constructor must not stop the hub
+                log.warning("channel %r: its %r plugin could not start it: %s", row["id"], row["type"], exc)
+
+    def _changed(self) -> None:
+        for callback in self.on_change:
+            callback()
 
     def _activate(self, row: dict[str, Any]) -> None:
+        self._build(row)
+        self._changed()
+
+    def _build(self, row: dict[str, Any]) -> None:
         cid = row["id"]
         self.rows[cid] = row
         self.instances.pop(cid, None)
@@ -263,9 +277,27 @@ class ChannelService:
         self.rows.pop(channel_id, None)
         self.instances.pop(channel_id, None)
         self.redactor.discard(channel_id)
+        self._changed()
 
     def refresh(self, row: dict[str, Any]) -> None:
-        self._activate(row)
+        """Apply a written row. A plugin that cannot build an instance from the settings (its
+        constructor raises) refuses them: SettingsInvalid, and this process keeps the state it had,
+        so the caller's transaction rolls back to match."""
+        cid = row["id"]
+        prior_row, prior_inst = self.rows.get(cid), self.instances.get(cid)
+        try:
+            self._activate(row)
+        except Exception as exc:
+            log.warning("channel %r: its %r plugin refused the settings: %s", cid, row["type"], exc)
+            self.forget(cid)
+            if prior_row is not None:
+                self.rows[cid] = prior_row
+                kept = prior_inst.secret_values() if prior_inst is not None else []
+                self.redactor.set(cid, {*self._stored_secrets(prior_row), *kept})
+            if prior_inst is not None:
+                self.instances[cid] = prior_inst
+            message = f"the {row['type']} plugin cannot use these settings ({type(exc).__name__})"
+            raise SettingsInvalid([{"field": "settings", "message": message}]) from None
 
     def get(self, channel_id: str) -> Channel | None:
         """The live instance of an enabled channel, or None (unknown, disabled, plugin missing)."""

@@ -22,13 +22,17 @@ from hub.errors import HubError
 __all__ = ["main"]
 
 DEFAULT_CONFIG = "config/hub.toml"
+LOG_LEVEL_VAR = "HUB_LOG_LEVEL"
 
 
 def _config(args: argparse.Namespace) -> HubConfig:
     path = args.config or os.environ.get("HUB_CONFIG")
     if path is None and os.path.exists(DEFAULT_CONFIG):
         path = DEFAULT_CONFIG
-    return load_config(path)
+    cfg = load_config(path)
+    if not os.environ.get(LOG_LEVEL_VAR):  # the variable, when set, overrides the file
+        logging.getLogger().setLevel(cfg.hub.log_level)
+    return cfg
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -355,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=os.environ.get("HUB_LOG_LEVEL", "INFO"),
+        level=(os.environ.get(LOG_LEVEL_VAR) or "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Migration chatter on every command hides what the command itself says.

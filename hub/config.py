@@ -33,7 +33,12 @@ class HubSection(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     data_dir: str = "var"
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="any request body: webhooks, uploads (413 over it)"
+    )
+    max_json_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="a JSON body of the API (413 over it)"
+    )
     event_retention: int = Field(default=1_000_000, ge=1000, description="events kept for replay")
     # Retention of what the event log refers to: unset means "as long as the event log", i.e. rows
     # older than the oldest event still in the log go (nothing goes before the log is pruned).
@@ -74,7 +79,36 @@ class HubSection(BaseModel):
         description="process stored deliveries and send queued messages in this process; false makes a "
         "web-only node that stores webhooks and requests for other processes to work on",
     )
-    log_level: str = "INFO"
+    login_rate_per_address: float = Field(
+        default=30, gt=0, description="login attempts per minute from one client address (429 over it)"
+    )
+    login_rate_per_account: float = Field(
+        default=10, gt=0, description="login attempts per minute at one account (429 over it)"
+    )
+    stream_send_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="seconds a WebSocket frame may wait for a client that does not read; then the "
+        "client is closed with 4429 (reconnect with after=)",
+    )
+    stream_queue_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="events waiting for one WebSocket client; over it the client is closed with 4429",
+    )
+    log_level: str = Field(
+        default="INFO", description="DEBUG, INFO, WARNING or ERROR; the HUB_LOG_LEVEL variable overrides it"
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, v: str) -> str:
+        level = v.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
     auto_offline_minutes: int = Field(
         default=0,
         ge=0,

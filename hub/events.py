@@ -124,33 +124,51 @@ def envelope(
 
 
 class Subscription:
-    """A live feed of events for one stream client; overflow marks it lagging (it re-reads the log)."""
+    """A live feed of events for one stream client, bounded in frames and bytes: overflow marks it
+    lagging, and the stream then drops the client, who resumes from its cursor."""
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, max_bytes: int) -> None:
         self.queue: asyncio.Queue[Frame] = asyncio.Queue(maxsize)
+        self.max_bytes = max_bytes
+        self.pending_bytes = 0
         self.lagging = False
 
     def offer(self, frame: Frame) -> None:
         if self.lagging:
             return
+        size = len(frame[1])
+        if self.pending_bytes + size > self.max_bytes:
+            self.lagging = True
+            return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.lagging = True
+            return
+        self.pending_bytes += size
+
+    async def next_frames(self) -> list[Frame]:
+        """Every frame waiting (at least one): one wake-up per batch, not per frame."""
+        frames = [await self.queue.get()]
+        while not self.queue.empty():
+            frames.append(self.queue.get_nowait())
+        self.pending_bytes -= sum(len(f[1]) for f in frames)
+        return frames
 
 
 class EventBus:
     """Fans committed events out to this process's subscribers."""
 
-    def __init__(self, maxsize: int = 10_000) -> None:
+    def __init__(self, maxsize: int = 10_000, max_bytes: int = 8 * 1024 * 1024) -> None:
         self._subs: set[Subscription] = set()
         self._maxsize = maxsize
+        self._max_bytes = max_bytes
         self.last_seq = 0
         self.observers: list[Callable[[Event], None]] = []
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscription]:
-        sub = Subscription(self._maxsize)
+        sub = Subscription(self._maxsize, self._max_bytes)
         self._subs.add(sub)
         try:
             yield sub

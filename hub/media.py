@@ -129,6 +129,8 @@ class MediaWorker(Worker):
         async with self.store.db.read() as conn:
             msg = (await conn.execute(sa.select(M).where(M.c.id == job["message_id"]))).mappings().one()
         atts = list((msg["content"] or {}).get("attachments", []))
+        if job["idx"] >= len(atts):  # the message was deleted meanwhile (a tombstone has no files)
+            return
         att = atts[job["idx"]]
         try:
             content = await channel.fetch_media(att.get("external_id") or "", att.get("source_url"))
@@ -147,7 +149,7 @@ class MediaWorker(Worker):
             async with self.store.tx() as tx:
                 await tx.conn.execute(
                     J.update()
-                    .where(J.c.id == job["id"])
+                    .where(J.c.id == job["id"], J.c.state == "pending")
                     .values(
                         state=state,
                         attempts=attempts,
@@ -161,7 +163,10 @@ class MediaWorker(Worker):
         url = f"{self.public_url}/api/v1/attachments/{msg['id']}/{job['idx']}"
         async with self.store.tx() as tx:
             await tx.conn.execute(
-                J.update().where(J.c.id == job["id"]).values(state="done", path=path, error=None)
+                # Conditional: a message deleted meanwhile keeps its job "deleted", its file unserved.
+                J.update()
+                .where(J.c.id == job["id"], J.c.state == "pending")
+                .values(state="done", path=path, error=None)
             )
             await self._update_attachment(
                 tx,
@@ -180,6 +185,8 @@ class MediaWorker(Worker):
         msg = dict((await tx.conn.execute(sa.select(M).where(M.c.id == message_id))).mappings().one())
         content = dict(msg["content"] or {})
         atts = [dict(a) for a in content.get("attachments", [])]
+        if idx >= len(atts):  # deleted while the file was being fetched: keep the tombstone empty
+            return
         atts[idx].update(changes)
         content["attachments"] = atts
         now = utcnow()

@@ -70,16 +70,16 @@ def test_env_interpolation_and_defaults(tmp_path: Path, monkeypatch: pytest.Monk
             'public_url = "${HUBT_UNSET:-https://default.example/}"\n'
             'host = "${HUBT_UNSET:-}0.0.0.0"\n'
             'secret_key = "${HUBT_KEY}"\n'
-            'data_dir = "pre-${HUBT_PORT_SET:-1}-post"\n'
-            'log_level = "$HUBT_DB literal"\n',
+            'data_dir = "pre-${HUBT_PORT_SET:-1}-post $HUBT_DB literal"\n'
+            'log_level = "${HUBT_UNSET:-warning}"\n',
         )
     )
     assert cfg.hub.database_url == f"sqlite:///{tmp_path}/x.db"
     assert cfg.hub.public_url == "https://default.example"
     assert cfg.hub.host == "0.0.0.0"
     assert cfg.hub.secret_key == "k-${NOT_EXPANDED}-0123456789"  # a value is not interpolated again
-    assert cfg.hub.data_dir == "pre-9090-post"
-    assert cfg.hub.log_level == "$HUBT_DB literal"
+    assert cfg.hub.data_dir == "pre-9090-post $HUBT_DB literal"
+    assert cfg.hub.log_level == "WARNING"
     assert cfg.path == str(tmp_path / "hub.toml")
 
 
@@ -389,6 +389,38 @@ async def test_cli_replay_reruns_failed_deliveries_of_one_channel(tmp_path: Path
         await db.dispose()
     assert states == {"wa": "done", "wa2": "failed"}
     assert [tuple(t) for t in texts] == [("wa", "replayed hello")]
+
+
+async def test_log_level_from_the_config_file_and_the_variable_overrides_it(tmp_path: Path) -> None:
+    """``hub.log_level`` takes effect (asyncio's DEBUG line about its selector shows only at DEBUG),
+    and HUB_LOG_LEVEL, when set, wins over it."""
+    config = str(write(tmp_path / "hub.toml", base_toml(tmp_path, 'log_level = "debug"\n')))
+
+    async def stderr_of(level_var: str | None) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        if level_var is not None:
+            env["HUB_LOG_LEVEL"] = level_var
+        proc = await asyncio.create_subprocess_exec(
+            HUB,
+            "migrate",
+            "--config",
+            config,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        return err.decode()
+
+    # One after the other: two first migrations of one SQLite file would race.
+    from_file = await stderr_of(None)
+    overridden = await stderr_of("WARNING")
+    assert "DEBUG asyncio: Using selector" in from_file
+    assert "DEBUG" not in overridden
+    bad = write(tmp_path / "bad.toml", base_toml(tmp_path, 'log_level = "loud"\n'))
+    with pytest.raises(ConfigError, match="log_level"):
+        load_config(bad)
 
 
 async def test_cli_replay_pages_through_more_rows_than_a_page_and_shows_progress(tmp_path: Path) -> None:

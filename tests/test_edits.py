@@ -147,3 +147,21 @@ async def test_a_customer_cannot_edit_what_the_business_sent(hub: Hub) -> None:
     got = await message(hub, "out-1")
     assert got["direction"] == "outbound"
     assert (got["text"], [r["text"] for r in got["edits"]]) == ("our better offer", ["our offer"])
+
+
+async def test_a_deleted_message_no_longer_serves_its_file(hub: Hub, tmp_path: Any) -> None:
+    image = {"kind": "image", "url": "https://cdn.example/p.png", "mime_type": "image/png", "id": "media-1"}
+    await hub.webhook(msg("pic", ts=T0, text=None, attachment=image))
+    await eventually(lambda: processed(hub))
+    stored = tmp_path / "p.png"
+    stored.write_bytes(b"\x89PNG private photo")
+    async with hub.store.db.write() as conn:  # as the media worker leaves a fetched file
+        await conn.execute(schema.media_jobs.update().values(state="done", path=str(stored)))
+    mid = (await message(hub, "pic"))["id"]
+    resp = await hub.client.get(f"/api/v1/attachments/{mid}/0", headers=hub.agent)
+    assert resp.status == 200 and await resp.read() == b"\x89PNG private photo"
+    await hub.webhook(delete("pic", 10))
+    await eventually(lambda: processed(hub))
+    resp = await hub.client.get(f"/api/v1/attachments/{mid}/0", headers=hub.agent)
+    assert resp.status == 404, "a tombstone shows no content, its file included"
+    assert (await message(hub, "pic"))["attachments"] == []

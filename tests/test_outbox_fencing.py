@@ -127,9 +127,9 @@ async def _custom_hub(aiohttp_client: Any, hub_config: Any, url: str, cls: type[
 
 
 async def test_a_send_of_unknown_outcome_waits_for_a_status_naming_it(
-    aiohttp_client: Any, hub_config: Any, sqlite_url: str
+    aiohttp_client: Any, hub_config: Any, database_url: str
 ) -> None:
-    hub = await _custom_hub(aiohttp_client, hub_config, sqlite_url, _ReferencingFake.isolated())
+    hub = await _custom_hub(aiohttp_client, hub_config, database_url, _ReferencingFake.isolated())
     worker = await stopped_outbox(hub)
     conv = await conversation(hub)
     named = await queued(hub, conv, {"text": "reached the provider before the crash"})
@@ -153,3 +153,35 @@ async def test_a_send_of_unknown_outcome_waits_for_a_status_naming_it(
     finally:
         await restarted.stop()
     assert [o.id for o in hub.fake.sent] == [silent], "only the send no status named went again"
+
+
+async def test_send_gets_the_conversations_context(hub: Hub) -> None:
+    await hub.webhook(
+        {
+            "type": "message",
+            "id": "g1",
+            "from": "alice",
+            "name": "Alice",
+            "text": "hello all",
+            "ts": 1_700_000_000,
+            "thread": "group-7",
+            "subject": "Booking 42",
+            "cc": ["bob", "alice", "carl"],
+        }
+    )
+
+    async def conv_id() -> str | None:
+        convs = await hub.conversations()
+        return str(convs[0]["id"]) if convs else None
+
+    conv = await eventually(conv_id)
+    mid = await queued(hub, conv, {"text": "to the group"})
+    await status_is(hub, mid, "sent")
+    (out,) = [o for o in hub.fake.sent if o.id == mid]
+    ctx = out.context
+    assert ctx.thread_id == "group-7"
+    assert ctx.subject == "Booking 42"
+    assert [ref.ids for ref in ctx.cc] == [["fake:bob"], ["fake:carl"]], "the recipient is not a cc"
+    assert ctx.last_inbound_at is not None and ctx.last_inbound_at.timestamp() == 1_700_000_000
+    assert ctx.author == "agent"
+    assert out.recipient.ids == ["fake:alice"]

@@ -154,3 +154,29 @@ def test_changed_limit_takes_effect(limiter: RateLimiter, clock: Clock) -> None:
     assert drain(limiter, [RateLimit("k", rate=1.0, burst=1)]) == 1
     faster = [RateLimit("k", rate=10.0, burst=1)]
     assert limiter.delay(faster) == pytest.approx(0.1)
+
+
+def test_idle_buckets_are_evicted_and_a_fresh_one_behaves_the_same(
+    limiter: RateLimiter, clock: Clock
+) -> None:
+    for n in range(500):  # one pair bucket per recipient, as a busy number makes
+        limiter.take([RateLimit(f"pair:{n}", rate=1.0, burst=2.0)])
+    held = RateLimit("pair:held", rate=1.0, burst=2.0)
+    limiter.penalize(held.key, 600)
+    busy = RateLimit("sender", rate=10.0, burst=5.0)
+    assert len(limiter) == 501
+    clock.advance(61)
+    drain(limiter, [busy])  # a send 61 s later sweeps: refilled buckets go, held ones stay
+    assert len(limiter) == 2, "only the drained sender and the held-back pair remain"
+    assert limiter.delay([held]) > 500
+    # A bucket that was evicted starts full again, exactly as the refilled one would have been.
+    assert drain(limiter, [RateLimit("pair:7", rate=1.0, burst=2.0)]) == 2
+
+
+def test_a_bucket_still_refilling_is_kept(limiter: RateLimiter, clock: Clock) -> None:
+    slow = RateLimit("pair:slow", rate=0.01, burst=3.0)
+    drain(limiter, [slow])
+    clock.advance(61)
+    limiter.evict_idle()
+    assert len(limiter) == 1
+    assert limiter.delay([slow]) > 0, "its empty state is kept: eviction would have refilled it"

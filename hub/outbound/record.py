@@ -97,6 +97,7 @@ class Recorder:
         taken = await self._taken_ids(tx, items)
         current: dict[str, dict[str, Any]] = {}
         params = []
+        with_data = []
         for _, msg, receipt in items:
             ext: str | None = receipt.external_id
             if ext in taken or ext in current:
@@ -118,6 +119,7 @@ class Recorder:
             content = msg["content"] or {}
             if receipt.data:
                 content = {**content, "data": {**(content.get("data") or {}), **receipt.data}}
+                with_data.append({"b_id": msg["id"], "b_content": content})
             row = {
                 **msg,
                 "status": status,
@@ -133,7 +135,6 @@ class Recorder:
                     "b_status": status,
                     "b_ext": ext,
                     "b_stamps": stamps,
-                    "b_content": content,
                     "b_now": now,
                 }
             )
@@ -144,11 +145,17 @@ class Recorder:
                 status=sa.bindparam("b_status"),
                 external_id=sa.bindparam("b_ext"),
                 status_at=sa.bindparam("b_stamps", type_=sa.JSON),
-                content=sa.bindparam("b_content", type_=sa.JSON),
                 updated_at=sa.bindparam("b_now", type_=schema.TS),
             ),
             params,
         )
+        if with_data:  # rare: most receipts carry no data, and rewriting content costs a JSON dump
+            await tx.conn.execute(
+                M.update()
+                .where(M.c.id == sa.bindparam("b_id"))
+                .values(content=sa.bindparam("b_content", type_=sa.JSON)),
+                with_data,
+            )
         await tx.emit_many(
             [
                 ("message.updated", message_dict(m), m["channel_id"], m["conversation_id"])

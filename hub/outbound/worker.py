@@ -150,7 +150,11 @@ class OutboxWorker(Worker):
                 log.exception("claiming outbox jobs failed")
                 jobs = []
             try:
-                loaded = await load(self.store, [job["message_id"] for job in jobs]) if jobs else {}
+                loaded = (
+                    await load(self.store, [job["message_id"] for job in jobs], self._threaded())
+                    if jobs
+                    else {}
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -177,6 +181,10 @@ class OutboxWorker(Worker):
         # three loads) per job under load.
         if len(self._inflight) <= self.concurrency * 3 // 4:
             self.notify()
+
+    def _threaded(self) -> set[str]:
+        """The channels whose sends are threaded by earlier provider ids (email)."""
+        return {cid for cid, inst in self.channels.instances.items() if inst.threaded}
 
     def _sendable_channels(self) -> list[str]:
         return [
@@ -263,7 +271,9 @@ class OutboxWorker(Worker):
 
     async def deliver(self, job: dict[str, Any], loaded: Loaded | None = None) -> None:
         channel = self.channels.get(job["channel_id"])
-        msg, conv, ids = loaded or (await load(self.store, [job["message_id"]]))[job["message_id"]]
+        msg, conv, ids = (
+            loaded or (await load(self.store, [job["message_id"]], self._threaded()))[job["message_id"]]
+        )
         if msg["status"] != MessageStatus.QUEUED.value:
             await self.recorder.finish(job, "done")  # sent before a crash, or cancelled meanwhile
             return

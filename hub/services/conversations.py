@@ -69,8 +69,7 @@ class ConversationService:
             if filters.get(name):
                 stmt = stmt.where(getattr(C.c, name) == filters[name])
         if cursor:
-            at, cid = _decode_cursor(cursor)
-            ts = datetime.fromisoformat(at)
+            ts, cid = _decode_cursor(cursor)
             stmt = stmt.where(sa.or_(activity < ts, sa.and_(activity == ts, C.c.id < cid)))
         async with self.store.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
@@ -225,10 +224,15 @@ def _encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(raw: str) -> list[Any]:
+def _decode_cursor(raw: str) -> tuple[datetime, str]:
+    """The (activity time, conversation id) of a cursor ``_encode_cursor`` made; else BadCursor
+    (a 400: a forged cursor gave a 500 when its time or id was of the wrong type)."""
     try:
-        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        assert isinstance(data, list) and len(data) == 2
-        return data
-    except Exception:
+        at, cid = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        ts = datetime.fromisoformat(at)
+        if not isinstance(cid, str) or "\x00" in cid:
+            raise ValueError(cid)
+        cid.encode("utf-8")  # a lone surrogate is no id the database holds
+        return ts, cid
+    except (ValueError, TypeError, RecursionError):  # also binascii.Error, JSONDecodeError
         raise BadCursor("cursor is not one this API returned") from None

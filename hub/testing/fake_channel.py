@@ -383,6 +383,7 @@ def _message(element: Mapping[str, Any]) -> InboundMessage:
         direction=Direction(element.get("direction", "inbound")),
         kind=kind,
         text=element.get("text"),
+        subject=element.get("subject"),
         attachments=attachments,
         reply_to_external_id=element.get("reply_to"),
         thread_id=element.get("thread"),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from hub.appkeys import CHANNEL_ADMIN, OUTBOX, PLUGIN_REPORT, TEAMS
+from hub.appkeys import CHANNEL_ADMIN, INGEST, OUTBOX, PLUGIN_REPORT, REGISTRY, TEAMS
+from hub.limits import Settings
+from hub.models import utcnow
+from hub.services.errors import Invalid
 from hub.web.auth import require_actor
 from hub.web.errors import read_json
 from hub.web.openapi import operation
@@ -23,18 +27,18 @@ class ChannelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, pattern=ID_PATTERN, description="omit for a generated id")
-    type: str
+    type: str = Field(max_length=64)
     name: str = Field(min_length=1, max_length=200)
-    enabled: bool = True
-    settings: dict[str, Any] = Field(default_factory=dict)
+    enabled: StrictBool = True
+    settings: Settings = Field(default_factory=dict)
 
 
 class ChannelPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    enabled: bool | None = None
-    settings: dict[str, Any] | None = Field(default=None, description="merged into the stored settings")
+    enabled: StrictBool | None = None
+    settings: Settings | None = Field(default=None, description="merged into the stored settings")
 
 
 class ChannelMembersIn(BaseModel):
@@ -51,11 +55,31 @@ async def admin_list(request: web.Request) -> web.StreamResponse:
     return web.json_response(request.app[CHANNEL_ADMIN].all(actor))
 
 
+def _create_schema(app: web.Application) -> dict[str, Any]:
+    """ChannelCreate as the handler validates it: ``type`` is an installed type, and ``settings``
+    that type's own Settings model (required fields, unknown ones refused)."""
+    ref = "#/components/schemas/{model}"
+    schema = ChannelCreate.model_json_schema(ref_template=ref)
+    defs = schema.setdefault("$defs", {})
+    types = app[REGISTRY].types()
+    schema["properties"]["type"] = {"type": "string", "enum": sorted(types)}
+    branches = []
+    for name, cls in sorted(types.items()):
+        settings = cls.Settings.model_json_schema(ref_template=ref)
+        defs.update(settings.pop("$defs", {}))
+        branches.append(
+            {"properties": {"type": {"const": name}, "settings": settings}, "required": ["type", "settings"]}
+        )
+    schema["oneOf"] = branches
+    return schema
+
+
 @routes.post("/api/v1/admin/channels")
 @operation(
     "Create a channel instance",
     "admin",
     body=ChannelCreate,
+    body_schema=_create_schema,
     status=201,
     errors=(403, 409, 422),
     response=ChannelOut,
@@ -110,6 +134,34 @@ async def admin_check(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     health = await request.app[CHANNEL_ADMIN].check(actor, request.match_info["channel_id"])
     return web.json_response(health.public())
+
+
+class ResyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: date = Field(description="fetch everything from this day on (YYYY-MM-DD)")
+
+
+class ResyncOut(BaseModel):
+    found: int = Field(description="items the provider holds since the date")
+    new: int = Field(description="of those, items the hub had not stored before")
+
+
+@routes.post("/api/v1/admin/channels/{channel_id}/resync")
+@operation(
+    "Pull channels (email): fetch everything since a date again; what was stored counts once",
+    "admin",
+    body=ResyncRequest,
+    errors=(403, 404, 409, 422, 502),
+    response=ResyncOut,
+)
+async def admin_resync(request: web.Request) -> web.StreamResponse:
+    await require_actor(request, "channels.manage")
+    req = ResyncRequest.model_validate(await read_json(request))
+    if req.since > utcnow().date():
+        raise Invalid("since", "the date is in the future")
+    counts = await request.app[INGEST].resync(request.match_info["channel_id"], req.since)
+    return web.json_response(ResyncOut.model_validate(counts).model_dump())
 
 
 async def _toggle(request: web.Request, enabled: bool) -> web.StreamResponse:

@@ -16,9 +16,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from hub.appkeys import (
     CHANNEL_ADMIN,
+    CHANNELS,
     CONFIG,
     CONTACTS,
     CONVERSATIONS,
+    LOGINS,
     MESSAGES,
     ORG,
     OUTBOX,
@@ -27,12 +29,15 @@ from hub.appkeys import (
     TOKEN_CACHE,
 )
 from hub.db import new_id
+from hub.limits import Attributes, Id, Labels, Name, omit_null
+from hub.logins import LoginRefused, TooManyLogins
 from hub.models import Contact, Conversation, Message
+from hub.outreach import start_conversation
 from hub.services.organisation import public_user
-from hub.users import login, revoke_token
+from hub.users import revoke_token
 from hub.web.auth import bearer_token, require_actor
-from hub.web.errors import ApiError, query_int, read_json
-from hub.web.openapi import operation
+from hub.web.errors import ApiError, query_int, query_text, read_json
+from hub.web.openapi import operation, query_integer
 from hub.web.schemas import ChannelList, ConversationPage, LoginOut, MeOut, MessagePage, UploadOut
 from hub.web.sends import SendRequest
 
@@ -44,22 +49,26 @@ routes = web.RouteTableDef()
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(min_length=3)
-    password: str = Field(min_length=1)
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
 
 
 class ConversationPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Omitted leaves a field unchanged; null is refused where it means nothing (status, labels,
+    # custom attributes), and the document says so. Every field is bounded (hub.limits).
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=omit_null("status", "labels", "custom_attributes")
+    )
 
     status: Literal["open", "pending", "resolved", "snoozed"] | None = None
     snoozed_until: AwareDatetime | None = Field(
         default=None, description="with status snoozed: when it reopens by itself"
     )
-    assignee_id: str | None = Field(default=None, description="a user serving the channel; null unassigns")
-    team: str | None = Field(default=None, description="a team id; null clears it")
+    assignee_id: Id | None = Field(default=None, description="a user serving the channel; null unassigns")
+    team: Name | None = Field(default=None, description="a team id; null clears it")
     priority: Literal["low", "medium", "high", "urgent"] | None = None
-    labels: list[str] | None = Field(default=None, max_length=100)
-    custom_attributes: dict[str, Any] | None = None
+    labels: Labels | None = None
+    custom_attributes: Attributes | None = None
 
     @field_validator("status", "labels", "custom_attributes", mode="before")
     @classmethod
@@ -85,14 +94,21 @@ def _limit(request: web.Request) -> int:
     auth=None,
     body=LoginRequest,
     response=LoginOut,
-    errors=(401, 422),
+    errors=(401, 422, 429),
 )
 async def auth_login(request: web.Request) -> web.StreamResponse:
     req = await _body(request, LoginRequest)
-    result = await login(request.app[STORE].db, req.email, req.password)
-    if result is None:
-        raise ApiError(401, "invalid_credentials", "email or password is wrong")
-    user, token = result
+    try:
+        user, token = await request.app[LOGINS].login(
+            request.app[STORE].db, request.remote or "unknown", req.email, req.password
+        )
+    except LoginRefused as exc:
+        raise ApiError(401, "invalid_credentials", str(exc)) from None
+    except TooManyLogins as exc:
+        wait = str(exc.retry_after)
+        raise ApiError(
+            429, "too_many_requests", str(exc), {"retry_after": exc.retry_after}, {"Retry-After": wait}
+        ) from None
     actor = await request.app[ORG].actor_for(user, fresh=True)
     body = {**public_user(user), "permissions": sorted(actor.permissions)}
     return web.json_response({"token": token, "token_type": "bearer", "user": body})
@@ -149,16 +165,46 @@ async def list_channels(request: web.Request) -> web.StreamResponse:
         "assignee_id": "filter",
         "team": "filter (a team id)",
         "priority": "filter",
-        "cursor": "next_cursor of the previous page",
-        "limit": "page size (max 200)",
+        "cursor": "next_cursor of the previous page (any other value is 400)",
+        "limit": ("page size (over 200 gives 200)", query_integer(1)),
     },
 )
 async def list_conversations(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     items, nxt = await request.app[CONVERSATIONS].list(
-        actor, filters=dict(request.query), cursor=request.query.get("cursor"), limit=_limit(request)
+        actor,
+        filters={n: v for n in ("status", "channel_id", "assignee_id") if (v := query_text(request, n))},
+        cursor=request.query.get("cursor"),
+        limit=_limit(request),
     )
     return web.json_response({"conversations": items, "next_cursor": nxt})
+
+
+class ConversationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel_id: str = Field(min_length=1)
+    to: str = Field(min_length=1, max_length=320, description="the contact's address on the channel")
+    name: str | None = Field(default=None, max_length=200)
+    subject: str | None = Field(default=None, max_length=998, description="channels with subjects")
+
+
+@routes.post("/api/v1/conversations")
+@operation(
+    "Start a conversation with an address on a channel (email); then send into it",
+    "conversations",
+    body=ConversationCreate,
+    response=Conversation,
+    status=201,
+    errors=(403, 404, 409, 422),
+)
+async def create_conversation(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request, "messages.send")
+    req = ConversationCreate.model_validate(await read_json(request))
+    conv, created = await start_conversation(
+        request.app[STORE], request.app[CHANNELS], actor, req.channel_id, req.to, req.name, req.subject
+    )
+    return web.json_response(conv, status=201 if created else 200)
 
 
 @routes.get("/api/v1/conversations/{conversation_id}")
@@ -209,7 +255,10 @@ async def read_conversation(request: web.Request) -> web.StreamResponse:
     "Message history, oldest first within a page; page backwards with before",
     "messages",
     response=MessagePage,
-    query={"before": "a message id: return messages older than it", "limit": "page size (max 200)"},
+    query={
+        "before": "a message id: return messages older than it",
+        "limit": ("page size (over 200 gives 200)", query_integer(1)),
+    },
     errors=(404,),
 )
 async def list_messages(request: web.Request) -> web.StreamResponse:
@@ -217,7 +266,7 @@ async def list_messages(request: web.Request) -> web.StreamResponse:
     page, before = await request.app[MESSAGES].history(
         actor,
         request.match_info["conversation_id"],
-        before=request.query.get("before"),
+        before=query_text(request, "before"),
         limit=_limit(request),
     )
     return web.json_response({"messages": page, "next_before": before})
@@ -320,6 +369,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
     status=201,
     errors=(403, 413),
     content_type="application/octet-stream",
+    body_schema=lambda app: {"type": "string", "format": "binary", "minLength": 1},
 )
 async def upload(request: web.Request) -> web.StreamResponse:
     await require_actor(request, "messages.send")
@@ -331,7 +381,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         "upload_id": uid,
         "size": len(data),
         "mime_type": request.content_type or "application/octet-stream",
-        "filename": Path(request.query.get("filename", "file")).name,
+        "filename": Path(query_text(request, "filename") or "file").name,
     }
     # In a thread: a file of megabytes written on the event loop would hold every request meanwhile.
     await asyncio.to_thread(_write_upload, _uploads_dir(request), uid, data, meta)
@@ -344,13 +394,15 @@ async def upload(request: web.Request) -> web.StreamResponse:
     "messages",
     errors=(404,),
     response={"type": "string", "format": "binary"},
+    response_type="application/octet-stream",
 )
 async def download(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
-    try:
-        idx = int(request.match_info["index"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such attachment") from None
+    raw_index = request.match_info["index"]
+    # A message has a handful of attachments; a longer number would overflow the database's integer.
+    if not (raw_index.isascii() and raw_index.isdigit() and len(raw_index) <= 4):
+        raise ApiError(404, "not_found", "no such attachment")
+    idx = int(raw_index)
     path = await request.app[MESSAGES].attachment_path(actor, request.match_info["message_id"], idx)
     return web.FileResponse(path)
 

@@ -23,6 +23,8 @@ from hub.appkeys import (
     CONVERSATIONS,
     EVENTS,
     HTTP,
+    INGEST,
+    LOGINS,
     MEDIA,
     MEDIA_WORKER,
     MESSAGES,
@@ -48,6 +50,8 @@ from hub.events import EventBus, Store
 from hub.groupcommit import GroupCommit
 from hub.http import provider_client
 from hub.inbound import InboundProcessor, RawInbox
+from hub.ingest import IngestRunner
+from hub.logins import LoginGuard, LoginLimits
 from hub.media import MediaStore, MediaWorker
 from hub.metrics import Metrics
 from hub.migrate import upgrade
@@ -70,7 +74,7 @@ from hub.services.teams import TeamService
 from hub.timers import Connections, TimedWork
 from hub.users import TokenCache
 from hub.web import admin, api, org, routing, stream, webhooks
-from hub.web.errors import error_middleware
+from hub.web.errors import ProtocolLog, error_middleware
 from hub.web.openapi import build_openapi, operation
 from hub.windows import WindowWatcher
 
@@ -104,7 +108,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/metrics")
-@operation("Prometheus metrics", "ops", auth=None, response={"type": "string"})
+@operation("Prometheus metrics", "ops", auth=None, response={"type": "string"}, response_type="text/plain")
 async def metrics(request: web.Request) -> web.StreamResponse:
     m = request.app[METRICS]
     m.last_seq.set(request.app[STORE].bus.last_seq)
@@ -135,7 +139,9 @@ def create_app(
     """Build the hub. Plugins load here (not at import), so a test can add its own for one app."""
     pm, registry, report = load_plugins(extra=extra_plugins)
     app = web.Application(
-        middlewares=[timing_middleware, error_middleware], client_max_size=config.hub.max_body_bytes
+        middlewares=[timing_middleware, error_middleware],
+        client_max_size=config.hub.max_body_bytes,
+        handler_args={"logger": ProtocolLog(logging.getLogger("aiohttp.server"))},
     )
     app[CONFIG] = config
     app[PLUGIN_MANAGER] = pm
@@ -150,6 +156,7 @@ def create_app(
             _redaction,
             _database,
             _http,
+            _logins,
             _channels,
             _raw_inbox,
             _processor,
@@ -180,7 +187,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG].hub
     db = Database(cfg.database_url)
     await upgrade(db)
-    store = Store(db, EventBus())
+    store = Store(db, EventBus(max_bytes=cfg.stream_queue_bytes))
     store.bus.last_seq = await store.last_seq()
     store.bus.observers.append(event_observer(app[PLUGIN_MANAGER]))
     app[STORE] = store
@@ -193,6 +200,17 @@ async def _http(app: web.Application) -> AsyncIterator[None]:
     app[HTTP] = client
     yield
     await client.aclose()
+
+
+async def _logins(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG].hub
+    guard = LoginGuard(
+        LoginLimits(per_address=cfg.login_rate_per_address, per_account=cfg.login_rate_per_account)
+    )
+    await guard.warm_up()
+    app[LOGINS] = guard
+    yield
+    guard.close()
 
 
 async def _channels(app: web.Application) -> AsyncIterator[None]:
@@ -314,16 +332,18 @@ async def _tasks(*tasks: asyncio.Task[None]) -> AsyncIterator[None]:
 
 
 async def _ingest_loops(app: web.Application) -> AsyncIterator[None]:
-    """The long-running ingest loop of each pull channel (IMAP)."""
-    tasks = []
+    """The long-running ingest loop of each pull channel (IMAP), kept in step with the channels:
+    one enabled, changed or disabled through the admin API starts, restarts or stops at once."""
+    svc = app[CHANNELS]
+    runner = IngestRunner(svc, app[RAW_INBOX])
+    app[INGEST] = runner
     if app[CONFIG].hub.run_workers:
-        tasks = [
-            asyncio.create_task(_ingest(app, cid), name=f"hub-ingest-{cid}")
-            for cid, inst in app[CHANNELS].instances.items()
-            if inst.mode == "pull"
-        ]
-    async with _tasks(*tasks):
-        yield
+        svc.on_change.append(runner.sync)
+        runner.sync()
+    yield
+    if runner.sync in svc.on_change:
+        svc.on_change.remove(runner.sync)
+    await runner.stop()
 
 
 async def _window_watcher(app: web.Application) -> AsyncIterator[None]:
@@ -374,24 +394,3 @@ async def _timers(app: web.Application) -> AsyncIterator[None]:
         await timed.start()
     yield
     await timed.stop()
-
-
-async def _ingest(app: web.Application, channel_id: str) -> None:
-    from hub.inbound import ChannelInbox
-
-    inst = app[CHANNELS].get(channel_id)
-    if inst is None:
-        return
-    inbox = ChannelInbox(app[RAW_INBOX], channel_id)
-    while True:
-        try:
-            await inst.ingest(inbox)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("ingest loop of channel %s stopped; restarting in 10 s", channel_id)
-            from hub.channel import HealthState
-
-            app[CHANNELS].report_health(channel_id, HealthState.UNREACHABLE, str(exc)[:200])
-            await asyncio.sleep(10)

@@ -13,6 +13,7 @@ from hub.web.errors import ApiError
 
 __all__ = ["bearer_token", "require_actor"]
 
+STREAM_PATH = "/api/v1/stream"
 _ACTOR_KEY: web.RequestKey[Actor] = web.RequestKey("actor", Actor)
 
 
@@ -20,8 +21,10 @@ def bearer_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip() or None
-    # WebSocket clients that cannot set headers may pass ?token= on the stream endpoint only.
-    if request.path.endswith("/stream"):
+    # WebSocket clients that cannot set headers may pass ?token= on the stream route alone (the
+    # route matched, not the path's ending: /api/v1/conversations/stream is not it).
+    resource = request.match_info.route.resource
+    if resource is not None and resource.canonical == STREAM_PATH:
         return request.query.get("token")
     return None
 

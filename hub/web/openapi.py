@@ -43,10 +43,22 @@ class Operation:
     body: type[BaseModel] | None = None
     response: type[BaseModel] | dict[str, Any] | None = None
     status: int = 200
-    query: dict[str, str] = field(default_factory=dict)
+    # name -> description (a text of at most 256 characters), or (description, JSON schema)
+    query: dict[str, str | tuple[str, dict[str, Any]]] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
+    response_type: str = "application/json"
+    # For a body whose schema depends on the app (installed channel types): app -> JSON schema.
+    body_schema: Callable[[web.Application], dict[str, Any]] | None = None
+
+
+# What the query readers of hub.web.errors accept, so the document says exactly that.
+QUERY_TEXT: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": "^[^\\u0000]*$"}
+
+
+def query_integer(minimum: int = 0) -> dict[str, Any]:
+    return {"type": "integer", "minimum": minimum, "maximum": 2**63 - 1}
 
 
 def operation(summary: str, tag: str, **kwargs: Any) -> Callable[[F], F]:
@@ -83,16 +95,27 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
         params: list[dict[str, Any]] = []
         for name in _path_params(path):
             params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
-        for name, desc in op.query.items():
-            params.append({"name": name, "in": "query", "description": desc, "schema": {"type": "string"}})
+        for name, spec in op.query.items():
+            desc, schema = spec if isinstance(spec, tuple) else (spec, QUERY_TEXT)
+            params.append({"name": name, "in": "query", "description": desc, "schema": schema})
         for name, desc in op.headers.items():
             params.append({"name": name, "in": "header", "description": desc, "schema": {"type": "string"}})
         if params:
             entry["parameters"] = params
+        if op.body is None and op.body_schema is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {op.content_type: {"schema": op.body_schema(app)}},
+            }
         if op.body is not None:
-            schemas[op.body.__name__] = op.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            body = (
+                op.body_schema(app)
+                if op.body_schema is not None
+                else op.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            )
+            schemas[op.body.__name__] = _no_nul(body) if op.content_type == "application/json" else body
             for name, sub in schemas[op.body.__name__].pop("$defs", {}).items():
-                schemas.setdefault(name, sub)
+                schemas.setdefault(name, _no_nul(sub))
             entry["requestBody"] = {
                 "required": True,
                 "content": {
@@ -107,10 +130,10 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             for name, sub in schemas[op.response.__name__].pop("$defs", {}).items():
                 schemas.setdefault(name, sub)
             ok["content"] = {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{op.response.__name__}"}}
+                op.response_type: {"schema": {"$ref": f"#/components/schemas/{op.response.__name__}"}}
             }
         elif isinstance(op.response, dict):
-            ok["content"] = {"application/json": {"schema": op.response}}
+            ok["content"] = {op.response_type: {"schema": op.response}}
         entry["responses"][str(op.status)] = ok
         for code in sorted({400, 500, *op.errors, *((401,) if op.auth else ())}):
             entry["responses"][str(code)] = {
@@ -130,6 +153,21 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _no_nul(schema: Any) -> Any:
+    """Every free text of a request body refuses NUL (``read_json`` does; PostgreSQL cannot store
+    it): say so in each string's schema, so the document is exact."""
+    if isinstance(schema, list):
+        return [_no_nul(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {
+        k: _no_nul(v) if k not in ("enum", "const", "default", "examples") else v for k, v in schema.items()
+    }
+    if out.get("type") == "string" and not ({"enum", "const", "pattern"} & out.keys()):
+        out["pattern"] = "^[^\\u0000]*$"
+    return out
 
 
 def _path_params(path: str) -> list[str]:

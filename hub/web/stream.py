@@ -7,6 +7,10 @@ than the retained log gets a ``resync`` answer: the app must refetch its state.
 Both hand out only the events the user may see (``EventService.visible``). An ``access.changed``
 event naming the stream's user makes it re-read the user's scope before the next event, and
 closes the stream when the user was deactivated or the token revoked.
+
+A client that does not keep up (a frame unwritten for ``stream_send_timeout`` seconds, or more
+than ``stream_queue_bytes`` of events waiting for it) is closed with code 4429: the app reconnects
+with ``after=`` the last seq it processed and loses nothing. The close code 4410 means resync.
 """
 
 from __future__ import annotations
@@ -14,16 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 
 from aiohttp import WSMsgType, web
 
 from hub.access import Actor
-from hub.appkeys import CONNECTIONS, EVENTS, METRICS, ORG, STORE
+from hub.appkeys import CONFIG, CONNECTIONS, EVENTS, METRICS, ORG, STORE
 from hub.events import Frame, Store
 from hub.users import authenticate_token
-from hub.web.auth import bearer_token, require_actor
+from hub.web.auth import STREAM_PATH, bearer_token, require_actor
 from hub.web.errors import ApiError, query_int
-from hub.web.openapi import operation
+from hub.web.openapi import operation, query_integer
 from hub.web.schemas import EventPage
 
 __all__ = ["routes"]
@@ -32,6 +37,9 @@ routes = web.RouteTableDef()
 PAGE = 500
 RESYNC_CLOSE = 4410
 REVOKED_CLOSE = 4401
+# "You fell behind; reconnect with after=<the last seq you processed>": nothing is lost.
+BEHIND_CLOSE = 4429
+log = logging.getLogger("hub.stream")
 
 
 def _after(request: web.Request) -> int:
@@ -48,7 +56,10 @@ async def _too_old(store: Store, after: int) -> int | None:
     "Events after a sequence number that this user may see (last_seq moves past the others)",
     "events",
     response=EventPage,
-    query={"after": "last seq seen (0 = all)", "limit": "page size, up to 500"},
+    query={
+        "after": ("last seq seen (0 = all)", query_integer(0)),
+        "limit": ("page size (over 500 gives 500)", query_integer(1)),
+    },
     errors=(410,),
 )
 async def list_events(request: web.Request) -> web.StreamResponse:
@@ -71,11 +82,14 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     return web.Response(text=body, content_type="application/json")
 
 
-@routes.get("/api/v1/stream")
+@routes.get(STREAM_PATH)
 @operation(
     "WebSocket: replay events after a cursor, then stream live",
     "events",
-    query={"after": "last seq seen", "token": "bearer token, if headers cannot be set"},
+    query={
+        "after": ("last seq seen", query_integer(0)),
+        "token": "bearer token, if headers cannot be set (a reverse proxy logs it: prefer the header)",
+    },
 )
 async def stream(request: web.Request) -> web.StreamResponse:
     viewer = _Viewer(request, await require_actor(request))
@@ -104,6 +118,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
             await _pump(ws, store, viewer, after)
         except _Revoked:
             await ws.close(code=REVOKED_CLOSE, message=b"access revoked")
+        except _Behind as exc:
+            await _drop(request, ws, str(exc))
+        except ConnectionError:  # the client went away mid-send: nothing to report
+            pass
     finally:
         metrics.stream_clients.dec()
         await connections.closed(viewer.actor.id)
@@ -125,6 +143,7 @@ class _Viewer:
         self.app = request.app
         self.token = bearer_token(request) or ""
         self.actor = actor
+        self.send_within = request.app[CONFIG].hub.stream_send_timeout
 
     def concerned(self, frame: Frame) -> bool:
         if frame.type != "access.changed":
@@ -147,11 +166,35 @@ async def _deliver(ws: web.WebSocketResponse, viewer: _Viewer, frames: list[Fram
     for i, frame in enumerate(frames):
         if viewer.concerned(frame):
             for f in await events.visible(viewer.actor, frames[start : i + 1]):
-                await ws.send_str(_frame(f.text))
+                await _send(ws, _frame(f.text), viewer.send_within)
             start = i + 1
             await viewer.refresh()
     for f in await events.visible(viewer.actor, frames[start:]):
-        await ws.send_str(_frame(f.text))
+        await _send(ws, _frame(f.text), viewer.send_within)
+
+
+class _Behind(Exception):
+    """The client stopped reading, or reads slower than events arrive."""
+
+
+async def _send(ws: web.WebSocketResponse, text: str, send_within: float) -> None:
+    # A client that never reads fills the socket's buffers, and then a send waits for ever: bound it.
+    try:
+        await asyncio.wait_for(ws.send_str(text), send_within)
+    except TimeoutError:
+        raise _Behind(f"a frame could not be written within {send_within:g} s") from None
+
+
+async def _drop(request: web.Request, ws: web.WebSocketResponse, why: str) -> None:
+    """Close a client that fell behind with BEHIND_CLOSE; cut the connection if even the close frame
+    cannot be written. The app reconnects with ``after=`` its last seq and loses nothing."""
+    log.info("stream client %s fell behind (%s): closing with %d", request.remote, why, BEHIND_CLOSE)
+    try:
+        await asyncio.wait_for(ws.close(code=BEHIND_CLOSE, message=b"behind: reconnect with after="), 2)
+    except (TimeoutError, ConnectionError):
+        pass
+    if request.transport is not None and not request.transport.is_closing():
+        request.transport.abort()
 
 
 async def _replay(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, cursor: int) -> int:
@@ -167,28 +210,22 @@ async def _replay(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, curs
 async def _pump(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, after: int) -> None:
     async with store.bus.subscribe() as sub:
         cursor = await _replay(ws, store, viewer, after)
-        await ws.send_json({"type": "live", "last_seq": cursor})
+        live = json.dumps({"type": "live", "last_seq": cursor})
+        await _send(ws, live, viewer.send_within)
         reader = asyncio.create_task(_read_until_closed(ws))
         try:
             while not ws.closed:
-                getter = asyncio.create_task(sub.queue.get())
+                getter = asyncio.create_task(sub.next_frames())
                 done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if reader in done:
                     getter.cancel()
                     return
-                # Take every frame already waiting, not one per wake-up: on a busy loop each
-                # wake-up costs a few turns of the loop, and one frame per turn let a client fall
-                # seconds behind at a few hundred events per second (measured).
-                frames = [getter.result()]
-                while not sub.queue.empty():
-                    frames.append(sub.queue.get_nowait())
+                # Every frame already waiting, not one per wake-up: on a busy loop each wake-up
+                # costs a few turns of the loop, and one frame per turn let a client fall seconds
+                # behind at a few hundred events per second (measured).
+                frames = getter.result()
                 if sub.lagging:
-                    # The client fell behind the in-memory queue: catch up from the log.
-                    while not sub.queue.empty():
-                        sub.queue.get_nowait()
-                    sub.lagging = False
-                    cursor = await _replay(ws, store, viewer, cursor)
-                    continue
+                    raise _Behind(f"more than {sub.max_bytes} bytes or {sub.queue.maxsize} events waiting")
                 pending: list[Frame] = []
                 for frame in frames:
                     if frame.seq <= cursor:
@@ -214,7 +251,7 @@ async def _read_until_closed(ws: web.WebSocketResponse) -> None:
         if msg.type == WSMsgType.TEXT:
             try:
                 data = json.loads(msg.data)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 await ws.send_json(
                     {"type": "error", "error": {"code": "bad_request", "message": "frames must be JSON"}}
                 )

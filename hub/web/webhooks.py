@@ -54,7 +54,12 @@ def _storable(channel: Channel, headers: dict[str, str]) -> dict[str, str]:
 
 @routes.get("/webhooks/{channel_id}")
 @operation(
-    "Provider subscription handshake", "webhooks", auth=None, errors=(403, 404), response={"type": "string"}
+    "Provider subscription handshake",
+    "webhooks",
+    auth=None,
+    errors=(403, 404),
+    response={"type": "string"},
+    response_type="text/plain",
 )
 async def handshake(request: web.Request) -> web.StreamResponse:
     channel = _channel(request)

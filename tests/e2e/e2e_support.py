@@ -802,3 +802,15 @@ async def wait_status(api: Api, message_id: str, status: str, within: float = 20
         return msg if msg["status"] == status else None
 
     return await wait_until(check, within=within, what=f"message {message_id} to reach {status}")
+
+
+async def send_text(api: Api, conversation_id: str, text: str) -> dict[str, Any]:
+    """An agent's text send with a fresh Idempotency-Key (expects 202); returns the queued message."""
+    msg: dict[str, Any] = await api.ok(
+        "POST",
+        f"/api/v1/conversations/{conversation_id}/messages",
+        expect=202,
+        json_body={"text": text},
+        headers={"Idempotency-Key": unique("k-")},
+    )
+    return msg

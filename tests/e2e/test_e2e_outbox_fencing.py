@@ -15,7 +15,7 @@ from e2e_support import (
     create_wa_channel,
     inbound_conversation,
     phone,
-    unique,
+    send_text,
     wait_status,
     wait_until,
     wamid,
@@ -26,19 +26,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 LEASE = 1.5  # seconds: far shorter than the provider's answer below
 
 
+async def queued_id(api: Api, conv_id: str, text: str) -> str:
+    return str((await send_text(api, conv_id, text))["id"])
+
+
 def answer(external_id: str) -> dict[str, object]:
     return {"messaging_product": "whatsapp", "contacts": [], "messages": [{"id": external_id}]}
-
-
-async def send_text(api: Api, conv_id: str, text: str) -> str:
-    msg = await api.ok(
-        "POST",
-        f"/api/v1/conversations/{conv_id}/messages",
-        expect=202,
-        json_body={"text": text},
-        headers={"Idempotency-Key": unique("k-")},
-    )
-    return str(msg["id"])
 
 
 async def test_a_provider_slower_than_the_lease_gets_exactly_one_send(
@@ -54,7 +47,7 @@ async def test_a_provider_slower_than_the_lease_gets_exactly_one_send(
         graph.graph.script, f"{ch.phone_number_id}/messages", 200, answer(external_id), delay=3 * LEASE
     )
 
-    mid = await send_text(api, conv_id, "slower than the lease")
+    mid = await queued_id(api, conv_id, "slower than the lease")
     sent = await wait_status(api, mid, "sent", within=30)
     await asyncio.sleep(2 * LEASE)  # a second claim would have called by now
     assert len(graph.sends(ch.phone_number_id)) == 1
@@ -70,7 +63,7 @@ async def test_a_channel_deleted_mid_send_leaves_the_message_failed(
     conv_id = await inbound_conversation(api, ch, phone())
     graph.call(graph.graph.script, f"{ch.phone_number_id}/messages", 200, answer(wamid()), delay=2.0)
 
-    mid = await send_text(api, conv_id, "in flight while the channel goes")
+    mid = await queued_id(api, conv_id, "in flight while the channel goes")
     await wait_until(lambda: graph.sends(ch.phone_number_id), within=15, what="the send call")
     resp = await api.request("DELETE", f"/api/v1/admin/channels/{ch.id}")
     assert resp.status == 204, resp
@@ -94,9 +87,9 @@ async def test_a_provider_id_the_hub_already_holds_gives_one_send(
     repeated = wamid()
     graph.call(graph.graph.script, f"{ch.phone_number_id}/messages", 200, answer(repeated), times=2)
 
-    first = await send_text(api, conv_id, "first")
+    first = await queued_id(api, conv_id, "first")
     assert (await wait_status(api, first, "sent"))["external_id"] == repeated
-    second = await send_text(api, conv_id, "second")
+    second = await queued_id(api, conv_id, "second")
     recorded = await wait_status(api, second, "sent")
     await asyncio.sleep(3 * LEASE)  # a crashed job would be claimed again and resent by now
     calls = graph.sends(ch.phone_number_id)

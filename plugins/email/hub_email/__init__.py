@@ -1,7 +1,22 @@
-"""Email channel (IMAP in, SMTP out): a skeleton until its channel issue fills it.
+"""Email channel for the hub: IMAP in (a pull channel with an ingest loop), SMTP out.
 
-Installed and discovered through the ``hub`` entry-point group like any third-party plugin; it
-registers no channel type yet, so the hub lists it and offers nothing half-built to admins.
+Registered through the entry-point group ``hub`` like any third-party plugin.
 """
 
+from __future__ import annotations
+
+from hub import hookimpl
+from hub.channel import ChannelRegistrar
+
+from .channel import EmailChannel
+from .settings import Settings
+
+__all__ = ["EmailChannel", "Settings", "__version__", "hub_register_channels"]
+
 __version__ = "0.1.0"
+
+
+@hookimpl
+def hub_register_channels(register: ChannelRegistrar) -> None:
+    """Register the ``email`` channel type."""
+    register.add(EmailChannel)

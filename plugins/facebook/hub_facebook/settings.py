@@ -18,17 +18,22 @@ __all__ = [
 
 
 _MB = 1024 * 1024
+# What the Graph client can put in a URL or a header, so the admin API refuses the rest with a 422
+# and its OpenAPI document says exactly what it takes. Meta's ids are digits.
+_ID = r"^[A-Za-z0-9_.-]+$"
 
 
 class MessengerSettings(ChannelSettings):
     """What an admin enters to connect one Facebook Page."""
 
-    page_id: str = Field(min_length=1, description="The Facebook Page's id")
+    page_id: str = Field(min_length=1, pattern=_ID, description="The Facebook Page's id")
     page_access_token: SecretStr = Field(description="Page access token (pages_messaging)")
     app_secret: SecretStr = Field(description="App secret: verifies X-Hub-Signature-256 on webhooks")
     verify_token: str = Field(min_length=1, description="Any string; paste it into the webhook setup")
     api_base_url: str = Field(
-        default=DEFAULT_API_BASE_URL, description="Graph API base URL including the version"
+        default=DEFAULT_API_BASE_URL,
+        pattern=r"^\s*https?://[!-~]+\s*$",
+        description="Graph API base URL including the version",
     )
     messages_per_second: float = Field(
         default=40.0, gt=0, le=1000, description="Sends per second this Page is allowed (all recipients)"
@@ -36,7 +41,7 @@ class MessengerSettings(ChannelSettings):
     request_timeout: float = Field(
         default=15.0, gt=0, le=300, description="Seconds before a Graph API call counts as failed"
     )
-    user_agent: str = Field(default="hub-facebook/0.1", min_length=1)
+    user_agent: str = Field(default="hub-facebook/0.1", min_length=1, pattern=r"^[ -~]+$")
 
     _base_url = field_validator("api_base_url")(check_base_url)
 
@@ -49,7 +54,9 @@ class MessengerSettings(ChannelSettings):
 class InstagramSettings(MessengerSettings):
     """An Instagram professional account, messaged through the Facebook Page it is linked to."""
 
-    instagram_account_id: str = Field(min_length=1, description="The Instagram professional account id")
+    instagram_account_id: str = Field(
+        min_length=1, pattern=_ID, description="The Instagram professional account id"
+    )
     messages_per_second: float = Field(
         default=100.0, gt=0, le=1000, description="Sends per second for this account (Meta: 100 for text)"
     )

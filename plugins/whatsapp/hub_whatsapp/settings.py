@@ -12,18 +12,27 @@ __all__ = ["CAPABILITIES", "DEFAULT_API_BASE_URL", "Settings"]
 
 
 _MB = 1024 * 1024
+# Meta's ids are digits; letters, "_", "." and "-" keep fakes and tests possible. Anything else
+# could not go into a Graph API URL.
+_ID = r"^[A-Za-z0-9_.-]+$"
 
 
 class Settings(ChannelSettings):
     """What an admin enters to connect one WhatsApp Business phone number."""
 
-    phone_number_id: str = Field(min_length=1, description="Phone number ID from WhatsApp Manager")
+    phone_number_id: str = Field(
+        min_length=1, pattern=_ID, description="Phone number ID from WhatsApp Manager"
+    )
     access_token: SecretStr = Field(description="System user access token (whatsapp_business_messaging)")
     app_secret: SecretStr = Field(description="App secret: verifies X-Hub-Signature-256 on webhooks")
     verify_token: str = Field(min_length=1, description="Any string; paste it into the webhook setup")
-    business_account_id: str | None = Field(default=None, description="WhatsApp Business Account ID")
+    business_account_id: str | None = Field(
+        default=None, pattern=_ID, description="WhatsApp Business Account ID"
+    )
     api_base_url: str = Field(
-        default=DEFAULT_API_BASE_URL, description="Graph API base URL including the version"
+        default=DEFAULT_API_BASE_URL,
+        pattern=r"^\s*https?://[!-~]+\s*$",
+        description="Graph API base URL including the version",
     )
     messages_per_second: int = Field(
         default=80,
@@ -46,7 +55,7 @@ class Settings(ChannelSettings):
     request_timeout: float = Field(
         default=15.0, gt=0, le=300, description="Seconds before a Graph API call counts as failed"
     )
-    user_agent: str = Field(default="hub-whatsapp/0.1", min_length=1)
+    user_agent: str = Field(default="hub-whatsapp/0.1", min_length=1, pattern=r"^[ -~]+$")
     """The User-Agent of media downloads (Meta's CDN refuses requests without one)."""
 
     _base_url = field_validator("api_base_url")(check_base_url)
