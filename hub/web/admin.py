@@ -10,8 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from hub.appkeys import CHANNEL_ADMIN, INGEST, OUTBOX, PLUGIN_REPORT, REGISTRY, TEAMS
 from hub.limits import Settings
-from hub.models import utcnow
-from hub.services.errors import Invalid
 from hub.web.auth import require_actor
 from hub.web.errors import read_json
 from hub.web.openapi import operation
@@ -158,8 +156,6 @@ class ResyncOut(BaseModel):
 async def admin_resync(request: web.Request) -> web.StreamResponse:
     await require_actor(request, "channels.manage")
     req = ResyncRequest.model_validate(await read_json(request))
-    if req.since > utcnow().date():
-        raise Invalid("since", "the date is in the future")
     counts = await request.app[INGEST].resync(request.match_info["channel_id"], req.since)
     return web.json_response(ResyncOut.model_validate(counts).model_dump())
 

@@ -167,6 +167,11 @@ def _no_nul(schema: Any) -> Any:
     }
     if out.get("type") == "string" and not ({"enum", "const", "pattern"} & out.keys()):
         out["pattern"] = "^[^\\u0000]*$"
+    if out.get("type") == "object" and out.get("additionalProperties") is True:
+        # A free-form object (a channel's settings before its type is known): its keys, and its
+        # text values, refuse NUL as well.
+        out["propertyNames"] = {"pattern": "^[^\\u0000]*$"}
+        out["additionalProperties"] = {"not": {"type": "string", "pattern": "\\u0000"}}
     return out
 
 

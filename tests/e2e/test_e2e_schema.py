@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,6 +59,25 @@ def map_query(context: Any, query: dict[str, Any] | None) -> dict[str, Any] | No
     if query and "cursor" in query:
         query = {k: v for k, v in query.items() if k != "cursor"}
     return query
+
+
+@schema.hook
+def map_body(context: Any, body: Any) -> Any:
+    """Channels created by one case keep generated ids. Cases are independent, but they share one
+    hub: a case creating channel ``0`` would make a later case's PATCH of ``0`` reach a real
+    channel, whose settings model refuses keys the free-form ``settings`` object of the document
+    cannot know before the type is known. Dropping a valid ``id`` keeps a body valid (or invalid)."""
+    op = context.operation
+    if (
+        op is not None
+        and op.method.upper() == "POST"
+        and op.path == "/api/v1/admin/channels"
+        and isinstance(body, dict)
+        and isinstance(body.get("id"), str)
+        and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", body["id"])
+    ):
+        body = {k: v for k, v in body.items() if k != "id"}
+    return body
 
 
 def test_served_document_is_the_one_tested(schema_hub: HubProcess) -> None:
