@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ from hub import schema
 from hub.access.permissions import BUILTIN_ROLES
 from hub.db import Database, new_id
 from hub.models import utcnow
-from hub.security import hash_password, hash_token, new_token, verify_password
+from hub.security import hash_password, hash_token, new_token
 
 __all__ = [
     "TokenCache",
@@ -21,7 +20,6 @@ __all__ = [
     "create_token",
     "create_user",
     "list_users",
-    "login",
     "revoke_token",
 ]
 
@@ -81,23 +79,6 @@ async def create_token(db: Database, user_id: str, name: str | None = None) -> s
             )
         )
     return token
-
-
-# Verified against when the email is unknown, so the answer takes as long as for a real user and
-# does not tell which emails have accounts.
-@functools.cache
-def _dummy_hash() -> str:
-    return hash_password("not a real password")
-
-
-async def login(db: Database, email: str, password: str) -> tuple[dict[str, Any], str] | None:
-    user = await find_user(db, email)
-    if user is None:
-        verify_password(_dummy_hash(), password)
-        return None
-    if not user["active"] or not verify_password(user["password_hash"], password):
-        return None
-    return user, await create_token(db, user["id"], "login")
 
 
 class TokenCache:
