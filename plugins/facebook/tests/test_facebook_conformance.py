@@ -60,13 +60,13 @@ def _harness(make: MAKE, type_name: str, recipient: ContactRef) -> Any:
 
     async def build() -> AsyncIterator[SendHarness]:
         async with FakeGraph(access_token=PAGE_TOKEN) as graph:
-            channel = await make(type_name, api_base_url=graph.base_url, request_timeout=1.0)
+            channel = await make(type_name, api_base_url=graph.base_url, request_timeout=3.0)
 
             def failing(status: int, code: int, subcode: int | None = None, **kw: Any) -> Any:
                 return lambda: graph.fail("me/messages", status, code=code, subcode=subcode, **kw)
 
             def hang() -> None:
-                graph.latency = 3.0
+                graph.latency = 5.0
 
             yield SendHarness(
                 channel=channel,

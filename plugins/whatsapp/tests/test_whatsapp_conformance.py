@@ -131,14 +131,14 @@ class TestWhatsAppConformance(ChannelConformance):
         async with FakeGraph(access_token=ACCESS_TOKEN) as graph:
             # The timeout is short for the hang scenario, yet long enough that a busy CI machine
             # never turns a scripted answer into a timeout (0.3 s once did).
-            channel = await make_channel(api_base_url=graph.base_url, request_timeout=1.0)
+            channel = await make_channel(api_base_url=graph.base_url, request_timeout=3.0)
             path = f"{PNID}/messages"
 
             def failing(status: int, code: int, **kw: Any) -> Any:
                 return lambda: graph.fail(path, status, code=code, message=f"(#{code})", **kw)
 
             def hang() -> None:
-                graph.latency = 3.0
+                graph.latency = 5.0
 
             def revoke_token() -> None:
                 graph.access_token = "a-token-meta-revoked"  # every call now gets 401, code 190
