@@ -21,11 +21,14 @@ if TYPE_CHECKING:
     from hub.outbound import OutboxWorker
     from hub.plugins import ChannelRegistry, PluginReport
     from hub.redact import SecretRedactor
+    from hub.services.attributes import AttributeService
     from hub.services.availability import AvailabilityService
     from hub.services.channels import ChannelAdmin
+    from hub.services.config import ConfigRegistry
     from hub.services.contacts import ContactService
     from hub.services.conversations import ConversationService
     from hub.services.events import EventService
+    from hub.services.labels import LabelService
     from hub.services.messages import MessageService
     from hub.services.organisation import OrgService
     from hub.services.teams import TeamService
@@ -59,3 +62,6 @@ EVENTS: web.AppKey[EventService] = web.AppKey("events")
 AVAILABILITY: web.AppKey[AvailabilityService] = web.AppKey("availability")
 CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")
 CONTACTS: web.AppKey[ContactService] = web.AppKey("contacts")
+CONFIG_REGISTRY: web.AppKey[ConfigRegistry] = web.AppKey("config_registry")
+LABELS: web.AppKey[LabelService] = web.AppKey("labels")
+ATTRIBUTES: web.AppKey[AttributeService] = web.AppKey("attributes")

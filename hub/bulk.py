@@ -20,7 +20,7 @@ from hub.channel import Channel
 from hub.db import new_id
 from hub.events import Tx
 from hub.models import Direction, InboundMessage, MessageStatus, utcnow
-from hub.records import REOPENS_ON_INBOUND, conversation_dict, message_dict
+from hub.records import REOPENS_ON_INBOUND, conversation_dict, labels_of, message_dict
 from hub.routing import route
 
 __all__ = ["apply_messages"]
@@ -98,11 +98,13 @@ async def apply_messages(tx: Tx, items: Sequence[tuple[Channel, InboundMessage]]
         await tx.conn.execute(schema.media_jobs.insert(), media)
     reopened = await _touch(tx, todo, conv_ids, convs, now)
     await route(tx, [convs[c] for c in created], [convs[c] for c in reopened])
+    known_ids = [c for c in convs if c not in created]
+    labels = await labels_of(tx.conn, schema.conversation_labels, known_ids)
 
     def view(conv_id: str) -> dict[str, Any]:
         conv = convs[conv_id]
         contact, identities = contacts[conv["contact_id"]]
-        return conversation_dict(conv, contact, identities)
+        return conversation_dict(conv, contact, identities, labels.get(conv_id, []))
 
     events: list[tuple[str, dict[str, Any], str | None, str | None]] = []
     announced: set[str] = set()
@@ -273,7 +275,6 @@ async def _conversations(
                 "status": "open",
                 "assignee_id": None,
                 "team": None,
-                "labels": [],
                 "custom_attributes": {},
                 "subject": ev.subject,
                 "last_message_at": None,

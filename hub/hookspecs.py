@@ -41,7 +41,7 @@ def hub_on_event(event: Event) -> None:
 
     Fires in the process that made the change, in ``seq`` order, for every event type the hub
     emits: ``message.created``, ``message.updated``, ``conversation.created``,
-    ``conversation.updated``, ``contact.updated``, ``channel.updated``,
+    ``conversation.updated``, ``contact.updated``, ``contact.merged``, ``channel.updated``,
     ``channel.members_updated``, ``config.updated``, ``user.updated``, ``role.updated``,
     ``team.updated``, ``presence.updated`` and ``access.changed``. Changes made by a person carry
     ``data.by``. ``event`` must not be changed. The call is on the hub's event loop: return

@@ -574,8 +574,13 @@ class Conversation(BaseModel):
     assignee_id: str | None = None
     team: str | None = Field(default=None, description="The id of the team it is assigned to")
     priority: Literal["low", "medium", "high", "urgent"] | None = None
-    labels: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list, description="The names of its labels, in name order")
     custom_attributes: dict[str, Any] = Field(default_factory=dict)
+    attribute_problems: list[dict[str, str]] | None = Field(
+        default=None,
+        description="API reads: stored custom attribute values today's definitions no longer accept "
+        "({key, message}); the values are kept",
+    )
     subject: str | None = None
     thread_id: str | None = Field(
         default=None, description="The provider's conversation id (a group chat), when it has one"

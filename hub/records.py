@@ -34,6 +34,7 @@ __all__ = [
     "fetch_conversation",
     "fetch_conversations",
     "insert_message",
+    "labels_of",
     "message_dict",
     "message_row",
     "public_attachment",
@@ -92,7 +93,10 @@ def public_attachment(att: dict[str, Any]) -> dict[str, Any]:
 
 
 def conversation_dict(
-    row: RowMapping | dict[str, Any], contact: RowMapping | dict[str, Any], identities: list[str]
+    row: RowMapping | dict[str, Any],
+    contact: RowMapping | dict[str, Any],
+    identities: list[str],
+    labels: list[str] | None = None,
 ) -> dict[str, Any]:
     return {
         "id": row["id"],
@@ -110,7 +114,8 @@ def conversation_dict(
         "assignee_id": row["assignee_id"],
         "team": row["team"],
         "priority": row.get("priority"),
-        "labels": row["labels"] or [],
+        # The names of the labels applied (hub.services.labels), in name order.
+        "labels": labels or [],
         "custom_attributes": row["custom_attributes"] or {},
         "subject": row["subject"],
         "thread_id": row.get("thread_id"),
@@ -207,7 +212,6 @@ async def ensure_conversation(
         "status": "open",
         "assignee_id": None,
         "team": None,
-        "labels": [],
         "custom_attributes": {},
         "subject": subject,
         "last_message_at": None,
@@ -257,13 +261,32 @@ async def fetch_conversations(conn: AsyncConnection, conversation_ids: list[str]
         .order_by(ID.c.identity)
     ):
         identities.setdefault(contact_id, []).append(identity)
+    labels = await labels_of(conn, schema.conversation_labels, list(rows))
     out = []
     for cid in conversation_ids:
         row = rows.get(cid)
         if row is None:
             continue
         contact = {k: row[f"k_{k}"] for k in ("id", "channel_id", "name", "phone", "email")}
-        out.append(conversation_dict(row, contact, identities.get(contact["id"], [])))
+        out.append(conversation_dict(row, contact, identities.get(contact["id"], []), labels.get(cid, [])))
+    return out
+
+
+async def labels_of(conn: AsyncConnection, links: sa.Table, owner_ids: list[str]) -> dict[str, list[str]]:
+    """owner id -> the names of its labels, in name order; ``links`` is conversation_labels or
+    contact_labels (its first column names the owner)."""
+    if not owner_ids:
+        return {}
+    L = schema.labels
+    owner = links.c[links.c.keys()[0]]
+    out: dict[str, list[str]] = {}
+    for owner_id, name in await conn.execute(
+        sa.select(owner, L.c.name)
+        .join(L, L.c.id == links.c.label_id)
+        .where(owner.in_(owner_ids))
+        .order_by(L.c.name_key)
+    ):
+        out.setdefault(owner_id, []).append(name)
     return out
 
 

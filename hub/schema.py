@@ -224,6 +224,7 @@ contacts = Table(
     Column("email", String(320)),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Column("custom_attributes", JSON, comment="values of the contact attribute definitions; null is none"),
 )
 
 contact_identities = Table(
@@ -248,7 +249,6 @@ conversations = Table(
     Column("status", String(16), nullable=False, default="open"),
     Column("assignee_id", String(32)),
     Column("team", String(100)),
-    Column("labels", JSON, nullable=False),
     Column("custom_attributes", JSON, nullable=False),
     Column("subject", Text),
     Column("last_message_at", TS),
@@ -265,6 +265,63 @@ conversations = Table(
     Index("ix_conversations_last_message_at", "last_message_at"),
     Index("ix_conversations_assignee_id_status", "assignee_id", "status"),
     Index("ix_conversations_status_snoozed_until", "status", "snoozed_until"),
+)
+
+# Admin-defined labels, applied to conversations and contacts by reference: a rename keeps every
+# application, a deletion removes them all (the foreign keys cascade).
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("name_key", String(256), nullable=False, unique=True, comment="casefolded name: unique"),
+    Column("colour", String(7), nullable=False, comment="#rrggbb"),
+    Column("description", Text),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# Custom attribute definitions, one set for contacts and one for conversations. Values live in the
+# owner's custom_attributes column, keyed by ``key``; a definition change never rewrites them.
+attribute_definitions = Table(
+    "attribute_definitions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("applies_to", String(16), nullable=False, comment="contact or conversation"),
+    Column("key", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(16), nullable=False, comment="text, number, date, list, checkbox or link"),
+    Column("required", Boolean, nullable=False, default=False),
+    Column("options", JSON, comment="list: the allowed values"),
+    Column("pattern", String(500), comment="text and link: a regular expression the value matches"),
+    Column("min", JSON, comment="number: the least value; date: the earliest; text: shortest"),
+    Column("max", JSON, comment="number: the greatest value; date: the latest; text: longest"),
+    Column("description", Text),
+    Column("position", Integer, nullable=False, default=0),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("applies_to", "key"),
+)
+
+conversation_labels = Table(
+    "conversation_labels",
+    metadata,
+    Column(
+        "conversation_id",
+        String(32),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("label_id", String(32), ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_conversation_labels_label_id", "label_id"),
+)
+
+contact_labels = Table(
+    "contact_labels",
+    metadata,
+    Column("contact_id", String(32), ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("label_id", String(32), ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_contact_labels_label_id", "label_id"),
 )
 
 messages = Table(

@@ -470,10 +470,14 @@ async def test_patch_conversation_emits_conversation_updated(lite_hub: Hub) -> N
     await hub.webhook(msg("c1"))
     conv = await first_conversation(hub)
     agent_id = (await (await hub.client.get("/api/v1/me", headers=hub.agent)).json())["id"]
+    for name in ("vip", "billing"):
+        await hub.define_label(name)
+    await hub.define_attribute("plan")
+    await hub.define_attribute("seats", "number")
     last = max(e["seq"] for e in await hub.events())
     patch = {
         "status": "pending",
-        "labels": ["vip", "billing"],
+        "labels": ["billing", "vip"],
         "assignee_id": agent_id,
         "custom_attributes": {"plan": "gold", "seats": 12},
     }
@@ -493,7 +497,7 @@ async def test_patch_conversation_emits_conversation_updated(lite_hub: Hub) -> N
         f"/api/v1/conversations/{conv['id']}", json={"status": "resolved"}, headers=hub.agent
     )
     data = await resp.json()
-    assert data["status"] == "resolved" and data["labels"] == ["vip", "billing"]
+    assert data["status"] == "resolved" and data["labels"] == ["billing", "vip"]
     missing = await hub.client.patch(
         "/api/v1/conversations/cv_nope", json={"status": "open"}, headers=hub.agent
     )

@@ -96,7 +96,6 @@ async def _conversation(store: Store, n_messages: int) -> list[str]:
                 contact_id="ct1",
                 thread_key="",
                 status="open",
-                labels=[],
                 custom_attributes={},
                 unread_count=0,
                 created_at=now,

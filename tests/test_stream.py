@@ -265,6 +265,7 @@ async def test_hub_on_event_sees_every_event_in_order_and_a_raising_one_breaks_n
         )
 
     await eventually(sent)
+    await hub.define_label("x")
     patch = await hub.client.patch(
         f"/api/v1/conversations/{conv['id']}", json={"labels": ["x"]}, headers=hub.agent
     )

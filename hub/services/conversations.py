@@ -20,7 +20,9 @@ from hub.events import Store
 from hub.models import ContactRef, utcnow
 from hub.records import fetch_conversation, fetch_conversations
 from hub.routing import route_to_team
+from hub.services.attributes import AttributeService
 from hub.services.errors import Invalid, NotFound, ServiceError
+from hub.services.labels import label_ids, set_labels
 from hub.services.organisation import load_actor
 
 __all__ = ["ConversationService", "access_conversation"]
@@ -29,6 +31,8 @@ log = logging.getLogger("hub.conversations")
 C = schema.conversations
 M = schema.messages
 U = schema.users
+CL = schema.conversation_labels
+Convs = list[dict[str, Any]]
 STATUSES = ("open", "pending", "resolved", "snoozed")
 
 
@@ -46,9 +50,12 @@ async def access_conversation(conn: AsyncConnection, actor: Actor, conversation_
 
 
 class ConversationService:
-    def __init__(self, store: Store, channels: ChannelService) -> None:
+    def __init__(
+        self, store: Store, channels: ChannelService, attributes: AttributeService | None = None
+    ) -> None:
         self.store = store
         self.channels = channels
+        self.attributes = attributes
 
     async def list(
         self,
@@ -68,12 +75,21 @@ class ConversationService:
         for name in ("status", "channel_id", "assignee_id", "team", "priority"):
             if filters.get(name):
                 stmt = stmt.where(getattr(C.c, name) == filters[name])
+        if filters.get("label"):
+            L, CL = schema.labels, schema.conversation_labels
+            stmt = stmt.where(
+                C.c.id.in_(
+                    sa.select(CL.c.conversation_id)
+                    .join(L, L.c.id == CL.c.label_id)
+                    .where(L.c.name_key == filters["label"].strip().casefold())
+                )
+            )
         if cursor:
             ts, cid = _decode_cursor(cursor)
             stmt = stmt.where(sa.or_(activity < ts, sa.and_(activity == ts, C.c.id < cid)))
         async with self.store.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
-            items = await fetch_conversations(conn, [r.id for r in rows[:limit]])
+            items = await self.flagged(conn, await fetch_conversations(conn, [r.id for r in rows[:limit]]))
         nxt = (
             _encode_cursor([rows[limit - 1].activity.isoformat(), rows[limit - 1].id])
             if len(rows) > limit
@@ -84,7 +100,18 @@ class ConversationService:
     async def get(self, actor: Actor, conversation_id: str) -> dict[str, Any]:
         async with self.store.db.read() as conn:
             conv = await access_conversation(conn, actor, conversation_id)
+            [conv] = await self.flagged(conn, [conv])
         return self._with_window(conv)
+
+    async def flagged(self, conn: AsyncConnection, convs: Convs) -> Convs:
+        """Each conversation with ``attribute_problems``: its stored custom attribute values that
+        today's definitions no longer accept (kept as they are, shown so someone corrects them)."""
+        if self.attributes is None or not convs:
+            return convs
+        found = await self.attributes.problems_of_many(
+            conn, "conversation", [c["custom_attributes"] for c in convs]
+        )
+        return [{**c, "attribute_problems": p} for c, p in zip(convs, found, strict=True)]
 
     def _with_window(self, conv: dict[str, Any]) -> dict[str, Any]:
         inst = self.channels.get(conv["channel_id"])
@@ -103,9 +130,20 @@ class ConversationService:
         async with self.store.tx() as tx:
             conv = await access_conversation(tx.conn, actor, conversation_id)
             values = await _checked_changes(tx.conn, actor, conv, changes)
+            if "custom_attributes" in values:
+                assert self.attributes is not None
+                values["custom_attributes"] = await self.attributes.checked(
+                    tx.conn, "conversation", conv["custom_attributes"], values["custom_attributes"]
+                )
+                if values["custom_attributes"] == conv["custom_attributes"]:
+                    del values["custom_attributes"]
+            label_ids: Any = values.pop("labels", None)
+            if label_ids is not None and await set_labels(tx.conn, CL, conversation_id, label_ids):
+                values["labels"] = label_ids
             if values:
                 values["updated_at"] = utcnow()
-                await tx.conn.execute(C.update().where(C.c.id == conversation_id).values(**values))
+                columns = {k: v for k, v in values.items() if k != "labels"}
+                await tx.conn.execute(C.update().where(C.c.id == conversation_id).values(**columns))
                 if values.get("team") and "assignee_id" not in changes and conv["assignee_id"] is None:
                     row = (
                         (await tx.conn.execute(sa.select(C).where(C.c.id == conversation_id)))
@@ -115,6 +153,7 @@ class ConversationService:
                     await route_to_team(tx, dict(row), values["team"])
                 fresh = await fetch_conversation(tx.conn, conversation_id)
                 assert fresh is not None
+                [fresh] = await self.flagged(tx.conn, [fresh])
                 changed = {k for k in values if k not in ("updated_at", "last_assignee_id")}
                 if fresh["assignee_id"] != conv["assignee_id"]:
                     changed.add("assignee_id")
@@ -125,7 +164,7 @@ class ConversationService:
                     conversation_id=conversation_id,
                 )
             else:
-                fresh = conv
+                [fresh] = await self.flagged(tx.conn, [conv])
         # The answer shows the result even when the change took it out of the actor's scope (a
         # "mine only" agent handing it on): they made the change, they may see what it became.
         return self._with_window(fresh)
@@ -174,7 +213,7 @@ async def _checked_changes(
         values["custom_attributes"] = changes["custom_attributes"]
     if "labels" in changes:
         actor.require("labels.apply")
-        values["labels"] = list(dict.fromkeys(changes["labels"]))
+        values["labels"] = await label_ids(conn, changes["labels"], "labels")
     if "priority" in changes:
         values["priority"] = changes["priority"]
     status = changes.get("status")

@@ -305,8 +305,12 @@ async def load_actor(conn: AsyncConnection, user: dict[str, Any]) -> Actor:
 
 
 async def access_changed(tx: Tx, user_ids: list[str] | None, reason: str) -> None:
-    """Tell every open stream whose user is named (None: everyone) to re-read its scope."""
+    """Tell every open stream whose user is named (None: everyone) to re-read its scope, and their
+    apps that the per-user configuration resources it decides (``permissions``, ``channels``)
+    may have changed."""
     await tx.emit("access.changed", {"user_ids": user_ids, "reason": reason})
+    for resource in ("permissions", "channels"):
+        await tx.emit("config.updated", {"resource": resource, "etag": None, "user_ids": user_ids})
 
 
 async def _user_row(conn: AsyncConnection, user_id: str) -> dict[str, Any]:

@@ -31,14 +31,24 @@ from hub.appkeys import (
 from hub.db import new_id
 from hub.limits import Attributes, Id, Labels, Name, omit_null
 from hub.logins import LoginRefused, TooManyLogins
-from hub.models import Contact, Conversation, Message
+from hub.models import Conversation, Message
 from hub.outreach import start_conversation
 from hub.services.organisation import public_user
 from hub.users import revoke_token
 from hub.web.auth import bearer_token, require_actor
+from hub.web.config import config_response
 from hub.web.errors import ApiError, query_int, query_text, read_json
 from hub.web.openapi import operation, query_integer
-from hub.web.schemas import ChannelList, ConversationPage, LoginOut, MeOut, MessagePage, UploadOut
+from hub.web.schemas import (
+    ChannelList,
+    ContactOut,
+    ContactPage,
+    ConversationPage,
+    LoginOut,
+    MeOut,
+    MessagePage,
+    UploadOut,
+)
 from hub.web.sends import SendRequest
 
 __all__ = ["routes"]
@@ -147,11 +157,13 @@ async def me(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/channels")
 @operation(
-    "Activated channels this user serves, with capabilities and health", "channels", response=ChannelList
+    "Activated channels this user serves, with capabilities and health (cacheable)",
+    "channels",
+    response=ChannelList,
+    etag=True,
 )
 async def list_channels(request: web.Request) -> web.StreamResponse:
-    actor = await require_actor(request)
-    return web.json_response({"channels": request.app[CHANNEL_ADMIN].visible(actor)})
+    return await config_response(request, "channels")
 
 
 @routes.get("/api/v1/conversations")
@@ -165,6 +177,7 @@ async def list_channels(request: web.Request) -> web.StreamResponse:
         "assignee_id": "filter",
         "team": "filter (a team id)",
         "priority": "filter",
+        "label": "filter (a label name, any case)",
         "cursor": "next_cursor of the previous page (any other value is 400)",
         "limit": ("page size (over 200 gives 200)", query_integer(1)),
     },
@@ -173,7 +186,9 @@ async def list_conversations(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     items, nxt = await request.app[CONVERSATIONS].list(
         actor,
-        filters={n: v for n in ("status", "channel_id", "assignee_id") if (v := query_text(request, n))},
+        filters={
+            n: v for n in ("status", "channel_id", "assignee_id", "label") if (v := query_text(request, n))
+        },
         cursor=request.query.get("cursor"),
         limit=_limit(request),
     )
@@ -408,15 +423,64 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 
 class ContactPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra=omit_null("labels", "custom_attributes")
+    )
 
     name: str | None = Field(default=None, max_length=300)
     phone: str | None = Field(default=None, max_length=64)
     email: str | None = Field(default=None, max_length=320)
+    labels: Labels | None = Field(default=None, description="label names: exactly these from now on")
+    custom_attributes: Attributes | None = Field(
+        default=None, description="the attributes to change (null removes one); others stay"
+    )
+
+    @field_validator("labels", "custom_attributes", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; omit the field to leave it unchanged")
+        return value
+
+
+class ContactMerge(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    contact_id: Id = Field(min_length=1, description="the contact folded into this one (then deleted)")
+
+
+@routes.get("/api/v1/contacts")
+@operation(
+    "Contacts of your channels, newest first; search by name, email, phone or identity",
+    "contacts",
+    response=ContactPage,
+    errors=(403,),
+    query={
+        "q": "a case-insensitive part of the name, email, phone or an identity",
+        "label": "a label name (any case)",
+        "cursor": "next_cursor of the previous page (any other value is 400)",
+        "limit": ("page size (over 200 gives 200)", query_integer(1)),
+    },
+)
+async def list_contacts(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request)
+    items, nxt = await request.app[CONTACTS].list(
+        actor,
+        query=query_text(request, "q"),
+        label=query_text(request, "label"),
+        cursor=request.query.get("cursor"),
+        limit=_limit(request),
+    )
+    return web.json_response({"contacts": items, "next_cursor": nxt})
 
 
 @routes.get("/api/v1/contacts/{contact_id}")
-@operation("One contact (404 outside your channels)", "contacts", errors=(403, 404), response=Contact)
+@operation(
+    "One contact with its identities on every channel (404 outside your channels)",
+    "contacts",
+    errors=(403, 404),
+    response=ContactOut,
+)
 async def get_contact(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     return web.json_response(await request.app[CONTACTS].get(actor, request.match_info["contact_id"]))
@@ -424,11 +488,11 @@ async def get_contact(request: web.Request) -> web.StreamResponse:
 
 @routes.patch("/api/v1/contacts/{contact_id}")
 @operation(
-    "Change a contact's name, phone or email",
+    "Change a contact's name, phone, email, labels or custom attributes",
     "contacts",
     body=ContactPatch,
     errors=(403, 404, 422),
-    response=Contact,
+    response=ContactOut,
 )
 async def patch_contact(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request, "contacts.update")
@@ -436,4 +500,19 @@ async def patch_contact(request: web.Request) -> web.StreamResponse:
     out = await request.app[CONTACTS].update(
         actor, request.match_info["contact_id"], patch.model_dump(exclude_unset=True)
     )
+    return web.json_response(out)
+
+
+@routes.post("/api/v1/contacts/{contact_id}/merge")
+@operation(
+    "Merge another contact into this one: its conversations move, every identity is kept",
+    "contacts",
+    body=ContactMerge,
+    errors=(403, 404, 422),
+    response=ContactOut,
+)
+async def merge_contacts(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request, "contacts.merge")
+    req = await _body(request, ContactMerge)
+    out = await request.app[CONTACTS].merge(actor, request.match_info["contact_id"], req.contact_id)
     return web.json_response(out)

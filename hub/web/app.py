@@ -11,19 +11,24 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import __version__
+from hub.access import Actor
 from hub.appkeys import (
+    ATTRIBUTES,
     AVAILABILITY,
     CHANNEL_ADMIN,
     CHANNELS,
     CONFIG,
+    CONFIG_REGISTRY,
     CONNECTIONS,
     CONTACTS,
     CONVERSATIONS,
     EVENTS,
     HTTP,
     INGEST,
+    LABELS,
     LOGINS,
     MEDIA,
     MEDIA_WORKER,
@@ -62,18 +67,22 @@ from hub.profiles import ProfileWorker
 from hub.redact import SecretRedactor
 from hub.retention import Retention, RetentionPolicy
 from hub.security import SecretBox, load_secret_key
+from hub.services.attributes import AttributeService
 from hub.services.availability import AvailabilityService
 from hub.services.channels import ChannelAdmin
+from hub.services.config import ConfigRegistry, Loader
 from hub.services.contacts import ContactService
 from hub.services.conversations import ConversationService
 from hub.services.errors import ServiceError
 from hub.services.events import EventService
+from hub.services.labels import LabelService
 from hub.services.messages import MessageService
 from hub.services.organisation import OrgService
 from hub.services.teams import TeamService
 from hub.timers import Connections, TimedWork
 from hub.users import TokenCache
 from hub.web import admin, api, org, routing, stream, webhooks
+from hub.web import config as config_routes
 from hub.web.errors import ProtocolLog, error_middleware
 from hub.web.openapi import build_openapi, operation
 from hub.windows import WindowWatcher
@@ -178,6 +187,7 @@ def create_app(
         admin.routes,
         org.routes,
         routing.routes,
+        config_routes.routes,
     ):
         app.add_routes(table)
     return app
@@ -373,16 +383,37 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
 async def _services(app: web.Application) -> AsyncIterator[None]:
     """The services the web layer calls; they hold no resource of their own."""
     store, channels = app[STORE], app[CHANNELS]
+    # The configuration the app caches: each service registers its resources (hub.services.config).
+    config = app[CONFIG_REGISTRY] = ConfigRegistry(store)
     org = OrgService(store, app[TOKEN_CACHE])
-    teams = TeamService(org, lambda channel_id: channel_id in channels.rows)
+    known_channel = lambda channel_id: channel_id in channels.rows  # noqa: E731
+    teams = TeamService(org, known_channel, config)
     app[ORG], app[TEAMS] = org, teams
-    app[CHANNEL_ADMIN] = ChannelAdmin(channels, teams)
-    app[CONVERSATIONS] = ConversationService(store, channels)
+    channel_admin = app[CHANNEL_ADMIN] = ChannelAdmin(channels, teams)
+    config.register("channels", _channels_resource(channel_admin), per_user=True)
+    config.register("permissions", _own_permissions, per_user=True)
+    app[LABELS] = LabelService(store, config)
+    attributes = app[ATTRIBUTES] = AttributeService(store, config)
+    app[AVAILABILITY] = AvailabilityService(org, known_channel, config)
+    app[CONVERSATIONS] = ConversationService(store, channels, attributes)
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
     app[EVENTS] = EventService(store)
-    app[CONTACTS] = ContactService(store)
-    app[AVAILABILITY] = AvailabilityService(org, lambda channel_id: channel_id in channels.rows)
+    app[CONTACTS] = ContactService(store, attributes)
     yield
+
+
+def _channels_resource(channel_admin: ChannelAdmin) -> Loader:
+    """``channels``: the activated channels the reader serves, with capabilities and health."""
+
+    async def load(conn: AsyncConnection, actor: Actor) -> dict[str, Any]:
+        return {"channels": channel_admin.visible(actor)}
+
+    return load
+
+
+async def _own_permissions(conn: AsyncConnection, actor: Actor) -> dict[str, Any]:
+    """``permissions``: the reader's role and effective permissions."""
+    return {"role": actor.role, "permissions": sorted(actor.permissions)}
 
 
 async def _timers(app: web.Application) -> AsyncIterator[None]:

@@ -51,6 +51,8 @@ class Operation:
     response_type: str = "application/json"
     # For a body whose schema depends on the app (installed channel types): app -> JSON schema.
     body_schema: Callable[[web.Application], dict[str, Any]] | None = None
+    # A cacheable read (hub.web.config): ETag on the answer, 304 to a matching If-None-Match.
+    etag: bool = False
 
 
 # What the query readers of hub.web.errors accept, so the document says exactly that.
@@ -98,7 +100,10 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
         for name, spec in op.query.items():
             desc, schema = spec if isinstance(spec, tuple) else (spec, QUERY_TEXT)
             params.append({"name": name, "in": "query", "description": desc, "schema": schema})
-        for name, desc in op.headers.items():
+        headers = dict(op.headers)
+        if op.etag:
+            headers["If-None-Match"] = "the ETag of the copy you hold: 304 (no body) while it is current"
+        for name, desc in headers.items():
             params.append({"name": name, "in": "header", "description": desc, "schema": {"type": "string"}})
         if params:
             entry["parameters"] = params
@@ -134,6 +139,15 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             }
         elif isinstance(op.response, dict):
             ok["content"] = {op.response_type: {"schema": op.response}}
+        if op.etag:
+            etag_header = {
+                "ETag": {"description": "the version of this answer", "schema": {"type": "string"}}
+            }
+            ok["headers"] = etag_header
+            entry["responses"]["304"] = {
+                "description": "Not Modified: your copy is current",
+                "headers": etag_header,
+            }
         entry["responses"][str(op.status)] = ok
         for code in sorted({400, 500, *op.errors, *((401,) if op.auth else ())}):
             entry["responses"][str(code)] = {

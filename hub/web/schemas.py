@@ -4,24 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hub.models import Conversation, Event, Message
 
 __all__ = [
+    "AttributeDefinitionOut",
+    "AttributeDefinitions",
     "AvailabilityList",
     "AvailabilityStatusOut",
     "ChannelList",
     "ChannelMembersOut",
     "ChannelOut",
+    "ConfigBundle",
+    "ContactOut",
+    "ContactPage",
     "ConversationPage",
     "EventPage",
     "HealthOut",
     "InvitationOut",
     "InvitedUserOut",
+    "LabelList",
+    "LabelOut",
     "LoginOut",
     "MeOut",
     "MessagePage",
+    "OwnPermissions",
     "PermissionList",
     "PluginsOut",
     "PolicyList",
@@ -229,3 +237,89 @@ class PolicyOut(BaseModel):
 
 class PolicyList(BaseModel):
     policies: list[PolicyOut]
+
+
+class LabelOut(BaseModel):
+    id: str
+    name: str = Field(description="unique whatever its case")
+    colour: str = Field(description="#rrggbb")
+    description: str | None
+    created_at: str
+    updated_at: str
+
+
+class LabelList(BaseModel):
+    labels: list[LabelOut]
+
+
+class AttributeDefinitionOut(BaseModel):
+    id: str
+    applies_to: str = Field(description="contact or conversation")
+    key: str = Field(description="the key values are stored under in custom_attributes")
+    name: str
+    type: str = Field(description="text, number, date, list, checkbox or link")
+    required: bool
+    options: list[str] | None = Field(description="list: the allowed values")
+    pattern: str | None = Field(description="text and link: a regular expression the whole value matches")
+    min: float | str | None = Field(description="number: least value; date: earliest; text and link: length")
+    max: float | str | None = Field(description="number: greatest value; date: latest; text and link: length")
+    description: str | None
+    position: int
+    created_at: str
+    updated_at: str
+
+
+class AttributeDefinitions(BaseModel):
+    contact: list[AttributeDefinitionOut]
+    conversation: list[AttributeDefinitionOut]
+
+
+class OwnPermissions(BaseModel):
+    role: str
+    permissions: list[str]
+
+
+class AttributeProblem(BaseModel):
+    key: str
+    message: str = Field(description="why the stored value no longer fits its definition (it is kept)")
+
+
+class ChannelIdentity(BaseModel):
+    channel_id: str
+    identity: str
+
+
+class ContactOut(BaseModel):
+    id: str
+    channel_id: str = Field(description="the channel the contact was first seen on")
+    name: str | None
+    phone: str | None
+    email: str | None
+    identities: list[str] = Field(description="its ids on its own channel")
+    channel_identities: list[ChannelIdentity] = Field(description="every id on every channel (merges add)")
+    labels: list[str] = Field(description="the names of its labels, in name order")
+    custom_attributes: dict[str, Any]
+    attribute_problems: list[AttributeProblem]
+    created_at: str
+    updated_at: str
+
+
+class ContactPage(BaseModel):
+    contacts: list[ContactOut]
+    next_cursor: str | None
+
+
+class ConfigBundle(BaseModel):
+    """``GET /api/v1/config``: each resource exactly as its own route answers it, and its ETag.
+    Resources registered by later features (quick replies, macros, notification preferences, ...)
+    appear under their names too."""
+
+    model_config = ConfigDict(extra="allow")
+
+    channels: ChannelList
+    teams: TeamList
+    availability_statuses: AvailabilityList
+    labels: LabelList
+    custom_attributes: AttributeDefinitions
+    permissions: OwnPermissions
+    etags: dict[str, str] = Field(description="resource name -> the ETag its own route sends (unquoted)")
