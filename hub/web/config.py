@@ -8,6 +8,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from annotated_types import Interval
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -219,12 +220,11 @@ def _whole_number(value: Any) -> Any:
 
 
 # Strict (no "1" or true for 1), but as JSON Schema counts: 2.0 is the integer 2.
-Whole = Annotated[int, BeforeValidator(_whole_number)]
-Position = Annotated[Whole, Field(ge=0, le=10_000)]
+Position = Annotated[int, Interval(ge=0, le=10_000), BeforeValidator(_whole_number)]
 
 
 Pattern = Annotated[str, StringConstraints(max_length=500), Field(json_schema_extra={"format": "regex"})]
-Length = Annotated[Whole, Field(ge=0, le=1_000_000)]
+Length = Annotated[int, Interval(ge=0, le=1_000_000), BeforeValidator(_whole_number)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 
 
