@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import Hub, eventually, fake_message
 
 from hub import schema
 from hub.access import system_actor
 from hub.appkeys import CONFIG_REGISTRY
 from hub.events import Tx
 from hub.services.config import ConfigRegistry, etag_of
+from tests.conftest import Hub, eventually, fake_message
 
 RESOURCES = {
     "labels": "/api/v1/labels",
