@@ -135,10 +135,10 @@ class ConversationService:
                 values["custom_attributes"] = await self.attributes.checked(
                     tx.conn, "conversation", conv["custom_attributes"], values["custom_attributes"]
                 )
-                if values["custom_attributes"] == conv["custom_attributes"]:
-                    del values["custom_attributes"]
             label_ids: Any = values.pop("labels", None)
-            if label_ids is not None and await set_labels(tx.conn, CL, conversation_id, label_ids):
+            if label_ids is not None:
+                # Named in the patch: part of its one event, as every named field is.
+                await set_labels(tx.conn, CL, conversation_id, label_ids)
                 values["labels"] = label_ids
             if values:
                 values["updated_at"] = utcnow()
