@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from hub.services.config import ConfigRegistry
     from hub.services.contacts import ContactService
     from hub.services.conversations import ConversationService
+    from hub.services.deliveries import DeliveryService
     from hub.services.events import EventService
     from hub.services.labels import LabelService
     from hub.services.messages import MessageService
@@ -65,3 +66,4 @@ CONTACTS: web.AppKey[ContactService] = web.AppKey("contacts")
 CONFIG_REGISTRY: web.AppKey[ConfigRegistry] = web.AppKey("config_registry")
 LABELS: web.AppKey[LabelService] = web.AppKey("labels")
 ATTRIBUTES: web.AppKey[AttributeService] = web.AppKey("attributes")
+DELIVERIES: web.AppKey[DeliveryService] = web.AppKey("deliveries")

@@ -25,6 +25,7 @@ from hub.appkeys import (
     CONNECTIONS,
     CONTACTS,
     CONVERSATIONS,
+    DELIVERIES,
     EVENTS,
     HTTP,
     INGEST,
@@ -49,6 +50,7 @@ from hub.appkeys import (
 )
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
+from hub.console import setup_console
 from hub.db import Database
 from hub.errors import ConfigError
 from hub.events import EventBus, Store
@@ -73,6 +75,7 @@ from hub.services.channels import ChannelAdmin
 from hub.services.config import ConfigRegistry, Loader
 from hub.services.contacts import ContactService
 from hub.services.conversations import ConversationService
+from hub.services.deliveries import DeliveryService
 from hub.services.errors import ServiceError
 from hub.services.events import EventService
 from hub.services.labels import LabelService
@@ -190,6 +193,7 @@ def create_app(
         config_routes.routes,
     ):
         app.add_routes(table)
+    setup_console(app, config)
     return app
 
 
@@ -399,6 +403,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
     app[EVENTS] = EventService(store)
     app[CONTACTS] = ContactService(store, attributes)
+    app[DELIVERIES] = DeliveryService(channels, app[PROCESSOR])
     yield
 
 
