@@ -313,7 +313,8 @@ async def test_trace_hooks_sees_hub_on_event_in_a_running_hub(
     caplog.set_level(logging.INFO, logger="hub.plugins")
     hub = await make_hub_client(("observer", Observer()))
     await hub.create_channel("fake", {"secret": "s3cret-value", "verify_token": "v"}, "fake-1")
-    assert [e.type for e in seen] == ["channel.updated"]
+    # The channel, and the per-user configuration resource it changes (hub.services.config).
+    assert [e.type for e in seen] == ["channel.updated", "config.updated"]
     traced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hook:")]
     assert any("hub_on_event" in line for line in traced), traced
 
