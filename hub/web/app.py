@@ -47,6 +47,7 @@ from hub.config import HubConfig
 from hub.db import Database
 from hub.errors import ConfigError
 from hub.events import EventBus, Store
+from hub.fanout import Feed
 from hub.groupcommit import GroupCommit
 from hub.http import provider_client
 from hub.inbound import InboundProcessor, RawInbox
@@ -89,7 +90,7 @@ routes = web.RouteTableDef()
 async def healthz(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     try:
-        last = await store.last_seq()
+        last = await store.horizon()
     except Exception:
         # The exception's text names hosts, databases and users: it goes to the log, never to
         # an unauthenticated caller.
@@ -191,7 +192,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     store.bus.last_seq = await store.last_seq()
     store.bus.observers.append(event_observer(app[PLUGIN_MANAGER]))
     app[STORE] = store
+    # Several processes may share a PostgreSQL database: each publishes every process's events.
+    feed = None if db.is_sqlite else Feed(store)
+    if feed is not None:
+        await feed.start()
     yield
+    if feed is not None:
+        await feed.stop()
     await db.dispose()
 
 
@@ -221,6 +228,9 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
     )
     await svc.load_all()
     app[CHANNELS] = svc
+    feed = app[STORE].feed
+    if feed is not None:
+        feed.on_remote.append(svc.follow)
     for decl in cfg.channels:
         if decl.type not in app[REGISTRY]:
             raise ConfigError(

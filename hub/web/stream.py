@@ -73,7 +73,7 @@ async def list_events(request: web.Request) -> web.StreamResponse:
             410,
             "cursor_too_old",
             "events after this cursor are no longer kept; refetch conversations and continue from last_seq",
-            {"oldest_seq": oldest, "last_seq": await store.last_seq()},
+            {"oldest_seq": oldest, "last_seq": await store.horizon()},
         )
     events, last, more = await request.app[EVENTS].page(actor, after, limit)
     # The events are JSON already: join them instead of decoding and encoding each one again.
@@ -108,7 +108,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 {
                     "type": "resync",
                     "oldest_seq": oldest,
-                    "last_seq": await store.last_seq(),
+                    "last_seq": await store.horizon(),
                     "message": "cursor too old: refetch state, then reconnect with last_seq",
                 }
             )
@@ -197,9 +197,11 @@ async def _drop(request: web.Request, ws: web.WebSocketResponse, why: str) -> No
         request.transport.abort()
 
 
-async def _replay(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, cursor: int) -> int:
+async def _replay(
+    ws: web.WebSocketResponse, store: Store, viewer: _Viewer, cursor: int, upto: int | None = None
+) -> int:
     while True:
-        batch = await store.events_after(cursor, PAGE)
+        batch = await store.events_after(cursor, PAGE, upto)
         await _deliver(ws, viewer, batch)
         if batch:
             cursor = batch[-1].seq
@@ -209,7 +211,9 @@ async def _replay(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, curs
 
 async def _pump(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, after: int) -> None:
     async with store.bus.subscribe() as sub:
-        cursor = await _replay(ws, store, viewer, after)
+        # With a feed (PostgreSQL), every event after ``live_from`` reaches ``sub`` in seq order:
+        # replay up to it and not beyond, where an event may still be in flight.
+        cursor = await _replay(ws, store, viewer, after, store.live_from())
         live = json.dumps({"type": "live", "last_seq": cursor})
         await _send(ws, live, viewer.send_within)
         reader = asyncio.create_task(_read_until_closed(ws))
@@ -230,11 +234,11 @@ async def _pump(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, after:
                 for frame in frames:
                     if frame.seq <= cursor:
                         continue
-                    if frame.seq > cursor + 1:
-                        # Another process committed events this one did not publish: read them.
+                    if frame.seq > cursor + 1 and store.feed is None:
+                        # Committed elsewhere and not published here (no feed): read them.
                         await _deliver(ws, viewer, pending)
                         pending = []
-                        cursor = await _replay(ws, store, viewer, cursor)
+                        cursor = await _replay(ws, store, viewer, cursor, frame.seq - 1)
                         if frame.seq <= cursor:
                             continue
                     pending.append(frame)
