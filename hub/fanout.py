@@ -24,15 +24,20 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from hub.events import Frame, Store
 from hub.models import Event
 
-__all__ = ["CHANNEL", "Feed"]
+__all__ = ["CHANNEL", "EVENTS", "INBOX", "Feed"]
 
 log = logging.getLogger("hub.fanout")
 CHANNEL = "hub_events"
+EVENTS = "events"
+INBOX = "inbox"
+"""Deliveries were stored: the process that applies them (``hub.inbound``) looks at once."""
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
 
 
 class Feed:
@@ -45,9 +50,12 @@ class Feed:
         self.node = secrets.token_hex(8)
         self.published = 0
         self.on_remote: list[Callable[[list[Frame]], None]] = []
+        self.on_signal: dict[str, list[Callable[[], None]]] = {}
+        """Callbacks for another process's ``signal(topic)`` (e.g. "inbox": deliveries stored)."""
         self._local: dict[int, tuple[Event, Frame]] = {}
         self._wake = asyncio.Event()
         self._notify_wanted = asyncio.Event()
+        self._topics: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: Any = None
 
@@ -64,7 +72,12 @@ class Feed:
     def wake(self, *, local: bool = False) -> None:
         self._wake.set()
         if local:
-            self._notify_wanted.set()
+            self.signal(EVENTS)
+
+    def signal(self, topic: str) -> None:
+        """Tell the other processes about ``topic`` (one NOTIFY per burst and topic)."""
+        self._topics.add(topic)
+        self._notify_wanted.set()
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -155,9 +168,11 @@ class Feed:
         while True:
             await self._notify_wanted.wait()
             self._notify_wanted.clear()
+            topics, self._topics = self._topics, set()
             try:
                 async with self.store.db.read() as conn:
-                    await conn.exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', '{self.node}')")
+                    for topic in sorted(topics):
+                        await conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": f"{self.node} {topic}"})
                     await conn.commit()
             except asyncio.CancelledError:
                 raise
@@ -176,7 +191,11 @@ class Feed:
                 lost = asyncio.Event()
                 self._listener.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await self._listener.add_listener(CHANNEL, self._on_notify)
-                self._wake.set()  # anything committed while not listening
+                # Anything that happened while not listening.
+                self._wake.set()
+                for callbacks in self.on_signal.values():
+                    for callback in callbacks:
+                        callback()
                 await lost.wait()
                 log.warning("the LISTEN connection was lost; reconnecting")
             except asyncio.CancelledError:
@@ -187,8 +206,13 @@ class Feed:
             await asyncio.sleep(1.0)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        if payload != self.node:
+        node, _, topic = payload.partition(" ")
+        if node == self.node:
+            return
+        if topic == EVENTS:
             self._wake.set()
+        for callback in self.on_signal.get(topic, []):
+            callback()
 
     async def _close_listener(self) -> None:
         conn, self._listener = self._listener, None

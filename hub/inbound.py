@@ -38,7 +38,7 @@ from hub.channel import Channel, RawEvent
 from hub.channels import ChannelService
 from hub.echoes import match_echoes
 from hub.events import Store, Tx
-from hub.leader import INBOUND_LEADER, Leadership
+from hub.leader import INBOUND_LEADER, while_leading
 from hub.metrics import Metrics
 from hub.models import (
     InboundMessage,
@@ -271,6 +271,7 @@ class InboundProcessor(Worker):
         self._unusable: list[tuple[dict[str, Any], str, str]] = []
         self._parsed: dict[int, list[ParsedEvent]] = {}
         self.leading = False
+        self.poll_interval = 1.0
 
     def offer(self, raw_id: int, parsed: list[ParsedEvent]) -> None:
         """Events the webhook handler already parsed from stored delivery ``raw_id``.
@@ -282,31 +283,15 @@ class InboundProcessor(Worker):
             self._parsed[raw_id] = parsed
 
     async def run(self) -> None:
-        while True:
-            lead = Leadership(self.store.db, INBOUND_LEADER, "inbound processing")
-            try:
-                await lead.acquire()
-                self.leading = True
-                work = asyncio.create_task(self._work(), name="hub-inbound-work")
-                lost = asyncio.create_task(lead.lost.wait())
-                try:
-                    await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for task in (work, lost):
-                        task.cancel()
-                    await asyncio.gather(work, lost, return_exceptions=True)
-                log.warning(
-                    "lost the lead of inbound processing (its connection closed); waiting for it again"
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("could not take the lead of inbound processing; retrying in 1 s")
-                await asyncio.sleep(1)
-            finally:
-                self.leading = False
-                self._parsed.clear()
-                await lead.release()
+        await while_leading(self.store.db, INBOUND_LEADER, "inbound processing", self._lead)
+
+    async def _lead(self) -> None:
+        self.leading = True
+        try:
+            await self._work()
+        finally:
+            self.leading = False
+            self._parsed.clear()
 
     async def _work(self) -> None:
         while True:  # the first pass picks up what a previous run left pending
@@ -319,8 +304,12 @@ class InboundProcessor(Worker):
                 log.exception("inbound processing failed; retrying in 1 s")
                 await asyncio.sleep(1)
                 self.notify()
-            # A delivery waiting for its retry wakes the loop when it is due; new ones notify.
-            await self.idle(await self._next_retry_in())
+            # A delivery waiting for its retry wakes the loop when it is due; new ones notify
+            # (stored by another process: through its NOTIFY, or this poll if that was lost).
+            due = await self._next_retry_in()
+            if not self.store.db.is_sqlite:
+                due = min(due, self.poll_interval) if due is not None else self.poll_interval
+            await self.idle(due)
 
     async def _next_retry_in(self) -> float | None:
         async with self.store.db.read() as conn:

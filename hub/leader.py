@@ -11,17 +11,54 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
 from hub.db import Database
 
-__all__ = ["INBOUND_LEADER", "Leadership"]
+__all__ = ["INBOUND_LEADER", "WINDOWS_LEADER", "Leadership", "key_for", "while_leading"]
 
 log = logging.getLogger("hub.leader")
 INBOUND_LEADER = 0x6875625F696E62  # "hub_inb"
+WINDOWS_LEADER = 0x6875625F77696E  # "hub_win"
+
+
+def key_for(name: str) -> int:
+    """An advisory lock key (a signed 64-bit integer) for a named piece of work."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+async def while_leading(db: Database, key: int, what: str, work: Callable[[], Awaitable[None]]) -> None:
+    """Run ``work`` whenever this process leads ``key``: at once on SQLite; on PostgreSQL once the
+    lock is this process's, again after a lost lead is won back. Returns when ``work`` returns."""
+    while True:
+        lead = Leadership(db, key, what)
+        try:
+            await lead.acquire()
+            task = asyncio.ensure_future(work())
+            lost = asyncio.ensure_future(lead.lost.wait())
+            try:
+                await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+                lead_lost = lost.done() and not task.done()
+            finally:
+                for t in (task, lost):
+                    t.cancel()
+                await asyncio.gather(task, lost, return_exceptions=True)
+            if not lead_lost:
+                task.result()  # the work's own exception, if it raised one
+                return
+            log.warning("lost the lead of %s (its connection closed); waiting for it again", what)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed, or its lead could not be taken; retrying in 1 s", what)
+            await asyncio.sleep(1)
+        finally:
+            await lead.release()
 
 
 class Leadership:

@@ -68,11 +68,8 @@ class _RolledBack(Exception):
 
 async def _naive(store: Store, after: int) -> list[int]:
     async with store.db.read() as conn:
-        return list(
-            await conn.scalars(
-                sa.select(schema.events.c.seq).where(schema.events.c.seq > after).order_by(schema.events.c.seq)
-            )
-        )
+        E = schema.events
+        return list(await conn.scalars(sa.select(E.c.seq).where(E.c.seq > after).order_by(E.c.seq)))
 
 
 async def test_a_reader_never_skips_an_event_that_commits_after_a_later_one(pg_store: Store) -> None:
@@ -130,7 +127,7 @@ async def test_the_feed_publishes_out_of_order_commits_in_seq_order(pg_store: St
             async with store.tx() as tx:  # on this one, committed first
                 seq_b = (await tx.emit("b", {})).seq
             await asyncio.sleep(0.3)
-            assert sub.queue.empty(), "seq %d was published while %d was in flight" % (seq_b, seq_a)
+            assert sub.queue.empty(), f"seq {seq_b} was published while {seq_a} was in flight"
             await a.finish()
             got: list[int] = []
             while len(got) < 2:

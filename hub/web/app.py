@@ -47,11 +47,12 @@ from hub.config import HubConfig
 from hub.db import Database
 from hub.errors import ConfigError
 from hub.events import EventBus, Store
-from hub.fanout import Feed
+from hub.fanout import INBOX, Feed
 from hub.groupcommit import GroupCommit
 from hub.http import provider_client
 from hub.inbound import InboundProcessor, RawInbox
 from hub.ingest import IngestRunner
+from hub.leader import WINDOWS_LEADER, while_leading
 from hub.logins import LoginGuard, LoginLimits
 from hub.media import MediaStore, MediaWorker
 from hub.metrics import Metrics
@@ -273,6 +274,11 @@ async def _raw_inbox(app: web.Application) -> AsyncIterator[None]:
 async def _processor(app: web.Application) -> AsyncIterator[None]:
     processor = InboundProcessor(app[STORE], app[CHANNELS], metrics=app[METRICS])
     app[RAW_INBOX].on_stored.append(processor.notify)
+    feed = app[STORE].feed
+    if feed is not None:
+        # Deliveries stored here may be applied by another process, and the other way round.
+        app[RAW_INBOX].on_stored.append(lambda _new: feed.signal(INBOX))
+        feed.on_signal.setdefault(INBOX, []).append(processor.notify)
     app[PROCESSOR] = processor
     if app[CONFIG].hub.run_workers:
         await processor.start()
@@ -360,7 +366,9 @@ async def _window_watcher(app: web.Application) -> AsyncIterator[None]:
     tasks = []
     if app[CONFIG].hub.run_workers:
         watcher = WindowWatcher(app[STORE], app[CHANNELS])
-        tasks.append(asyncio.create_task(watcher.run(), name="hub-window-watcher"))
+        # One process announces each closed window, not every process.
+        lead = while_leading(app[STORE].db, WINDOWS_LEADER, "reply-window announcements", watcher.run)
+        tasks.append(asyncio.create_task(lead, name="hub-window-watcher"))
     async with _tasks(*tasks):
         yield
 

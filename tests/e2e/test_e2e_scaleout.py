@@ -4,7 +4,8 @@
 * an admin's change on one process (disable, enable) holds on the other within a second;
 * a SIGKILL of one process mid-load loses and doubles nothing: every delivery answered 200 is one
   message, whichever process took it and whichever applied it;
-* a rolling restart (each process stopped and started again in turn, under load) loses nothing.
+* a rolling restart (each process stopped and started again in turn, under load) loses nothing;
+* a channel's send rate limit holds for both processes together.
 """
 
 from __future__ import annotations
@@ -15,20 +16,25 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
 import pytest_asyncio
 from e2e_support import (
+    PG_HELP,
     Api,
     EventStream,
-    HubFactory,
     HubProcess,
     ThreadedFakeGraph,
     WaChannel,
     create_wa_channel,
     encode,
+    inbound_conversation,
     phone,
+    postgres_problem,
+    postgres_url,
+    send_text,
     wa_text_webhook,
     wait_until,
 )
@@ -46,17 +52,38 @@ class Pair:
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def pair(tmp_path: Path, hub_factory: HubFactory, http: aiohttp.ClientSession) -> AsyncIterator[Pair]:
+async def pair(tmp_path: Path, http: aiohttp.ClientSession) -> AsyncIterator[Pair]:
+    server = postgres_url()
+    problem = await postgres_problem(server)
+    if problem is not None:
+        pytest.skip(PG_HELP.format(url=server, error=problem))
+    # A database of this test's own: other runs on the server wipe the shared e2e database.
+    import asyncpg
+
+    name = f"hub_scale_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(server, timeout=5)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = urlunsplit(urlsplit(server)._replace(path="/" + name))
     # Both processes must open the channel secrets the other sealed: one key for the cluster.
     settings = {"secret_key": secrets.token_urlsafe(24)}
-    a = await hub_factory("postgresql", extra_hub_settings=settings)
-    b = HubProcess(tmp_path / "b", database_url=a.database_url, extra_hub_settings=settings)
-    b.token = a.token
+    a = HubProcess(tmp_path / "a", database_url=url, extra_hub_settings=settings)
+    b = HubProcess(tmp_path / "b", database_url=url, extra_hub_settings=settings)
     try:
+        await a.bootstrap()
+        b.token = a.token
         await b.start()
         yield Pair(a, b, http)
     finally:
         await b.close()
+        await a.close()
+        admin = await asyncpg.connect(server, timeout=5)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 async def _post(api: Api, ch: WaChannel, body: bytes) -> int:
@@ -142,9 +169,23 @@ async def test_disabling_a_channel_on_one_process_holds_on_the_other_within_a_se
     await wait_until(accepted, within=5, interval=0.02, what="the other process to accept it again")
     assert time.monotonic() - changed < 1.0
 
+    # Settings: a new messages_per_second (what the other process's outbox will send at).
+    await pair.api_a.ok(
+        "PATCH", f"/api/v1/admin/channels/{ch.id}", json_body={"settings": {"messages_per_second": 7}}
+    )
+    changed = time.monotonic()
 
-async def _count_messages(api: Api, expected: set[str], after: int) -> Counter[str]:
-    """How many message.created events (and stored messages) each expected wamid has."""
+    async def new_settings() -> bool:
+        got = await pair.api_b.ok("GET", f"/api/v1/admin/channels/{ch.id}")
+        return bool(got["settings"]["messages_per_second"] == 7)
+
+    await wait_until(new_settings, within=5, interval=0.02, what="the other process to use the new settings")
+    assert time.monotonic() - changed < 1.0
+
+
+async def _count_messages(api: Api, expected: set[str], after: int) -> Counter[str] | None:
+    """How many message.created events each expected wamid has, once every one has one and the
+    stored messages agree with the log (None while deliveries are still being applied)."""
     events = await api.events(after)
     created = Counter(
         e["data"]["external_id"]
@@ -157,6 +198,8 @@ async def _count_messages(api: Api, expected: set[str], after: int) -> Counter[s
         for m in await api.messages(cid):
             if m["external_id"] in expected:
                 stored[m["external_id"]] += 1
+    if set(created) != expected or set(stored) != expected:
+        return None
     assert stored == created, "the event log and the stored messages disagree"
     return created
 
@@ -196,8 +239,7 @@ async def test_a_sigkill_mid_load_loses_and_doubles_nothing(pair: Pair, graph: T
     expected = set(answered)
 
     async def applied() -> Counter[str] | None:
-        counts = await _count_messages(pair.api_b, expected, base)
-        return counts if set(counts) == expected else None
+        return await _count_messages(pair.api_b, expected, base)
 
     counts = await wait_until(applied, within=60, what="the survivor to apply every delivery")
     assert counts == Counter({m: 1 for m in expected})
@@ -226,8 +268,33 @@ async def test_a_rolling_restart_loses_nothing(pair: Pair, graph: ThreadedFakeGr
     assert len(expected) == 120
 
     async def applied() -> Counter[str] | None:
-        counts = await _count_messages(pair.api_a, expected, base)
-        return counts if set(counts) == expected else None
+        return await _count_messages(pair.api_a, expected, base)
 
     counts = await wait_until(applied, within=60, what="every delivery applied after the rolling restart")
     assert counts == Counter({m: 1 for m in expected})
+
+
+async def test_a_send_rate_limit_holds_across_both_processes(pair: Pair, graph: ThreadedFakeGraph) -> None:
+    rate = 2  # messages_per_second, also the burst
+    ch = await create_wa_channel(pair.api_a, graph.base_url, name="Rate limited", messages_per_second=rate)
+    convs = [await inbound_conversation(pair.api_a, ch, phone()) for _ in range(4)]
+    # Agents on both processes send at once; both processes' outboxes deliver.
+    sends = [
+        send_text(api, convs[i % 4], f"limited {i}") for i in range(8) for api in (pair.api_a, pair.api_b)
+    ]
+    await asyncio.gather(*sends)
+
+    def delivered() -> list[float]:
+        got = graph.sends(ch.phone_number_id)
+        return sorted(r.at for r in got) if len(got) >= len(sends) else []
+
+    times = await wait_until(delivered, within=60, what="every send delivered")
+    assert len(times) == len(sends)
+    # The token bucket's promise, for every stretch of the run: at most burst + rate x its length
+    # (one more for network jitter between the bucket and the provider).
+    for i in range(len(times)):
+        for j in range(i + 1, len(times)):
+            sent = j - i + 1
+            assert sent <= rate + rate * (times[j] - times[i]) + 1, (
+                f"{sent} sends in {times[j] - times[i]:.2f} s at {rate}/s: {times}"
+            )
