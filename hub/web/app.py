@@ -394,6 +394,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     org = OrgService(store, app[TOKEN_CACHE])
     teams = TeamService(org, lambda channel_id: channel_id in channels.rows)
     app[ORG], app[TEAMS] = org, teams
+    if store.feed is not None:
+        store.feed.on_remote.append(org.follow)
     app[CHANNEL_ADMIN] = ChannelAdmin(channels, teams)
     app[CONVERSATIONS] = ConversationService(store, channels)
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
