@@ -37,7 +37,7 @@ from hub.models import Event, utcnow
 if TYPE_CHECKING:
     from hub.fanout import Feed
 
-__all__ = ["EventBus", "Frame", "Store", "Subscription", "Tx"]
+__all__ = ["EventBus", "EventCheck", "Frame", "Store", "Subscription", "Tx"]
 
 log = logging.getLogger("hub.events")
 PRUNE_CURSOR = ("_hub", "events_pruned_through")
@@ -77,12 +77,18 @@ class Frame(NamedTuple):
     conversation_id: str | None
 
 
+# Raises when an event's type or data is not what the app is told to expect (the web layer's
+# event catalogue); set by the app factory when ``check_events`` is on.
+EventCheck = Callable[[str, Any], None]
+
+
 @dataclass
 class Tx:
     """One write transaction; ``emit`` appends to the event log inside it."""
 
     conn: AsyncConnection
     db: Database
+    check: EventCheck | None = None
     events: list[Event] = field(default_factory=list)
     frames: list[Frame] = field(default_factory=list)
     _locked: bool = False
@@ -117,6 +123,9 @@ class Tx:
         """Append several events (type, data, channel_id, conversation_id) in one statement, in order."""
         if not items:
             return []
+        if self.check is not None:
+            for type_, data, _, _ in items:
+                self.check(type_, data)
         await self._mark()
         now = utcnow()
         # Serialized once here: the log row, the live frames and every replay reuse this text.
@@ -241,9 +250,10 @@ class Store:
     here directly.
     """
 
-    def __init__(self, db: Database, bus: EventBus) -> None:
+    def __init__(self, db: Database, bus: EventBus, check: EventCheck | None = None) -> None:
         self.db = db
         self.bus = bus
+        self.check = check
         self.feed: Feed | None = None  # set by Feed.start
         self.horizon_timeout = 30.0
 
@@ -254,7 +264,7 @@ class Store:
         committed = False
         try:
             async with self.db.write() as conn:
-                tx = Tx(conn, self.db)
+                tx = Tx(conn, self.db, self.check)
                 yield tx
                 if tx.events and feed is not None:
                     # Before the commit: once the events are visible, the feed may read them, and
