@@ -26,7 +26,7 @@ async def test_migrations_match_the_declared_schema(database_url: str) -> None:
 
 
 async def test_free_string_labels_and_teams_become_references(database_url: str) -> None:
-    """0007: a conversation's free-string labels become label definitions (one per name whatever
+    """0008: a conversation's free-string labels become label definitions (one per name whatever
     its case) still applied to it; a team given by name becomes a reference to that team."""
     import sqlalchemy as sa
 
