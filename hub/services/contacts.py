@@ -196,7 +196,7 @@ class ContactService:
             except NotFound:
                 raise Invalid("contact_id", f"contact {other_id} does not exist") from None
             await _merge_rows(tx, keep, gone)
-            merged = (await fetch_contacts(tx.conn, [contact_id]))[0]
+            merged = await self._flagged(tx.conn, (await fetch_contacts(tx.conn, [contact_id]))[0])
             await tx.emit(
                 "contact.merged",
                 {"id": contact_id, "merged_id": other_id, "contact": merged, "by": actor.ref},
@@ -211,7 +211,7 @@ class ContactService:
             from hub.services.labels import emit_conversations_updated
 
             await emit_conversations_updated(tx, conv_ids, ["contact"], actor.ref)
-            return await self._flagged(tx.conn, merged)
+            return merged
 
     async def _flagged(self, conn: AsyncConnection, contact: dict[str, Any]) -> dict[str, Any]:
         if self.attributes is None:
