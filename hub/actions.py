@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
 
 from hub.access import Actor
 from hub.channels import ChannelService
@@ -91,7 +91,14 @@ class Snooze(_Action):
 class SetAttribute(_Action):
     type: Literal["set_custom_attribute"]
     key: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    value: Annotated[str, StringConstraints(max_length=ATTRIBUTE_VALUE)] | int | float | bool | None
+    # Strict: "42" stays a string, and a long string is refused rather than read as a number.
+    value: (
+        Annotated[str, StringConstraints(max_length=ATTRIBUTE_VALUE, strict=True)]
+        | StrictInt
+        | StrictFloat
+        | StrictBool
+        | None
+    )
 
 
 class AddNote(_Action):

@@ -26,6 +26,7 @@ from hub.services.errors import Conflict, Invalid, NotFound
 
 __all__ = [
     "PLACEHOLDERS",
+    "TEXT_PATTERN",
     "QuickReplyService",
     "announce_config",
     "placeholder_problems",
@@ -34,25 +35,30 @@ __all__ = [
 
 Q = schema.quick_replies
 PLACEHOLDERS = ("contact.name", "contact.email", "contact.phone", "agent.name", "agent.email")
+_KNOWN = (
+    r"contact\.(?:name|email|phone)|agent\.(?:name|email)"
+    r"|conversation\.custom_attributes\.[A-Za-z0-9_.-]{1,64}"
+)
+# A text is characters other than braces (and NUL), and placeholders: braces appear in nothing else.
+# The same expression, in JavaScript's syntax, is the pattern the API document publishes.
+TEXT_PATTERN = "^(?:[^{}\\u0000]|\\{\\{ *(?:" + _KNOWN + ") *\\}\\})*$"
+_TEXT = re.compile("(?:[^{}\x00]|\\{\\{ *(?:" + _KNOWN + ") *\\}\\})*")
+_LOOSE = re.compile(r"\{\{([^{}]*)\}\}")
+_PLACEHOLDER = re.compile(r"\{\{ *([^{} ]+) *\}\}")
 _ATTRIBUTE = re.compile(r"^conversation\.custom_attributes\.([A-Za-z0-9_.-]{1,64})$")
-_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
 def placeholder_problems(text: str) -> list[str]:
-    """What is wrong with the placeholders of ``text`` (empty when each is known and closed)."""
+    """What is wrong with the placeholders of ``text`` (empty when the text is valid)."""
+    if _TEXT.fullmatch(text):
+        return []
+    known = ", ".join(f"{{{{{p}}}}}" for p in PLACEHOLDERS) + ", {{conversation.custom_attributes.KEY}}"
     problems = []
-    for match in _PLACEHOLDER.finditer(text):
-        name = match.group(1)
+    for match in _LOOSE.finditer(text):
+        name = match.group(1).strip()
         if name not in PLACEHOLDERS and not _ATTRIBUTE.match(name):
-            problems.append(
-                f"unknown placeholder {{{{{name}}}}}; known: "
-                + ", ".join(f"{{{{{p}}}}}" for p in PLACEHOLDERS)
-                + ", {{conversation.custom_attributes.KEY}}"
-            )
-    rest = _PLACEHOLDER.sub("", text)
-    if "{{" in rest or "}}" in rest:
-        problems.append("a placeholder is not closed: write {{name}}")
-    return problems
+            problems.append(f"unknown placeholder {{{{{name}}}}}; known: {known}")
+    return problems or [f"{{ and }} appear only in placeholders: {known}"]
 
 
 def render_text(text: str, conversation: dict[str, Any], agent: dict[str, Any]) -> str:
@@ -140,12 +146,12 @@ class QuickReplyService:
     ) -> dict[str, Any]:
         actor.require("config.manage")
         values: dict[str, Any] = {}
-        if code is not None:
-            values["code"] = code.lower()
-        if text is not None:
-            values["text"] = _checked_text(text)
         async with self.store.tx() as tx:
-            await _fetch(tx.conn, quick_reply_id)
+            await _fetch(tx.conn, quick_reply_id)  # absent is a 404 whatever the body says
+            if code is not None:
+                values["code"] = code.lower()
+            if text is not None:
+                values["text"] = _checked_text(text)
             if values:
                 if "code" in values:
                     await self._unique(tx.conn, values["code"], quick_reply_id)

@@ -3,16 +3,17 @@ organisation's defaults, the in-app list, and push devices."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
-from hub.appkeys import NOTIFICATIONS
+from hub.appkeys import NOTIFICATIONS, NOTIFIER_REGISTRY
 from hub.notify.notifier import EVENT_TYPES, MEDIA
 from hub.web.auth import require_actor
 from hub.web.errors import ApiError, query_int, query_text, read_json
 from hub.web.openapi import operation, query_integer
+from hub.web.workspace import known_query
 
 __all__ = ["routes"]
 
@@ -129,6 +130,14 @@ def _changes(req: PreferencesIn) -> dict[str, dict[str, bool]]:
     }
 
 
+def _device_schema(app: web.Application) -> dict[str, Any]:
+    """DeviceIn, with ``provider`` one of the push notifiers installed in this hub."""
+    schema = DeviceIn.model_json_schema()
+    push = sorted(n for n, cls in app[NOTIFIER_REGISTRY].types().items() if cls.medium == "push")
+    schema["properties"]["provider"]["enum"] = push
+    return schema
+
+
 # ---- preferences --------------------------------------------------------------------------------
 
 
@@ -221,6 +230,7 @@ async def set_defaults(request: web.Request) -> web.StreamResponse:
 )
 async def list_notifications(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
+    known_query(request, "unread", "before", "limit")
     unread = request.query.get("unread", "false")
     if unread not in ("true", "false"):
         raise ApiError(400, "bad_request", "unread must be true or false")
@@ -263,6 +273,7 @@ async def list_devices(request: web.Request) -> web.StreamResponse:
     "Register a device for push (a token registered before moves to you)",
     "notifications",
     body=DeviceIn,
+    body_schema=_device_schema,
     status=201,
     errors=(422,),
     response=DeviceOut,

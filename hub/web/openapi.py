@@ -61,6 +61,12 @@ def query_integer(minimum: int = 0) -> dict[str, Any]:
     return {"type": "integer", "minimum": minimum, "maximum": 2**63 - 1}
 
 
+# Request headers whose values the API checks, with what it accepts (others: any string).
+HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+
+
 def operation(summary: str, tag: str, **kwargs: Any) -> Callable[[F], F]:
     def mark(fn: F) -> F:
         fn.__hub_operation__ = Operation(summary, tag, **kwargs)  # type: ignore[attr-defined]
@@ -102,6 +108,9 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             params.append({"name": name, "in": "header", "description": desc, "schema": {"type": "string"}})
         if params:
             entry["parameters"] = params
+        for param in params:
+            if param["in"] == "header" and param["name"] in HEADER_SCHEMAS:
+                param["schema"] = HEADER_SCHEMAS[param["name"]]
         if op.body is None and op.body_schema is not None:
             entry["requestBody"] = {
                 "required": True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from hub.limits import Id
 from hub.outbound import Draft
@@ -20,12 +20,16 @@ REFUSED_STATUS: dict[Reason, int] = {"not_found": 404, "conflict": 409, "invalid
 class SendRequest(Draft):
     """``POST /api/v1/conversations/{id}/messages``: what an agent sends."""
 
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"not": {"required": ["text", "quick_reply_id"]}}
+    )
+
     quick_reply_id: Id | None = None
     """A quick reply to send instead of ``text``: the hub renders its placeholders."""
 
     @model_validator(mode="after")
     def _text_or_quick_reply(self) -> SendRequest:
-        if self.quick_reply_id is not None and self.text is not None:
+        if {"text", "quick_reply_id"} <= self.model_fields_set:
             raise ValueError("give text or quick_reply_id, not both")
         return self
 

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from hub.actions import ActionSpec
 from hub.appkeys import MACROS, NOTES, QUICK_REPLIES
 from hub.limits import Id, omit_null
+from hub.services.quick_replies import TEXT_PATTERN
 from hub.web.auth import require_actor
-from hub.web.errors import query_int, query_text, read_json
+from hub.web.errors import ApiError, query_int, query_text, read_json
 from hub.web.openapi import operation, query_integer
 
 __all__ = ["routes"]
@@ -23,6 +24,15 @@ Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 ReplyText = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 MacroName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 NoteText = Annotated[str, StringConstraints(min_length=1, max_length=65_536)]
+
+
+def known_query(request: web.Request, *names: str) -> None:
+    """400 for a query parameter the operation does not take (a typo must not pass silently)."""
+    unknown = sorted(set(request.query) - set(names))
+    if unknown:
+        raise ApiError(
+            400, "bad_request", f"unknown query parameter {unknown[0][:64]!r}; this takes {', '.join(names)}"
+        )
 
 
 def _not_null(value: Any) -> Any:
@@ -40,7 +50,9 @@ class QuickReplyIn(BaseModel):
     code: Code = Field(description="the short code agents type; unique regardless of case")
     text: ReplyText = Field(
         description="with placeholders {{contact.name}}, {{contact.email}}, {{contact.phone}}, "
-        "{{agent.name}}, {{agent.email}}, {{conversation.custom_attributes.KEY}}"
+        "{{agent.name}}, {{agent.email}}, {{conversation.custom_attributes.KEY}}; braces appear in "
+        "nothing else (422 naming text)",
+        json_schema_extra={"pattern": TEXT_PATTERN},
     )
 
 
@@ -48,7 +60,7 @@ class QuickReplyPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=omit_null("code", "text"))
 
     code: Code | None = None
-    text: ReplyText | None = None
+    text: ReplyText | None = Field(default=None, json_schema_extra={"pattern": TEXT_PATTERN})
 
     @field_validator("code", "text", mode="before")
     @classmethod
@@ -177,6 +189,7 @@ class NoteList(BaseModel):
 )
 async def list_quick_replies(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
+    known_query(request, "q", "limit")
     limit = query_int(request, "limit", 200, minimum=1, maximum=500)
     items = await request.app[QUICK_REPLIES].search(actor, query_text(request, "q"), limit)
     return web.json_response({"quick_replies": items})
