@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from hub.services.channels import ChannelAdmin
     from hub.services.contacts import ContactService
     from hub.services.conversations import ConversationService
+    from hub.services.deliveries import DeliveryService
     from hub.services.events import EventService
     from hub.services.macros import MacroService
     from hub.services.messages import MessageService
@@ -76,3 +77,4 @@ NOTIFIERS: web.AppKey[dict[str, Notifier]] = web.AppKey("notifiers")
 NOTIFICATIONS: web.AppKey[NotificationService] = web.AppKey("notifications")
 NOTIFICATION_CONSUMER: web.AppKey[NotificationConsumer] = web.AppKey("notification_consumer")
 NOTIFICATION_DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("notification_delivery")
+DELIVERIES: web.AppKey[DeliveryService] = web.AppKey("deliveries")
