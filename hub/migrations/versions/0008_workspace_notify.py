@@ -1,8 +1,8 @@
 """the agents' workspace (quick replies, macros, private notes) and notifications (preferences,
 the in-app list, push devices, durable deliveries through notifiers)
 
-Revision ID: 0007_workspace_notify
-Revises: 0006_access_people
+Revision ID: 0008_workspace_notify
+Revises: 0007_rate_buckets
 Create Date: 2026-12-06 21:55:06.188739
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import hub.schema
 
-revision: str = "0007_workspace_notify"
-down_revision: str | None = "0006_access_people"
+revision: str = "0008_workspace_notify"
+down_revision: str | None = "0007_rate_buckets"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
