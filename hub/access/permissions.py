@@ -23,7 +23,9 @@ PERMISSIONS: dict[str, str] = {
     "labels.apply": "add and remove labels on conversations",
     "labels.manage": "define, rename, recolour and delete labels",
     "attributes.manage": "define, change and delete custom attributes of contacts and conversations",
-    "config.manage": "manage workspace configuration (availability statuses, assignment policies, ...)",
+    "notes.write": "write private notes on conversations you can read (never sent to the customer)",
+    "config.manage": "manage workspace configuration (availability statuses, assignment policies, quick "
+    "replies, shared macros, notification defaults, ...)",
     "channels.manage": "create, change and delete channels and choose who serves them",
     "users.manage": "create, change and deactivate users; manage roles and teams",
     "plugins.read": "list installed plugins",
@@ -48,6 +50,7 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
             "contacts.read",
             "contacts.update",
             "labels.apply",
+            "notes.write",
         }
     ),
 }

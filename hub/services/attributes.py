@@ -33,7 +33,7 @@ from hub.models import utcnow
 from hub.services.config import ConfigRegistry
 from hub.services.errors import Conflict, Invalid, NotFound
 
-__all__ = ["APPLIES_TO", "TYPES", "AttributeService", "load_definitions", "value_problem"]
+__all__ = ["APPLIES_TO", "TYPES", "AttributeService", "check_values", "load_definitions", "value_problem"]
 
 A = schema.attribute_definitions
 APPLIES_TO = ("contact", "conversation")
@@ -137,6 +137,40 @@ def _problems(defs: list[dict[str, Any]], values: dict[str, Any]) -> list[dict[s
     return out
 
 
+async def check_values(
+    conn: AsyncConnection, applies_to: str, current: dict[str, Any], patch: dict[str, Any]
+) -> dict[str, Any]:
+    """``current`` with ``patch`` applied, every value it names checked against its definition
+    (a 422 naming ``custom_attributes.KEY``); the API, macros and rules all write through it."""
+    defs = {d["key"]: d for d in await _definitions(conn, applies_to)}
+    errors = []
+    for key, value in patch.items():
+        d = defs.get(key)
+        if d is None:
+            known = ", ".join(sorted(defs)) or "none"
+            errors.append(
+                {
+                    "field": f"{FIELD}.{key}",
+                    "message": f"no {applies_to} attribute {key!r} is defined (defined: {known})",
+                }
+            )
+            continue
+        message = value_problem(d, value)
+        if message is not None:
+            errors.append({"field": f"{FIELD}.{key}", "message": f"{d['name']} {message}"})
+    merged = {k: v for k, v in {**current, **patch}.items() if v is not None}
+    for d in defs.values():
+        if (
+            d["required"]
+            and merged.get(d["key"]) is None
+            and not any(e["field"] == f"{FIELD}.{d['key']}" for e in errors)
+        ):
+            errors.append({"field": f"{FIELD}.{d['key']}", "message": f"{d['name']} is required"})
+    if errors:
+        raise AttributesInvalid(errors)
+    return merged
+
+
 class AttributeService:
     def __init__(self, store: Store, config: ConfigRegistry) -> None:
         self.store = store
@@ -148,34 +182,7 @@ class AttributeService:
     async def checked(
         self, conn: AsyncConnection, applies_to: str, current: dict[str, Any], patch: dict[str, Any]
     ) -> dict[str, Any]:
-        """``current`` with ``patch`` applied, every value in it checked (422 naming the field)."""
-        defs = {d["key"]: d for d in await _definitions(conn, applies_to)}
-        errors = []
-        for key, value in patch.items():
-            d = defs.get(key)
-            if d is None:
-                known = ", ".join(sorted(defs)) or "none"
-                errors.append(
-                    {
-                        "field": f"{FIELD}.{key}",
-                        "message": f"no {applies_to} attribute {key!r} is defined (defined: {known})",
-                    }
-                )
-                continue
-            message = value_problem(d, value)
-            if message is not None:
-                errors.append({"field": f"{FIELD}.{key}", "message": f"{d['name']} {message}"})
-        merged = {k: v for k, v in {**current, **patch}.items() if v is not None}
-        for d in defs.values():
-            if (
-                d["required"]
-                and merged.get(d["key"]) is None
-                and not any(e["field"] == f"{FIELD}.{d['key']}" for e in errors)
-            ):
-                errors.append({"field": f"{FIELD}.{d['key']}", "message": f"{d['name']} is required"})
-        if errors:
-            raise AttributesInvalid(errors)
-        return merged
+        return await check_values(conn, applies_to, current, patch)
 
     async def problems(
         self, conn: AsyncConnection, applies_to: str, values: dict[str, Any]

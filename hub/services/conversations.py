@@ -16,16 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub import schema
 from hub.access import Actor
 from hub.channels import ChannelService
-from hub.events import Store
+from hub.events import Store, Tx
 from hub.models import ContactRef, utcnow
 from hub.records import fetch_conversation, fetch_conversations
 from hub.routing import route_to_team
-from hub.services.attributes import AttributeService
+from hub.services.attributes import AttributeService, check_values
 from hub.services.errors import Invalid, NotFound, ServiceError
 from hub.services.labels import label_ids, set_labels
 from hub.services.organisation import load_actor
 
-__all__ = ["ConversationService", "access_conversation"]
+__all__ = ["ConversationService", "access_conversation", "apply_update"]
 
 log = logging.getLogger("hub.conversations")
 C = schema.conversations
@@ -128,43 +128,8 @@ class ConversationService:
     async def update(self, actor: Actor, conversation_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Apply a patch; each kind of change needs its permission (taking one needs none)."""
         async with self.store.tx() as tx:
-            conv = await access_conversation(tx.conn, actor, conversation_id)
-            values = await _checked_changes(tx.conn, actor, conv, changes)
-            if "custom_attributes" in values:
-                assert self.attributes is not None
-                values["custom_attributes"] = await self.attributes.checked(
-                    tx.conn, "conversation", conv["custom_attributes"], values["custom_attributes"]
-                )
-            label_ids: Any = values.pop("labels", None)
-            if label_ids is not None:
-                # Named in the patch: part of its one event, as every named field is.
-                await set_labels(tx.conn, CL, conversation_id, label_ids)
-                values["labels"] = label_ids
-            if values:
-                values["updated_at"] = utcnow()
-                columns = {k: v for k, v in values.items() if k != "labels"}
-                await tx.conn.execute(C.update().where(C.c.id == conversation_id).values(**columns))
-                if values.get("team") and "assignee_id" not in changes and conv["assignee_id"] is None:
-                    row = (
-                        (await tx.conn.execute(sa.select(C).where(C.c.id == conversation_id)))
-                        .mappings()
-                        .one()
-                    )
-                    await route_to_team(tx, dict(row), values["team"])
-                fresh = await fetch_conversation(tx.conn, conversation_id)
-                assert fresh is not None
-                [fresh] = await self.flagged(tx.conn, [fresh])
-                changed = {k for k in values if k not in ("updated_at", "last_assignee_id")}
-                if fresh["assignee_id"] != conv["assignee_id"]:
-                    changed.add("assignee_id")
-                await tx.emit(
-                    "conversation.updated",
-                    {**fresh, "changed": sorted(changed), "by": actor.ref},
-                    channel_id=fresh["channel_id"],
-                    conversation_id=conversation_id,
-                )
-            else:
-                [fresh] = await self.flagged(tx.conn, [conv])
+            fresh = await apply_update(tx, actor, conversation_id, changes)
+            [fresh] = await self.flagged(tx.conn, [fresh])
         # The answer shows the result even when the change took it out of the actor's scope (a
         # "mine only" agent handing it on): they made the change, they may see what it became.
         return self._with_window(fresh)
@@ -200,6 +165,43 @@ class ConversationService:
             except Exception as exc:  # best effort: the agent's read state is already stored
                 log.warning("channel %s mark_read failed: %s", conv["channel_id"], exc)
         return fresh
+
+
+async def apply_update(tx: Tx, actor: Actor, conversation_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """The workflow change inside the caller's transaction (the API's, or a rule's with its run
+    log and cursor): checks (labels must be defined, custom attribute values must fit their
+    definitions), writes, routes a new team, emits ``conversation.updated``."""
+    conv = await access_conversation(tx.conn, actor, conversation_id)
+    values = await _checked_changes(tx.conn, actor, conv, changes)
+    if "custom_attributes" in values:
+        values["custom_attributes"] = await check_values(
+            tx.conn, "conversation", conv["custom_attributes"], values["custom_attributes"]
+        )
+    label_ids: Any = values.pop("labels", None)
+    if label_ids is not None:
+        # Named in the patch: part of its one event, as every named field is.
+        await set_labels(tx.conn, CL, conversation_id, label_ids)
+        values["labels"] = label_ids
+    if not values:
+        return conv
+    values["updated_at"] = utcnow()
+    columns = {k: v for k, v in values.items() if k != "labels"}
+    await tx.conn.execute(C.update().where(C.c.id == conversation_id).values(**columns))
+    if values.get("team") and "assignee_id" not in changes and conv["assignee_id"] is None:
+        row = (await tx.conn.execute(sa.select(C).where(C.c.id == conversation_id))).mappings().one()
+        await route_to_team(tx, dict(row), values["team"])
+    fresh = await fetch_conversation(tx.conn, conversation_id)
+    assert fresh is not None
+    changed = {k for k in values if k not in ("updated_at", "last_assignee_id")}
+    if fresh["assignee_id"] != conv["assignee_id"]:
+        changed.add("assignee_id")
+    await tx.emit(
+        "conversation.updated",
+        {**fresh, "changed": sorted(changed), "by": actor.ref},
+        channel_id=fresh["channel_id"],
+        conversation_id=conversation_id,
+    )
+    return fresh
 
 
 async def _checked_changes(

@@ -2,8 +2,8 @@
 reference), attribute definitions, contacts' custom attributes. The free-string labels of
 conversations become definitions, and a free-string team that names no team becomes one.
 
-Revision ID: 0008_labels_and_attributes
-Revises: 0007_rate_buckets
+Revision ID: 0009_labels_and_attributes
+Revises: 0008_workspace_notify
 Create Date: 2026-12-06 22:20:00
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 import hub.schema
 
-revision: str = "0008_labels_and_attributes"
-down_revision: str | None = "0007_rate_buckets"
+revision: str = "0009_labels_and_attributes"
+down_revision: str | None = "0008_workspace_notify"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
