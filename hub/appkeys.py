@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from hub.services.organisation import OrgService
     from hub.services.teams import TeamService
     from hub.timers import Connections
+    from hub.uploads import UploadStore
     from hub.users import TokenCache
 
 CONFIG: web.AppKey[HubConfig] = web.AppKey("config")
@@ -59,3 +60,4 @@ EVENTS: web.AppKey[EventService] = web.AppKey("events")
 AVAILABILITY: web.AppKey[AvailabilityService] = web.AppKey("availability")
 CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")
 CONTACTS: web.AppKey[ContactService] = web.AppKey("contacts")
+UPLOADS: web.AppKey[UploadStore] = web.AppKey("uploads")

@@ -77,17 +77,23 @@ def message_dict(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# Kept with a stored attachment for the hub's own use, never shown: the server's file path.
-_PRIVATE_ATTACHMENT_KEYS = ("path", "download_url")
+# Kept with a stored attachment for the hub's own use, never shown: the server's file path, the
+# upload it came from, and the download URL (shown as ``url``).
+_PRIVATE_ATTACHMENT_KEYS = ("path", "download_url", "upload_id", "media_id")
 
 
 def public_attachment(att: dict[str, Any]) -> dict[str, Any]:
-    """An attachment as the app sees it: a file the hub holds is given by the hub's download URL."""
+    """An attachment as the app sees it (``hub.models.Attachment``): a file the hub holds is given
+    by the hub's download URL; a provider's media id (an outbound ``media_id``) is its
+    ``external_id``."""
     if not any(k in att for k in _PRIVATE_ATTACHMENT_KEYS):
         return att
     out = {k: v for k, v in att.items() if k not in _PRIVATE_ATTACHMENT_KEYS}
     if att.get("download_url"):
         out["url"] = att["download_url"]
+        out.setdefault("state", "ready")
+    if att.get("media_id") and not att.get("external_id"):
+        out["external_id"] = att["media_id"]
     return out
 
 

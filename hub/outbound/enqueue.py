@@ -20,6 +20,7 @@ from hub.outbound.capabilities import check_capabilities
 from hub.outbound.draft import Draft
 from hub.outbound.refused import SendRefused
 from hub.records import message_dict, message_row
+from hub.uploads import kind_mismatch
 
 __all__ = ["enqueue", "write_sends"]
 
@@ -132,6 +133,10 @@ async def _enqueue_once(
                 errors.append({"field": f"attachments.{i}.upload_id", "message": "unknown upload"})
                 continue
             entry.update({k: up[k] for k in ("size", "mime_type", "filename", "path") if up.get(k)})
+            # The file decides what it is, whatever the request said (a JPEG is no video).
+            mismatch = kind_mismatch(att.kind, up["mime_type"])
+            if mismatch:
+                errors.append({"field": f"attachments.{i}.kind", "message": mismatch})
             limit = cls.capabilities.max_attachment_bytes.get(att.kind)
             if limit and up["size"] > limit:
                 errors.append(

@@ -30,6 +30,8 @@ C = schema.conversations
 M = schema.messages
 U = schema.users
 STATUSES = ("open", "pending", "resolved", "snoozed")
+PRIORITIES = ("low", "medium", "high", "urgent")
+ASSIGNEE_FILTERS = ("mine", "unassigned", "assigned")
 
 
 class BadCursor(ServiceError):
@@ -65,9 +67,7 @@ class ConversationService:
             .order_by(activity.desc(), C.c.id.desc())
             .limit(limit + 1)
         )
-        for name in ("status", "channel_id", "assignee_id", "team", "priority"):
-            if filters.get(name):
-                stmt = stmt.where(getattr(C.c, name) == filters[name])
+        stmt = _filtered(stmt, actor, filters)
         if cursor:
             ts, cid = _decode_cursor(cursor)
             stmt = stmt.where(sa.or_(activity < ts, sa.and_(activity == ts, C.c.id < cid)))
@@ -218,6 +218,21 @@ async def _check_assignee(conn: AsyncConnection, user_id: str, channel_id: str) 
         raise Invalid("assignee_id", "no such user")
     if not (await load_actor(conn, dict(row))).sees_channel(channel_id):
         raise Invalid("assignee_id", "the user does not serve this conversation's channel")
+
+
+def _filtered(stmt: Any, actor: Actor, filters: dict[str, Any]) -> Any:
+    """``stmt`` narrowed by the list filters (each already validated by the caller)."""
+    for name in ("status", "channel_id", "assignee_id", "team", "priority"):
+        if filters.get(name):
+            stmt = stmt.where(getattr(C.c, name) == filters[name])
+    assignee = filters.get("assignee")
+    if assignee == "mine":
+        stmt = stmt.where(C.c.assignee_id == actor.id)
+    elif assignee == "unassigned":
+        stmt = stmt.where(C.c.assignee_id.is_(None))
+    elif assignee == "assigned":
+        stmt = stmt.where(C.c.assignee_id.is_not(None))
+    return stmt
 
 
 def _encode_cursor(values: list[Any]) -> str:

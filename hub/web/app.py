@@ -41,6 +41,7 @@ from hub.appkeys import (
     STORE,
     TEAMS,
     TOKEN_CACHE,
+    UPLOADS,
 )
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
@@ -72,6 +73,7 @@ from hub.services.messages import MessageService
 from hub.services.organisation import OrgService
 from hub.services.teams import TeamService
 from hub.timers import Connections, TimedWork
+from hub.uploads import UploadStore
 from hub.users import TokenCache
 from hub.web import admin, api, org, routing, stream, webhooks
 from hub.web.errors import ProtocolLog, error_middleware
@@ -381,6 +383,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
     app[EVENTS] = EventService(store)
     app[CONTACTS] = ContactService(store)
+    app[UPLOADS] = UploadStore(app[CONFIG].hub.uploads_dir, app[CONFIG].hub.max_upload_bytes)
     app[AVAILABILITY] = AvailabilityService(org, lambda channel_id: channel_id in channels.rows)
     yield
 

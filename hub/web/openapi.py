@@ -45,12 +45,15 @@ class Operation:
     status: int = 200
     # name -> description (a text of at most 256 characters), or (description, JSON schema)
     query: dict[str, str | tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
+    # name -> description (any string), or (description, JSON schema)
+    headers: dict[str, str | tuple[str, dict[str, Any]]] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
     response_type: str = "application/json"
     # For a body whose schema depends on the app (installed channel types): app -> JSON schema.
     body_schema: Callable[[web.Application], dict[str, Any]] | None = None
+    # A body taken in several media types (an upload: multipart or raw): media type -> app -> schema.
+    bodies: dict[str, Callable[[web.Application], dict[str, Any]]] = field(default_factory=dict)
 
 
 # What the query readers of hub.web.errors accept, so the document says exactly that.
@@ -98,10 +101,16 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
         for name, spec in op.query.items():
             desc, schema = spec if isinstance(spec, tuple) else (spec, QUERY_TEXT)
             params.append({"name": name, "in": "query", "description": desc, "schema": schema})
-        for name, desc in op.headers.items():
-            params.append({"name": name, "in": "header", "description": desc, "schema": {"type": "string"}})
+        for name, hspec in op.headers.items():
+            desc, hschema = hspec if isinstance(hspec, tuple) else (hspec, {"type": "string"})
+            params.append({"name": name, "in": "header", "description": desc, "schema": hschema})
         if params:
             entry["parameters"] = params
+        if op.bodies:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {ctype: {"schema": make(app)} for ctype, make in op.bodies.items()},
+            }
         if op.body is None and op.body_schema is not None:
             entry["requestBody"] = {
                 "required": True,

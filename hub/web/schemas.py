@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from hub.models import Conversation, Event, Message
+from hub.models import AttachmentKind, Conversation, Event, Message
 
 __all__ = [
     "AvailabilityList",
@@ -167,10 +167,11 @@ class EventPage(BaseModel):
 
 
 class UploadOut(BaseModel):
-    upload_id: str
-    size: int
-    mime_type: str
+    upload_id: str = Field(description="give it as an attachment's upload_id when sending")
+    size: int = Field(description="bytes stored")
+    mime_type: str = Field(description="read from the file's content, not from the request's word")
     filename: str
+    kind: AttachmentKind = Field(description="the attachment kind the file's type suggests")
 
 
 class PluginOut(BaseModel):
