@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from hub.outbound import OutboxWorker
     from hub.plugins import ChannelRegistry, PluginReport
     from hub.redact import SecretRedactor
+    from hub.services.agents import AgentService
     from hub.services.availability import AvailabilityService
     from hub.services.channels import ChannelAdmin
     from hub.services.contacts import ContactService
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from hub.services.events import EventService
     from hub.services.messages import MessageService
     from hub.services.organisation import OrgService
+    from hub.services.search import SearchService
     from hub.services.teams import TeamService
     from hub.timers import Connections
     from hub.uploads import UploadStore
@@ -61,3 +63,5 @@ AVAILABILITY: web.AppKey[AvailabilityService] = web.AppKey("availability")
 CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")
 CONTACTS: web.AppKey[ContactService] = web.AppKey("contacts")
 UPLOADS: web.AppKey[UploadStore] = web.AppKey("uploads")
+AGENTS: web.AppKey[AgentService] = web.AppKey("agents")
+SEARCH: web.AppKey[SearchService] = web.AppKey("search")

@@ -211,9 +211,18 @@ async def write_sends(tx: Tx, items: list[dict[str, Any]]) -> None:
         .where(schema.conversations.c.id == sa.bindparam("b_id"))
         .values(
             last_message_at=sa.bindparam("b_at", type_=schema.TS),
+            last_message_id=sa.bindparam("b_mid"),
             updated_at=sa.bindparam("b_now", type_=schema.TS),
         ),
-        [{"b_id": m["conversation_id"], "b_at": m["created_at"], "b_now": m["created_at"]} for m in msgs],
+        [
+            {
+                "b_id": m["conversation_id"],
+                "b_at": m["created_at"],
+                "b_mid": m["id"],
+                "b_now": m["created_at"],
+            }
+            for m in msgs
+        ],
     )
     await tx.emit_many(
         [("message.created", message_dict(m), m["channel_id"], m["conversation_id"]) for m in msgs]

@@ -7,6 +7,8 @@ not either. Events that belong to no channel (users, teams, access changes) go t
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 
 from hub import schema
@@ -16,6 +18,12 @@ from hub.events import Frame, Store
 __all__ = ["EventService"]
 
 C = schema.conversations
+# Events about one user's own state (their read markers): only that user's streams receive them.
+PERSONAL = frozenset({"conversation.read"})
+
+
+def _for_user(frame: Frame, user_id: str) -> bool:
+    return bool(json.loads(frame.text)["data"].get("user_id") == user_id)
 
 
 class EventService:
@@ -23,6 +31,8 @@ class EventService:
         self.store = store
 
     async def visible(self, actor: Actor, frames: list[Frame]) -> list[Frame]:
+        if any(f.type in PERSONAL for f in frames):
+            frames = [f for f in frames if f.type not in PERSONAL or _for_user(f, actor.id)]
         if actor.all_channels and actor.reads_all:
             return frames
         kept = [f for f in frames if f.channel_id is None or actor.sees_channel(f.channel_id)]

@@ -16,6 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from hub.appkeys import (
+    AGENTS,
     CHANNEL_ADMIN,
     CHANNELS,
     CONTACTS,
@@ -24,6 +25,7 @@ from hub.appkeys import (
     MESSAGES,
     ORG,
     OUTBOX,
+    SEARCH,
     STORE,
     TEAMS,
     TOKEN_CACHE,
@@ -40,7 +42,17 @@ from hub.users import revoke_token
 from hub.web.auth import bearer_token, require_actor
 from hub.web.errors import ApiError, query_int, query_text, read_json
 from hub.web.openapi import operation, query_integer
-from hub.web.schemas import ChannelList, ConversationPage, LoginOut, MeOut, MessagePage, UploadOut
+from hub.web.schemas import (
+    AgentList,
+    ChannelList,
+    ConversationCounts,
+    ConversationPage,
+    LoginOut,
+    MeOut,
+    MessagePage,
+    SearchOut,
+    UploadOut,
+)
 from hub.web.sends import SendRequest
 
 __all__ = ["routes"]
@@ -157,9 +169,12 @@ async def list_channels(request: web.Request) -> web.StreamResponse:
 
 
 def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
-    """A query parameter with a fixed set of values: 400 naming them for anything else."""
-    value = query_text(request, name)
-    if value is not None and value not in allowed:
+    """A query parameter with a fixed set of values: 400 naming them for anything else (an empty
+    value included)."""
+    if name not in request.query:
+        return None
+    value = request.query[name]
+    if value not in allowed:
         raise ApiError(
             400,
             "bad_request",
@@ -174,6 +189,7 @@ def _conversation_filters(request: web.Request) -> dict[str, str]:
         "status": _choice(request, "status", STATUSES),
         "priority": _choice(request, "priority", PRIORITIES),
         "assignee": _choice(request, "assignee", ASSIGNEE_FILTERS),
+        "unread": _choice(request, "unread", ("true", "false")),
         **{n: query_text(request, n) for n in ("channel_id", "assignee_id", "team", "label")},
     }
     return {k: v for k, v in found.items() if v is not None}
@@ -194,6 +210,10 @@ CONVERSATION_FILTERS: dict[str, str | tuple[str, dict[str, Any]]] = {
     "label": "only conversations carrying this label",
     "channel_id": "only conversations of this channel",
     "priority": ("only conversations of this priority", _enum(PRIORITIES)),
+    "unread": (
+        "true: only conversations with customer messages you have not read; false: only the others",
+        _enum(("true", "false")),
+    ),
 }
 
 
@@ -218,6 +238,64 @@ async def list_conversations(request: web.Request) -> web.StreamResponse:
         limit=_limit(request),
     )
     return web.json_response({"conversations": items, "next_cursor": nxt})
+
+
+@routes.get("/api/v1/conversations/counts")
+@operation(
+    "How many conversations you may read are in each status, under the list's other filters (the "
+    "tabs of the list)",
+    "conversations",
+    response=ConversationCounts,
+    query={k: v for k, v in CONVERSATION_FILTERS.items() if k != "status"},
+)
+async def count_conversations(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request)
+    filters = _conversation_filters(request)
+    counts = await request.app[CONVERSATIONS].counts(actor, filters=filters)
+    return web.json_response({"counts": counts, "total": sum(counts.values())})
+
+
+@routes.get("/api/v1/agents")
+@operation(
+    "Who a conversation can be assigned to, with their availability: colleagues serving one of "
+    "your channels, or exactly those serving a channel or a conversation's channel",
+    "conversations",
+    response=AgentList,
+    query={
+        "channel_id": "only agents serving this channel (404 outside your scope)",
+        "conversation_id": "only agents who may be assigned this conversation (404 outside your scope)",
+    },
+    errors=(404,),
+)
+async def list_agents(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request)
+    agents = await request.app[AGENTS].list(
+        actor,
+        channel_id=query_text(request, "channel_id"),
+        conversation_id=query_text(request, "conversation_id"),
+    )
+    return web.json_response({"agents": agents})
+
+
+@routes.get("/api/v1/search")
+@operation(
+    "Messages and contacts holding every word of q (the last word as a prefix), newest first, "
+    "within your scope: the conversations you may read, the contacts of your channels",
+    "conversations",
+    response=SearchOut,
+    query={
+        "q": "the words to find (punctuation is ignored; no words finds nothing)",
+        "limit": ("results of each kind (over 50 gives 50)", query_integer(1)),
+    },
+)
+async def search(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request)
+    found = await request.app[SEARCH].search(
+        actor,
+        query_text(request, "q") or "",
+        limit=query_int(request, "limit", 20, minimum=1, maximum=50),
+    )
+    return web.json_response(found)
 
 
 class ConversationCreate(BaseModel):
@@ -247,7 +325,12 @@ async def create_conversation(request: web.Request) -> web.StreamResponse:
     return web.json_response(conv, status=201 if created else 200)
 
 
-@routes.get("/api/v1/conversations/{conversation_id}")
+# "counts" is a route of its own (above), never a conversation id: without the exclusion an OPTIONS
+# of /conversations/counts would be answered with this resource's methods as well.
+CONVERSATION = "/api/v1/conversations/{conversation_id:(?!counts$)[^/]+}"
+
+
+@routes.get(CONVERSATION)
 @operation(
     "One conversation with its contact and reply window (404 outside your scope)",
     "conversations",
@@ -260,7 +343,7 @@ async def get_conversation(request: web.Request) -> web.StreamResponse:
     return web.json_response(conv)
 
 
-@routes.patch("/api/v1/conversations/{conversation_id}")
+@routes.patch(CONVERSATION)
 @operation(
     "Change status (snooze with snoozed_until), assignee, team, priority, labels or custom attributes",
     "conversations",
@@ -279,7 +362,8 @@ async def patch_conversation(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/api/v1/conversations/{conversation_id}/read")
 @operation(
-    "Mark the conversation read by an agent (and tell the provider, where it can)",
+    "Mark the conversation read by you (your unread count only; conversation.read tells your "
+    "other devices), and tell the provider where it can",
     "conversations",
     response=Conversation,
     errors=(404,),

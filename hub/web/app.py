@@ -14,6 +14,7 @@ from aiohttp import web
 
 from hub import __version__
 from hub.appkeys import (
+    AGENTS,
     AVAILABILITY,
     CHANNEL_ADMIN,
     CHANNELS,
@@ -37,6 +38,7 @@ from hub.appkeys import (
     RAW_INBOX,
     REDACTOR,
     REGISTRY,
+    SEARCH,
     SEND_WRITER,
     STORE,
     TEAMS,
@@ -63,6 +65,7 @@ from hub.profiles import ProfileWorker
 from hub.redact import SecretRedactor
 from hub.retention import Retention, RetentionPolicy
 from hub.security import SecretBox, load_secret_key
+from hub.services.agents import AgentService
 from hub.services.availability import AvailabilityService
 from hub.services.channels import ChannelAdmin
 from hub.services.contacts import ContactService
@@ -71,6 +74,7 @@ from hub.services.errors import ServiceError
 from hub.services.events import EventService
 from hub.services.messages import MessageService
 from hub.services.organisation import OrgService
+from hub.services.search import SearchService
 from hub.services.teams import TeamService
 from hub.timers import Connections, TimedWork
 from hub.uploads import UploadStore
@@ -383,6 +387,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
     app[EVENTS] = EventService(store)
     app[CONTACTS] = ContactService(store)
+    app[AGENTS] = AgentService(store)
+    app[SEARCH] = SearchService(store)
     app[UPLOADS] = UploadStore(app[CONFIG].hub.uploads_dir, app[CONFIG].hub.max_upload_bytes)
     app[AVAILABILITY] = AvailabilityService(org, lambda channel_id: channel_id in channels.rows)
     yield

@@ -6,14 +6,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from hub.models import AttachmentKind, Conversation, Event, Message
+from hub.models import AttachmentKind, Contact, Conversation, Event, Message
 
 __all__ = [
+    "AgentList",
     "AvailabilityList",
     "AvailabilityStatusOut",
     "ChannelList",
     "ChannelMembersOut",
     "ChannelOut",
+    "ConversationCounts",
     "ConversationPage",
     "EventPage",
     "HealthOut",
@@ -29,6 +31,7 @@ __all__ = [
     "PresenceOut",
     "RoleList",
     "RoleOut",
+    "SearchOut",
     "TeamList",
     "TeamOut",
     "UploadOut",
@@ -153,6 +156,39 @@ class ChannelList(BaseModel):
 class ConversationPage(BaseModel):
     conversations: list[Conversation]
     next_cursor: str | None
+
+
+class StatusCounts(BaseModel):
+    open: int
+    pending: int
+    resolved: int
+    snoozed: int
+
+
+class ConversationCounts(BaseModel):
+    counts: StatusCounts = Field(description="conversations per status, under the other filters")
+    total: int
+
+
+class AgentOut(BaseModel):
+    id: str
+    name: str | None
+    email: str
+    role: str
+    availability: str = Field(description="their availability status id")
+    shows_as: str = Field(description="online, away or offline, as teammates see it")
+    receives: bool = Field(description="their status receives new conversations")
+    team_ids: list[str]
+    open_conversations: int = Field(description="open and pending conversations assigned to them")
+
+
+class AgentList(BaseModel):
+    agents: list[AgentOut]
+
+
+class SearchOut(BaseModel):
+    messages: list[Message] = Field(description="messages holding every word, newest first")
+    contacts: list[Contact] = Field(description="contacts whose name, phone or email holds every word")
 
 
 class MessagePage(BaseModel):
