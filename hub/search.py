@@ -66,7 +66,7 @@ def _match(dialect: str, table: sa.Table, fts: str, words: list[str]) -> ColumnE
         rowids = sa.text(f"SELECT rowid FROM {fts} WHERE {fts} MATCH :q").bindparams(q=_fts5_query(words))
         return sa.literal_column(f"{table.name}.rowid").in_(rowids)
     vector: ColumnElement[Any] = sa.literal_column(f"{table.name}.search_vector")
-    simple = sa.literal_column("'simple'::regconfig")
+    simple: ColumnElement[Any] = sa.literal_column("'simple'::regconfig")
     return vector.op("@@")(sa.func.to_tsquery(simple, sa.cast(_tsquery(words), sa.Text)))
 
 
