@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from hub.services.channels import ChannelAdmin
     from hub.services.contacts import ContactService
     from hub.services.conversations import ConversationService
+    from hub.services.deliveries import DeliveryService
     from hub.services.events import EventService
     from hub.services.messages import MessageService
     from hub.services.organisation import OrgService
@@ -65,3 +66,4 @@ CONTACTS: web.AppKey[ContactService] = web.AppKey("contacts")
 UPLOADS: web.AppKey[UploadStore] = web.AppKey("uploads")
 AGENTS: web.AppKey[AgentService] = web.AppKey("agents")
 SEARCH: web.AppKey[SearchService] = web.AppKey("search")
+DELIVERIES: web.AppKey[DeliveryService] = web.AppKey("deliveries")

@@ -22,6 +22,7 @@ from hub.appkeys import (
     CONNECTIONS,
     CONTACTS,
     CONVERSATIONS,
+    DELIVERIES,
     EVENTS,
     HTTP,
     INGEST,
@@ -47,6 +48,7 @@ from hub.appkeys import (
 )
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
+from hub.console import setup_console
 from hub.db import Database
 from hub.errors import ConfigError
 from hub.events import EventBus, Store
@@ -70,6 +72,7 @@ from hub.services.availability import AvailabilityService
 from hub.services.channels import ChannelAdmin
 from hub.services.contacts import ContactService
 from hub.services.conversations import ConversationService
+from hub.services.deliveries import DeliveryService
 from hub.services.errors import ServiceError
 from hub.services.events import EventService
 from hub.services.messages import MessageService
@@ -186,6 +189,7 @@ def create_app(
         routing.routes,
     ):
         app.add_routes(table)
+    setup_console(app, config)
     return app
 
 
@@ -390,6 +394,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[AGENTS] = AgentService(store)
     app[SEARCH] = SearchService(store)
     app[UPLOADS] = UploadStore(app[CONFIG].hub.uploads_dir, app[CONFIG].hub.max_upload_bytes)
+    app[DELIVERIES] = DeliveryService(channels, app[PROCESSOR])
     app[AVAILABILITY] = AvailabilityService(org, lambda channel_id: channel_id in channels.rows)
     yield
 
