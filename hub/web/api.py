@@ -603,7 +603,7 @@ def _disposition(filename: str | None, mime_type: str) -> str:
     "messages",
     errors=(404,),
     response={"type": "string", "format": "binary"},
-    response_type="*/*",
+    response_type=("application/octet-stream", "*/*"),
 )
 async def download(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)

@@ -49,7 +49,9 @@ class Operation:
     headers: dict[str, str | tuple[str, dict[str, Any]]] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
-    response_type: str = "application/json"
+    # The answer's media type, or several (a download: what a generated client decodes as bytes
+    # first, then any type the stored file has).
+    response_type: str | tuple[str, ...] = "application/json"
     # For a body whose schema depends on the app (installed channel types): app -> JSON schema.
     body_schema: Callable[[web.Application], dict[str, Any]] | None = None
     # A body taken in several media types (an upload: multipart or raw): media type -> app -> schema.
@@ -138,11 +140,10 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             )
             for name, sub in schemas[op.response.__name__].pop("$defs", {}).items():
                 schemas.setdefault(name, sub)
-            ok["content"] = {
-                op.response_type: {"schema": {"$ref": f"#/components/schemas/{op.response.__name__}"}}
-            }
+            ref = {"$ref": f"#/components/schemas/{op.response.__name__}"}
+            ok["content"] = {rt: {"schema": ref} for rt in _types(op.response_type)}
         elif isinstance(op.response, dict):
-            ok["content"] = {op.response_type: {"schema": op.response}}
+            ok["content"] = {rt: {"schema": op.response} for rt in _types(op.response_type)}
         entry["responses"][str(op.status)] = ok
         for code in sorted({400, 500, *op.errors, *((401,) if op.auth else ())}):
             entry["responses"][str(code)] = {
@@ -162,6 +163,10 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _types(media: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (media,) if isinstance(media, str) else media
 
 
 def _no_nul(schema: Any) -> Any:
