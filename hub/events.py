@@ -23,7 +23,7 @@ from hub import schema
 from hub.db import Database
 from hub.models import Event, utcnow
 
-__all__ = ["EventBus", "Frame", "Store", "Subscription", "Tx"]
+__all__ = ["EventBus", "EventCheck", "Frame", "Store", "Subscription", "Tx"]
 
 log = logging.getLogger("hub.events")
 PRUNE_CURSOR = ("_hub", "events_pruned_through")
@@ -42,12 +42,18 @@ class Frame(NamedTuple):
     conversation_id: str | None
 
 
+# Raises when an event's type or data is not what the app is told to expect (the web layer's
+# event catalogue); set by the app factory when ``check_events`` is on.
+EventCheck = Callable[[str, Any], None]
+
+
 @dataclass
 class Tx:
     """One write transaction; ``emit`` appends to the event log inside it."""
 
     conn: AsyncConnection
     db: Database
+    check: EventCheck | None = None
     events: list[Event] = field(default_factory=list)
     frames: list[Frame] = field(default_factory=list)
     _locked: bool = False
@@ -74,6 +80,9 @@ class Tx:
         """Append several events (type, data, channel_id, conversation_id) in one statement, in order."""
         if not items:
             return []
+        if self.check is not None:
+            for type_, data, _, _ in items:
+                self.check(type_, data)
         await self.serialize()
         now = utcnow()
         # Serialized once here: the log row, the live frames and every replay reuse this text.
@@ -192,9 +201,10 @@ class EventBus:
 class Store:
     """The database plus the event bus: write transactions publish their events after commit."""
 
-    def __init__(self, db: Database, bus: EventBus) -> None:
+    def __init__(self, db: Database, bus: EventBus, check: EventCheck | None = None) -> None:
         self.db = db
         self.bus = bus
+        self.check = check
         self._publish_order = None if db.is_sqlite else asyncio.Lock()
 
     @asynccontextmanager
@@ -202,7 +212,7 @@ class Store:
         ordered = False
         try:
             async with self.db.write() as conn:
-                tx = Tx(conn, self.db)
+                tx = Tx(conn, self.db, self.check)
                 yield tx
                 if tx.events and self._publish_order is not None:
                     # Taken before the commit, while this transaction holds the events lock: the

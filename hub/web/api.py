@@ -41,7 +41,7 @@ from hub.uploads import EmptyUpload, UploadTooLarge
 from hub.users import revoke_token
 from hub.web.auth import bearer_token, require_actor
 from hub.web.errors import ApiError, query_int, query_text, read_json
-from hub.web.openapi import operation, query_integer
+from hub.web.openapi import operation, query_integer, with_seq
 from hub.web.schemas import (
     AgentList,
     ChannelList,
@@ -229,6 +229,7 @@ CONVERSATION_FILTERS: dict[str, str | tuple[str, dict[str, Any]]] = {
         "limit": ("page size (over 200 gives 200)", query_integer(1)),
     },
 )
+@with_seq
 async def list_conversations(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     items, nxt = await request.app[CONVERSATIONS].list(
@@ -337,6 +338,7 @@ CONVERSATION = "/api/v1/conversations/{conversation_id:(?!counts$)[^/]+}"
     errors=(404,),
     response=Conversation,
 )
+@with_seq
 async def get_conversation(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     conv = await request.app[CONVERSATIONS].get(actor, request.match_info["conversation_id"])
@@ -387,6 +389,7 @@ async def read_conversation(request: web.Request) -> web.StreamResponse:
     },
     errors=(404,),
 )
+@with_seq
 async def list_messages(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     page, before = await request.app[MESSAGES].history(

@@ -83,7 +83,9 @@ from hub.timers import Connections, TimedWork
 from hub.uploads import UploadStore
 from hub.users import TokenCache
 from hub.web import admin, api, org, routing, stream, webhooks
+from hub.web.asyncapi import build_asyncapi
 from hub.web.errors import ProtocolLog, error_middleware
+from hub.web.event_catalogue import check_event
 from hub.web.openapi import build_openapi, operation
 from hub.windows import WindowWatcher
 
@@ -128,6 +130,17 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 @operation("This document", "ops", auth=None)
 async def openapi(request: web.Request) -> web.StreamResponse:
     return web.json_response(build_openapi(request.app, request.app[CONFIG].hub.public_url))
+
+
+@routes.get("/asyncapi.json")
+@operation(
+    "The AsyncAPI document of the event stream (/api/v1/stream): frames, ping and pong, close codes",
+    "ops",
+    auth=None,
+    response={"type": "object"},
+)
+async def asyncapi(request: web.Request) -> web.StreamResponse:
+    return web.json_response(build_asyncapi(request.app[CONFIG].hub.public_url))
 
 
 @web.middleware
@@ -197,7 +210,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG].hub
     db = Database(cfg.database_url)
     await upgrade(db)
-    store = Store(db, EventBus(max_bytes=cfg.stream_queue_bytes))
+    store = Store(
+        db, EventBus(max_bytes=cfg.stream_queue_bytes), check=check_event if cfg.check_events else None
+    )
     store.bus.last_seq = await store.last_seq()
     store.bus.observers.append(event_observer(app[PLUGIN_MANAGER]))
     app[STORE] = store

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import NamedTuple
 
 from aiohttp import WSMsgType, web
 
@@ -26,10 +27,11 @@ from hub.access import Actor
 from hub.appkeys import CONFIG, CONNECTIONS, EVENTS, METRICS, ORG, STORE
 from hub.events import Frame, Store
 from hub.users import authenticate_token
+from hub.web.asyncapi import HEARTBEAT_SECONDS
 from hub.web.auth import STREAM_PATH, bearer_token, require_actor
 from hub.web.errors import ApiError, query_int
+from hub.web.event_catalogue import EventPage
 from hub.web.openapi import operation, query_integer
-from hub.web.schemas import EventPage
 
 __all__ = ["routes"]
 
@@ -46,9 +48,29 @@ def _after(request: web.Request) -> int:
     return query_int(request, "after", 0)
 
 
-async def _too_old(store: Store, after: int) -> int | None:
+class _Resync(NamedTuple):
+    reason: str  # "too_old" or "ahead"
+    oldest_seq: int
+    last_seq: int
+
+
+async def _resync(store: Store, after: int) -> _Resync | None:
+    """Why the app must refetch its state before streaming from ``after``, or None when it need not:
+    the events after it are no longer kept (``too_old``), or the cursor is past the end of the log
+    (``ahead``: a database restored from a backup, another hub) and would wait for ever."""
     pruned = await store.pruned_through()
-    return pruned + 1 if after < pruned else None
+    last = max(await store.last_seq(), pruned)
+    if after < pruned:
+        return _Resync("too_old", pruned + 1, last)
+    if after > last:
+        return _Resync("ahead", pruned + 1, last)
+    return None
+
+
+_RESYNC_TEXT = {
+    "too_old": "events after this cursor are no longer kept",
+    "ahead": "this cursor is ahead of the event log (restored or replaced database)",
+}
 
 
 @routes.get("/api/v1/events")
@@ -67,13 +89,13 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     after = _after(request)
     limit = query_int(request, "limit", PAGE, minimum=1, maximum=PAGE)
-    oldest = await _too_old(store, after)
-    if oldest is not None:
+    resync = await _resync(store, after)
+    if resync is not None:
         raise ApiError(
             410,
-            "cursor_too_old",
-            "events after this cursor are no longer kept; refetch conversations and continue from last_seq",
-            {"oldest_seq": oldest, "last_seq": await store.last_seq()},
+            "cursor_too_old" if resync.reason == "too_old" else "cursor_ahead",
+            f"{_RESYNC_TEXT[resync.reason]}: refetch conversations and continue from last_seq",
+            resync._asdict(),
         )
     events, last, more = await request.app[EVENTS].page(actor, after, limit)
     # The events are JSON already: join them instead of decoding and encoding each one again.
@@ -84,7 +106,7 @@ async def list_events(request: web.Request) -> web.StreamResponse:
 
 @routes.get(STREAM_PATH)
 @operation(
-    "WebSocket: replay events after a cursor, then stream live",
+    "WebSocket: replay events after a cursor, then stream live (frames and close codes: /asyncapi.json)",
     "events",
     query={
         "after": ("last seq seen", query_integer(0)),
@@ -95,21 +117,20 @@ async def stream(request: web.Request) -> web.StreamResponse:
     viewer = _Viewer(request, await require_actor(request))
     store = request.app[STORE]
     after = _after(request)
-    ws = web.WebSocketResponse(heartbeat=30.0)
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
     await ws.prepare(request)
     metrics = request.app[METRICS]
     metrics.stream_clients.inc()
     connections = request.app[CONNECTIONS]
     await connections.opened(viewer.actor.id)
     try:
-        oldest = await _too_old(store, after)
-        if oldest is not None:
+        resync = await _resync(store, after)
+        if resync is not None:
             await ws.send_json(
                 {
                     "type": "resync",
-                    "oldest_seq": oldest,
-                    "last_seq": await store.last_seq(),
-                    "message": "cursor too old: refetch state, then reconnect with last_seq",
+                    **resync._asdict(),
+                    "message": f"{_RESYNC_TEXT[resync.reason]}: refetch state, then reconnect with last_seq",
                 }
             )
             await ws.close(code=RESYNC_CLOSE, message=b"resync")

@@ -287,6 +287,8 @@ class HubProcess:
             "port": self.port,
             "data_dir": str(self.dir / "data"),
             "run_workers": True,
+            # Every event emitted must match its schema in the catalogue (hub/web/event_catalogue.py).
+            "check_events": True,
         }
         if max_body_bytes is not None:
             settings["max_body_bytes"] = max_body_bytes
