@@ -160,6 +160,10 @@ class HubConfig(BaseModel):
 
     hub: HubSection = Field(default_factory=HubSection)
     channels: list[ChannelDecl] = Field(default_factory=list)
+    notifiers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="[notifiers.NAME]: the settings of each notifier to run (webhook, email, a plugin's)",
+    )
     path: str | None = Field(default=None, exclude=True)
 
 

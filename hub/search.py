@@ -9,10 +9,10 @@
 Both use the ``simple`` configuration (no stemming, no stop words): the hub's conversations are in
 every language, and an agent searches for the words a customer wrote. A query is reduced to its
 words; every word must appear, the last as a prefix (what the agent is still typing). The migration
-``0009_search`` creates what each backend needs; ``is_search_object`` tells it from the declared
+``0010_search`` creates what each backend needs; ``is_search_object`` tells it from the declared
 schema. On SQLite the FTS5 tables point at the rows' implicit rowids: a later migration that
 rebuilds ``messages`` or ``contacts`` (Alembic's batch mode copies the table) must create the
-triggers again and ``rebuild`` the index, as ``0009_search`` does.
+triggers again and ``rebuild`` the index, as ``0010_search`` does.
 """
 
 from __future__ import annotations

@@ -171,6 +171,7 @@ async def test_me_shows_role_and_permissions(lite_hub: Hub) -> None:
         "contacts.read",
         "contacts.update",
         "labels.apply",
+        "notes.write",
     }
     assert "users.manage" not in agent["permissions"]
     assert (admin["all_channels"], agent["all_channels"]) == (True, False)

@@ -21,7 +21,7 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        # The search engine's tables, columns and indexes (0009_search) are not in hub.schema:
+        # The search engine's tables, columns and indexes (0010_search) are not in hub.schema:
         # autogenerate must not offer to drop them.
         include_object=lambda obj, name, type_, reflected, compare_to: (
             not (reflected and is_search_object(name))

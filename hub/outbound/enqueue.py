@@ -6,7 +6,7 @@ message the first one stored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -22,10 +22,25 @@ from hub.outbound.refused import SendRefused
 from hub.records import fetch_conversations, message_dict, message_row
 from hub.uploads import kind_mismatch
 
-__all__ = ["enqueue", "write_sends"]
+__all__ = ["SendWriter", "TxSendWriter", "enqueue", "write_sends"]
 
 M = schema.messages
 O = schema.outbox  # noqa: E741
+
+
+class SendWriter(Protocol):
+    async def submit(self, item: dict[str, Any]) -> None: ...
+
+
+class TxSendWriter:
+    """Writes a send inside a transaction the caller holds (a rule's, with its run log and
+    cursor), instead of a transaction of its own."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+
+    async def submit(self, item: dict[str, Any]) -> None:
+        await write_sends(self.tx, [item])
 
 
 async def enqueue(
@@ -36,12 +51,13 @@ async def enqueue(
     req: Draft,
     idempotency_key: str | None,
     uploads: dict[str, dict[str, Any]] | None = None,
-    writer: GroupCommit[dict[str, Any]] | None = None,
+    writer: SendWriter | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Store the message (queued) and its outbox job. Returns (message, created).
 
     ``writer`` (``send_writer(store)``) commits concurrent sends together; without it each send
-    is its own transaction.
+    is its own transaction. ``author["sender"]``, when given, is how the message shows its sender
+    (a rule, a bot); else the author is a user.
     """
     fingerprint = req.fingerprint()
     for attempt in range(2):
@@ -85,7 +101,7 @@ async def _enqueue_once(
     key: str | None,
     fingerprint: str,
     uploads: dict[str, dict[str, Any]],
-    writer: GroupCommit[dict[str, Any]],
+    writer: SendWriter,
 ) -> tuple[dict[str, Any], bool]:
     # Reads and validation first, outside the write transaction: on SQLite writers queue on one
     # lock, so it must be held for the writes alone. A plain text send reads nothing here (the
@@ -176,7 +192,8 @@ async def _enqueue_once(
             "content": content,
             "reply_to_message_id": None if req.reaction else req.reply_to_message_id,
             "reply_to_external_id": reply_ext,
-            "sender": {"type": "user", "id": author["id"], "name": author.get("name") or author["email"]},
+            "sender": author.get("sender")
+            or {"type": "user", "id": author["id"], "name": author.get("name") or author["email"]},
             "status": MessageStatus.QUEUED.value,
             "status_at": {"queued": now.isoformat()},
             "author_id": author["id"],

@@ -16,14 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub import schema
 from hub.access import Actor
 from hub.channels import ChannelService
-from hub.events import Store
+from hub.events import Store, Tx
 from hub.models import ContactRef, utcnow
 from hub.records import fetch_conversation, fetch_conversations, with_reader
 from hub.routing import route_to_team
 from hub.services.errors import Invalid, NotFound, ServiceError
 from hub.services.organisation import load_actor
 
-__all__ = ["ConversationService", "access_conversation"]
+__all__ = ["ConversationService", "access_conversation", "apply_update"]
 
 log = logging.getLogger("hub.conversations")
 C = schema.conversations
@@ -113,31 +113,7 @@ class ConversationService:
     async def update(self, actor: Actor, conversation_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Apply a patch; each kind of change needs its permission (taking one needs none)."""
         async with self.store.tx() as tx:
-            conv = await access_conversation(tx.conn, actor, conversation_id)
-            values = await _checked_changes(tx.conn, actor, conv, changes)
-            if values:
-                values["updated_at"] = utcnow()
-                await tx.conn.execute(C.update().where(C.c.id == conversation_id).values(**values))
-                if values.get("team") and "assignee_id" not in changes and conv["assignee_id"] is None:
-                    row = (
-                        (await tx.conn.execute(sa.select(C).where(C.c.id == conversation_id)))
-                        .mappings()
-                        .one()
-                    )
-                    await route_to_team(tx, dict(row), values["team"])
-                fresh = await fetch_conversation(tx.conn, conversation_id)
-                assert fresh is not None
-                changed = {k for k in values if k not in ("updated_at", "last_assignee_id")}
-                if fresh["assignee_id"] != conv["assignee_id"]:
-                    changed.add("assignee_id")
-                await tx.emit(
-                    "conversation.updated",
-                    {**fresh, "changed": sorted(changed), "by": actor.ref},
-                    channel_id=fresh["channel_id"],
-                    conversation_id=conversation_id,
-                )
-            else:
-                fresh = conv
+            fresh = await apply_update(tx, actor, conversation_id, changes)
             [fresh] = await with_reader(tx.conn, actor.id, [fresh])
         # The answer shows the result even when the change took it out of the actor's scope (a
         # "mine only" agent handing it on): they made the change, they may see what it became.
@@ -192,6 +168,32 @@ class ConversationService:
             except Exception as exc:  # best effort: the agent's read state is already stored
                 log.warning("channel %s mark_read failed: %s", conv["channel_id"], exc)
         return self._with_window(fresh)
+
+
+async def apply_update(tx: Tx, actor: Actor, conversation_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """The workflow change inside the caller's transaction (the API's, or a rule's with its run
+    log and cursor): checks, writes, routes a new team, emits ``conversation.updated``."""
+    conv = await access_conversation(tx.conn, actor, conversation_id)
+    values = await _checked_changes(tx.conn, actor, conv, changes)
+    if not values:
+        return conv
+    values["updated_at"] = utcnow()
+    await tx.conn.execute(C.update().where(C.c.id == conversation_id).values(**values))
+    if values.get("team") and "assignee_id" not in changes and conv["assignee_id"] is None:
+        row = (await tx.conn.execute(sa.select(C).where(C.c.id == conversation_id))).mappings().one()
+        await route_to_team(tx, dict(row), values["team"])
+    fresh = await fetch_conversation(tx.conn, conversation_id)
+    assert fresh is not None
+    changed = {k for k in values if k not in ("updated_at", "last_assignee_id")}
+    if fresh["assignee_id"] != conv["assignee_id"]:
+        changed.add("assignee_id")
+    await tx.emit(
+        "conversation.updated",
+        {**fresh, "changed": sorted(changed), "by": actor.ref},
+        channel_id=fresh["channel_id"],
+        conversation_id=conversation_id,
+    )
+    return fresh
 
 
 async def _checked_changes(

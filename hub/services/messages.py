@@ -17,6 +17,7 @@ from hub.outbound import Draft, cancel_message, enqueue, retry_message
 from hub.records import message_dict
 from hub.services.conversations import BadCursor, access_conversation
 from hub.services.errors import NotFound
+from hub.services.quick_replies import QuickReplyService
 
 __all__ = ["MessageService"]
 
@@ -99,9 +100,20 @@ class MessageService:
         req: Draft,
         idempotency_key: str | None,
         uploads: dict[str, dict[str, Any]],
+        *,
+        quick_reply_id: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
+        """Enqueue ``req``; with ``quick_reply_id`` its text is that quick reply rendered for the
+        conversation and the sender (``hub.services.quick_replies``)."""
         actor.require("messages.send")
-        await self._check_scope_fast(actor, conversation_id)
+        if quick_reply_id is not None:
+            async with self.store.db.read() as conn:
+                text = await QuickReplyService(self.store).render(
+                    conn, actor, quick_reply_id, conversation_id
+                )
+            req = req.model_copy(update={"text": text})
+        else:
+            await self._check_scope_fast(actor, conversation_id)
         return await enqueue(
             self.store,
             self.channels,

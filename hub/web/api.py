@@ -411,7 +411,8 @@ async def _load_uploads(request: web.Request, req: SendRequest) -> dict[str, dic
 
 @routes.post("/api/v1/conversations/{conversation_id}/messages")
 @operation(
-    "Send a message (queued; 202). Idempotency-Key makes retries safe",
+    "Send a message (queued; 202), or a quick reply rendered for the conversation. Idempotency-Key "
+    "makes retries safe",
     "messages",
     body=SendRequest,
     response=Message,
@@ -436,7 +437,12 @@ async def send_message(request: web.Request) -> web.StreamResponse:
             [{"field": "Idempotency-Key", "message": "length"}],
         )
     msg, created = await request.app[MESSAGES].send(
-        actor, request.match_info["conversation_id"], req, key, await _load_uploads(request, req)
+        actor,
+        request.match_info["conversation_id"],
+        req,
+        key,
+        await _load_uploads(request, req),
+        quick_reply_id=req.quick_reply_id,
     )
     if created:
         request.app[OUTBOX].notify()

@@ -67,6 +67,12 @@ def query_integer(minimum: int = 0) -> dict[str, Any]:
     return {"type": "integer", "minimum": minimum, "maximum": 2**63 - 1}
 
 
+# Request headers whose values the API checks, with what it accepts (others: any string).
+HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+
+
 SEQ_HEADER = "X-Hub-Seq"
 SEQ_HEADER_DOC: dict[str, Any] = {
     "description": "The event log's sequence number this answer reflects: every event up to it is "
@@ -134,6 +140,9 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             params.append({"name": name, "in": "header", "description": desc, "schema": hschema})
         if params:
             entry["parameters"] = params
+        for param in params:
+            if param["in"] == "header" and param["name"] in HEADER_SCHEMAS:
+                param["schema"] = HEADER_SCHEMAS[param["name"]]
         if op.bodies:
             entry["requestBody"] = {
                 "required": True,

@@ -4,8 +4,8 @@
 user's read marker (``conversation_reads.read_count``) is compared with. What was unread stays
 unread for everyone; ``last_message_id`` is filled from the stored messages.
 
-Revision ID: 0008_inbox_reads
-Revises: 0007_rate_buckets
+Revision ID: 0009_inbox_reads
+Revises: 0008_workspace_notify
 Create Date: 2026-12-06 22:30:00
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import hub.schema
 
-revision: str = "0008_inbox_reads"
-down_revision: str | None = "0007_rate_buckets"
+revision: str = "0009_inbox_reads"
+down_revision: str | None = "0008_workspace_notify"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

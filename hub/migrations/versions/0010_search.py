@@ -1,8 +1,8 @@
 """full-text search: FTS5 tables kept by triggers (SQLite), generated tsvector columns with GIN
 indexes (PostgreSQL), over messages' text and contacts' name, phone and email
 
-Revision ID: 0009_search
-Revises: 0008_inbox_reads
+Revision ID: 0010_search
+Revises: 0009_inbox_reads
 Create Date: 2026-12-06 23:00:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0009_search"
-down_revision: str | None = "0008_inbox_reads"
+revision: str = "0010_search"
+down_revision: str | None = "0009_inbox_reads"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
