@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from hub.outbound import OutboxWorker
     from hub.plugins import ChannelRegistry, PluginReport
     from hub.redact import SecretRedactor
+    from hub.services.agents import AgentService
     from hub.services.attributes import AttributeService
     from hub.services.availability import AvailabilityService
     from hub.services.channels import ChannelAdmin
@@ -40,8 +41,10 @@ if TYPE_CHECKING:
     from hub.services.notes import NoteService
     from hub.services.organisation import OrgService
     from hub.services.quick_replies import QuickReplyService
+    from hub.services.search import SearchService
     from hub.services.teams import TeamService
     from hub.timers import Connections
+    from hub.uploads import UploadStore
     from hub.users import TokenCache
 
 CONFIG: web.AppKey[HubConfig] = web.AppKey("config")
@@ -74,6 +77,9 @@ CONTACTS: web.AppKey[ContactService] = web.AppKey("contacts")
 CONFIG_REGISTRY: web.AppKey[ConfigRegistry] = web.AppKey("config_registry")
 LABELS: web.AppKey[LabelService] = web.AppKey("labels")
 ATTRIBUTES: web.AppKey[AttributeService] = web.AppKey("attributes")
+UPLOADS: web.AppKey[UploadStore] = web.AppKey("uploads")
+AGENTS: web.AppKey[AgentService] = web.AppKey("agents")
+SEARCH: web.AppKey[SearchService] = web.AppKey("search")
 QUICK_REPLIES: web.AppKey[QuickReplyService] = web.AppKey("quick_replies")
 NOTES: web.AppKey[NoteService] = web.AppKey("notes")
 ACTIONS: web.AppKey[ActionExecutor] = web.AppKey("actions")

@@ -266,12 +266,17 @@ conversations = Table(
     Column("subject", Text),
     Column("last_message_at", TS),
     Column("last_inbound_at", TS),
-    Column("unread_count", Integer, nullable=False, default=0),
+    Column("inbound_count", Integer, nullable=False, default=0),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("priority", String(16), comment="none, low, medium, high or urgent; null is none"),
     Column("snoozed_until", TS),
     Column("last_assignee_id", String(32), comment="who had it last, for a reopened conversation"),
+    Column(
+        "last_message_id",
+        String(32),
+        comment="the newest message (by its time): the preview of the conversation",
+    ),
     UniqueConstraint("channel_id", "contact_id", "thread_key"),
     # One conversation per provider thread (a group chat), whoever writes in it.
     Index("ix_conversations_channel_id_thread_id", "channel_id", "thread_id", unique=True),
@@ -335,6 +340,28 @@ contact_labels = Table(
     Column("contact_id", String(32), ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
     Column("label_id", String(32), ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_contact_labels_label_id", "label_id"),
+)
+
+# Each user's read marker: unread is the conversation's inbound_count past the read_count.
+conversation_reads = Table(
+    "conversation_reads",
+    metadata,
+    Column(
+        "conversation_id",
+        String(32),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "read_count",
+        Integer,
+        nullable=False,
+        comment="the conversation's inbound_count when the user last read it",
+    ),
+    Column("last_read_message_id", String(32)),
+    Column("read_at", TS, nullable=False),
+    Index("ix_conversation_reads_user_id", "user_id"),
 )
 
 messages = Table(

@@ -533,7 +533,7 @@ async def test_marking_a_conversation_read(lite_hub: Hub) -> None:
     assert (await resp.json())["unread_count"] == 0
     assert (await hub.conversations())[0]["unread_count"] == 0
     new = await hub.events(after=last)
-    assert [(e["type"], e["data"]["unread_count"]) for e in new] == [("conversation.updated", 0)]
+    assert [(e["type"], e["data"]["unread_count"]) for e in new] == [("conversation.read", 0)]
     await error_of(
         await hub.client.post("/api/v1/conversations/cv_nope/read", headers=hub.agent), 404, "not_found"
     )

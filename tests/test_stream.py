@@ -291,7 +291,7 @@ async def test_hub_on_event_order_under_concurrent_writers(
 
     async def change(i: int) -> None:
         async with hub.store.tx() as tx:
-            await tx.emit("config.updated", {"kind": "test", "item": {"i": i}, "by": SYSTEM})
+            await tx.emit("config.updated", {"resource": f"test{i}", "etag": None, "by": SYSTEM})
 
     for _ in range(3):
         await asyncio.gather(*(change(i) for i in range(40)))

@@ -56,6 +56,7 @@ async def test_quick_reply_placeholders_are_checked_searched_previewed_and_sent_
 ) -> None:
     hub = lite_hub
     conv = await conversation(hub, "zoe")
+    await hub.define_attribute("plan")  # values are accepted for defined attributes only
     await call(
         hub,
         "PATCH",
@@ -229,6 +230,7 @@ async def test_a_note_is_never_sent_and_mentions_only_who_can_read(lite_hub: Hub
 async def test_macro_labels_assigns_and_resolves_in_one_step_with_its_events(lite_hub: Hub) -> None:
     hub = lite_hub
     first = await conversation(hub, "mia")
+    await hub.define_label("vip")  # labels are definitions (hub.services.labels)
     second = await conversation(hub, "max")
     seq = (await hub.events())[-1]["seq"]
     actions = [
@@ -321,6 +323,7 @@ async def test_macro_action_the_caller_may_not_do_fails_with_the_reason_and_chan
     from hub.users import create_token
 
     token = await create_token(hub.store.db, user["user"]["id"])
+    await hub.define_label("late")
     await hub.serve("fk", hub.agent_id, user["user"]["id"])
     headers = {"Authorization": f"Bearer {token}"}
     macro = await call(

@@ -20,6 +20,7 @@ from hub.outbound.capabilities import check_capabilities
 from hub.outbound.draft import Draft
 from hub.outbound.refused import SendRefused
 from hub.records import fetch_conversations, message_dict, message_row
+from hub.uploads import kind_mismatch
 
 __all__ = ["SendWriter", "TxSendWriter", "enqueue", "write_sends"]
 
@@ -148,6 +149,10 @@ async def _enqueue_once(
                 errors.append({"field": f"attachments.{i}.upload_id", "message": "unknown upload"})
                 continue
             entry.update({k: up[k] for k in ("size", "mime_type", "filename", "path") if up.get(k)})
+            # The file decides what it is, whatever the request said (a JPEG is no video).
+            mismatch = kind_mismatch(att.kind, up["mime_type"])
+            if mismatch:
+                errors.append({"field": f"attachments.{i}.kind", "message": mismatch})
             limit = cls.capabilities.max_attachment_bytes.get(att.kind)
             if limit and up["size"] > limit:
                 errors.append(
@@ -224,9 +229,18 @@ async def write_sends(tx: Tx, items: list[dict[str, Any]]) -> None:
         .where(schema.conversations.c.id == sa.bindparam("b_id"))
         .values(
             last_message_at=sa.bindparam("b_at", type_=schema.TS),
+            last_message_id=sa.bindparam("b_mid"),
             updated_at=sa.bindparam("b_now", type_=schema.TS),
         ),
-        [{"b_id": m["conversation_id"], "b_at": m["created_at"], "b_now": m["created_at"]} for m in msgs],
+        [
+            {
+                "b_id": m["conversation_id"],
+                "b_at": m["created_at"],
+                "b_mid": m["id"],
+                "b_now": m["created_at"],
+            }
+            for m in msgs
+        ],
     )
     # The send moved each conversation's clock: say so, as an inbound message does, so an app's
     # sorted conversation list follows without refetching.

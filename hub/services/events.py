@@ -21,7 +21,8 @@ __all__ = ["EventService"]
 
 C = schema.conversations
 # Event types that may concern one user only (their data names ``user_id``).
-_PERSONAL = frozenset({"notification.created", "notification.updated", "config.updated"})
+# conversation.read: a user's own read marker, for their other devices.
+_PERSONAL = frozenset({"notification.created", "notification.updated", "config.updated", "conversation.read"})
 
 
 def _for(actor: Actor, frame: Frame) -> bool:

@@ -19,6 +19,7 @@ from hub.access import Actor
 from hub.actions import ActionExecutor
 from hub.appkeys import (
     ACTIONS,
+    AGENTS,
     ATTRIBUTES,
     AVAILABILITY,
     CHANNEL_ADMIN,
@@ -54,10 +55,12 @@ from hub.appkeys import (
     RAW_INBOX,
     REDACTOR,
     REGISTRY,
+    SEARCH,
     SEND_WRITER,
     STORE,
     TEAMS,
     TOKEN_CACHE,
+    UPLOADS,
 )
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
@@ -86,6 +89,7 @@ from hub.profiles import ProfileWorker
 from hub.redact import SecretRedactor
 from hub.retention import Retention, RetentionPolicy
 from hub.security import SecretBox, load_secret_key
+from hub.services.agents import AgentService
 from hub.services.attributes import AttributeService
 from hub.services.availability import AvailabilityService
 from hub.services.channels import ChannelAdmin
@@ -101,8 +105,10 @@ from hub.services.messages import MessageService
 from hub.services.notes import NoteService
 from hub.services.organisation import OrgService
 from hub.services.quick_replies import QuickReplyService
+from hub.services.search import SearchService
 from hub.services.teams import TeamService
 from hub.timers import Connections, TimedWork
+from hub.uploads import UploadStore
 from hub.users import TokenCache
 from hub.web import admin, api, notifications, org, routing, stream, webhooks, workspace
 from hub.web import config as config_routes
@@ -460,6 +466,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
     app[EVENTS] = EventService(store)
     app[CONTACTS] = ContactService(store, attributes)
+    app[AGENTS] = AgentService(store)
+    app[SEARCH] = SearchService(store)
+    app[UPLOADS] = UploadStore(app[CONFIG].hub.uploads_dir, app[CONFIG].hub.max_upload_bytes)
     app[DELIVERIES] = DeliveryService(channels, app[PROCESSOR])
     app[QUICK_REPLIES] = quick_replies = QuickReplyService(store)
     app[NOTES] = NoteService(store)

@@ -125,6 +125,17 @@ class ConfigChanged(_Strict):
     by: ActorRef | None = None
 
 
+class ConversationRead(_Strict):
+    """A user's read marker moved: only that user's streams receive it (their other devices)."""
+
+    conversation_id: str
+    user_id: str
+    unread_count: int = Field(description="your unread count now: 0")
+    read_count: int = Field(description="the conversation's inbound_count you have read up to")
+    last_read_message_id: str | None
+    read_at: datetime
+
+
 class ResourceChanged(_Strict):
     """A configuration resource the app caches changed (quick replies, macros, preferences)."""
 
@@ -176,6 +187,7 @@ CATALOGUE: dict[str, Any] = {
     "message.updated": Message,
     "conversation.created": ConversationChange,
     "conversation.updated": ConversationChange,
+    "conversation.read": ConversationRead,
     "contact.updated": ContactChange,
     "contact.merged": ContactMerged,
     "channel.updated": Union[ChannelOut, ChannelDeleted],  # noqa: UP007 (a runtime value)

@@ -46,14 +46,19 @@ class Operation:
     status: int = 200
     # name -> description (a text of at most 256 characters), or (description, JSON schema)
     query: dict[str, str | tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
+    # name -> description (any string), or (description, JSON schema)
+    headers: dict[str, str | tuple[str, dict[str, Any]]] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
-    response_type: str = "application/json"
+    # The answer's media type, or several (a download: what a generated client decodes as bytes
+    # first, then any type the stored file has).
+    response_type: str | tuple[str, ...] = "application/json"
     # For a body whose schema depends on the app (installed channel types): app -> JSON schema.
     body_schema: Callable[[web.Application], dict[str, Any]] | None = None
     # A cacheable read (hub.web.config): ETag on the answer, 304 to a matching If-None-Match.
     etag: bool = False
+    # A body taken in several media types (an upload: multipart or raw): media type -> app -> schema.
+    bodies: dict[str, Callable[[web.Application], dict[str, Any]]] = field(default_factory=dict)
 
 
 # What the query readers of hub.web.errors accept, so the document says exactly that.
@@ -132,16 +137,22 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
         for name, spec in op.query.items():
             desc, schema = spec if isinstance(spec, tuple) else (spec, QUERY_TEXT)
             params.append({"name": name, "in": "query", "description": desc, "schema": schema})
-        headers = dict(op.headers)
+        headers: dict[str, Any] = dict(op.headers)
         if op.etag:
             headers["If-None-Match"] = "the ETag of the copy you hold: 304 (no body) while it is current"
-        for name, desc in headers.items():
-            params.append({"name": name, "in": "header", "description": desc, "schema": {"type": "string"}})
+        for name, hspec in headers.items():
+            desc, hschema = hspec if isinstance(hspec, tuple) else (hspec, {"type": "string"})
+            params.append({"name": name, "in": "header", "description": desc, "schema": hschema})
         if params:
             entry["parameters"] = params
         for param in params:
             if param["in"] == "header" and param["name"] in HEADER_SCHEMAS:
                 param["schema"] = HEADER_SCHEMAS[param["name"]]
+        if op.bodies:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {ctype: {"schema": make(app)} for ctype, make in op.bodies.items()},
+            }
         if op.body is None and op.body_schema is not None:
             entry["requestBody"] = {
                 "required": True,
@@ -169,11 +180,10 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             )
             for name, sub in schemas[op.response.__name__].pop("$defs", {}).items():
                 schemas.setdefault(name, sub)
-            ok["content"] = {
-                op.response_type: {"schema": {"$ref": f"#/components/schemas/{op.response.__name__}"}}
-            }
+            ref = {"$ref": f"#/components/schemas/{op.response.__name__}"}
+            ok["content"] = {rt: {"schema": ref} for rt in _types(op.response_type)}
         elif isinstance(op.response, dict):
-            ok["content"] = {op.response_type: {"schema": op.response}}
+            ok["content"] = {rt: {"schema": op.response} for rt in _types(op.response_type)}
         if getattr(route.handler, "__hub_seq__", False):
             ok["headers"] = {SEQ_HEADER: SEQ_HEADER_DOC}
         if op.etag:
@@ -204,6 +214,10 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _types(media: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (media,) if isinstance(media, str) else media
 
 
 def _no_nul(schema: Any) -> Any:

@@ -151,6 +151,8 @@ async def test_a_macro_labels_assigns_and_resolves_in_one_step_and_emits_the_eve
     agent_id, app = await agent(api)
     await serve(api, ch, agent_id)
     conv_id = await inbound_conversation(api, ch, phone())
+    # Labels are definitions: one an admin made before the macro applies it.
+    await api.request("POST", "/api/v1/admin/labels", json_body={"name": "vip"})
     macro = await app.ok(
         "POST",
         "/api/v1/macros",

@@ -2,8 +2,8 @@
 reference), attribute definitions, contacts' custom attributes. The free-string labels of
 conversations become definitions, and a free-string team that names no team becomes one.
 
-Revision ID: 0009_labels_and_attributes
-Revises: 0008_workspace_notify
+Revision ID: 0011_labels_and_attributes
+Revises: 0010_search
 Create Date: 2026-12-06 22:20:00
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 import hub.schema
 
-revision: str = "0009_labels_and_attributes"
-down_revision: str | None = "0008_workspace_notify"
+revision: str = "0011_labels_and_attributes"
+down_revision: str | None = "0010_search"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
