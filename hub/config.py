@@ -97,6 +97,11 @@ class HubSection(BaseModel):
         ge=64 * 1024,
         description="events waiting for one WebSocket client; over it the client is closed with 4429",
     )
+    check_events: bool = Field(
+        default=False,
+        description="refuse to emit an event whose type or data the event catalogue does not describe "
+        "(hub/web/event_catalogue.py); the test suites turn it on",
+    )
     log_level: str = Field(
         default="INFO", description="DEBUG, INFO, WARNING or ERROR; the HUB_LOG_LEVEL variable overrides it"
     )

@@ -19,7 +19,7 @@ from hub.models import MessageStatus, utcnow
 from hub.outbound.capabilities import check_capabilities
 from hub.outbound.draft import Draft
 from hub.outbound.refused import SendRefused
-from hub.records import message_dict, message_row
+from hub.records import fetch_conversations, message_dict, message_row
 
 __all__ = ["enqueue", "write_sends"]
 
@@ -197,7 +197,8 @@ async def _enqueue_once(
 
 
 async def write_sends(tx: Tx, items: list[dict[str, Any]]) -> None:
-    """Store agents' sends (message, outbox job, conversation clock, ``message.created``) in bulk."""
+    """Store agents' sends (message, outbox job, conversation clock, ``message.created`` and
+    ``conversation.updated``) in bulk."""
     msgs = [item["message"] for item in items]
     await tx.conn.execute(M.insert(), msgs)
     await tx.conn.execute(O.insert(), [item["job"] for item in items])
@@ -210,6 +211,19 @@ async def write_sends(tx: Tx, items: list[dict[str, Any]]) -> None:
         ),
         [{"b_id": m["conversation_id"], "b_at": m["created_at"], "b_now": m["created_at"]} for m in msgs],
     )
+    # The send moved each conversation's clock: say so, as an inbound message does, so an app's
+    # sorted conversation list follows without refetching.
+    last = {m["conversation_id"]: m for m in msgs}
+    views = await fetch_conversations(tx.conn, list(last))
     await tx.emit_many(
         [("message.created", message_dict(m), m["channel_id"], m["conversation_id"]) for m in msgs]
+        + [
+            (
+                "conversation.updated",
+                {**v, "changed": ["last_message_at"], "by": last[v["id"]]["sender"]},
+                v["channel_id"],
+                v["id"],
+            )
+            for v in views
+        ]
     )

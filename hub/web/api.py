@@ -37,7 +37,7 @@ from hub.services.organisation import public_user
 from hub.users import revoke_token
 from hub.web.auth import bearer_token, require_actor
 from hub.web.errors import ApiError, query_int, query_text, read_json
-from hub.web.openapi import operation, query_integer
+from hub.web.openapi import operation, query_integer, with_seq
 from hub.web.schemas import ChannelList, ConversationPage, LoginOut, MeOut, MessagePage, UploadOut
 from hub.web.sends import SendRequest
 
@@ -169,6 +169,7 @@ async def list_channels(request: web.Request) -> web.StreamResponse:
         "limit": ("page size (over 200 gives 200)", query_integer(1)),
     },
 )
+@with_seq
 async def list_conversations(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     items, nxt = await request.app[CONVERSATIONS].list(
@@ -214,6 +215,7 @@ async def create_conversation(request: web.Request) -> web.StreamResponse:
     errors=(404,),
     response=Conversation,
 )
+@with_seq
 async def get_conversation(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     conv = await request.app[CONVERSATIONS].get(actor, request.match_info["conversation_id"])
@@ -261,6 +263,7 @@ async def read_conversation(request: web.Request) -> web.StreamResponse:
     },
     errors=(404,),
 )
+@with_seq
 async def list_messages(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     page, before = await request.app[MESSAGES].history(

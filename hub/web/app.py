@@ -49,10 +49,12 @@ from hub.console import setup_console
 from hub.db import Database
 from hub.errors import ConfigError
 from hub.events import EventBus, Store
+from hub.fanout import INBOX, Feed
 from hub.groupcommit import GroupCommit
 from hub.http import provider_client
 from hub.inbound import InboundProcessor, RawInbox
 from hub.ingest import IngestRunner
+from hub.leader import WINDOWS_LEADER, while_leading
 from hub.logins import LoginGuard, LoginLimits
 from hub.media import MediaStore, MediaWorker
 from hub.metrics import Metrics
@@ -77,7 +79,9 @@ from hub.services.teams import TeamService
 from hub.timers import Connections, TimedWork
 from hub.users import TokenCache
 from hub.web import admin, api, org, routing, stream, webhooks
+from hub.web.asyncapi import build_asyncapi
 from hub.web.errors import ProtocolLog, error_middleware
+from hub.web.event_catalogue import check_event
 from hub.web.openapi import build_openapi, operation
 from hub.windows import WindowWatcher
 
@@ -92,7 +96,7 @@ routes = web.RouteTableDef()
 async def healthz(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     try:
-        last = await store.last_seq()
+        last = await store.horizon()
     except Exception:
         # The exception's text names hosts, databases and users: it goes to the log, never to
         # an unauthenticated caller.
@@ -122,6 +126,17 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 @operation("This document", "ops", auth=None)
 async def openapi(request: web.Request) -> web.StreamResponse:
     return web.json_response(build_openapi(request.app, request.app[CONFIG].hub.public_url))
+
+
+@routes.get("/asyncapi.json")
+@operation(
+    "The AsyncAPI document of the event stream (/api/v1/stream): frames, ping and pong, close codes",
+    "ops",
+    auth=None,
+    response={"type": "object"},
+)
+async def asyncapi(request: web.Request) -> web.StreamResponse:
+    return web.json_response(build_asyncapi(request.app[CONFIG].hub.public_url))
 
 
 @web.middleware
@@ -191,11 +206,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG].hub
     db = Database(cfg.database_url)
     await upgrade(db)
-    store = Store(db, EventBus(max_bytes=cfg.stream_queue_bytes))
+    store = Store(
+        db, EventBus(max_bytes=cfg.stream_queue_bytes), check=check_event if cfg.check_events else None
+    )
     store.bus.last_seq = await store.last_seq()
     store.bus.observers.append(event_observer(app[PLUGIN_MANAGER]))
     app[STORE] = store
+    # Several processes may share a PostgreSQL database: each publishes every process's events.
+    feed = None if db.is_sqlite else Feed(store)
+    if feed is not None:
+        await feed.start()
     yield
+    if feed is not None:
+        await feed.stop()
     await db.dispose()
 
 
@@ -225,6 +248,9 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
     )
     await svc.load_all()
     app[CHANNELS] = svc
+    feed = app[STORE].feed
+    if feed is not None:
+        feed.on_remote.append(svc.follow)
     for decl in cfg.channels:
         if decl.type not in app[REGISTRY]:
             raise ConfigError(
@@ -267,6 +293,11 @@ async def _raw_inbox(app: web.Application) -> AsyncIterator[None]:
 async def _processor(app: web.Application) -> AsyncIterator[None]:
     processor = InboundProcessor(app[STORE], app[CHANNELS], metrics=app[METRICS])
     app[RAW_INBOX].on_stored.append(processor.notify)
+    feed = app[STORE].feed
+    if feed is not None:
+        # Deliveries stored here may be applied by another process, and the other way round.
+        app[RAW_INBOX].on_stored.append(lambda _new: feed.signal(INBOX))
+        feed.on_signal.setdefault(INBOX, []).append(processor.notify)
     app[PROCESSOR] = processor
     if app[CONFIG].hub.run_workers:
         await processor.start()
@@ -354,7 +385,9 @@ async def _window_watcher(app: web.Application) -> AsyncIterator[None]:
     tasks = []
     if app[CONFIG].hub.run_workers:
         watcher = WindowWatcher(app[STORE], app[CHANNELS])
-        tasks.append(asyncio.create_task(watcher.run(), name="hub-window-watcher"))
+        # One process announces each closed window, not every process.
+        lead = while_leading(app[STORE].db, WINDOWS_LEADER, "reply-window announcements", watcher.run)
+        tasks.append(asyncio.create_task(lead, name="hub-window-watcher"))
     async with _tasks(*tasks):
         yield
 
@@ -380,6 +413,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     org = OrgService(store, app[TOKEN_CACHE])
     teams = TeamService(org, lambda channel_id: channel_id in channels.rows)
     app[ORG], app[TEAMS] = org, teams
+    if store.feed is not None:
+        store.feed.on_remote.append(org.follow)
     app[CHANNEL_ADMIN] = ChannelAdmin(channels, teams)
     app[CONVERSATIONS] = ConversationService(store, channels)
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])

@@ -6,6 +6,7 @@ refuses (in tests) any route without one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 
 from hub import __version__
 
-__all__ = ["Operation", "build_openapi", "operation"]
+__all__ = ["SEQ_HEADER", "Operation", "build_openapi", "operation", "with_seq"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 ERROR_SCHEMA = {
@@ -59,6 +60,31 @@ QUERY_TEXT: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": "^[
 
 def query_integer(minimum: int = 0) -> dict[str, Any]:
     return {"type": "integer", "minimum": minimum, "maximum": 2**63 - 1}
+
+
+SEQ_HEADER = "X-Hub-Seq"
+SEQ_HEADER_DOC: dict[str, Any] = {
+    "description": "The event log's sequence number this answer reflects: every event up to it is "
+    "included. Stream (or GET /api/v1/events) with after= this number to miss nothing.",
+    "schema": {"type": "integer", "minimum": 0},
+}
+
+
+def with_seq(handler: F) -> F:
+    """Give the answer an ``X-Hub-Seq`` header: the last event seq committed before the handler read
+    its data, so an app that loads a list and then streams from that seq misses no change."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        from hub.appkeys import STORE
+
+        seq = await request.app[STORE].last_seq()
+        resp: web.StreamResponse = await handler(request)
+        resp.headers[SEQ_HEADER] = str(seq)
+        return resp
+
+    wrapper.__hub_seq__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 def operation(summary: str, tag: str, **kwargs: Any) -> Callable[[F], F]:
@@ -134,6 +160,8 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             }
         elif isinstance(op.response, dict):
             ok["content"] = {op.response_type: {"schema": op.response}}
+        if getattr(route.handler, "__hub_seq__", False):
+            ok["headers"] = {SEQ_HEADER: SEQ_HEADER_DOC}
         entry["responses"][str(op.status)] = ok
         for code in sorted({400, 500, *op.errors, *((401,) if op.auth else ())}):
             entry["responses"][str(code)] = {
