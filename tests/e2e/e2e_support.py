@@ -40,7 +40,7 @@ PG_HELP = (
     "PostgreSQL is not reachable at {url} ({error}). Start one, e.g. "
     "`apt-get install postgresql` or `docker run --rm -e POSTGRES_HOST_AUTH_METHOD=trust "
     "-e POSTGRES_DB=test -p 5432:5432 postgres:16`, "
-    "or set HUB_TEST_POSTGRES_URL. The tests use (and wipe) the sibling database <name>_hub_e2e."
+    "or set HUB_TEST_POSTGRES_URL. Each test run creates (and drops) a database of its own beside it."
 )
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct-horse-battery-staple"
@@ -91,27 +91,54 @@ async def postgres_problem(url: str) -> str | None:
     return None
 
 
-async def e2e_database(url: str) -> str:
-    """The database the e2e hubs use on the server at ``url``: a sibling ``<name>_hub_e2e``,
-    created on first use, so that the core tests and benchmarks, which wipe ``url`` itself, can run
-    at the same time. Falls back to ``url`` when the role may not create databases."""
-    import asyncpg
+class E2EDatabase:
+    """This test session's own database on the PostgreSQL server at ``server``, for its e2e hubs.
 
-    parts = urlsplit(url)
-    base = parts.path.lstrip("/") or "postgres"
-    name = f"{base}_hub_e2e"
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+    Named ``<name>_hub_e2e_<pid>_<random>``, so that two test runs on one server (two developers,
+    CI beside a benchmark) never wipe each other's tables, and apart from ``server``'s own database,
+    which the core tests and benchmarks wipe. Created on first use (``await url()``) and dropped by
+    ``drop()`` at the end of the session. Falls back to ``server`` itself when the role may not
+    create databases (and then drops nothing).
+    """
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self._parts = urlsplit(server)
+        base = self._parts.path.lstrip("/") or "postgres"
+        # PostgreSQL cuts identifiers at 63 bytes: keep the unique tail whole.
+        self.name = f"{base[:30]}_hub_e2e_{os.getpid()}_{secrets.token_hex(4)}"
+        self._url: str | None = None
+        self._created = False
+
+    async def url(self) -> str:
+        import asyncpg
+
+        if self._url is None:
+            conn = await asyncpg.connect(self.server, timeout=5)
             try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass
+                await conn.execute(f'CREATE DATABASE "{self.name}"')
             except asyncpg.InsufficientPrivilegeError:
-                return url
-    finally:
-        await conn.close()
-    return urlunsplit(parts._replace(path="/" + name))
+                self._url = self.server
+            else:
+                self._created = True
+                self._url = urlunsplit(self._parts._replace(path="/" + self.name))
+            finally:
+                await conn.close()
+        return self._url
+
+    async def drop(self) -> None:
+        """Drop the database if this session created it (hubs still connected are cut off)."""
+        import asyncpg
+
+        if not self._created:
+            return
+        conn = await asyncpg.connect(self.server, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        self._created = False
+        self._url = None
 
 
 async def reset_postgres(url: str) -> None:
