@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from hub.services.channels import ChannelAdmin
     from hub.services.contacts import ContactService
     from hub.services.conversations import ConversationService
+    from hub.services.deliveries import DeliveryService
     from hub.services.events import EventService
     from hub.services.messages import MessageService
     from hub.services.organisation import OrgService
@@ -59,3 +60,4 @@ EVENTS: web.AppKey[EventService] = web.AppKey("events")
 AVAILABILITY: web.AppKey[AvailabilityService] = web.AppKey("availability")
 CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")
 CONTACTS: web.AppKey[ContactService] = web.AppKey("contacts")
+DELIVERIES: web.AppKey[DeliveryService] = web.AppKey("deliveries")

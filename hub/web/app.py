@@ -21,6 +21,7 @@ from hub.appkeys import (
     CONNECTIONS,
     CONTACTS,
     CONVERSATIONS,
+    DELIVERIES,
     EVENTS,
     HTTP,
     INGEST,
@@ -44,6 +45,7 @@ from hub.appkeys import (
 )
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
+from hub.console import setup_console
 from hub.db import Database
 from hub.errors import ConfigError
 from hub.events import EventBus, Store
@@ -66,6 +68,7 @@ from hub.services.availability import AvailabilityService
 from hub.services.channels import ChannelAdmin
 from hub.services.contacts import ContactService
 from hub.services.conversations import ConversationService
+from hub.services.deliveries import DeliveryService
 from hub.services.errors import ServiceError
 from hub.services.events import EventService
 from hub.services.messages import MessageService
@@ -180,6 +183,7 @@ def create_app(
         routing.routes,
     ):
         app.add_routes(table)
+    setup_console(app, config)
     return app
 
 
@@ -381,6 +385,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
     app[EVENTS] = EventService(store)
     app[CONTACTS] = ContactService(store)
+    app[DELIVERIES] = DeliveryService(channels, app[PROCESSOR])
     app[AVAILABILITY] = AvailabilityService(org, lambda channel_id: channel_id in channels.rows)
     yield
 

@@ -181,10 +181,19 @@ def _path_params(path: str) -> list[str]:
     return re.findall(r"\{([^}:]+)", path)
 
 
+CONSOLE_PREFIX = "/console/"
+
+
+def is_console(route: web.AbstractRoute) -> bool:
+    """The admin console's pages (``hub.console``): HTML for people, not part of the API."""
+    resource = route.resource
+    return resource is not None and resource.canonical.startswith(CONSOLE_PREFIX)
+
+
 def undocumented_routes(app: web.Application) -> list[str]:
     out = []
     for route in app.router.routes():
-        if route.method == "HEAD":
+        if route.method == "HEAD" or is_console(route):
             continue
         if get_operation(route.handler) is None:
             out.append(f"{route.method} {route.resource.canonical if route.resource else '?'}")

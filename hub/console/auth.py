@@ -1,0 +1,110 @@
+"""Logging in and out, setting a password from an invitation, and the overview page."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+
+from hub.appkeys import CHANNEL_ADMIN, LOGINS, ORG, STORE, TOKEN_CACHE
+from hub.console.base import PREFIX, current_actor, form_data, need_actor, render
+from hub.logins import LoginRefused, TooManyLogins
+from hub.services.errors import NotFound
+from hub.users import revoke_token
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+MIN_PASSWORD = 8
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a console path: never an open redirect to another site (``//evil``, ``https://``)."""
+    if target and target.startswith(PREFIX + "/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return PREFIX + "/"
+
+
+@routes.get("/login")
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if await current_actor(request) is not None:
+        raise web.HTTPSeeOther(_safe_next(request.query.get("next")))
+    return await render(request, "login.html", {"next": _safe_next(request.query.get("next")), "email": ""})
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await form_data(request)
+    email = form.get("email", "")[:320]
+    password = form.get("password", "")[:1024]
+    target = _safe_next(form.get("next"))
+    ctx = {"next": target, "email": email}
+    if not email or not password:
+        return await render(
+            request, "login.html", {**ctx, "error": "Enter your email and password."}, status=422
+        )
+    try:
+        user, token = await request.config_dict[LOGINS].login(
+            request.config_dict[STORE].db, request.remote or "unknown", email, password
+        )
+    except LoginRefused:
+        return await render(
+            request, "login.html", {**ctx, "error": "Email or password is wrong."}, status=401
+        )
+    except TooManyLogins as exc:
+        resp = await render(
+            request,
+            "login.html",
+            {**ctx, "error": f"Too many attempts; wait {exc.retry_after} s and try again."},
+            status=429,
+        )
+        resp.headers["Retry-After"] = str(exc.retry_after)
+        return resp
+    # A fresh session (and CSRF token) at login: one planted before it is worth nothing after.
+    session = await new_session(request)
+    session["token"] = token
+    session["user_id"] = user["id"]
+    raise web.HTTPSeeOther(target)
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    session = await get_session(request)
+    token = session.get("token")
+    if isinstance(token, str):
+        await revoke_token(request.config_dict[STORE].db, token, request.config_dict[TOKEN_CACHE])
+    session.invalidate()
+    raise web.HTTPSeeOther(PREFIX + "/login")
+
+
+@routes.get("/set-password")
+async def set_password_page(request: web.Request) -> web.StreamResponse:
+    return await render(request, "set_password.html", {"token": request.query.get("token", "")[:200]})
+
+
+@routes.post("/set-password")
+async def set_password(request: web.Request) -> web.StreamResponse:
+    form = await form_data(request)
+    token = form.get("token", "")[:200]
+    password = form.get("password", "")
+    ctx = {"token": token}
+    if len(password) < MIN_PASSWORD or len(password) > 1000:
+        error = f"Choose a password of {MIN_PASSWORD} to 1000 characters."
+        return await render(request, "set_password.html", {**ctx, "error": error}, status=422)
+    if password != form.get("confirm", ""):
+        return await render(
+            request, "set_password.html", {**ctx, "error": "The two passwords differ."}, status=422
+        )
+    try:
+        user = await request.config_dict[ORG].accept_invitation(token, password)
+    except NotFound as exc:
+        return await render(request, "set_password.html", {**ctx, "error": exc.message}, status=404)
+    return await render(request, "password_set.html", {"user": user})
+
+
+@routes.get("/")
+async def overview(request: web.Request) -> web.StreamResponse:
+    actor = await need_actor(request)
+    channels = request.config_dict[CHANNEL_ADMIN].visible(actor)
+    if actor.can("channels.manage"):
+        channels = request.config_dict[CHANNEL_ADMIN].all(actor)["channels"]
+    return await render(request, "overview.html", {"channels": channels})

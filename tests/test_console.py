@@ -1,0 +1,234 @@
+"""The admin console in process (no browser): a third party's Settings model becomes a form with
+no console code, CSRF and permissions are enforced on the server, secrets never reach a page.
+The browser tests (tests/e2e/test_e2e_console.py) cover the same pages through chromium."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+import pytest
+from pydantic import Field, SecretStr
+
+from hub import hookimpl
+from hub.appkeys import STORE
+from hub.channel import Capabilities, Channel, ChannelRegistrar, ChannelSettings, RawEvent
+from hub.console.forms import form_fields, parse_form
+from hub.models import OutboundMessage, ParsedEvent, SendReceipt
+from hub.testing.pytest_plugin import HubTestApp
+from hub.users import create_user
+
+PASSWORD = "console-test-password"
+PLANTED = "planted-acme-key-7f3a9c"
+
+
+class AcmeSettings(ChannelSettings):
+    region: Literal["eu", "us"] = Field(description="Where the account lives")
+    api_key: SecretStr = Field(description="Key from the Acme dashboard")
+    retries: int = Field(default=2, ge=0, le=5, description="Tries per send")
+    verbose: bool = False
+    tags: list[str] = Field(default_factory=list, description="Labels for the account")
+    note: str | None = None
+
+
+class AcmeChannel(Channel):
+    """Acme Messaging: a third party's channel the console has never heard of."""
+
+    type_name: ClassVar[str] = "acme"
+    display_name: ClassVar[str] = "Acme"
+    Settings: ClassVar[type[ChannelSettings]] = AcmeSettings
+    capabilities: ClassVar[Capabilities] = Capabilities(text=True)
+
+    def authenticate(self, body: bytes, headers: Mapping[str, str]) -> None:
+        return None
+
+    def parse(self, raw: RawEvent) -> list[ParsedEvent]:
+        return []
+
+    async def send(self, message: OutboundMessage) -> SendReceipt:
+        raise NotImplementedError
+
+
+class AcmePlugin:
+    @hookimpl
+    def hub_register_channels(self, register: ChannelRegistrar) -> None:
+        register.add(AcmeChannel)
+
+
+def test_a_settings_model_becomes_fields_with_types_bounds_and_descriptions() -> None:
+    fields = {f.name: f for f in form_fields(AcmeSettings)}
+    assert list(fields) == ["region", "api_key", "retries", "verbose", "tags", "note"]
+    assert fields["region"].widget == "select" and fields["region"].choices == ["eu", "us"]
+    assert fields["region"].required and fields["region"].description == "Where the account lives"
+    assert fields["api_key"].widget == "password" and fields["api_key"].required
+    assert fields["retries"].widget == "number" and fields["retries"].value == "2"
+    assert fields["retries"].attrs == {"step": "1", "min": "0", "max": "5"}
+    assert fields["verbose"].widget == "checkbox" and not fields["verbose"].checked
+    assert fields["tags"].widget == "json" and fields["tags"].value == "[]"
+    assert fields["note"].widget == "text" and fields["note"].nullable and not fields["note"].required
+
+
+def test_a_stored_secret_is_never_a_value_and_stays_when_left_empty() -> None:
+    fields = {
+        f.name: f for f in form_fields(AcmeSettings, {"api_key": "x"}, stored_secrets=frozenset({"api_key"}))
+    }
+    assert fields["api_key"].value == "" and fields["api_key"].has_stored_secret
+    assert not fields["api_key"].required
+    form = {"region": "eu", "api_key": "", "retries": "3", "tags": '["a"]', "note": ""}
+    values, problems = parse_form(AcmeSettings, form, editing=True)
+    assert problems == {}
+    assert "api_key" not in values  # kept as stored
+    assert values == {"region": "eu", "retries": "3", "verbose": False, "tags": ["a"], "note": None}
+    _, problems = parse_form(AcmeSettings, {**form, "tags": "[not json"}, editing=False)
+    assert set(problems) == {"tags"}
+
+
+async def _login(hub: HubTestApp, email: str, role: str = "administrator") -> str:
+    """Log in through the form; the CSRF token of the session."""
+    await create_user(hub.client.app[STORE].db, email, role, PASSWORD)
+    page = await hub.client.get("/console/login")
+    token = _csrf(await page.text())
+    resp = await hub.client.post(
+        "/console/login",
+        data={"email": email, "password": PASSWORD, "csrf_token": token, "next": "/console/"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303, await resp.text()
+    assert resp.headers["Location"] == "/console/"
+    home = await hub.client.get("/console/")
+    assert home.status == 200
+    return _csrf(await home.text())
+
+
+def _csrf(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+@pytest.fixture
+async def acme_hub(make_hub_client: Any) -> HubTestApp:
+    hub: HubTestApp = await make_hub_client(AcmePlugin())
+    return hub
+
+
+async def test_a_third_party_channel_is_set_up_through_its_generated_form(acme_hub: HubTestApp) -> None:
+    hub = acme_hub
+    csrf = await _login(hub, "owner@example.test")
+    choose = await (await hub.client.get("/console/channels/new")).text()
+    assert 'href="/console/channels/new/acme"' in choose and "Acme Messaging" in choose
+
+    page = await (await hub.client.get("/console/channels/new/acme")).text()
+    assert '<select id="f-region" name="region"' in page
+    assert re.search(r'<input id="f-api_key" name="api_key" type="password" value=""', page)
+    assert re.search(r'name="retries" type="number" value="2"[^>]* step="1" min="0" max="5"', page)
+    assert "Key from the Acme dashboard" in page
+
+    bad = {"csrf_token": csrf, "name": "Acme", "region": "eu", "api_key": PLANTED, "retries": "9"}
+    resp = await hub.client.post("/console/channels/new/acme", data=bad, allow_redirects=False)
+    assert resp.status == 422
+    html = await resp.text()
+    assert re.search(r'<p class="error" id="e-retries">Input should be less than or equal to 5</p>', html)
+    assert PLANTED not in html  # the secret typed is not sent back
+
+    good = {**bad, "retries": "4", "id": "acme-1", "verbose": "on", "tags": '["vip"]'}
+    resp = await hub.client.post("/console/channels/new/acme", data=good, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    assert resp.headers["Location"] == "/console/channels/acme-1?created=1"
+    detail = await (await hub.client.get("/console/channels/acme-1")).text()
+    assert "Waiting for the provider" in detail and "/webhooks/acme-1" in detail
+    assert PLANTED not in detail
+
+    api = await (await hub.client.get("/api/v1/admin/channels/acme-1", headers=hub.admin_headers)).json()
+    assert api["settings"] == {
+        "region": "eu",
+        "api_key": "********",
+        "retries": 4,
+        "verbose": True,
+        "tags": ["vip"],
+        "note": None,
+    }
+
+    # Editing with the secret left empty keeps it; the page never shows it.
+    settings = await (await hub.client.get("/console/channels/acme-1/settings")).text()
+    assert PLANTED not in settings and "stored; leave empty to keep" in settings
+    edit = {
+        "csrf_token": csrf,
+        "name": "Acme EU",
+        "region": "us",
+        "api_key": "",
+        "retries": "1",
+        "tags": "[]",
+    }
+    resp = await hub.client.post("/console/channels/acme-1/settings", data=edit, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    svc = hub.client.app[STORE]
+    assert svc is not None
+    api = await (await hub.client.get("/api/v1/admin/channels/acme-1", headers=hub.admin_headers)).json()
+    assert api["name"] == "Acme EU" and api["settings"]["region"] == "us"
+    assert api["settings"]["api_key"] == "********"  # still set
+
+
+async def test_unsafe_requests_need_the_sessions_csrf_token(acme_hub: HubTestApp) -> None:
+    hub = acme_hub
+    csrf = await _login(hub, "owner@example.test")
+    form = {"name": "forged", "permissions": "plugins.read"}
+    for extra in ({}, {"csrf_token": "wrong"}):
+        resp = await hub.client.post("/console/roles", data={**form, **extra}, allow_redirects=False)
+        assert resp.status == 403
+        assert "did not come from the console" in await resp.text()
+    resp = await hub.client.post("/console/roles", data=form, headers={"X-CSRF-Token": "wrong"})
+    assert resp.status == 403
+    roles = await (await hub.client.get("/api/v1/admin/roles", headers=hub.admin_headers)).json()
+    assert "forged" not in {r["name"] for r in roles["roles"]}
+    # The login form needs it too (no login CSRF).
+    resp = await hub.client.post("/console/login", data={"email": "owner@example.test", "password": PASSWORD})
+    assert resp.status == 403
+    # With the token (as a field or as htmx's header) it works.
+    resp = await hub.client.post("/console/roles", data={**form, "csrf_token": csrf}, allow_redirects=False)
+    assert resp.status == 303
+    resp = await hub.client.post(
+        "/console/roles",
+        data={**form, "name": "readers2"},
+        headers={"X-CSRF-Token": csrf, "HX-Request": "true"},
+    )
+    assert resp.status == 204 and resp.headers["HX-Redirect"] == "/console/roles"
+    roles = await (await hub.client.get("/api/v1/admin/roles", headers=hub.admin_headers)).json()
+    assert {"forged", "readers2"} <= {r["name"] for r in roles["roles"]}
+
+
+async def test_pages_and_buttons_follow_the_users_permissions(acme_hub: HubTestApp) -> None:
+    hub = acme_hub
+    csrf = await _login(hub, "agent@example.test", role="agent")
+    home = await (await hub.client.get("/console/")).text()
+    assert 'href="/console/channels"' not in home and 'href="/console/users"' not in home
+    for path in (
+        "/console/channels",
+        "/console/users",
+        "/console/roles",
+        "/console/plugins",
+        "/console/teams",
+    ):
+        resp = await hub.client.get(path)
+        assert resp.status == 403, path
+        assert "You may not do this" in await resp.text()
+    resp = await hub.client.post(
+        "/console/users", data={"csrf_token": csrf, "email": "new@example.test", "role": "agent"}
+    )
+    assert resp.status == 403
+    users = await (await hub.client.get("/api/v1/admin/users", headers=hub.admin_headers)).json()
+    assert "new@example.test" not in {u["email"] for u in users["users"]}
+
+
+async def test_a_deactivated_user_is_logged_out_of_the_console(acme_hub: HubTestApp) -> None:
+    hub = acme_hub
+    await _login(hub, "leaver@example.test")
+    users = await (await hub.client.get("/api/v1/admin/users", headers=hub.admin_headers)).json()
+    leaver = next(u for u in users["users"] if u["email"] == "leaver@example.test")
+    resp = await hub.client.patch(
+        f"/api/v1/admin/users/{leaver['id']}", json={"active": False}, headers=hub.admin_headers
+    )
+    assert resp.status == 200
+    resp = await hub.client.get("/console/channels", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"].startswith("/console/login")
