@@ -30,9 +30,12 @@ __all__ = [
     "InboundMessage",
     "InteractiveChoice",
     "Message",
+    "MessageAttachment",
     "MessageDeletion",
     "MessageEdit",
+    "MessageError",
     "MessageKind",
+    "MessagePreview",
     "MessageRevision",
     "MessageStatus",
     "OutboundAttachment",
@@ -43,6 +46,7 @@ __all__ = [
     "ReplyWindowView",
     "SendContext",
     "SendReceipt",
+    "Sender",
     "StatusUpdate",
     "Template",
     "WatermarkUpdate",
@@ -499,13 +503,20 @@ class SendReceipt(_Model):
 # --------------------------------------------------------------------------------------------------
 
 
-class Reaction(BaseModel):
+class _View(BaseModel):
+    """What the app receives: exactly these fields (``additionalProperties: false`` in the
+    documents), so an app generated from them is told of every field the hub sends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Reaction(_View):
     emoji: str
     by: str = Field(description="contact id or user id")
     at: datetime
 
 
-class Contact(BaseModel):
+class Contact(_View):
     id: str
     channel_id: str
     name: str | None = None
@@ -514,16 +525,47 @@ class Contact(BaseModel):
     identities: list[str] = Field(default_factory=list)
 
 
-class MessageRevision(BaseModel):
+class MessageAttachment(Attachment):
+    """An attachment as the app sees it. An agent's upload carries its ``upload_id`` and the hub's
+    download ``url``; a file sent by provider media id carries ``media_id``."""
+
+    upload_id: str | None = Field(default=None, description="the upload it was sent from")
+    media_id: str | None = Field(default=None, description="the provider media id it was sent by")
+
+
+class MessageRevision(_View):
     """A message's content before an edit replaced it, kept in ``Message.edits``."""
 
     kind: MessageKind
     text: str | None = None
-    attachments: list[Attachment] = Field(default_factory=list)
+    attachments: list[MessageAttachment] = Field(default_factory=list)
     replaced_at: datetime
 
 
-class Message(BaseModel):
+class Sender(_View):
+    """Who wrote a message: the customer (``contact``), an agent (``user``), a bot or the hub."""
+
+    type: str | None = Field(default=None, description="contact, user, bot, automation or system")
+    id: str | None = Field(default=None, description="the contact's or user's id")
+    name: str | None = None
+
+
+class MessageError(BaseModel):
+    """Why a message failed. Channels may add provider-specific fields."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    error_class: str | None = Field(
+        default=None,
+        alias="class",
+        description="retryable, rate_limited, needs_template, auth, recipient, permanent",
+    )
+    message: str | None = Field(default=None, description="what to show the agent")
+    provider_code: str | int | None = None
+    title: str | None = None
+
+
+class Message(_View):
     """A message as the app receives it, whatever the channel.
 
     ``edits`` holds earlier contents, oldest first, and ``edited_at`` the latest edit. A deleted
@@ -537,19 +579,21 @@ class Message(BaseModel):
     kind: MessageKind
     text: str | None = None
     subject: str | None = None
-    attachments: list[Attachment] = Field(default_factory=list)
+    attachments: list[MessageAttachment] = Field(default_factory=list)
     interactive: InteractiveChoice | None = None
     choices: list[InteractiveChoice] = Field(default_factory=list)
     template: Template | None = None
     reply_to_message_id: str | None = None
     forwarded: bool = False
     reactions: list[Reaction] = Field(default_factory=list)
-    sender: dict[str, Any] = Field(default_factory=dict)
+    sender: Sender = Field(default_factory=Sender)
     status: MessageStatus
     status_at: dict[str, datetime] = Field(default_factory=dict)
-    error: dict[str, Any] | None = None
+    error: MessageError | None = Field(default=None, description="with status failed: why")
     external_id: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="what the channel kept of the provider's message (free-form)"
+    )
     edits: list[MessageRevision] = Field(default_factory=list)
     edited_at: datetime | None = None
     deleted_at: datetime | None = None
@@ -557,13 +601,30 @@ class Message(BaseModel):
     updated_at: datetime
 
 
-class ReplyWindowView(BaseModel):
+class MessagePreview(_View):
+    """A conversation's last message as a list shows it. A deleted message shows no text."""
+
+    id: str
+    kind: MessageKind
+    direction: Direction
+    text: str | None = Field(
+        default=None, description="The start of its text (or of its first caption), at most 200 characters"
+    )
+    sender: dict[str, Any] = Field(default_factory=dict)
+    status: MessageStatus
+    attachments: int = Field(default=0, description="How many files it carries")
+    deleted: bool = Field(default=False, description="The message was deleted: it shows no text")
+    edited: bool = False
+    created_at: datetime
+
+
+class ReplyWindowView(_View):
     open: bool
     closes_at: datetime | None = None
     outside: Literal["template", "tag", "none"] = "none"
 
 
-class Conversation(BaseModel):
+class Conversation(_View):
     id: str
     channel_id: str
     contact: Contact
@@ -588,7 +649,19 @@ class Conversation(BaseModel):
     reply_window: ReplyWindowView | None = Field(
         default=None, description="Whether a free-form reply may be sent now (single-conversation reads)"
     )
-    unread_count: int = 0
+    last_message: MessagePreview | None = Field(
+        default=None, description="The newest message, for the list's preview line"
+    )
+    inbound_count: int = Field(default=0, description="Messages the customer sent in it so far")
+    unread_count: int | None = Field(
+        default=None,
+        description="Customer messages you have not read (per user). Null in events, which every "
+        "reader receives: add the inbound message.created events to the count you last read, and "
+        "take conversation.read as your own read marker",
+    )
+    last_read_at: datetime | None = Field(
+        default=None, description="When you last marked it read (per user; null in events)"
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -104,6 +104,7 @@ def hub_config(tmp_path: Path) -> Callable[[str], HubConfig]:
             secret_key="test-secret-key-0123456789",
             public_url="http://hub.test",
             max_body_bytes=256 * 1024,
+            check_events=True,
             **hub,
         )
         return HubConfig(hub=section)

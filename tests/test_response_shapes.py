@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from hub.models import Conversation, Message
+from hub.web.event_catalogue import EventPage
 from hub.web.openapi import build_openapi
 from hub.web.schemas import (
     ChannelList,
     ChannelOut,
     ConversationPage,
-    EventPage,
     LoginOut,
+    MeOut,
     MessagePage,
     PluginsOut,
     UploadOut,
-    UserOut,
 )
 from tests.conftest import Hub, eventually
 
@@ -33,7 +33,7 @@ async def test_every_answer_matches_its_documented_model(lite_hub: Hub) -> None:
     )
     assert login.status == 200
     LoginOut.model_validate(await login.json())
-    UserOut.model_validate(await (await c.get("/api/v1/me", headers=hub.agent)).json())
+    MeOut.model_validate(await (await c.get("/api/v1/me", headers=hub.agent)).json())
     ChannelList.model_validate(await (await c.get("/api/v1/channels", headers=hub.agent)).json())
     admin_list = ChannelList.model_validate(
         await (await c.get("/api/v1/admin/channels", headers=hub.admin)).json()
@@ -73,14 +73,9 @@ async def test_every_answer_matches_its_documented_model(lite_hub: Hub) -> None:
         await (await c.get(f"/api/v1/conversations/{conv['id']}/messages", headers=hub.agent)).json()
     )
     assert [m.text for m in history.messages] == ["hi", "hello"]
+    # Each event is validated against its own type's schema (the catalogue's discriminated union).
     events = EventPage.model_validate(await (await c.get("/api/v1/events?after=0", headers=hub.agent)).json())
-    for ev in events.events:
-        if ev.type.startswith("message."):
-            Message.model_validate(ev.data)
-        elif ev.type.startswith("conversation."):
-            Conversation.model_validate(ev.data)
-        elif ev.type == "channel.updated":
-            ChannelOut.model_validate(ev.data)
+    assert {"message.created", "conversation.created"} <= {ev.type for ev in events.events}
 
 
 def test_json_answers_are_described(lite_hub: Hub) -> None:

@@ -258,6 +258,7 @@ async def _build_hub(aiohttp_client: Any, tmp_path: Any, extra: list[tuple[str, 
             data_dir=str(tmp_path / "data"),
             secret_key="hub-testing-secret-key",
             public_url="http://hub.test",
+            check_events=True,
         )
     )
     client = await aiohttp_client(create_app(config, extra_plugins=extra))

@@ -11,9 +11,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from hub import __version__
+from hub.actions import ActionExecutor
 from hub.appkeys import (
+    ACTIONS,
+    AGENTS,
     AVAILABILITY,
     CHANNEL_ADMIN,
     CHANNELS,
@@ -26,22 +30,32 @@ from hub.appkeys import (
     HTTP,
     INGEST,
     LOGINS,
+    MACROS,
     MEDIA,
     MEDIA_WORKER,
     MESSAGES,
     METRICS,
+    NOTES,
+    NOTIFICATION_CONSUMER,
+    NOTIFICATION_DELIVERY,
+    NOTIFICATIONS,
+    NOTIFIER_REGISTRY,
+    NOTIFIERS,
     ORG,
     OUTBOX,
     PLUGIN_MANAGER,
     PLUGIN_REPORT,
     PROCESSOR,
+    QUICK_REPLIES,
     RAW_INBOX,
     REDACTOR,
     REGISTRY,
+    SEARCH,
     SEND_WRITER,
     STORE,
     TEAMS,
     TOKEN_CACHE,
+    UPLOADS,
 )
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
@@ -49,21 +63,28 @@ from hub.console import setup_console
 from hub.db import Database
 from hub.errors import ConfigError
 from hub.events import EventBus, Store
+from hub.fanout import INBOX, Feed
 from hub.groupcommit import GroupCommit
 from hub.http import provider_client
 from hub.inbound import InboundProcessor, RawInbox
 from hub.ingest import IngestRunner
+from hub.leader import WINDOWS_LEADER, while_leading
 from hub.logins import LoginGuard, LoginLimits
 from hub.media import MediaStore, MediaWorker
 from hub.metrics import Metrics
 from hub.migrate import upgrade
 from hub.models import Event
+from hub.notify import Notifier, NotifierContext
+from hub.notify.consumer import NotificationConsumer
+from hub.notify.delivery import DeliveryWorker
+from hub.notify.service import NotificationService
 from hub.outbound import OutboxWorker, write_sends
-from hub.plugins import event_observer, load_plugins
+from hub.plugins import event_observer, load_notifiers, load_plugins
 from hub.profiles import ProfileWorker
 from hub.redact import SecretRedactor
 from hub.retention import Retention, RetentionPolicy
 from hub.security import SecretBox, load_secret_key
+from hub.services.agents import AgentService
 from hub.services.availability import AvailabilityService
 from hub.services.channels import ChannelAdmin
 from hub.services.contacts import ContactService
@@ -71,13 +92,20 @@ from hub.services.conversations import ConversationService
 from hub.services.deliveries import DeliveryService
 from hub.services.errors import ServiceError
 from hub.services.events import EventService
+from hub.services.macros import MacroService
 from hub.services.messages import MessageService
+from hub.services.notes import NoteService
 from hub.services.organisation import OrgService
+from hub.services.quick_replies import QuickReplyService
+from hub.services.search import SearchService
 from hub.services.teams import TeamService
 from hub.timers import Connections, TimedWork
+from hub.uploads import UploadStore
 from hub.users import TokenCache
-from hub.web import admin, api, org, routing, stream, webhooks
+from hub.web import admin, api, notifications, org, routing, stream, webhooks, workspace
+from hub.web.asyncapi import build_asyncapi
 from hub.web.errors import ProtocolLog, error_middleware
+from hub.web.event_catalogue import check_event
 from hub.web.openapi import build_openapi, operation
 from hub.windows import WindowWatcher
 
@@ -92,7 +120,7 @@ routes = web.RouteTableDef()
 async def healthz(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     try:
-        last = await store.last_seq()
+        last = await store.horizon()
     except Exception:
         # The exception's text names hosts, databases and users: it goes to the log, never to
         # an unauthenticated caller.
@@ -124,6 +152,17 @@ async def openapi(request: web.Request) -> web.StreamResponse:
     return web.json_response(build_openapi(request.app, request.app[CONFIG].hub.public_url))
 
 
+@routes.get("/asyncapi.json")
+@operation(
+    "The AsyncAPI document of the event stream (/api/v1/stream): frames, ping and pong, close codes",
+    "ops",
+    auth=None,
+    response={"type": "object"},
+)
+async def asyncapi(request: web.Request) -> web.StreamResponse:
+    return web.json_response(build_asyncapi(request.app[CONFIG].hub.public_url))
+
+
 @web.middleware
 async def timing_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Request latency per route (the route's pattern, never the raw path: ids would explode it)."""
@@ -149,6 +188,7 @@ def create_app(
     app[CONFIG] = config
     app[PLUGIN_MANAGER] = pm
     app[REGISTRY] = registry
+    app[NOTIFIER_REGISTRY] = load_notifiers(pm, report)
     app[PLUGIN_REPORT] = report
     app[METRICS] = Metrics()
     app[TOKEN_CACHE] = TokenCache()
@@ -167,6 +207,7 @@ def create_app(
             _profiles,
             _outbox,
             _services,
+            _notifications,
             _ingest_loops,
             _window_watcher,
             _retention,
@@ -181,6 +222,8 @@ def create_app(
         admin.routes,
         org.routes,
         routing.routes,
+        workspace.routes,
+        notifications.routes,
     ):
         app.add_routes(table)
     setup_console(app, config)
@@ -191,11 +234,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG].hub
     db = Database(cfg.database_url)
     await upgrade(db)
-    store = Store(db, EventBus(max_bytes=cfg.stream_queue_bytes))
+    store = Store(
+        db, EventBus(max_bytes=cfg.stream_queue_bytes), check=check_event if cfg.check_events else None
+    )
     store.bus.last_seq = await store.last_seq()
     store.bus.observers.append(event_observer(app[PLUGIN_MANAGER]))
     app[STORE] = store
+    # Several processes may share a PostgreSQL database: each publishes every process's events.
+    feed = None if db.is_sqlite else Feed(store)
+    if feed is not None:
+        await feed.start()
     yield
+    if feed is not None:
+        await feed.stop()
     await db.dispose()
 
 
@@ -225,6 +276,9 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
     )
     await svc.load_all()
     app[CHANNELS] = svc
+    feed = app[STORE].feed
+    if feed is not None:
+        feed.on_remote.append(svc.follow)
     for decl in cfg.channels:
         if decl.type not in app[REGISTRY]:
             raise ConfigError(
@@ -267,6 +321,11 @@ async def _raw_inbox(app: web.Application) -> AsyncIterator[None]:
 async def _processor(app: web.Application) -> AsyncIterator[None]:
     processor = InboundProcessor(app[STORE], app[CHANNELS], metrics=app[METRICS])
     app[RAW_INBOX].on_stored.append(processor.notify)
+    feed = app[STORE].feed
+    if feed is not None:
+        # Deliveries stored here may be applied by another process, and the other way round.
+        app[RAW_INBOX].on_stored.append(lambda _new: feed.signal(INBOX))
+        feed.on_signal.setdefault(INBOX, []).append(processor.notify)
     app[PROCESSOR] = processor
     if app[CONFIG].hub.run_workers:
         await processor.start()
@@ -354,7 +413,9 @@ async def _window_watcher(app: web.Application) -> AsyncIterator[None]:
     tasks = []
     if app[CONFIG].hub.run_workers:
         watcher = WindowWatcher(app[STORE], app[CHANNELS])
-        tasks.append(asyncio.create_task(watcher.run(), name="hub-window-watcher"))
+        # One process announces each closed window, not every process.
+        lead = while_leading(app[STORE].db, WINDOWS_LEADER, "reply-window announcements", watcher.run)
+        tasks.append(asyncio.create_task(lead, name="hub-window-watcher"))
     async with _tasks(*tasks):
         yield
 
@@ -380,14 +441,67 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     org = OrgService(store, app[TOKEN_CACHE])
     teams = TeamService(org, lambda channel_id: channel_id in channels.rows)
     app[ORG], app[TEAMS] = org, teams
+    if store.feed is not None:
+        store.feed.on_remote.append(org.follow)
     app[CHANNEL_ADMIN] = ChannelAdmin(channels, teams)
     app[CONVERSATIONS] = ConversationService(store, channels)
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
     app[EVENTS] = EventService(store)
     app[CONTACTS] = ContactService(store)
+    app[AGENTS] = AgentService(store)
+    app[SEARCH] = SearchService(store)
+    app[UPLOADS] = UploadStore(app[CONFIG].hub.uploads_dir, app[CONFIG].hub.max_upload_bytes)
     app[DELIVERIES] = DeliveryService(channels, app[PROCESSOR])
     app[AVAILABILITY] = AvailabilityService(org, lambda channel_id: channel_id in channels.rows)
+    app[QUICK_REPLIES] = quick_replies = QuickReplyService(store)
+    app[NOTES] = NoteService(store)
+    app[ACTIONS] = executor = ActionExecutor(store, channels, quick_replies, on_sent=app[OUTBOX].notify)
+    app[MACROS] = MacroService(store, executor)
+    app[NOTIFICATIONS] = NotificationService(store, app[NOTIFIER_REGISTRY])
     yield
+
+
+def _configured_notifiers(app: web.Application) -> dict[str, Notifier]:
+    """An instance of each notifier the config file sets up (``[notifiers.NAME]``)."""
+    cfg, registry = app[CONFIG], app[NOTIFIER_REGISTRY]
+    out: dict[str, Notifier] = {}
+    for name, values in cfg.notifiers.items():
+        cls = registry.get(name)
+        if cls is None:
+            raise ConfigError(
+                f"[notifiers.{name}] in the config file names no installed notifier "
+                f"(installed: {', '.join(sorted(registry.types()))})"
+            )
+        try:
+            settings = cls.Settings.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"[notifiers.{name}] in the config file: {problems}") from None
+        context = NotifierContext(app[HTTP], logging.getLogger(f"hub.notifier.{name}"), cfg.hub.public_url)
+        out[name] = cls(settings, context)
+    return out
+
+
+async def _notifications(app: web.Application) -> AsyncIterator[None]:
+    """Who is told of what (a consumer of the event log) and the deliveries through notifiers."""
+    cfg, store = app[CONFIG], app[STORE]
+    app[NOTIFIERS] = notifiers = _configured_notifiers(app)
+    delivery = DeliveryWorker(store, notifiers, cfg.hub.public_url)
+    consumer = NotificationConsumer(store, notifiers, on_deliveries=delivery.notify)
+    app[NOTIFICATION_DELIVERY], app[NOTIFICATION_CONSUMER] = delivery, consumer
+    store.bus.observers.append(consumer.observe)
+    if cfg.hub.run_workers:
+        await consumer.start()
+        await delivery.start()
+    yield
+    store.bus.observers.remove(consumer.observe)
+    await consumer.stop()
+    await delivery.stop()
+    for notifier in notifiers.values():
+        try:
+            await notifier.aclose()
+        except Exception:
+            log.exception("notifier %r failed to close", notifier.name)
 
 
 async def _timers(app: web.Application) -> AsyncIterator[None]:

@@ -6,6 +6,7 @@ refuses (in tests) any route without one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 
 from hub import __version__
 
-__all__ = ["Operation", "build_openapi", "operation"]
+__all__ = ["SEQ_HEADER", "Operation", "build_openapi", "operation", "with_seq"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 ERROR_SCHEMA = {
@@ -45,12 +46,17 @@ class Operation:
     status: int = 200
     # name -> description (a text of at most 256 characters), or (description, JSON schema)
     query: dict[str, str | tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
+    # name -> description (any string), or (description, JSON schema)
+    headers: dict[str, str | tuple[str, dict[str, Any]]] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
-    response_type: str = "application/json"
+    # The answer's media type, or several (a download: what a generated client decodes as bytes
+    # first, then any type the stored file has).
+    response_type: str | tuple[str, ...] = "application/json"
     # For a body whose schema depends on the app (installed channel types): app -> JSON schema.
     body_schema: Callable[[web.Application], dict[str, Any]] | None = None
+    # A body taken in several media types (an upload: multipart or raw): media type -> app -> schema.
+    bodies: dict[str, Callable[[web.Application], dict[str, Any]]] = field(default_factory=dict)
 
 
 # What the query readers of hub.web.errors accept, so the document says exactly that.
@@ -59,6 +65,37 @@ QUERY_TEXT: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": "^[
 
 def query_integer(minimum: int = 0) -> dict[str, Any]:
     return {"type": "integer", "minimum": minimum, "maximum": 2**63 - 1}
+
+
+# Request headers whose values the API checks, with what it accepts (others: any string).
+HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+
+
+SEQ_HEADER = "X-Hub-Seq"
+SEQ_HEADER_DOC: dict[str, Any] = {
+    "description": "The event log's sequence number this answer reflects: every event up to it is "
+    "included. Stream (or GET /api/v1/events) with after= this number to miss nothing.",
+    "schema": {"type": "integer", "minimum": 0},
+}
+
+
+def with_seq(handler: F) -> F:
+    """Give the answer an ``X-Hub-Seq`` header: the last event seq committed before the handler read
+    its data, so an app that loads a list and then streams from that seq misses no change."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        from hub.appkeys import STORE
+
+        seq = await request.app[STORE].last_seq()
+        resp: web.StreamResponse = await handler(request)
+        resp.headers[SEQ_HEADER] = str(seq)
+        return resp
+
+    wrapper.__hub_seq__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 def operation(summary: str, tag: str, **kwargs: Any) -> Callable[[F], F]:
@@ -98,10 +135,19 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
         for name, spec in op.query.items():
             desc, schema = spec if isinstance(spec, tuple) else (spec, QUERY_TEXT)
             params.append({"name": name, "in": "query", "description": desc, "schema": schema})
-        for name, desc in op.headers.items():
-            params.append({"name": name, "in": "header", "description": desc, "schema": {"type": "string"}})
+        for name, hspec in op.headers.items():
+            desc, hschema = hspec if isinstance(hspec, tuple) else (hspec, {"type": "string"})
+            params.append({"name": name, "in": "header", "description": desc, "schema": hschema})
         if params:
             entry["parameters"] = params
+        for param in params:
+            if param["in"] == "header" and param["name"] in HEADER_SCHEMAS:
+                param["schema"] = HEADER_SCHEMAS[param["name"]]
+        if op.bodies:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {ctype: {"schema": make(app)} for ctype, make in op.bodies.items()},
+            }
         if op.body is None and op.body_schema is not None:
             entry["requestBody"] = {
                 "required": True,
@@ -129,11 +175,12 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             )
             for name, sub in schemas[op.response.__name__].pop("$defs", {}).items():
                 schemas.setdefault(name, sub)
-            ok["content"] = {
-                op.response_type: {"schema": {"$ref": f"#/components/schemas/{op.response.__name__}"}}
-            }
+            ref = {"$ref": f"#/components/schemas/{op.response.__name__}"}
+            ok["content"] = {rt: {"schema": ref} for rt in _types(op.response_type)}
         elif isinstance(op.response, dict):
-            ok["content"] = {op.response_type: {"schema": op.response}}
+            ok["content"] = {rt: {"schema": op.response} for rt in _types(op.response_type)}
+        if getattr(route.handler, "__hub_seq__", False):
+            ok["headers"] = {SEQ_HEADER: SEQ_HEADER_DOC}
         entry["responses"][str(op.status)] = ok
         for code in sorted({400, 500, *op.errors, *((401,) if op.auth else ())}):
             entry["responses"][str(code)] = {
@@ -153,6 +200,10 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _types(media: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (media,) if isinstance(media, str) else media
 
 
 def _no_nul(schema: Any) -> Any:

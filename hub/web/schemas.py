@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from hub.models import Conversation, Event, Message
+from hub.channel import Capabilities
+from hub.models import AttachmentKind, Contact, Conversation, Message
 
 __all__ = [
+    "ActorRef",
+    "AgentList",
     "AvailabilityList",
     "AvailabilityStatusOut",
     "ChannelList",
     "ChannelMembersOut",
     "ChannelOut",
+    "ConversationCounts",
     "ConversationPage",
-    "EventPage",
     "HealthOut",
     "InvitationOut",
     "InvitedUserOut",
@@ -29,6 +32,7 @@ __all__ = [
     "PresenceOut",
     "RoleList",
     "RoleOut",
+    "SearchOut",
     "TeamList",
     "TeamOut",
     "UploadOut",
@@ -37,7 +41,21 @@ __all__ = [
 ]
 
 
-class UserOut(BaseModel):
+class Out(BaseModel):
+    """An answer: exactly these fields (the document says ``additionalProperties: false``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ActorRef(Out):
+    """Who made a change: a user, or the hub itself (``system``), a rule or a bot."""
+
+    type: str = Field(description="user, system, rule or bot")
+    id: str
+    name: str | None = None
+
+
+class UserOut(Out):
     id: str
     email: str
     name: str | None
@@ -51,7 +69,7 @@ class LoginUser(UserOut):
     permissions: list[str]
 
 
-class TeamRef(BaseModel):
+class TeamRef(Out):
     id: str
     name: str
 
@@ -62,42 +80,42 @@ class MeOut(LoginUser):
     teams: list[TeamRef]
 
 
-class UserList(BaseModel):
+class UserList(Out):
     users: list[UserOut]
 
 
-class InvitationOut(BaseModel):
+class InvitationOut(Out):
     token: str = Field(description="one-time set-password token; shown once")
     url: str = Field(description="where the user sets their password (POST the token and a password)")
     expires_at: str
 
 
-class InvitedUserOut(BaseModel):
+class InvitedUserOut(Out):
     user: UserOut
     invitation: InvitationOut
 
 
-class RoleOut(BaseModel):
+class RoleOut(Out):
     name: str
     description: str | None
     permissions: list[str]
     builtin: bool
 
 
-class RoleList(BaseModel):
+class RoleList(Out):
     roles: list[RoleOut]
 
 
-class PermissionOut(BaseModel):
+class PermissionOut(Out):
     name: str
     description: str
 
 
-class PermissionList(BaseModel):
+class PermissionList(Out):
     permissions: list[PermissionOut]
 
 
-class TeamOut(BaseModel):
+class TeamOut(Out):
     id: str
     name: str
     member_ids: list[str]
@@ -105,36 +123,36 @@ class TeamOut(BaseModel):
     created_at: str
 
 
-class TeamList(BaseModel):
+class TeamList(Out):
     teams: list[TeamOut]
 
 
-class ChannelMembersOut(BaseModel):
+class ChannelMembersOut(Out):
     channel_id: str
     user_ids: list[str]
     team_ids: list[str]
 
 
-class LoginOut(BaseModel):
+class LoginOut(Out):
     token: str
     token_type: str = "bearer"
     user: LoginUser
 
 
-class HealthOut(BaseModel):
+class HealthOut(Out):
     state: str = Field(description="ok, connecting, auth_failed, rate_limited, unreachable, paused, unknown")
     action: str = Field(description="What the state asks of an admin")
     last_error: str | None
     since: str
 
 
-class ChannelOut(BaseModel):
+class ChannelOut(Out):
     id: str
     type: str
     name: str
     enabled: bool
     health: HealthOut
-    capabilities: dict[str, Any] | None
+    capabilities: Capabilities | None
     mode: str | None
     sending_paused: bool
     source: str | None = Field(default=None, description="admin views only: api or config")
@@ -145,35 +163,63 @@ class ChannelOut(BaseModel):
     updated_at: str | None = None
 
 
-class ChannelList(BaseModel):
+class ChannelList(Out):
     channels: list[ChannelOut]
     types: list[str] | None = Field(default=None, description="admin view: installed channel types")
 
 
-class ConversationPage(BaseModel):
+class ConversationPage(Out):
     conversations: list[Conversation]
     next_cursor: str | None
 
 
-class MessagePage(BaseModel):
+class StatusCounts(Out):
+    open: int
+    pending: int
+    resolved: int
+    snoozed: int
+
+
+class ConversationCounts(Out):
+    counts: StatusCounts = Field(description="conversations per status, under the other filters")
+    total: int
+
+
+class AgentOut(Out):
+    id: str
+    name: str | None
+    email: str
+    role: str
+    availability: str = Field(description="their availability status id")
+    shows_as: str = Field(description="online, away or offline, as teammates see it")
+    receives: bool = Field(description="their status receives new conversations")
+    team_ids: list[str]
+    open_conversations: int = Field(description="open and pending conversations assigned to them")
+
+
+class AgentList(Out):
+    agents: list[AgentOut]
+
+
+class SearchOut(Out):
+    messages: list[Message] = Field(description="messages holding every word, newest first")
+    contacts: list[Contact] = Field(description="contacts whose name, phone or email holds every word")
+
+
+class MessagePage(Out):
     messages: list[Message]
     next_before: str | None
 
 
-class EventPage(BaseModel):
-    events: list[Event]
-    last_seq: int
-    has_more: bool
-
-
-class UploadOut(BaseModel):
-    upload_id: str
-    size: int
-    mime_type: str
+class UploadOut(Out):
+    upload_id: str = Field(description="give it as an attachment's upload_id when sending")
+    size: int = Field(description="bytes stored")
+    mime_type: str = Field(description="read from the file's content, not from the request's word")
     filename: str
+    kind: AttachmentKind = Field(description="the attachment kind the file's type suggests")
 
 
-class PluginOut(BaseModel):
+class PluginOut(Out):
     name: str
     version: str | None
     distribution: str | None
@@ -185,19 +231,19 @@ class PluginOut(BaseModel):
     unmet: list[str] = Field(description="Quality rules not met yet (`hub plugin check NAME` says why)")
 
 
-class PluginFailure(BaseModel):
+class PluginFailure(Out):
     name: str
     error: str
 
 
-class PluginsOut(BaseModel):
+class PluginsOut(Out):
     plugin_api: str = Field(description="The plugin API version this hub provides")
     plugins: list[PluginOut]
     failed: list[PluginFailure]
     disabled: list[str]
 
 
-class AvailabilityStatusOut(BaseModel):
+class AvailabilityStatusOut(Out):
     id: str
     name: str
     receives: bool = Field(description="agents in it receive new conversations")
@@ -206,19 +252,19 @@ class AvailabilityStatusOut(BaseModel):
     builtin: bool
 
 
-class AvailabilityList(BaseModel):
+class AvailabilityList(Out):
     statuses: list[AvailabilityStatusOut]
 
 
-class PresenceOut(BaseModel):
+class PresenceOut(Out):
     user_id: str
     status: str
     shows_as: str
     at: str
-    by: dict[str, Any]
+    by: ActorRef
 
 
-class PolicyOut(BaseModel):
+class PolicyOut(Out):
     scope_type: str = Field(description="channel or team")
     scope_id: str
     policy: str = Field(description="manual, round_robin or balanced")
@@ -227,5 +273,5 @@ class PolicyOut(BaseModel):
     updated_at: str
 
 
-class PolicyList(BaseModel):
+class PolicyList(Out):
     policies: list[PolicyOut]

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import NamedTuple
 
 from aiohttp import WSMsgType, web
 
@@ -26,10 +27,11 @@ from hub.access import Actor
 from hub.appkeys import CONFIG, CONNECTIONS, EVENTS, METRICS, ORG, STORE
 from hub.events import Frame, Store
 from hub.users import authenticate_token
+from hub.web.asyncapi import HEARTBEAT_SECONDS
 from hub.web.auth import STREAM_PATH, bearer_token, require_actor
 from hub.web.errors import ApiError, query_int
+from hub.web.event_catalogue import EventPage
 from hub.web.openapi import operation, query_integer
-from hub.web.schemas import EventPage
 
 __all__ = ["routes"]
 
@@ -46,9 +48,31 @@ def _after(request: web.Request) -> int:
     return query_int(request, "after", 0)
 
 
-async def _too_old(store: Store, after: int) -> int | None:
+class _Resync(NamedTuple):
+    reason: str  # "too_old" or "ahead"
+    oldest_seq: int
+    last_seq: int
+
+
+async def _resync(store: Store, after: int) -> _Resync | None:
+    """Why the app must refetch its state before streaming from ``after``, or None when it need not:
+    the events after it are no longer kept (``too_old``), or the cursor is past the end of the log
+    (``ahead``: a database restored from a backup, another hub) and would wait for ever."""
     pruned = await store.pruned_through()
-    return pruned + 1 if after < pruned else None
+    # The horizon, not the newest seq: an app told to continue from last_seq must not skip an
+    # event still in flight below it (PostgreSQL, several writers).
+    last = max(await store.horizon(), pruned)
+    if after < pruned:
+        return _Resync("too_old", pruned + 1, last)
+    if after > last:
+        return _Resync("ahead", pruned + 1, last)
+    return None
+
+
+_RESYNC_TEXT = {
+    "too_old": "events after this cursor are no longer kept",
+    "ahead": "this cursor is ahead of the event log (restored or replaced database)",
+}
 
 
 @routes.get("/api/v1/events")
@@ -67,13 +91,13 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     after = _after(request)
     limit = query_int(request, "limit", PAGE, minimum=1, maximum=PAGE)
-    oldest = await _too_old(store, after)
-    if oldest is not None:
+    resync = await _resync(store, after)
+    if resync is not None:
         raise ApiError(
             410,
-            "cursor_too_old",
-            "events after this cursor are no longer kept; refetch conversations and continue from last_seq",
-            {"oldest_seq": oldest, "last_seq": await store.last_seq()},
+            "cursor_too_old" if resync.reason == "too_old" else "cursor_ahead",
+            f"{_RESYNC_TEXT[resync.reason]}: refetch conversations and continue from last_seq",
+            resync._asdict(),
         )
     events, last, more = await request.app[EVENTS].page(actor, after, limit)
     # The events are JSON already: join them instead of decoding and encoding each one again.
@@ -84,7 +108,7 @@ async def list_events(request: web.Request) -> web.StreamResponse:
 
 @routes.get(STREAM_PATH)
 @operation(
-    "WebSocket: replay events after a cursor, then stream live",
+    "WebSocket: replay events after a cursor, then stream live (frames and close codes: /asyncapi.json)",
     "events",
     query={
         "after": ("last seq seen", query_integer(0)),
@@ -95,21 +119,20 @@ async def stream(request: web.Request) -> web.StreamResponse:
     viewer = _Viewer(request, await require_actor(request))
     store = request.app[STORE]
     after = _after(request)
-    ws = web.WebSocketResponse(heartbeat=30.0)
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT_SECONDS)
     await ws.prepare(request)
     metrics = request.app[METRICS]
     metrics.stream_clients.inc()
     connections = request.app[CONNECTIONS]
     await connections.opened(viewer.actor.id)
     try:
-        oldest = await _too_old(store, after)
-        if oldest is not None:
+        resync = await _resync(store, after)
+        if resync is not None:
             await ws.send_json(
                 {
                     "type": "resync",
-                    "oldest_seq": oldest,
-                    "last_seq": await store.last_seq(),
-                    "message": "cursor too old: refetch state, then reconnect with last_seq",
+                    **resync._asdict(),
+                    "message": f"{_RESYNC_TEXT[resync.reason]}: refetch state, then reconnect with last_seq",
                 }
             )
             await ws.close(code=RESYNC_CLOSE, message=b"resync")
@@ -197,9 +220,11 @@ async def _drop(request: web.Request, ws: web.WebSocketResponse, why: str) -> No
         request.transport.abort()
 
 
-async def _replay(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, cursor: int) -> int:
+async def _replay(
+    ws: web.WebSocketResponse, store: Store, viewer: _Viewer, cursor: int, upto: int | None = None
+) -> int:
     while True:
-        batch = await store.events_after(cursor, PAGE)
+        batch = await store.events_after(cursor, PAGE, upto)
         await _deliver(ws, viewer, batch)
         if batch:
             cursor = batch[-1].seq
@@ -209,7 +234,9 @@ async def _replay(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, curs
 
 async def _pump(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, after: int) -> None:
     async with store.bus.subscribe() as sub:
-        cursor = await _replay(ws, store, viewer, after)
+        # With a feed (PostgreSQL), every event after ``live_from`` reaches ``sub`` in seq order:
+        # replay up to it and not beyond, where an event may still be in flight.
+        cursor = await _replay(ws, store, viewer, after, store.live_from())
         live = json.dumps({"type": "live", "last_seq": cursor})
         await _send(ws, live, viewer.send_within)
         reader = asyncio.create_task(_read_until_closed(ws))
@@ -230,11 +257,11 @@ async def _pump(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, after:
                 for frame in frames:
                     if frame.seq <= cursor:
                         continue
-                    if frame.seq > cursor + 1:
-                        # Another process committed events this one did not publish: read them.
+                    if frame.seq > cursor + 1 and store.feed is None:
+                        # Committed elsewhere and not published here (no feed): read them.
                         await _deliver(ws, viewer, pending)
                         pending = []
-                        cursor = await _replay(ws, store, viewer, cursor)
+                        cursor = await _replay(ws, store, viewer, cursor, frame.seq - 1)
                         if frame.seq <= cursor:
                             continue
                     pending.append(frame)

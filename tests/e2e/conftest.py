@@ -9,7 +9,6 @@ live hub's log is attached to the report.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,11 @@ from e2e_support import (
     MAX_BODY_BYTES,
     PG_HELP,
     Api,
-    E2EDatabase,
     HubFactory,
     HubProcess,
     ThreadedFakeGraph,
+    drop_e2e_database,
+    e2e_database,
     postgres_problem,
     postgres_url,
     reset_postgres,
@@ -43,22 +43,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 async def launch_hub(
-    directory: Path,
-    backend: str = "sqlite",
-    *,
-    postgres: E2EDatabase | None = None,
-    workers: bool = True,
-    **kwargs: Any,
+    directory: Path, backend: str = "sqlite", *, workers: bool = True, **kwargs: Any
 ) -> HubProcess:
-    """A bootstrapped hub (admin user + token through the CLI) on a fresh database: a new SQLite
-    file, or the session's PostgreSQL database (``postgres``) wiped."""
+    """A bootstrapped hub (admin user + token through the CLI) on a fresh database."""
     database_url = None
     if backend == "postgresql":
-        assert postgres is not None, "a PostgreSQL hub needs the session's e2e_postgres database"
-        problem = await postgres_problem(postgres.server)
+        server_url = postgres_url()
+        problem = await postgres_problem(server_url)
         if problem is not None:
-            pytest.skip(PG_HELP.format(url=postgres.server, error=problem))
-        database_url = await postgres.url()
+            pytest.skip(PG_HELP.format(url=server_url, error=problem))
+        database_url = await e2e_database(server_url)
         await reset_postgres(database_url)
     elif backend != "sqlite":
         raise ValueError(f"unknown backend {backend!r}")
@@ -71,16 +65,12 @@ async def launch_hub(
     return hub
 
 
-@pytest.fixture(scope="session")
-def e2e_postgres() -> Iterator[E2EDatabase]:
-    """This session's own PostgreSQL database (created when a test first asks for a PostgreSQL hub),
-    dropped when the session ends, as tests/conftest.py does for the core tests' database."""
-    database = E2EDatabase(postgres_url())
-    try:
-        yield database
-    finally:
-        with contextlib.suppress(Exception):  # the server went away: nothing left to drop
-            asyncio.run(database.drop())
+@pytest.fixture(scope="session", autouse=True)
+def e2e_database_dropped() -> Iterator[None]:
+    """This run's PostgreSQL database (``e2e_database``) goes once the run ends; set up before,
+    so torn down after, every hub of the run."""
+    yield
+    asyncio.run(drop_e2e_database())
 
 
 @pytest.fixture(scope="session")
@@ -117,14 +107,12 @@ async def api(http: aiohttp.ClientSession, shared_hub: HubProcess) -> Api:
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def hub_factory(tmp_path: Path, e2e_postgres: E2EDatabase) -> AsyncIterator[HubFactory]:
+async def hub_factory(tmp_path: Path) -> AsyncIterator[HubFactory]:
     """``await hub_factory(backend="sqlite", workers=True, ...)``: a fresh hub for this test only."""
     hubs: list[HubProcess] = []
 
     async def make(backend: str = "sqlite", *, workers: bool = True, **kwargs: Any) -> HubProcess:
-        hub = await launch_hub(
-            tmp_path / f"hub{len(hubs)}", backend, postgres=e2e_postgres, workers=workers, **kwargs
-        )
+        hub = await launch_hub(tmp_path / f"hub{len(hubs)}", backend, workers=workers, **kwargs)
         hubs.append(hub)
         return hub
 

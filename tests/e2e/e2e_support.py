@@ -40,7 +40,7 @@ PG_HELP = (
     "PostgreSQL is not reachable at {url} ({error}). Start one, e.g. "
     "`apt-get install postgresql` or `docker run --rm -e POSTGRES_HOST_AUTH_METHOD=trust "
     "-e POSTGRES_DB=test -p 5432:5432 postgres:16`, "
-    "or set HUB_TEST_POSTGRES_URL. Each test run creates (and drops) a database of its own beside it."
+    "or set HUB_TEST_POSTGRES_URL. The tests use (and wipe) a database of their own run, hub_e2e_<pid>_<hex>."
 )
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct-horse-battery-staple"
@@ -91,54 +91,47 @@ async def postgres_problem(url: str) -> str | None:
     return None
 
 
-class E2EDatabase:
-    """This test session's own database on the PostgreSQL server at ``server``, for its e2e hubs.
+# One database per test run (this process): several runs on one server (engineers sharing a
+# machine, CI beside a benchmark) each wipe their own, never another run's.
+E2E_DATABASE = f"hub_e2e_{os.getpid()}_{secrets.token_hex(4)}"
+_e2e_created: list[str] = []
 
-    Named ``<name>_hub_e2e_<pid>_<random>``, so that two test runs on one server (two developers,
-    CI beside a benchmark) never wipe each other's tables, and apart from ``server``'s own database,
-    which the core tests and benchmarks wipe. Created on first use (``await url()``) and dropped by
-    ``drop()`` at the end of the session. Falls back to ``server`` itself when the role may not
-    create databases (and then drops nothing).
-    """
 
-    def __init__(self, server: str) -> None:
-        self.server = server
-        self._parts = urlsplit(server)
-        base = self._parts.path.lstrip("/") or "postgres"
-        # PostgreSQL cuts identifiers at 63 bytes: keep the unique tail whole.
-        self.name = f"{base[:30]}_hub_e2e_{os.getpid()}_{secrets.token_hex(4)}"
-        self._url: str | None = None
-        self._created = False
+async def e2e_database(url: str) -> str:
+    """The database the e2e hubs use on the server at ``url``: ``E2E_DATABASE``, this run's own,
+    created on first use (``drop_e2e_database`` removes it at the end), so that the core tests
+    and benchmarks, which wipe ``url`` itself, and other runs can go on at the same time. Falls
+    back to ``url`` when the role may not create databases."""
+    import asyncpg
 
-    async def url(self) -> str:
-        import asyncpg
-
-        if self._url is None:
-            conn = await asyncpg.connect(self.server, timeout=5)
+    parts = urlsplit(url)
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", E2E_DATABASE):
             try:
-                await conn.execute(f'CREATE DATABASE "{self.name}"')
+                await conn.execute(f'CREATE DATABASE "{E2E_DATABASE}"')
+                _e2e_created.append(url)
+            except asyncpg.DuplicateDatabaseError:
+                pass
             except asyncpg.InsufficientPrivilegeError:
-                self._url = self.server
-            else:
-                self._created = True
-                self._url = urlunsplit(self._parts._replace(path="/" + self.name))
+                return url
+    finally:
+        await conn.close()
+    return urlunsplit(parts._replace(path="/" + E2E_DATABASE))
+
+
+async def drop_e2e_database() -> None:
+    """Drop this run's e2e database, if it made one (its hubs must have stopped)."""
+    import asyncpg
+
+    for url in _e2e_created:
+        with contextlib.suppress(Exception):
+            conn = await asyncpg.connect(url, timeout=5)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{E2E_DATABASE}" WITH (FORCE)')
             finally:
                 await conn.close()
-        return self._url
-
-    async def drop(self) -> None:
-        """Drop the database if this session created it (hubs still connected are cut off)."""
-        import asyncpg
-
-        if not self._created:
-            return
-        conn = await asyncpg.connect(self.server, timeout=5)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-        self._created = False
-        self._url = None
+    _e2e_created.clear()
 
 
 async def reset_postgres(url: str) -> None:
@@ -295,7 +288,9 @@ class HubProcess:
         max_body_bytes: int | None = None,
         extra_hub_settings: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        extra_toml: str = "",
     ) -> None:
+        """``extra_toml`` is appended to the config file (sections other than ``[hub]``)."""
         self.dir = directory
         self.env = dict(env or {})
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -314,12 +309,14 @@ class HubProcess:
             "port": self.port,
             "data_dir": str(self.dir / "data"),
             "run_workers": True,
+            # Every event emitted must match its schema in the catalogue (hub/web/event_catalogue.py).
+            "check_events": True,
         }
         if max_body_bytes is not None:
             settings["max_body_bytes"] = max_body_bytes
         settings.update(extra_hub_settings or {})
         lines = ["[hub]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.config_path.write_text("\n".join(lines) + "\n" + extra_toml, encoding="utf-8")
         LIVE_HUBS.append(self)
 
     @property
