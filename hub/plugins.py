@@ -25,6 +25,7 @@ from hub import hookspecs
 from hub.channel import Capabilities, Channel, ChannelRegistrar, ChannelSettings
 from hub.errors import PluginLoadError
 from hub.manifest import PLUGIN_API_VERSION, PluginManifest, api_mismatch
+from hub.notify.notifier import NotifierRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,6 +37,7 @@ __all__ = [
     "PluginInfo",
     "PluginReport",
     "event_observer",
+    "load_notifiers",
     "load_plugins",
     "plugin_manifest",
 ]
@@ -281,6 +283,33 @@ def load_plugins(
         if (plugin := pm.get_plugin(name)) is not None:
             pm.unregister(plugin)  # a failed plugin observes nothing either
     return pm, registry, report
+
+
+def load_notifiers(
+    pm: pluggy.PluginManager, report: PluginReport, *, strict: bool | None = None
+) -> NotifierRegistry:
+    """The notifier types: the built-in ``webhook`` and ``email``, then each plugin's
+    ``hub_register_notifiers`` on its own (a failing one is skipped, or fatal in strict mode)."""
+    from hub.notify.builtin import EmailNotifier, WebhookNotifier
+
+    strict = _env_flag("HUB_STRICT_PLUGINS") if strict is None else strict
+    registry = NotifierRegistry()
+    for cls in (WebhookNotifier, EmailNotifier):
+        registry.register(cls)
+    for info in list(report.loaded):
+        plugin = pm.get_plugin(info.name)
+        if plugin is None or "hub_register_notifiers" not in info.hooks:
+            continue
+        try:
+            _only(pm, "hub_register_notifiers", plugin)(register=registry.registrar(info.name))
+        except PluginLoadError:
+            raise
+        except Exception as exc:
+            registry.unregister_plugin(info.name)
+            _fail(report, info.name, f"hub_register_notifiers failed: {type(exc).__name__}: {exc}", strict)
+            report.loaded.remove(info)
+            pm.unregister(plugin)
+    return registry
 
 
 def _rate(info: PluginInfo) -> None:
