@@ -9,6 +9,7 @@ import pluggy
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from hub.actions import ActionExecutor
     from hub.channels import ChannelService
     from hub.config import HubConfig
     from hub.events import Store
@@ -18,19 +19,29 @@ if TYPE_CHECKING:
     from hub.logins import LoginGuard
     from hub.media import MediaStore, MediaWorker
     from hub.metrics import Metrics
+    from hub.notify import Notifier, NotifierRegistry
+    from hub.notify.consumer import NotificationConsumer
+    from hub.notify.delivery import DeliveryWorker
+    from hub.notify.service import NotificationService
     from hub.outbound import OutboxWorker
     from hub.plugins import ChannelRegistry, PluginReport
     from hub.redact import SecretRedactor
+    from hub.services.agents import AgentService
     from hub.services.availability import AvailabilityService
     from hub.services.channels import ChannelAdmin
     from hub.services.contacts import ContactService
     from hub.services.conversations import ConversationService
     from hub.services.deliveries import DeliveryService
     from hub.services.events import EventService
+    from hub.services.macros import MacroService
     from hub.services.messages import MessageService
+    from hub.services.notes import NoteService
     from hub.services.organisation import OrgService
+    from hub.services.quick_replies import QuickReplyService
+    from hub.services.search import SearchService
     from hub.services.teams import TeamService
     from hub.timers import Connections
+    from hub.uploads import UploadStore
     from hub.users import TokenCache
 
 CONFIG: web.AppKey[HubConfig] = web.AppKey("config")
@@ -60,4 +71,16 @@ EVENTS: web.AppKey[EventService] = web.AppKey("events")
 AVAILABILITY: web.AppKey[AvailabilityService] = web.AppKey("availability")
 CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")
 CONTACTS: web.AppKey[ContactService] = web.AppKey("contacts")
+UPLOADS: web.AppKey[UploadStore] = web.AppKey("uploads")
+AGENTS: web.AppKey[AgentService] = web.AppKey("agents")
+SEARCH: web.AppKey[SearchService] = web.AppKey("search")
+QUICK_REPLIES: web.AppKey[QuickReplyService] = web.AppKey("quick_replies")
+NOTES: web.AppKey[NoteService] = web.AppKey("notes")
+ACTIONS: web.AppKey[ActionExecutor] = web.AppKey("actions")
+MACROS: web.AppKey[MacroService] = web.AppKey("macros")
+NOTIFIER_REGISTRY: web.AppKey[NotifierRegistry] = web.AppKey("notifier_registry")
+NOTIFIERS: web.AppKey[dict[str, Notifier]] = web.AppKey("notifiers")
+NOTIFICATIONS: web.AppKey[NotificationService] = web.AppKey("notifications")
+NOTIFICATION_CONSUMER: web.AppKey[NotificationConsumer] = web.AppKey("notification_consumer")
+NOTIFICATION_DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("notification_delivery")
 DELIVERIES: web.AppKey[DeliveryService] = web.AppKey("deliveries")

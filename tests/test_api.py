@@ -171,6 +171,7 @@ async def test_me_shows_role_and_permissions(lite_hub: Hub) -> None:
         "contacts.read",
         "contacts.update",
         "labels.apply",
+        "notes.write",
     }
     assert "users.manage" not in agent["permissions"]
     assert (admin["all_channels"], agent["all_channels"]) == (True, False)
@@ -528,7 +529,7 @@ async def test_marking_a_conversation_read(lite_hub: Hub) -> None:
     assert (await resp.json())["unread_count"] == 0
     assert (await hub.conversations())[0]["unread_count"] == 0
     new = await hub.events(after=last)
-    assert [(e["type"], e["data"]["unread_count"]) for e in new] == [("conversation.updated", 0)]
+    assert [(e["type"], e["data"]["unread_count"]) for e in new] == [("conversation.read", 0)]
     await error_of(
         await hub.client.post("/api/v1/conversations/cv_nope/read", headers=hub.agent), 404, "not_found"
     )

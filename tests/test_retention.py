@@ -98,7 +98,7 @@ async def _conversation(store: Store, n_messages: int) -> list[str]:
                 status="open",
                 labels=[],
                 custom_attributes={},
-                unread_count=0,
+                inbound_count=0,
                 created_at=now,
                 updated_at=now,
             )

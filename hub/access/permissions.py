@@ -20,7 +20,9 @@ PERMISSIONS: dict[str, str] = {
     "contacts.read": "read contacts",
     "contacts.update": "change contacts",
     "labels.apply": "add and remove labels on conversations",
-    "config.manage": "manage workspace configuration (availability statuses, assignment policies, ...)",
+    "notes.write": "write private notes on conversations you can read (never sent to the customer)",
+    "config.manage": "manage workspace configuration (availability statuses, assignment policies, quick "
+    "replies, shared macros, notification defaults, ...)",
     "channels.manage": "create, change and delete channels and choose who serves them",
     "users.manage": "create, change and deactivate users; manage roles and teams",
     "plugins.read": "list installed plugins",
@@ -45,6 +47,7 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
             "contacts.read",
             "contacts.update",
             "labels.apply",
+            "notes.write",
         }
     ),
 }

@@ -104,12 +104,69 @@ class ConfigChanged(_Strict):
     by: ActorRef
 
 
+class ConversationRead(_Strict):
+    """A user's read marker moved: only that user's streams receive it (their other devices)."""
+
+    conversation_id: str
+    user_id: str
+    unread_count: int = Field(description="your unread count now: 0")
+    read_count: int = Field(description="the conversation's inbound_count you have read up to")
+    last_read_message_id: str | None
+    read_at: datetime
+
+
+class ResourceChanged(_Strict):
+    """A configuration resource the app caches changed (quick replies, macros, preferences)."""
+
+    resource: str = Field(description="quick_replies, macros or notification_preferences")
+    etag: str | None = Field(description="its new ETag, or null: revalidate with If-None-Match")
+    by: ActorRef
+    user_id: str | None = Field(default=None, description="set when it concerns this user only")
+
+
+class NoteOut(_Strict):
+    """A private note on a conversation (never sent to the customer)."""
+
+    id: str
+    conversation_id: str
+    channel_id: str
+    author: ActorRef
+    text: str
+    mentions: list[str] = Field(description="the users it mentions")
+    created_at: str
+    by: ActorRef
+
+
+class NotificationCreated(_Strict):
+    """An in-app notification for one user (only that user receives this event)."""
+
+    id: str
+    user_id: str
+    event: str = Field(description="conversation_created, assigned, new_message, mention or snooze_ended")
+    title: str
+    body: str | None
+    conversation_id: str | None
+    channel_id: str | None
+    data: dict[str, Any]
+    read_at: str | None
+    created_at: str | None
+
+
+class NotificationsRead(_Strict):
+    """Notifications of one user marked read (only that user receives this event)."""
+
+    user_id: str
+    ids: list[str]
+    read_at: str
+
+
 # The catalogue: event type -> the model of its data. One line per type.
 CATALOGUE: dict[str, Any] = {
     "message.created": Message,
     "message.updated": Message,
     "conversation.created": ConversationChange,
     "conversation.updated": ConversationChange,
+    "conversation.read": ConversationRead,
     "contact.updated": ContactChange,
     "channel.updated": Union[ChannelOut, ChannelDeleted],  # noqa: UP007 (a runtime value)
     "channel.members_updated": ChannelMembersChange,
@@ -118,7 +175,10 @@ CATALOGUE: dict[str, Any] = {
     "role.updated": Union[RoleChange, RoleDeleted],  # noqa: UP007
     "access.changed": AccessChanged,
     "presence.updated": PresenceOut,
-    "config.updated": ConfigChanged,
+    "config.updated": Union[ConfigChanged, ResourceChanged],  # noqa: UP007
+    "note.created": NoteOut,
+    "notification.created": NotificationCreated,
+    "notification.updated": NotificationsRead,
 }
 
 

@@ -7,15 +7,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.channel import Capabilities
-from hub.models import Conversation, Message
+from hub.models import AttachmentKind, Contact, Conversation, Message
 
 __all__ = [
     "ActorRef",
+    "AgentList",
     "AvailabilityList",
     "AvailabilityStatusOut",
     "ChannelList",
     "ChannelMembersOut",
     "ChannelOut",
+    "ConversationCounts",
     "ConversationPage",
     "HealthOut",
     "InvitationOut",
@@ -30,6 +32,7 @@ __all__ = [
     "PresenceOut",
     "RoleList",
     "RoleOut",
+    "SearchOut",
     "TeamList",
     "TeamOut",
     "UploadOut",
@@ -170,16 +173,50 @@ class ConversationPage(Out):
     next_cursor: str | None
 
 
+class StatusCounts(Out):
+    open: int
+    pending: int
+    resolved: int
+    snoozed: int
+
+
+class ConversationCounts(Out):
+    counts: StatusCounts = Field(description="conversations per status, under the other filters")
+    total: int
+
+
+class AgentOut(Out):
+    id: str
+    name: str | None
+    email: str
+    role: str
+    availability: str = Field(description="their availability status id")
+    shows_as: str = Field(description="online, away or offline, as teammates see it")
+    receives: bool = Field(description="their status receives new conversations")
+    team_ids: list[str]
+    open_conversations: int = Field(description="open and pending conversations assigned to them")
+
+
+class AgentList(Out):
+    agents: list[AgentOut]
+
+
+class SearchOut(Out):
+    messages: list[Message] = Field(description="messages holding every word, newest first")
+    contacts: list[Contact] = Field(description="contacts whose name, phone or email holds every word")
+
+
 class MessagePage(Out):
     messages: list[Message]
     next_before: str | None
 
 
 class UploadOut(Out):
-    upload_id: str
-    size: int
-    mime_type: str
+    upload_id: str = Field(description="give it as an attachment's upload_id when sending")
+    size: int = Field(description="bytes stored")
+    mime_type: str = Field(description="read from the file's content, not from the request's word")
     filename: str
+    kind: AttachmentKind = Field(description="the attachment kind the file's type suggests")
 
 
 class PluginOut(Out):
