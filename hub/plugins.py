@@ -15,6 +15,7 @@ import inspect
 import logging
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "load_notifiers",
     "load_plugins",
     "plugin_manifest",
+    "without_paths",
 ]
 
 log = logging.getLogger("hub.plugins")
@@ -394,4 +396,39 @@ def _fail(report: PluginReport, name: str, error: str, strict: bool) -> None:
     if strict:
         raise PluginLoadError(f"plugin {name!r}: {error} (HUB_STRICT_PLUGINS is set)")
     log.warning("plugin %r skipped: %s", name, error)
-    report.failed[name] = error
+    report.failed[name] = without_paths(error)
+
+
+# An absolute POSIX or Windows path, as an exception message quotes one: a leading "/" that no
+# word, dot, colon or slash comes before (so a URL's "//" is not one), or a drive letter.
+_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"()<>,;]+|\b[A-Za-z]:\\[^\s'\"()<>,;]+")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with each absolute file path cut to what says where in the code it is.
+
+    The failure of a plugin is shown by ``GET /api/v1/plugins`` and ``hub plugins``, and an import
+    error names files by their full path, which tells a client how the server is laid out. A path
+    under an import root (``sys.path``) keeps its part below it (``hub/channel.py``, the module);
+    any other keeps its file name (``…/plugin.toml``). The log keeps the full text.
+    """
+    # A file system's root as an import root would keep every path whole.
+    roots = sorted(
+        {
+            os.path.join(os.path.abspath(p), "")
+            for p in sys.path
+            if p and os.path.isabs(p) and os.path.dirname(os.path.abspath(p)) != os.path.abspath(p)
+        },
+        key=len,
+        reverse=True,
+    )
+
+    def short(match: re.Match[str]) -> str:
+        path = match.group(0)
+        for root in roots:
+            if path.startswith(root) and len(path) > len(root):
+                return path[len(root) :]
+        name = re.split(r"[\\/]", path.rstrip("/\\"))[-1]
+        return f"…/{name}" if name else "…"
+
+    return _PATH.sub(short, text)
