@@ -23,6 +23,9 @@ RESOURCES = {
     "availability_statuses": "/api/v1/availability-statuses",
     "channels": "/api/v1/channels",
     "permissions": "/api/v1/me/permissions",
+    "quick_replies": "/api/v1/quick-replies",
+    "macros": "/api/v1/macros",
+    "notification_preferences": "/api/v1/me/notification-preferences",
 }
 
 
@@ -93,6 +96,44 @@ async def test_a_change_announces_the_resource_with_the_etag_a_read_then_gets(li
     assert [(x["name"], x["colour"], x["description"]) for x in labels] == [("VIP", "#ff0000", "important")]
 
 
+async def test_workspace_resources_are_announced_with_the_etag_a_read_then_gets(lite_hub: Hub) -> None:
+    hub = lite_hub
+    c = hub.client
+    seq = await last_seq(hub)
+    made = await c.post(
+        "/api/v1/admin/quick-replies",
+        json={"code": "hi", "text": "Hello {{contact.name}}"},
+        headers=hub.admin,
+    )
+    assert made.status == 201
+    [event] = [e["data"] for e in await config_events(hub, seq) if e["data"]["resource"] == "quick_replies"]
+    read = await get(hub, "/api/v1/quick-replies")
+    assert read.headers["ETag"] == f'"{event["etag"]}"'
+    assert [q["code"] for q in (await read.json())["quick_replies"]] == ["hi"]
+    # A search is not the cacheable resource: it answers without an ETag.
+    search = await get(hub, "/api/v1/quick-replies?q=hello")
+    assert search.status == 200 and "ETag" not in search.headers
+    # Per-user resources: a personal macro and one's own preferences name the user and revalidate.
+    seq = await last_seq(hub)
+    before = (await get(hub, "/api/v1/macros")).headers["ETag"]
+    macro = {
+        "name": "Close",
+        "visibility": "personal",
+        "actions": [{"type": "set_status", "status": "resolved"}],
+    }
+    assert (await c.post("/api/v1/macros", json=macro, headers=hub.agent)).status == 201
+    prefs = {"preferences": {"mention": {"email": False}}}
+    assert (await c.patch("/api/v1/me/notification-preferences", json=prefs, headers=hub.agent)).status == 200
+    events = {e["data"]["resource"]: e["data"] for e in await config_events(hub, seq)}
+    me = await (await get(hub, "/api/v1/me")).json()
+    for name in ("macros", "notification_preferences"):
+        assert events[name]["etag"] is None and events[name]["user_id"] == me["id"], name
+    after = await get(hub, "/api/v1/macros", **{"If-None-Match": before})
+    assert after.status == 200 and [m["name"] for m in (await after.json())["macros"]] == ["Close"]
+    bundle = await (await get(hub, "/api/v1/config")).json()
+    assert bundle["notification_preferences"]["preferences"]["mention"]["email"] is False
+
+
 async def test_existing_config_events_are_unified_on_resource_and_etag(lite_hub: Hub) -> None:
     hub = lite_hub
     c = hub.client
@@ -124,28 +165,28 @@ async def test_per_user_resources_are_announced_without_an_etag(lite_hub: Hub) -
 
 
 async def test_the_registry_is_reusable_by_a_later_feature(lite_hub: Hub) -> None:
-    """What notify and automations do: register a loader, announce a change inside a transaction."""
+    """What a later feature (or a plugin) does: register a loader, announce a change inside a transaction."""
     hub = lite_hub
     registry: ConfigRegistry = hub.client.app[CONFIG_REGISTRY]
     state = {"n": 1}
 
     async def load(conn: Any, actor: Any) -> dict[str, Any]:
-        return {"quick_replies": [{"code": "hi", "n": state["n"]}]}
+        return {"loyalty_tiers": [{"code": "hi", "n": state["n"]}]}
 
-    registry.register("quick_replies", load)
+    registry.register("loyalty_tiers", load)
     with pytest.raises(ValueError):
-        registry.register("quick_replies", load)
-    first = await registry.read(system_actor(), "quick_replies")
+        registry.register("loyalty_tiers", load)
+    first = await registry.read(system_actor(), "loyalty_tiers")
     assert first.etag == etag_of(first.body)
     bundle = await (await get(hub, "/api/v1/config")).json()
-    assert bundle["quick_replies"] == {"quick_replies": [{"code": "hi", "n": 1}]}
-    assert bundle["etags"]["quick_replies"] == first.etag
+    assert bundle["loyalty_tiers"] == {"loyalty_tiers": [{"code": "hi", "n": 1}]}
+    assert bundle["etags"]["loyalty_tiers"] == first.etag
     state["n"] = 2
     tx: Tx
     async with hub.store.tx() as tx:
-        etag = await registry.changed(tx, "quick_replies", by=system_actor().ref)
+        etag = await registry.changed(tx, "loyalty_tiers", by=system_actor().ref)
     assert etag is not None and etag != first.etag
-    [event] = [e for e in await hub.events() if e["data"].get("resource") == "quick_replies"]
+    [event] = [e for e in await hub.events() if e["data"].get("resource") == "loyalty_tiers"]
     assert event["data"]["etag"] == etag
 
 

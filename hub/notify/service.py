@@ -20,8 +20,8 @@ from hub.db import new_id
 from hub.events import Store
 from hub.models import utcnow
 from hub.notify.notifier import EVENT_TYPES, MEDIA, NotifierRegistry
+from hub.services.config import ConfigRegistry, config_changed
 from hub.services.errors import Invalid, NotFound
-from hub.services.quick_replies import announce_config
 
 __all__ = ["DEFAULTS", "NotificationService", "effective_preferences", "notification_dict"]
 
@@ -95,11 +95,25 @@ def _check_changes(changes: dict[str, dict[str, bool]]) -> None:
 
 
 class NotificationService:
-    def __init__(self, store: Store, notifiers: NotifierRegistry) -> None:
+    def __init__(
+        self, store: Store, notifiers: NotifierRegistry, config: ConfigRegistry | None = None
+    ) -> None:
+        self.config = config
+        if config is not None:
+            config.register(
+                "notification_preferences",
+                self._load,
+                per_user=True,
+                description="your notification preferences, defaults included",
+            )
         self.store = store
         self.notifiers = notifiers
 
     # ---- preferences ----------------------------------------------------------------------------
+
+    async def _load(self, conn: AsyncConnection, actor: Actor) -> dict[str, Any]:
+        """The ``notification_preferences`` configuration resource: the reader's own."""
+        return {"user_id": actor.id, "preferences": await effective_preferences(conn, actor.id)}
 
     async def preferences(self, actor: Actor, user_id: str) -> dict[str, Any]:
         """A user's effective preferences: their own (anyone), or anyone's (``users.manage``)."""
@@ -123,7 +137,9 @@ class NotificationService:
             await self._write(tx.conn, user_id, changes)
             prefs = await effective_preferences(tx.conn, user_id)
             if changes:
-                await announce_config(tx, "notification_preferences", actor.ref, user_id=user_id)
+                await config_changed(
+                    self.config, tx, "notification_preferences", by=actor.ref, user_id=user_id
+                )
         return {"user_id": user_id, "preferences": prefs}
 
     async def defaults(self, actor: Actor) -> dict[str, Any]:
@@ -139,7 +155,7 @@ class NotificationService:
             await self._write(tx.conn, "", changes)
             prefs = await effective_preferences(tx.conn, None)
             if changes:
-                await announce_config(tx, "notification_preferences", actor.ref)
+                await config_changed(self.config, tx, "notification_preferences", by=actor.ref)
         return {"preferences": prefs}
 
     async def _write(self, conn: AsyncConnection, user_id: str, changes: dict[str, dict[str, bool]]) -> None:

@@ -168,10 +168,16 @@ class ConfigRegistry:
 
 
 async def config_changed(
-    registry: ConfigRegistry | None, tx: Tx, name: str, *, by: dict[str, Any] | None = None
+    registry: ConfigRegistry | None,
+    tx: Tx,
+    name: str,
+    *,
+    by: dict[str, Any] | None = None,
+    user_id: str | None = None,
 ) -> None:
-    """``registry.changed`` for a service that may run without a registry (a unit test's)."""
+    """``registry.changed`` for a service that may run without a registry (a unit test's);
+    ``user_id`` names the one user a change to a per-user resource concerns."""
     if registry is not None:
-        await registry.changed(tx, name, by=by)
+        await registry.changed(tx, name, by=by, user_id=user_id)
     else:
-        await announce(tx, name, None, by=by)
+        await announce(tx, name, None, by=by, user_id=user_id)

@@ -22,8 +22,8 @@ from hub.actions import ActionExecutor, ActionSpec
 from hub.db import new_id
 from hub.events import Store, Tx
 from hub.models import utcnow
+from hub.services.config import ConfigRegistry, config_changed
 from hub.services.errors import NotFound
-from hub.services.quick_replies import announce_config
 
 __all__ = ["MacroService"]
 
@@ -44,9 +44,17 @@ def _public(row: Any) -> dict[str, Any]:
 
 
 class MacroService:
-    def __init__(self, store: Store, executor: ActionExecutor) -> None:
+    def __init__(self, store: Store, executor: ActionExecutor, config: ConfigRegistry | None = None) -> None:
         self.store = store
         self.executor = executor
+        self.config = config
+        if config is not None:
+            config.register("macros", self._load, per_user=True, description="shared macros and your own")
+
+    async def _load(self, conn: AsyncConnection, actor: Actor) -> dict[str, Any]:
+        """The ``macros`` configuration resource: what ``GET /api/v1/macros`` answers ``actor``."""
+        rows = await conn.execute(sa.select(MA).where(self._visible(actor)).order_by(MA.c.name, MA.c.id))
+        return {"macros": [_public(r) for r in rows.mappings()]}
 
     def _visible(self, actor: Actor) -> Any:
         return sa.or_(MA.c.visibility == "shared", MA.c.owner_id == actor.id)
@@ -54,8 +62,7 @@ class MacroService:
     async def visible_to(self, actor: Actor) -> list[dict[str, Any]]:
         """The shared macros and the actor's own, by name."""
         async with self.store.db.read() as conn:
-            rows = await conn.execute(sa.select(MA).where(self._visible(actor)).order_by(MA.c.name, MA.c.id))
-            return [_public(r) for r in rows.mappings()]
+            return list((await self._load(conn, actor))["macros"])
 
     async def get(self, actor: Actor, macro_id: str) -> dict[str, Any]:
         async with self.store.db.read() as conn:
@@ -132,4 +139,4 @@ class MacroService:
 
     async def _announce(self, tx: Tx, actor: Actor, macro: dict[str, Any]) -> None:
         owner = None if macro["visibility"] == "shared" else macro["owner_id"]
-        await announce_config(tx, "macros", actor.ref, user_id=owner)
+        await config_changed(self.config, tx, "macros", by=actor.ref, user_id=owner)

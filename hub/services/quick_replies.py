@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub import schema
 from hub.access import Actor
 from hub.db import new_id
-from hub.events import Store, Tx
+from hub.events import Store
 from hub.models import utcnow
+from hub.services.config import ConfigRegistry, config_changed
 from hub.services.conversations import access_conversation
 from hub.services.errors import Conflict, Invalid, NotFound
 
@@ -28,7 +29,6 @@ __all__ = [
     "PLACEHOLDERS",
     "TEXT_PATTERN",
     "QuickReplyService",
-    "announce_config",
     "placeholder_problems",
     "render_text",
 ]
@@ -83,14 +83,6 @@ def render_text(text: str, conversation: dict[str, Any], agent: dict[str, Any]) 
     return _PLACEHOLDER.sub(value, text)
 
 
-async def announce_config(tx: Tx, resource: str, by: dict[str, Any], user_id: str | None = None) -> None:
-    """``config.updated`` for a workspace resource the app caches, so it refetches that one."""
-    data: dict[str, Any] = {"resource": resource, "etag": None, "by": by}
-    if user_id is not None:
-        data["user_id"] = user_id
-    await tx.emit("config.updated", data)
-
-
 def _public(row: Any) -> dict[str, Any]:
     return {
         "id": row["id"],
@@ -108,9 +100,18 @@ def _checked_text(text: str) -> str:
     return text
 
 
+async def load_quick_replies(conn: AsyncConnection, actor: Actor) -> dict[str, Any]:
+    """The ``quick_replies`` configuration resource: every quick reply, by code (the same for all)."""
+    rows = await conn.execute(sa.select(Q).order_by(Q.c.code, Q.c.id))
+    return {"quick_replies": [_public(r) for r in rows.mappings()]}
+
+
 class QuickReplyService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, config: ConfigRegistry | None = None) -> None:
         self.store = store
+        self.config = config
+        if config is not None:
+            config.register("quick_replies", load_quick_replies, description="quick replies")
 
     async def search(self, actor: Actor, query: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """Every quick reply (or those whose code or text contains ``query``), by code."""
@@ -136,7 +137,7 @@ class QuickReplyService:
             async with self.store.tx() as tx:
                 await self._unique(tx.conn, row["code"], None)
                 await tx.conn.execute(Q.insert().values(**row, created_at=now, updated_at=now))
-                await announce_config(tx, "quick_replies", actor.ref)
+                await config_changed(self.config, tx, "quick_replies", by=actor.ref)
         except IntegrityError:  # two admins creating the same code at once
             raise Conflict(f"a quick reply with the code {code!r} exists") from None
         return _public({**row, "created_at": now, "updated_at": now})
@@ -157,7 +158,7 @@ class QuickReplyService:
                     await self._unique(tx.conn, values["code"], quick_reply_id)
                 values["updated_at"] = utcnow()
                 await tx.conn.execute(Q.update().where(Q.c.id == quick_reply_id).values(**values))
-                await announce_config(tx, "quick_replies", actor.ref)
+                await config_changed(self.config, tx, "quick_replies", by=actor.ref)
             return await _fetch(tx.conn, quick_reply_id)
 
     async def delete(self, actor: Actor, quick_reply_id: str) -> None:
@@ -166,7 +167,7 @@ class QuickReplyService:
             res = await tx.conn.execute(Q.delete().where(Q.c.id == quick_reply_id))
             if not res.rowcount:
                 raise NotFound(f"quick reply {quick_reply_id} does not exist")
-            await announce_config(tx, "quick_replies", actor.ref)
+            await config_changed(self.config, tx, "quick_replies", by=actor.ref)
 
     async def render(
         self, conn: AsyncConnection, actor: Actor, quick_reply_id: str, conversation_id: str

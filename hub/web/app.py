@@ -470,11 +470,11 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     app[SEARCH] = SearchService(store)
     app[UPLOADS] = UploadStore(app[CONFIG].hub.uploads_dir, app[CONFIG].hub.max_upload_bytes)
     app[DELIVERIES] = DeliveryService(channels, app[PROCESSOR])
-    app[QUICK_REPLIES] = quick_replies = QuickReplyService(store)
+    app[QUICK_REPLIES] = quick_replies = QuickReplyService(store, config)
     app[NOTES] = NoteService(store)
     app[ACTIONS] = executor = ActionExecutor(store, channels, quick_replies, on_sent=app[OUTBOX].notify)
-    app[MACROS] = MacroService(store, executor)
-    app[NOTIFICATIONS] = NotificationService(store, app[NOTIFIER_REGISTRY])
+    app[MACROS] = MacroService(store, executor, config)
+    app[NOTIFICATIONS] = NotificationService(store, app[NOTIFIER_REGISTRY], config)
     yield
 
 

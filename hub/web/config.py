@@ -23,45 +23,46 @@ from pydantic import (
 from hub.appkeys import ATTRIBUTES, CONFIG_REGISTRY, LABELS
 from hub.limits import Label, Name, Text, omit_null
 from hub.services.attributes import KEY
-from hub.services.config import ConfigView
 from hub.services.labels import BLANK, COLOUR
 from hub.web.auth import require_actor
 from hub.web.errors import read_json
+from hub.web.etag import config_response, view_response
+from hub.web.notifications import PreferencesOut
 from hub.web.openapi import operation
 from hub.web.schemas import (
     AttributeDefinitionOut,
     AttributeDefinitions,
-    ConfigBundle,
+    AvailabilityList,
+    ChannelList,
     LabelList,
     LabelOut,
     OwnPermissions,
+    TeamList,
 )
+from hub.web.workspace import MacroList, QuickReplyList
 
-__all__ = ["config_response", "routes", "view_response"]
+__all__ = ["ConfigBundle", "config_response", "routes", "view_response"]
+
+
+class ConfigBundle(BaseModel):
+    """``GET /api/v1/config``: each resource exactly as its own route answers it, and its ETag.
+    Resources a plugin or a later feature registers appear under their names too."""
+
+    model_config = ConfigDict(extra="allow")
+
+    channels: ChannelList
+    teams: TeamList
+    availability_statuses: AvailabilityList
+    labels: LabelList
+    custom_attributes: AttributeDefinitions
+    permissions: OwnPermissions
+    quick_replies: QuickReplyList
+    macros: MacroList
+    notification_preferences: PreferencesOut
+    etags: dict[str, str] = Field(description="resource name -> the ETag its own route sends (unquoted)")
+
 
 routes = web.RouteTableDef()
-# Every answer may differ per user and must be revalidated before reuse.
-CACHE_CONTROL = "private, no-cache"
-
-
-def _matches(request: web.Request, etag: str) -> bool:
-    # Weak comparison (RFC 9110 13.1.2), as If-None-Match asks: W/"x" matches "x". An unquoted
-    # tag (the form events carry) is taken as meant.
-    tags = _etag_values(request)
-    return tags is not None and ("*" in tags or etag in tags)
-
-
-def view_response(request: web.Request, view: ConfigView) -> web.StreamResponse:
-    headers = {"ETag": f'"{view.etag}"', "Cache-Control": CACHE_CONTROL}
-    if _matches(request, view.etag):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=view.body, content_type="application/json", headers=headers)
-
-
-async def config_response(request: web.Request, name: str) -> web.StreamResponse:
-    """The handler body of a resource's own route: the resource as the caller sees it, cacheable."""
-    actor = await require_actor(request)
-    return view_response(request, await request.app[CONFIG_REGISTRY].read(actor, name))
 
 
 @routes.get("/api/v1/config")
@@ -74,20 +75,6 @@ async def config_response(request: web.Request, name: str) -> web.StreamResponse
 async def get_config(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     return view_response(request, await request.app[CONFIG_REGISTRY].bundle(actor))
-
-
-def _etag_values(request: web.Request) -> set[str] | None:
-    """The entity tags of If-None-Match (quotes and W/ dropped); None without the header."""
-    raw = request.headers.get("If-None-Match")
-    if raw is None:
-        return None
-    out = set()
-    for part in raw.split(","):
-        tag = part.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        out.add(tag.strip('"'))
-    return out
 
 
 # ---- the resources this module owns ------------------------------------------------------------

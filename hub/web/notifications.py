@@ -12,6 +12,7 @@ from hub.appkeys import NOTIFICATIONS, NOTIFIER_REGISTRY
 from hub.notify.notifier import EVENT_TYPES, MEDIA
 from hub.web.auth import require_actor
 from hub.web.errors import ApiError, query_int, query_text, read_json
+from hub.web.etag import config_response
 from hub.web.openapi import operation, query_integer
 from hub.web.workspace import known_query
 
@@ -142,10 +143,14 @@ def _device_schema(app: web.Application) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/me/notification-preferences")
-@operation("Your notification preferences (defaults included)", "notifications", response=PreferencesOut)
+@operation(
+    "Your notification preferences, defaults included (cacheable: ETag / If-None-Match)",
+    "notifications",
+    response=PreferencesOut,
+    etag=True,
+)
 async def my_preferences(request: web.Request) -> web.StreamResponse:
-    actor = await require_actor(request)
-    return web.json_response(await request.app[NOTIFICATIONS].preferences(actor, actor.id))
+    return await config_response(request, "notification_preferences")
 
 
 @routes.patch("/api/v1/me/notification-preferences")

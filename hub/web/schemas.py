@@ -19,7 +19,6 @@ __all__ = [
     "ChannelList",
     "ChannelMembersOut",
     "ChannelOut",
-    "ConfigBundle",
     "ContactOut",
     "ContactPage",
     "ConversationCounts",
@@ -353,19 +352,3 @@ class ContactOut(BaseModel):
 class ContactPage(BaseModel):
     contacts: list[ContactOut]
     next_cursor: str | None
-
-
-class ConfigBundle(BaseModel):
-    """``GET /api/v1/config``: each resource exactly as its own route answers it, and its ETag.
-    Resources registered by later features (quick replies, macros, notification preferences, ...)
-    appear under their names too."""
-
-    model_config = ConfigDict(extra="allow")
-
-    channels: ChannelList
-    teams: TeamList
-    availability_statuses: AvailabilityList
-    labels: LabelList
-    custom_attributes: AttributeDefinitions
-    permissions: OwnPermissions
-    etags: dict[str, str] = Field(description="resource name -> the ETag its own route sends (unquoted)")

@@ -14,6 +14,7 @@ from hub.limits import Id, omit_null
 from hub.services.quick_replies import TEXT_PATTERN
 from hub.web.auth import require_actor
 from hub.web.errors import ApiError, query_int, query_text, read_json
+from hub.web.etag import config_response
 from hub.web.openapi import operation, query_integer
 
 __all__ = ["routes"]
@@ -186,10 +187,14 @@ class NoteList(BaseModel):
         "q": "text the code or the text contains (any case)",
         "limit": ("at most this many (over 500 gives 500)", query_integer(1)),
     },
+    etag=True,
 )
 async def list_quick_replies(request: web.Request) -> web.StreamResponse:
-    actor = await require_actor(request)
     known_query(request, "q", "limit")
+    if "q" not in request.query and "limit" not in request.query:
+        # All of them: the cacheable ``quick_replies`` resource (ETag, 304).
+        return await config_response(request, "quick_replies")
+    actor = await require_actor(request)
     limit = query_int(request, "limit", 200, minimum=1, maximum=500)
     items = await request.app[QUICK_REPLIES].search(actor, query_text(request, "q"), limit)
     return web.json_response({"quick_replies": items})
@@ -256,10 +261,11 @@ async def preview_quick_reply(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/api/v1/macros")
-@operation("Shared macros and your own", "workspace", response=MacroList)
+@operation(
+    "Shared macros and your own (cacheable: ETag / If-None-Match)", "workspace", response=MacroList, etag=True
+)
 async def list_macros(request: web.Request) -> web.StreamResponse:
-    actor = await require_actor(request)
-    return web.json_response({"macros": await request.app[MACROS].visible_to(actor)})
+    return await config_response(request, "macros")
 
 
 @routes.post("/api/v1/macros")
