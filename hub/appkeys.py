@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from hub.services.messages import MessageService
     from hub.services.organisation import OrgService
     from hub.services.teams import TeamService
+    from hub.sessions import Sessions
     from hub.timers import Connections
     from hub.users import TokenCache
 
@@ -50,6 +51,7 @@ SEND_WRITER: web.AppKey[GroupCommit[dict[str, Any]]] = web.AppKey("send_writer")
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
 INGEST: web.AppKey[IngestRunner] = web.AppKey("ingest")
 LOGINS: web.AppKey[LoginGuard] = web.AppKey("logins")
+SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
 REDACTOR: web.AppKey[SecretRedactor] = web.AppKey("redactor")
 ORG: web.AppKey[OrgService] = web.AppKey("org")
 TEAMS: web.AppKey[TeamService] = web.AppKey("teams")

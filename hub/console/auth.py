@@ -9,7 +9,7 @@ from hub.appkeys import CHANNEL_ADMIN, LOGINS, ORG, STORE, TOKEN_CACHE
 from hub.console.base import PREFIX, current_actor, form_data, need_actor, render
 from hub.logins import LoginRefused, TooManyLogins
 from hub.services.errors import NotFound
-from hub.users import revoke_token
+from hub.users import create_token, revoke_token
 
 __all__ = ["routes"]
 
@@ -43,7 +43,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             request, "login.html", {**ctx, "error": "Enter your email and password."}, status=422
         )
     try:
-        user, token = await request.config_dict[LOGINS].login(
+        user = await request.config_dict[LOGINS].login(
             request.config_dict[STORE].db, request.remote or "unknown", email, password
         )
     except LoginRefused:
@@ -59,6 +59,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
         resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
+    # The console's own token, held in its cookie session (the app's logins expire and refresh).
+    token = await create_token(request.config_dict[STORE].db, user["id"], "console")
     # A fresh session (and CSRF token) at login: one planted before it is worth nothing after.
     session = await new_session(request)
     session["token"] = token
