@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|latency|outbound|memory|all] [--quick] [--postgres]``.
+"""``python -m bench [ingest|latency|outbound|memory|scale|all] [--quick] [--postgres]``.
 
 Prints a table and writes ``bench/results/<timestamp>.json``. Exits 1 when a benchmark crashed
 (a missed target is reported, not an error), so ``python -m bench all --quick`` is a smoke test.
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, latency, memory, outbound
+from bench import ingest, latency, memory, outbound, scale
 from bench.common import load_average, machine_facts
 from bench.context import Context
 from bench.report import render
@@ -28,6 +28,8 @@ BENCHMARKS: dict[str, Callable[[Context], Awaitable[dict[str, Any]]]] = {
     "latency": latency.run,
     "outbound": outbound.run,
     "memory": memory.run,
+    # One and two processes, SQLite and PostgreSQL (it uses PostgreSQL whatever --postgres says).
+    "scale": scale.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

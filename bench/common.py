@@ -202,7 +202,9 @@ class Channel:
 class Hub:
     """A real ``hub serve`` on loopback with its own config, database (SQLite or PostgreSQL) and log."""
 
-    def __init__(self, directory: Path, *, postgres: bool = False, workers: int = 4) -> None:
+    def __init__(
+        self, directory: Path, *, postgres: bool = False, workers: int = 4, secret_key: str | None = None
+    ) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -221,6 +223,8 @@ class Hub:
             "workers": workers,
             "log_level": "WARNING",
         }
+        if secret_key is not None:  # processes of one cluster open each other's channel secrets
+            settings["secret_key"] = secret_key
         lines = ["[hub]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -268,6 +272,12 @@ class Hub:
         self.proc = self._spawn(self._serve_cmd())
         out = await self.cli("tokens", "create", ADMIN_EMAIL)
         self.token = out.strip().splitlines()[-1].strip()
+        await self._wait_healthy(within)
+
+    async def join(self, first: Hub, within: float = 60.0) -> None:
+        """Serve the database ``first`` serves (PostgreSQL), as one more process of its cluster."""
+        self.token = first.token
+        self.proc = self._spawn(self._serve_cmd())
         await self._wait_healthy(within)
 
     def _serve_cmd(self, *extra: str) -> list[str]:

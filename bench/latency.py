@@ -91,8 +91,16 @@ async def open_loop(
 
 
 async def one_rate(
-    api: Api, channel: Channel, rate: int, seconds: float, senders: list[str], drain_timeout: float
+    api: Api,
+    channel: Channel,
+    rate: int,
+    seconds: float,
+    senders: list[str],
+    drain_timeout: float,
+    post_to: str | None = None,
 ) -> dict[str, Any]:
+    """Webhooks at ``rate`` for ``seconds``, timed to their events on ``api``'s WebSocket; POSTed to
+    ``api``'s hub, or to the hub at base URL ``post_to`` (another process of the cluster)."""
     n = int(rate * seconds)
     tag = f"latency {rate}/s"
     requests, wamids = [], []
@@ -130,7 +138,7 @@ async def one_rate(
             first = await asyncio.wait_for(ws.receive_json(), 10)
         reading = asyncio.create_task(reader())
         cpu0 = cpu_seconds(hub.pid) or 0.0
-        url = f"{hub.base_url}/webhooks/{channel.id}"
+        url = f"{post_to or hub.base_url}/webhooks/{channel.id}"
         loop = await open_loop(url, requests, rate, on_sent=lambda i, t: sent_at.__setitem__(i, t))
         # A hub that falls behind delivers late: wait while events still flow, within bounds.
         deadline = time.monotonic() + drain_timeout

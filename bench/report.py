@@ -175,8 +175,60 @@ def render(report: dict[str, Any]) -> str:
                 f"memory: {r['webhooks']:,} webhooks in {r['seconds']} s ({r['accepted_per_s']:.0f}/s), "
                 f"{r['processed']:,} processed; slope over the whole load {r['slope_mb_per_min']:.2f} MB/min"
             )
+    if "scale" in res:
+        _scale(res["scale"], rows, details)
     out.append(_table(rows))
     if details:
         out += ["", *details]
     out.append(f"\ntotal {report['duration_s']} s")
     return "\n".join(out)
+
+
+def _scale(r: dict[str, Any], rows: list[list[str]], details: list[str]) -> None:
+    if "error" in r:
+        rows.append(["scale", "CRASHED", "", "", "", "", r["error"][:60]])
+        return
+    first = True
+    for name, st in r["setups"].items():
+        if "skipped" in st:
+            rows.append(["scale" if first else "", f"{name}: skipped", "", "", "", "", ""])
+            details.append(f"scale {name}: {st['skipped']}")
+            first = False
+            continue
+        rows.append(
+            [
+                "scale" if first else "",
+                f"{name} processed/s",
+                _f(st["processed_per_s"]),
+                _f(st["ceiling_per_s"]),
+                _f(st["ratio_processed"], 2),
+                ">= 0.50",
+                "yes" if st["ratio_processed"] >= 0.5 else "NO",
+            ]
+        )
+        first = False
+        details.append(
+            f"scale {name}: accepted {st['accepted_per_s']:.0f}/s, "
+            f"hub CPU {st['hub_cpu_ms_per_webhook']:.2f} "
+            f"ms/webhook (all processes); ceiling: {st['processes']} bare aiohttp server(s), same client"
+        )
+        across = st.get("across_processes")
+        if across:
+            rows.append(
+                [
+                    "",
+                    f"{name} POST A -> WS B p99 @ {across['rate']}/s (ms)",
+                    _f(across["p99_ms"], 1),
+                    _f(across["floor_p99_ms"], 1),
+                    "",
+                    "< 50",
+                    "yes" if across["p99_ms"] < 50 and across["lost"] == 0 else "NO",
+                ]
+            )
+            details.append(
+                f"scale {name} across processes: {across['messages']} messages, lost {across['lost']}, "
+                f"p50 {across['p50_ms']:.1f} p99 {across['p99_ms']:.1f} ms; "
+                "floor = bare handler POST->200 p99"
+            )
+    if "two_over_one" in r:
+        rows.append(["", "postgresql 2 / 1 processes", _f(r["two_over_one"], 2), "", "", ">= 1.6", _met(r)])

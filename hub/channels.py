@@ -1,7 +1,10 @@
 """Channel instances: stored settings (secrets sealed) turned into live ``Channel`` objects.
 
 The admin API and the config file write channel rows through ``ChannelService``; each change
-rebuilds that channel's instance in this process and emits ``channel.updated``.
+rebuilds that channel's instance in this process and emits ``channel.updated``. Another process
+sharing the database sees that event through its feed (``hub.fanout``, woken by ``NOTIFY``) and
+re-reads the row (``follow``): settings, enabling and disabling, and send pauses reach every
+process within milliseconds.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pydantic import SecretStr, ValidationError
 from hub import schema
 from hub.channel import Channel, ChannelSettings, Health, HealthState
 from hub.errors import ConfigError
-from hub.events import Store
+from hub.events import Frame, Store
 from hub.models import utcnow
 from hub.plugins import ChannelRegistry
 from hub.redact import SecretRedactor
@@ -34,6 +37,8 @@ _CHANNEL_OF = sa.select(schema.conversations.c.channel_id).where(
     schema.conversations.c.id == sa.bindparam("id")
 )
 _MAX_CACHED_CONVERSATIONS = 100_000
+# The columns an instance is built from; a change to any other (health, send_paused) keeps it.
+_BUILT_FROM = ("type", "name", "enabled", "settings", "secrets", "source")
 
 
 class SettingsInvalid(ServiceError):
@@ -113,6 +118,39 @@ class ChannelService:
                 del self._conversation_channel[next(iter(self._conversation_channel))]
             self._conversation_channel[conversation_id] = channel_id
         return channel_id
+
+    # ---- other processes' changes -----------------------------------------------------------
+
+    def follow(self, frames: list[Frame]) -> None:
+        """Feed observer (``Feed.on_remote``): another process changed these channels."""
+        changed = {f.channel_id for f in frames if f.type == "channel.updated" and f.channel_id}
+        for channel_id in changed:
+            task = asyncio.get_running_loop().create_task(self.reload(channel_id))
+            self._health_tasks.add(task)
+            task.add_done_callback(self._health_tasks.discard)
+
+    async def reload(self, channel_id: str) -> None:
+        """Re-read one channel's row: rebuild its instance when what it is built from changed, or
+        just take the new health and pause; forget it when it was deleted."""
+        async with self.store.db.read() as conn:
+            found = (
+                (await conn.execute(sa.select(schema.channels).where(schema.channels.c.id == channel_id)))
+                .mappings()
+                .first()
+            )
+        if found is None:
+            if channel_id in self.rows:
+                self.forget(channel_id)
+            return
+        row = dict(found)
+        prior = self.rows.get(channel_id)
+        if prior is not None and all(prior.get(k) == row.get(k) for k in _BUILT_FROM):
+            prior.update(row)  # health, send_paused: the instance stays as it is
+            return
+        try:
+            self._activate(row)
+        except Exception as exc:
+            log.warning("channel %r: its %r plugin could not start it: %s", channel_id, row["type"], exc)
 
     # ---- settings ---------------------------------------------------------------------------
 

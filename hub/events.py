@@ -3,6 +3,16 @@
 Events are appended in the transaction of the change they record (``Tx.emit``); once it commits
 they are handed to the in-process ``EventBus`` (live WebSocket streams) and to ``hub_on_event``
 hook implementations. An app that was offline replays from the table with ``after=seq``.
+
+On PostgreSQL several processes write the log at once, and sequence numbers drawn by concurrent
+transactions commit out of order: seq 11 can be visible while seq 10 is still in flight. A reader
+that took 11 and moved its cursor there would never see 10. So readers never look past the
+*horizon* (``Store.horizon``): the highest seq below which every event-writing transaction has
+ended. Each such transaction holds a shared advisory lock (``EVENTS_MARK``) from before it draws
+its first seq until it ends; a reader reads the newest visible seq, then waits for the
+transactions that held the mark at that moment (``pg_locks``), and only then treats that seq as
+final. Writers never wait for one another. ``hub.fanout`` runs this per process and wakes the
+other processes with ``NOTIFY``.
 """
 
 from __future__ import annotations
@@ -10,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,13 +34,37 @@ from hub import schema
 from hub.db import Database
 from hub.models import Event, utcnow
 
+if TYPE_CHECKING:
+    from hub.fanout import Feed
+
 __all__ = ["EventBus", "EventCheck", "Frame", "Store", "Subscription", "Tx"]
 
 log = logging.getLogger("hub.events")
 PRUNE_CURSOR = ("_hub", "events_pruned_through")
-# PostgreSQL: sequence values are taken in one order and committed in another; this lock makes
-# event-writing transactions commit in seq order so `after=N` never skips a late commit.
-_PG_EVENTS_LOCK = 0x6875625F657674  # "hub_evt"
+# PostgreSQL: held *shared* by every transaction that appends events, from before its first seq is
+# drawn until it ends; readers find the transactions still in flight through it (see above).
+EVENTS_MARK = 0x6875625F657674  # "hub_evt"
+# PostgreSQL: held exclusively by a read-decide-write (assignment under capacity), so two such
+# decisions never interleave; nothing else waits on it.
+DECISIONS_LOCK = 0x6875625F647363  # "hub_dsc"
+
+
+# The newest visible seq, and the transactions that hold the events mark at the moment it was read
+# (the statement's snapshot comes first, pg_locks is read after it). An advisory lock on a bigint
+# key shows as classid = high 32 bits, objid = low 32 bits, objsubid = 1.
+_MARK_PARAMS = {"hi": EVENTS_MARK >> 32, "lo": EVENTS_MARK & 0xFFFFFFFF}
+_MARKED = """
+    locktype = 'advisory' AND objsubid = 1
+    AND classid = CAST(:hi AS oid) AND objid = CAST(:lo AS oid)
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND pid <> pg_backend_pid()
+"""
+_HORIZON = sa.text(
+    f"SELECT (SELECT max(seq) FROM events), ARRAY(SELECT virtualtransaction FROM pg_locks WHERE {_MARKED})"
+)
+_STILL_WRITING = sa.text(
+    f"SELECT virtualtransaction FROM pg_locks WHERE {_MARKED} AND virtualtransaction = ANY(:writers)"
+)
 
 
 class Frame(NamedTuple):
@@ -57,6 +92,7 @@ class Tx:
     events: list[Event] = field(default_factory=list)
     frames: list[Frame] = field(default_factory=list)
     _locked: bool = False
+    _marked: bool = False
 
     async def emit(
         self,
@@ -69,12 +105,19 @@ class Tx:
         return (await self.emit_many([(type_, data, channel_id, conversation_id)]))[0]
 
     async def serialize(self) -> None:
-        """Take, now rather than at the first ``emit``, the lock that orders event-writing
-        transactions (PostgreSQL; SQLite's single writer is one already): a read-decide-write
-        (assignment under capacity) made under it cannot interleave with another."""
+        """Take the lock of read-decide-write decisions (PostgreSQL; SQLite's single writer is one
+        already): a decision made under it (assignment under capacity) cannot interleave with
+        another. Only such decisions wait on it; appending events does not."""
         if not self.db.is_sqlite and not self._locked:
-            await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_EVENTS_LOCK)))
+            await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(DECISIONS_LOCK)))
             self._locked = True
+
+    async def _mark(self) -> None:
+        """PostgreSQL: before the first seq is drawn, show readers that this transaction may
+        append events (a shared lock: writers do not wait for one another)."""
+        if not self.db.is_sqlite and not self._marked:
+            await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(EVENTS_MARK)))
+            self._marked = True
 
     async def emit_many(self, items: list[tuple[str, dict[str, Any], str | None, str | None]]) -> list[Event]:
         """Append several events (type, data, channel_id, conversation_id) in one statement, in order."""
@@ -83,7 +126,7 @@ class Tx:
         if self.check is not None:
             for type_, data, _, _ in items:
                 self.check(type_, data)
-        await self.serialize()
+        await self._mark()
         now = utcnow()
         # Serialized once here: the log row, the live frames and every replay reuse this text.
         texts = [dump(data) for _, data, _, _ in items]
@@ -199,41 +242,85 @@ class EventBus:
 
 
 class Store:
-    """The database plus the event bus: write transactions publish their events after commit."""
+    """The database plus the event bus: write transactions publish their events after commit.
+
+    With a ``feed`` attached (``hub.fanout``, PostgreSQL in a serving hub), committed events go to
+    the feed, which publishes every process's events in seq order up to the horizon; without one
+    (SQLite, whose single writer commits in seq order, the CLI, unit tests) they are published
+    here directly.
+    """
 
     def __init__(self, db: Database, bus: EventBus, check: EventCheck | None = None) -> None:
         self.db = db
         self.bus = bus
         self.check = check
-        self._publish_order = None if db.is_sqlite else asyncio.Lock()
+        self.feed: Feed | None = None  # set by Feed.start
+        self.horizon_timeout = 30.0
 
     @asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
-        ordered = False
+        feed = self.feed
+        tx: Tx | None = None
+        committed = False
         try:
             async with self.db.write() as conn:
                 tx = Tx(conn, self.db, self.check)
                 yield tx
-                if tx.events and self._publish_order is not None:
-                    # Taken before the commit, while this transaction holds the events lock: the
-                    # next event-writing transaction cannot commit until this one has published,
-                    # so observers see events in seq order. (SQLite's write lock already does it.)
-                    await self._publish_order.acquire()
-                    ordered = True
-            # Committed: only now may anyone outside see the events.
+                if tx.events and feed is not None:
+                    # Before the commit: once the events are visible, the feed may read them, and
+                    # it must know they are this process's (its observers run for these alone).
+                    feed.expect(tx.events, tx.frames)
+            committed = True
             if tx.events:
-                self.bus.publish(tx.events, tx.frames)
+                if feed is not None:
+                    feed.wake(local=True)
+                else:
+                    self.bus.publish(tx.events, tx.frames)
         finally:
-            if ordered and self._publish_order is not None:
-                self._publish_order.release()
+            if not committed and feed is not None and tx is not None and tx.events:
+                feed.forget(tx.events)
 
-    async def events_after(self, after: int, limit: int) -> list[Frame]:
-        """The events after ``after``, oldest first, as frames: no model, no re-encoding."""
+    def live_from(self) -> int | None:
+        """For a live subscriber that has just subscribed: the seq up to which it must replay from
+        the log, every later event reaching it live (None: replay up to the horizon and skip what
+        arrives twice)."""
+        return self.feed.published if self.feed is not None else None
+
+    async def horizon(self) -> int:
+        """The highest seq a reader may go up to: every event at or below it that will ever exist
+        is visible now. On SQLite that is the newest seq; on PostgreSQL see the module's doc."""
+        if self.db.is_sqlite:
+            return await self.last_seq()
+        async with self.db.read() as conn:
+            row = (await conn.execute(_HORIZON, _MARK_PARAMS)).one()
+            top, writers = int(row[0] or 0), list(row[1] or [])
+            delay, deadline = 0.0005, time.monotonic() + self.horizon_timeout
+            while writers:
+                if time.monotonic() > deadline:
+                    # Never guess: a reader that went past ``top`` now could skip an event.
+                    raise TimeoutError(
+                        f"event-writing transactions {writers} still open after {self.horizon_timeout:g} s"
+                    )
+                # The transactions that held the mark when ``top`` was read may hold seqs below
+                # it: wait until they end (each ends in a commit or a rollback, both final).
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.02)
+                writers = list(await conn.scalars(_STILL_WRITING, {**_MARK_PARAMS, "writers": writers}))
+                await conn.rollback()  # a fresh snapshot and no transaction left open meanwhile
+        return top
+
+    async def events_after(self, after: int, limit: int, upto: int | None = None) -> list[Frame]:
+        """The events after ``after`` (and at most ``upto``, by default the horizon), oldest
+        first, as frames: no model, no re-encoding."""
         E = schema.events
+        if upto is None:
+            upto = await self.horizon()
+        if upto <= after:
+            return []
         async with self.db.read() as conn:
             rows = await conn.execute(
                 sa.select(E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at)
-                .where(E.c.seq > after)
+                .where(E.c.seq > after, E.c.seq <= upto)
                 .order_by(E.c.seq)
                 .limit(limit)
             )
@@ -252,6 +339,8 @@ class Store:
         return int(value) if value else 0
 
     async def last_seq(self) -> int:
+        """The newest seq visible now. On PostgreSQL an earlier one may still be in flight: a
+        reader's cursor goes up to ``horizon`` instead."""
         async with self.db.read() as conn:
             value = await conn.scalar(sa.select(sa.func.max(schema.events.c.seq)))
         return int(value or 0)

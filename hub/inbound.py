@@ -9,6 +9,12 @@ log move together or not at all. When that fails, each event is applied on its o
 cannot be stored holds back neither its siblings nor other deliveries; the delivery is retried
 later (``due_at``), never by sleeping in the loop. Deliveries left pending by a crash are picked up
 at start.
+
+Several processes on one PostgreSQL database all store deliveries; one of them at a time applies
+them (``hub.leader``), in arrival order, so two messages of one conversation are never applied out
+of order; when it stops or dies, another takes over where it stopped. Each transaction also locks
+the deliveries it applies (``FOR UPDATE SKIP LOCKED``) and marks only pending ones done, so even a
+former leader that has not noticed its loss yet never applies a delivery twice.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from hub.channel import Channel, RawEvent
 from hub.channels import ChannelService
 from hub.echoes import match_echoes
 from hub.events import Store, Tx
+from hub.leader import INBOUND_LEADER, while_leading
 from hub.metrics import Metrics
 from hub.models import (
     InboundMessage,
@@ -263,6 +270,8 @@ class InboundProcessor(Worker):
         self.processed = 0
         self._unusable: list[tuple[dict[str, Any], str, str]] = []
         self._parsed: dict[int, list[ParsedEvent]] = {}
+        self.leading = False
+        self.poll_interval = 1.0
 
     def offer(self, raw_id: int, parsed: list[ParsedEvent]) -> None:
         """Events the webhook handler already parsed from stored delivery ``raw_id``.
@@ -270,10 +279,21 @@ class InboundProcessor(Worker):
         Kept only while this processor runs and up to a bound; otherwise the delivery is simply
         parsed again when processed (parsing is pure, so the result is the same).
         """
-        if self.running and len(self._parsed) < 10_000:
+        if self.leading and len(self._parsed) < 10_000:
             self._parsed[raw_id] = parsed
 
     async def run(self) -> None:
+        await while_leading(self.store.db, INBOUND_LEADER, "inbound processing", self._lead)
+
+    async def _lead(self) -> None:
+        self.leading = True
+        try:
+            await self._work()
+        finally:
+            self.leading = False
+            self._parsed.clear()
+
+    async def _work(self) -> None:
         while True:  # the first pass picks up what a previous run left pending
             try:
                 while await self.process_pending() > 0:
@@ -284,8 +304,12 @@ class InboundProcessor(Worker):
                 log.exception("inbound processing failed; retrying in 1 s")
                 await asyncio.sleep(1)
                 self.notify()
-            # A delivery waiting for its retry wakes the loop when it is due; new ones notify.
-            await self.idle(await self._next_retry_in())
+            # A delivery waiting for its retry wakes the loop when it is due; new ones notify
+            # (stored by another process: through its NOTIFY, or this poll if that was lost).
+            due = await self._next_retry_in()
+            if not self.store.db.is_sqlite:
+                due = min(due, self.poll_interval) if due is not None else self.poll_interval
+            await self.idle(due)
 
     async def _next_retry_in(self) -> float | None:
         async with self.store.db.read() as conn:
@@ -330,7 +354,7 @@ class InboundProcessor(Worker):
         prepared = self._prepare(row)
         await self._finish_unusable()
         if prepared is not None:
-            await self._apply_one(*prepared)
+            await self._apply_one(*prepared, replay=True)
 
     async def _finish_unusable(self) -> None:
         for bad, state, error in self._unusable:
@@ -367,10 +391,12 @@ class InboundProcessor(Worker):
         """
         try:
             async with self.store.tx() as tx:
+                mine = await _claim(tx, [row["id"] for row, _, _ in ready])
+                ready = [r for r in ready if r[0]["id"] in mine]
                 await apply_deliveries(tx, [(channel, parsed) for _, channel, parsed in ready])
                 await tx.conn.execute(
                     R.update()
-                    .where(R.c.id.in_([row["id"] for row, _, _ in ready]))
+                    .where(R.c.id.in_([row["id"] for row, _, _ in ready]), R.c.state == "pending")
                     .values(state="done", processed_at=utcnow(), error=None, due_at=None)
                 )
         except Exception as exc:
@@ -379,9 +405,14 @@ class InboundProcessor(Worker):
         self._processed(len(ready))
         return True
 
-    async def _apply_one(self, row: dict[str, Any], channel: Channel, parsed: list[ParsedEvent]) -> None:
+    async def _apply_one(
+        self, row: dict[str, Any], channel: Channel, parsed: list[ParsedEvent], *, replay: bool = False
+    ) -> None:
+        """Apply one delivery; ``replay`` (``hub replay``) applies it whatever its state."""
         try:
             async with self.store.tx() as tx:
+                if not replay and not await _claim(tx, [row["id"]]):
+                    return  # applied meanwhile, or being applied, by another process
                 await apply_events(tx, channel, parsed)
                 await tx.conn.execute(
                     R.update()
@@ -444,6 +475,15 @@ class InboundProcessor(Worker):
             values["attempts"] = attempts
         async with self.store.db.write() as conn:
             await conn.execute(R.update().where(R.c.id == rid).values(**values))
+
+
+async def _claim(tx: Tx, ids: list[int]) -> set[int]:
+    """Lock the deliveries about to be applied in this transaction; the ids still pending and not
+    locked by another process's transaction (PostgreSQL; SQLite's one writer needs no lock)."""
+    query = sa.select(R.c.id).where(R.c.id.in_(ids), R.c.state == "pending")
+    if not tx.db.is_sqlite:
+        query = query.with_for_update(skip_locked=True)
+    return set(await tx.conn.scalars(query))
 
 
 async def apply_events(tx: Tx, channel: Channel, parsed: Sequence[ParsedEvent]) -> None:

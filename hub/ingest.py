@@ -4,6 +4,8 @@ the channel instances, and the admin's "resync since DATE" action.
 A channel enabled, changed or disabled through the admin API gets its loop started, restarted
 with the new settings, or stopped at once, without a restart of the hub. A loop that raises is
 restarted after a pause and the channel reported ``unreachable``; a loop is never given up on.
+Several processes on one PostgreSQL database run each channel's loop in one of them at a time
+(``hub.leader``): the others wait to take over, so a mailbox is not read twice.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from hub.channel import Channel, HealthState
 from hub.channels import ChannelService
 from hub.errors import SendError, SendErrorClass
 from hub.inbound import ChannelInbox, RawInbox
+from hub.leader import key_for, while_leading
 from hub.services.errors import Conflict, NotFound, ServiceError
 
 __all__ = ["IngestRunner", "ProviderFailed", "ResyncUnsupported"]
@@ -70,6 +73,11 @@ class IngestRunner:
         return sorted(cid for cid, (_, task) in self._tasks.items() if not task.done())
 
     async def _run(self, channel_id: str, inst: Channel) -> None:
+        what = f"the ingest loop of channel {channel_id}"
+        key = key_for(f"hub-ingest:{channel_id}")
+        await while_leading(self.raw.store.db, key, what, lambda: self._loop(channel_id, inst))
+
+    async def _loop(self, channel_id: str, inst: Channel) -> None:
         inbox = ChannelInbox(self.raw, channel_id)
         while True:
             try:

@@ -1,6 +1,12 @@
 """Inbound media: attachments are recorded at once as ``pending``; this worker fetches each one
 through its channel, verifies it, stores it, and publishes the message again with a download URL.
-A failed fetch is retried with backoff and never touches the message itself."""
+A failed fetch is retried with backoff and never touches the message itself.
+
+Jobs are claimed before they are fetched: the claim moves ``due_at`` a lease ahead (a process that
+dies mid-fetch leaves the job to be fetched again when the lease runs out) and counts the attempt;
+on PostgreSQL it skips rows another process is claiming (``SKIP LOCKED``). Every later write about
+the job is conditional on the attempt count the claim set, so a job is fetched by one process.
+"""
 
 from __future__ import annotations
 
@@ -82,8 +88,10 @@ class MediaWorker(Worker):
         public_url: str,
         *,
         max_attempts: int = 8,
+        lease: float = 120.0,
     ) -> None:
         super().__init__()
+        self.lease = lease
         self.store = store
         self.channels = channels
         self.media = media
@@ -103,24 +111,34 @@ class MediaWorker(Worker):
                 await self.idle(2.0)
 
     async def run_due(self, limit: int = 20) -> int:
+        jobs = await self.claim(limit)
+        await asyncio.gather(*(self.fetch(j) for j in jobs))
+        return len(jobs)
+
+    async def claim(self, limit: int) -> list[dict[str, Any]]:
+        """Take up to ``limit`` due jobs: lease them for ``lease`` seconds and count the attempt."""
         active = list(self.channels.instances)
         if not active:
-            return 0
-        async with self.store.db.read() as conn:
-            jobs = (
-                (
-                    await conn.execute(
-                        sa.select(J)
-                        .where(J.c.state == "pending", J.c.due_at <= utcnow(), J.c.channel_id.in_(active))
-                        .order_by(J.c.due_at)
-                        .limit(limit)
-                    )
+            return []
+        now = utcnow()
+        due = (
+            sa.select(J)
+            .where(J.c.state == "pending", J.c.due_at <= now, J.c.channel_id.in_(active))
+            .order_by(J.c.due_at)
+            .limit(limit)
+        )
+        if not self.store.db.is_sqlite:
+            due = due.with_for_update(skip_locked=True)
+        async with self.store.db.write() as conn:
+            jobs = [dict(j) for j in (await conn.execute(due)).mappings()]
+            for job in jobs:
+                job["attempts"] += 1
+                await conn.execute(
+                    J.update()
+                    .where(J.c.id == job["id"])
+                    .values(attempts=job["attempts"], due_at=now + timedelta(seconds=self.lease))
                 )
-                .mappings()
-                .all()
-            )
-        await asyncio.gather(*(self.fetch(dict(j)) for j in jobs))
-        return len(jobs)
+        return jobs
 
     async def fetch(self, job: dict[str, Any]) -> None:
         channel = self.channels.get(job["channel_id"])
@@ -142,32 +160,30 @@ class MediaWorker(Worker):
                 expected=att.get("sha256"),
             )
         except Exception as exc:
-            attempts = job["attempts"] + 1
+            attempts = job["attempts"]  # this one counted when the job was claimed
             state = "failed" if attempts >= self.max_attempts else "pending"
             log.warning("media %s/%s fetch failed (attempt %d): %s", msg["id"], job["idx"], attempts, exc)
             delay = random.uniform(1, min(600, 2**attempts * 2))
             async with self.store.tx() as tx:
-                await tx.conn.execute(
+                claimed = await tx.conn.execute(
                     J.update()
-                    .where(J.c.id == job["id"], J.c.state == "pending")
-                    .values(
-                        state=state,
-                        attempts=attempts,
-                        error=str(exc)[:500],
-                        due_at=utcnow() + timedelta(seconds=delay),
-                    )
+                    .where(J.c.id == job["id"], J.c.state == "pending", J.c.attempts == attempts)
+                    .values(state=state, error=str(exc)[:500], due_at=utcnow() + timedelta(seconds=delay))
                 )
-                if state == "failed":
+                if claimed.rowcount and state == "failed":
                     await self._update_attachment(tx, msg["id"], job["idx"], {"state": "failed"})
             return
         url = f"{self.public_url}/api/v1/attachments/{msg['id']}/{job['idx']}"
         async with self.store.tx() as tx:
-            await tx.conn.execute(
-                # Conditional: a message deleted meanwhile keeps its job "deleted", its file unserved.
+            claimed = await tx.conn.execute(
+                # Conditional: a message deleted meanwhile keeps its job "deleted", its file
+                # unserved; a claim that ran out (this process stalled) leaves it to the next one.
                 J.update()
-                .where(J.c.id == job["id"], J.c.state == "pending")
+                .where(J.c.id == job["id"], J.c.state == "pending", J.c.attempts == job["attempts"])
                 .values(state="done", path=path, error=None)
             )
+            if not claimed.rowcount:
+                return
             await self._update_attachment(
                 tx,
                 msg["id"],

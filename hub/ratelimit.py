@@ -6,17 +6,40 @@ answer pushes that bucket's next token out (``penalize``), so only the throttled
 There is a bucket per recipient pair, so buckets come and go with the customers. A bucket that has
 refilled and is not held back is the same as no bucket (a new one starts full): those are dropped
 every ``sweep_every`` seconds, and memory follows the recipients active now, not all there were.
+
+``RateLimiter`` keeps its buckets in memory: right for one process (SQLite). Several processes on
+one PostgreSQL database share ``SharedRateLimiter``, whose buckets are rows of ``rate_buckets``:
+a token is taken in a transaction that locks the bucket's row, on the database's clock, so two
+processes together never send faster than one bucket allows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
+from typing import Protocol
+
+import sqlalchemy as sa
 
 from hub.channel import RateLimit
+from hub.db import Database
 
-__all__ = ["RateLimiter"]
+__all__ = ["Limiter", "RateLimiter", "SharedRateLimiter", "limiter_for"]
+
+log = logging.getLogger("hub.ratelimit")
+
+
+class Limiter(Protocol):
+    async def acquire(self, limits: list[RateLimit], max_wait: float) -> float: ...
+
+    async def block(self, key: str, seconds: float) -> None: ...
+
+
+def limiter_for(db: Database) -> Limiter:
+    """In memory for one process (SQLite); shared through the database on PostgreSQL."""
+    return RateLimiter() if db.is_sqlite else SharedRateLimiter(db)
 
 
 @dataclass
@@ -110,6 +133,9 @@ class RateLimiter:
             if b.blocked_until > now or b.tokens + (now - b.stamp) * b.rate < b.burst
         }
 
+    async def block(self, key: str, seconds: float) -> None:
+        self.penalize(key, seconds)
+
     def penalize(self, key: str, seconds: float) -> None:
         b = self._buckets.get(key)
         if b is None:
@@ -117,3 +143,98 @@ class RateLimiter:
             self._buckets[key] = b
         b.blocked_until = max(b.blocked_until, self._clock() + seconds)
         b.tokens = min(b.tokens, 0.0)
+
+
+_NOW = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS float8)"
+# Take one token when the bucket has one and is not held back; no row comes back otherwise. The
+# row stays locked until the transaction ends, so a send's buckets are taken all or none.
+_TAKE = sa.text(
+    f"""
+    INSERT INTO rate_buckets AS r (key, rate, burst, tokens, stamp, blocked_until)
+    VALUES (:key, CAST(:rate AS float8), CAST(:burst AS float8), CAST(:burst AS float8) - 1, {_NOW}, 0)
+    ON CONFLICT (key) DO UPDATE SET
+        rate = EXCLUDED.rate,
+        burst = EXCLUDED.burst,
+        tokens = LEAST(EXCLUDED.burst, r.tokens + (EXCLUDED.stamp - r.stamp) * r.rate) - 1,
+        stamp = EXCLUDED.stamp
+    WHERE r.blocked_until <= EXCLUDED.stamp
+        AND LEAST(EXCLUDED.burst, r.tokens + (EXCLUDED.stamp - r.stamp) * r.rate) >= 1
+    RETURNING r.tokens
+    """
+)
+_STATE = sa.text(
+    f"SELECT key, rate, burst, tokens, stamp, blocked_until, {_NOW} FROM rate_buckets WHERE key = ANY(:keys)"
+)
+_BLOCK = sa.text(
+    f"""
+    INSERT INTO rate_buckets AS r (key, rate, burst, tokens, stamp, blocked_until)
+    VALUES (:key, 1, 1, 0, {_NOW}, {_NOW} + CAST(:seconds AS float8))
+    ON CONFLICT (key) DO UPDATE SET
+        blocked_until = GREATEST(r.blocked_until, EXCLUDED.blocked_until), tokens = 0, stamp = EXCLUDED.stamp
+    """
+)
+_SWEEP = sa.text(
+    f"DELETE FROM rate_buckets WHERE blocked_until <= {_NOW} AND tokens + ({_NOW} - stamp) * rate >= burst"
+)
+
+
+class SharedRateLimiter:
+    """Token buckets in the database, shared by every process (PostgreSQL)."""
+
+    def __init__(self, db: Database, sweep_every: float = 60.0) -> None:
+        self.db = db
+        self.sweep_every = sweep_every
+        self._next_sweep = 0.0
+
+    async def acquire(self, limits: list[RateLimit], max_wait: float) -> float:
+        """As ``RateLimiter.acquire``: 0 once a token of each bucket was taken, else the wait."""
+        if not limits:
+            return 0.0
+        await self._maybe_sweep()
+        while True:
+            wait = await self._take(limits)
+            if wait <= 0:
+                return 0.0
+            if wait > max_wait:
+                return wait
+            await asyncio.sleep(wait)
+
+    async def _take(self, limits: list[RateLimit]) -> float:
+        ordered = sorted({lim.key: lim for lim in limits}.values(), key=lambda lim: lim.key)
+        async with self.db.engine.connect() as conn:
+            async with conn.begin() as tx:
+                # A lost token on a crash costs nothing: do not wait for the disk.
+                await conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+                for lim in ordered:
+                    params = {"key": lim.key, "rate": lim.rate, "burst": max(lim.burst, 1.0)}
+                    if (await conn.execute(_TAKE, params)).first() is None:
+                        await tx.rollback()  # the buckets taken before this one get their token back
+                        break
+                else:
+                    return 0.0
+            rows = (await conn.execute(_STATE, {"keys": [lim.key for lim in ordered]})).all()
+            await conn.rollback()
+        wait = 0.0
+        for _key, rate, burst, tokens, stamp, blocked_until, now in rows:
+            tokens = min(burst, tokens + (now - stamp) * rate)
+            wait = max(wait, blocked_until - now)
+            if tokens < 1.0:
+                wait = max(wait, (1.0 - tokens) / rate if rate > 0 else 3600.0)
+        # Never 0 here: the token was not taken, so whoever asks again must not spin.
+        return max(wait, 0.001)
+
+    async def block(self, key: str, seconds: float) -> None:
+        """A provider throttled this key: no token for it, in any process, for ``seconds``."""
+        async with self.db.write() as conn:
+            await conn.execute(_BLOCK, {"key": key, "seconds": seconds})
+
+    async def _maybe_sweep(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.sweep_every
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(_SWEEP)
+        except Exception as exc:  # buckets left behind cost a row each, nothing more
+            log.warning("dropping idle rate buckets failed: %s", exc)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -225,6 +226,18 @@ cursors = Table(
     Column("name", String(200), primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_at", TS, nullable=False),
+)
+
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(400), primary_key=True, comment="RateLimit.key, e.g. number:123"),
+    Column("rate", Float, nullable=False),
+    Column("burst", Float, nullable=False),
+    Column("tokens", Float, nullable=False),
+    Column("stamp", Float, nullable=False, comment="tokens counted at (database clock, Unix s)"),
+    Column("blocked_until", Float, nullable=False, comment="throttled until (database clock, Unix s)"),
+    comment="send rate limits shared by every hub process on PostgreSQL (hub.ratelimit)",
 )
 
 contacts = Table(

@@ -28,7 +28,7 @@ from hub.outbound.load import Loaded, load, outbound_message
 from hub.outbound.policy import on_send_error
 from hub.outbound.record import Recorder
 from hub.outbound.send import send_with_retries
-from hub.ratelimit import RateLimiter
+from hub.ratelimit import limiter_for
 from hub.worker import Worker
 
 __all__ = ["OutboxWorker"]
@@ -80,7 +80,8 @@ class OutboxWorker(Worker):
         self.quick_retries = quick_retries
         self.poll_interval = poll_interval
         self.linger = linger
-        self.limiter = RateLimiter()
+        # Shared by every process on PostgreSQL: together they keep the provider's limits.
+        self.limiter = limiter_for(store.db)
         self._inflight: set[asyncio.Task[None]] = set()
         # Jobs this worker holds (id -> claim token): renewed, and never claimed back by itself.
         self._held: dict[int, str] = {}
@@ -366,7 +367,7 @@ class OutboxWorker(Worker):
         )
         cid = job["channel_id"]
         for key in outcome.penalize:
-            self.limiter.penalize(key, outcome.delay)
+            await self.limiter.block(key, outcome.delay)
         if outcome.health is not None:
             self.channels.report_health(cid, outcome.health, exc.message)
         if outcome.action == "fail":

@@ -43,8 +43,10 @@ class EventService:
     async def page(self, actor: Actor, after: int, limit: int) -> tuple[list[Frame], int, bool]:
         """Up to ``limit`` events after ``after`` that the actor may see, the last seq read (the
         cursor to continue from, past events it may not see) and whether more may follow."""
-        scanned = await self.store.events_after(after, limit + 1)
+        # Never past the horizon: an event below it may still be in flight on PostgreSQL.
+        horizon = await self.store.horizon()
+        scanned = await self.store.events_after(after, limit + 1, horizon)
         more = len(scanned) > limit
         scanned = scanned[:limit]
-        last = scanned[-1].seq if scanned else max(after, await self.store.last_seq())
+        last = scanned[-1].seq if scanned else max(after, horizon)
         return await self.visible(actor, scanned), last, more

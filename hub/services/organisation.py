@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub import schema
 from hub.access import BUILTIN_ROLES, PERMISSIONS, Actor
 from hub.db import new_id
-from hub.events import Store, Tx
+from hub.events import Frame, Store, Tx
 from hub.models import utcnow
 from hub.security import hash_password, hash_token, new_token
 from hub.services.errors import Conflict, Invalid, NotFound
@@ -61,6 +61,13 @@ class OrgService:
 
     def invalidate(self) -> None:
         self._actors.clear()
+
+    def follow(self, frames: list[Frame]) -> None:
+        """Feed observer (``Feed.on_remote``): another process changed users, roles or scopes; a
+        deactivated user's token stops working here too, as soon as the event arrives."""
+        if any(f.type == "access.changed" for f in frames):
+            self._actors.clear()
+            self.tokens.clear()
 
     async def actor_for(self, user: dict[str, Any], *, fresh: bool = False) -> Actor:
         cached = None if fresh else self._actors.get(user["id"])

@@ -33,6 +33,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import time
 import urllib.parse
 from collections import deque
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class RecordedRequest:
     form: dict[str, Any] = field(default_factory=dict)
     """Multipart / urlencoded fields; a file part appears as ``{"filename", "content_type",
     "data"}``."""
+    at: float = field(default_factory=time.monotonic)
+    """When it arrived (``time.monotonic()``), for rate checks."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -50,10 +50,12 @@ from hub.console import setup_console
 from hub.db import Database
 from hub.errors import ConfigError
 from hub.events import EventBus, Store
+from hub.fanout import INBOX, Feed
 from hub.groupcommit import GroupCommit
 from hub.http import provider_client
 from hub.inbound import InboundProcessor, RawInbox
 from hub.ingest import IngestRunner
+from hub.leader import WINDOWS_LEADER, while_leading
 from hub.logins import LoginGuard, LoginLimits
 from hub.media import MediaStore, MediaWorker
 from hub.metrics import Metrics
@@ -97,7 +99,7 @@ routes = web.RouteTableDef()
 async def healthz(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     try:
-        last = await store.last_seq()
+        last = await store.horizon()
     except Exception:
         # The exception's text names hosts, databases and users: it goes to the log, never to
         # an unauthenticated caller.
@@ -213,7 +215,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     store.bus.last_seq = await store.last_seq()
     store.bus.observers.append(event_observer(app[PLUGIN_MANAGER]))
     app[STORE] = store
+    # Several processes may share a PostgreSQL database: each publishes every process's events.
+    feed = None if db.is_sqlite else Feed(store)
+    if feed is not None:
+        await feed.start()
     yield
+    if feed is not None:
+        await feed.stop()
     await db.dispose()
 
 
@@ -244,6 +252,9 @@ async def _channels(app: web.Application) -> AsyncIterator[None]:
     )
     await svc.load_all()
     app[CHANNELS] = svc
+    feed = app[STORE].feed
+    if feed is not None:
+        feed.on_remote.append(svc.follow)
     for decl in cfg.channels:
         if decl.type not in app[REGISTRY]:
             raise ConfigError(
@@ -286,6 +297,11 @@ async def _raw_inbox(app: web.Application) -> AsyncIterator[None]:
 async def _processor(app: web.Application) -> AsyncIterator[None]:
     processor = InboundProcessor(app[STORE], app[CHANNELS], metrics=app[METRICS])
     app[RAW_INBOX].on_stored.append(processor.notify)
+    feed = app[STORE].feed
+    if feed is not None:
+        # Deliveries stored here may be applied by another process, and the other way round.
+        app[RAW_INBOX].on_stored.append(lambda _new: feed.signal(INBOX))
+        feed.on_signal.setdefault(INBOX, []).append(processor.notify)
     app[PROCESSOR] = processor
     if app[CONFIG].hub.run_workers:
         await processor.start()
@@ -373,7 +389,9 @@ async def _window_watcher(app: web.Application) -> AsyncIterator[None]:
     tasks = []
     if app[CONFIG].hub.run_workers:
         watcher = WindowWatcher(app[STORE], app[CHANNELS])
-        tasks.append(asyncio.create_task(watcher.run(), name="hub-window-watcher"))
+        # One process announces each closed window, not every process.
+        lead = while_leading(app[STORE].db, WINDOWS_LEADER, "reply-window announcements", watcher.run)
+        tasks.append(asyncio.create_task(lead, name="hub-window-watcher"))
     async with _tasks(*tasks):
         yield
 
@@ -399,6 +417,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     org = OrgService(store, app[TOKEN_CACHE])
     teams = TeamService(org, lambda channel_id: channel_id in channels.rows)
     app[ORG], app[TEAMS] = org, teams
+    if store.feed is not None:
+        store.feed.on_remote.append(org.follow)
     app[CHANNEL_ADMIN] = ChannelAdmin(channels, teams)
     app[CONVERSATIONS] = ConversationService(store, channels)
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])

@@ -60,7 +60,9 @@ async def _resync(store: Store, after: int) -> _Resync | None:
     the events after it are no longer kept (``too_old``), or the cursor is past the end of the log
     (``ahead``: a database restored from a backup, another hub) and would wait for ever."""
     pruned = await store.pruned_through()
-    last = max(await store.last_seq(), pruned)
+    # The horizon, not the newest seq: an app told to continue from last_seq must not skip an
+    # event still in flight below it (PostgreSQL, several writers).
+    last = max(await store.horizon(), pruned)
     if after < pruned:
         return _Resync("too_old", pruned + 1, last)
     if after > last:
@@ -232,9 +234,11 @@ async def _drop(request: web.Request, ws: web.WebSocketResponse, why: str) -> No
         request.transport.abort()
 
 
-async def _replay(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, cursor: int) -> int:
+async def _replay(
+    ws: web.WebSocketResponse, store: Store, viewer: _Viewer, cursor: int, upto: int | None = None
+) -> int:
     while True:
-        batch = await store.events_after(cursor, PAGE)
+        batch = await store.events_after(cursor, PAGE, upto)
         await _deliver(ws, viewer, batch)
         if batch:
             cursor = batch[-1].seq
@@ -244,7 +248,9 @@ async def _replay(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, curs
 
 async def _pump(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, after: int) -> None:
     async with store.bus.subscribe() as sub:
-        cursor = await _replay(ws, store, viewer, after)
+        # With a feed (PostgreSQL), every event after ``live_from`` reaches ``sub`` in seq order:
+        # replay up to it and not beyond, where an event may still be in flight.
+        cursor = await _replay(ws, store, viewer, after, store.live_from())
         live = json.dumps({"type": "live", "last_seq": cursor})
         await _send(ws, live, viewer.send_within)
         reader = asyncio.create_task(_read_until_closed(ws))
@@ -265,11 +271,11 @@ async def _pump(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, after:
                 for frame in frames:
                     if frame.seq <= cursor:
                         continue
-                    if frame.seq > cursor + 1:
-                        # Another process committed events this one did not publish: read them.
+                    if frame.seq > cursor + 1 and store.feed is None:
+                        # Committed elsewhere and not published here (no feed): read them.
                         await _deliver(ws, viewer, pending)
                         pending = []
-                        cursor = await _replay(ws, store, viewer, cursor)
+                        cursor = await _replay(ws, store, viewer, cursor, frame.seq - 1)
                         if frame.seq <= cursor:
                             continue
                     pending.append(frame)

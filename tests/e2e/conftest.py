@@ -8,6 +8,7 @@ live hub's log is attached to the report.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from e2e_support import (
     HubFactory,
     HubProcess,
     ThreadedFakeGraph,
+    drop_e2e_database,
     e2e_database,
     postgres_problem,
     postgres_url,
@@ -61,6 +63,14 @@ async def launch_hub(
         await hub.close()
         raise
     return hub
+
+
+@pytest.fixture(scope="session", autouse=True)
+def e2e_database_dropped() -> Iterator[None]:
+    """This run's PostgreSQL database (``e2e_database``) goes once the run ends; set up before,
+    so torn down after, every hub of the run."""
+    yield
+    asyncio.run(drop_e2e_database())
 
 
 @pytest.fixture(scope="session")

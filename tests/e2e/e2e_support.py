@@ -40,7 +40,7 @@ PG_HELP = (
     "PostgreSQL is not reachable at {url} ({error}). Start one, e.g. "
     "`apt-get install postgresql` or `docker run --rm -e POSTGRES_HOST_AUTH_METHOD=trust "
     "-e POSTGRES_DB=test -p 5432:5432 postgres:16`, "
-    "or set HUB_TEST_POSTGRES_URL. The tests use (and wipe) the sibling database <name>_hub_e2e."
+    "or set HUB_TEST_POSTGRES_URL. The tests use (and wipe) a database of their own run, hub_e2e_<pid>_<hex>."
 )
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct-horse-battery-staple"
@@ -91,27 +91,47 @@ async def postgres_problem(url: str) -> str | None:
     return None
 
 
+# One database per test run (this process): several runs on one server (engineers sharing a
+# machine, CI beside a benchmark) each wipe their own, never another run's.
+E2E_DATABASE = f"hub_e2e_{os.getpid()}_{secrets.token_hex(4)}"
+_e2e_created: list[str] = []
+
+
 async def e2e_database(url: str) -> str:
-    """The database the e2e hubs use on the server at ``url``: a sibling ``<name>_hub_e2e``,
-    created on first use, so that the core tests and benchmarks, which wipe ``url`` itself, can run
-    at the same time. Falls back to ``url`` when the role may not create databases."""
+    """The database the e2e hubs use on the server at ``url``: ``E2E_DATABASE``, this run's own,
+    created on first use (``drop_e2e_database`` removes it at the end), so that the core tests
+    and benchmarks, which wipe ``url`` itself, and other runs can go on at the same time. Falls
+    back to ``url`` when the role may not create databases."""
     import asyncpg
 
     parts = urlsplit(url)
-    base = parts.path.lstrip("/") or "postgres"
-    name = f"{base}_hub_e2e"
     conn = await asyncpg.connect(url, timeout=5)
     try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", E2E_DATABASE):
             try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
+                await conn.execute(f'CREATE DATABASE "{E2E_DATABASE}"')
+                _e2e_created.append(url)
             except asyncpg.DuplicateDatabaseError:
                 pass
             except asyncpg.InsufficientPrivilegeError:
                 return url
     finally:
         await conn.close()
-    return urlunsplit(parts._replace(path="/" + name))
+    return urlunsplit(parts._replace(path="/" + E2E_DATABASE))
+
+
+async def drop_e2e_database() -> None:
+    """Drop this run's e2e database, if it made one (its hubs must have stopped)."""
+    import asyncpg
+
+    for url in _e2e_created:
+        with contextlib.suppress(Exception):
+            conn = await asyncpg.connect(url, timeout=5)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{E2E_DATABASE}" WITH (FORCE)')
+            finally:
+                await conn.close()
+    _e2e_created.clear()
 
 
 async def reset_postgres(url: str) -> None:
