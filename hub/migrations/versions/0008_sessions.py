@@ -1,7 +1,7 @@
 """sessions: login tokens expire and belong to a session; refresh tokens, each good for one use
 
-Revision ID: 0007_sessions
-Revises: 0006_access_people
+Revision ID: 0008_sessions
+Revises: 0007_rate_buckets
 Create Date: 2026-12-06 22:30:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import hub.schema
 
-revision: str = "0007_sessions"
-down_revision: str | None = "0006_access_people"
+revision: str = "0008_sessions"
+down_revision: str | None = "0007_rate_buckets"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
