@@ -16,6 +16,7 @@ woken by NOTIFY), beside the floor of a bare handler's POST round trip at the sa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import time
@@ -60,6 +61,19 @@ async def cluster(ctx: Context, name: str, processes: int, postgres: bool) -> As
 async def ceilings(n: int) -> AsyncIterator[list[str]]:
     async with contextlib.AsyncExitStack() as stack:
         yield [await stack.enter_async_context(ceiling_server()) for _ in range(n)]
+
+
+async def known_everywhere(apis: list[Api], channel_id: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    for api in apis:
+        while True:
+            try:
+                await api.call("GET", f"/api/v1/admin/channels/{channel_id}")
+                break
+            except BenchError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
 
 
 async def ingest(
@@ -109,6 +123,9 @@ async def setup(ctx: Context, name: str, processes: int, postgres: bool) -> dict
     async with cluster(ctx, name, processes, postgres) as hubs, aiohttp.ClientSession() as session:
         apis = [Api(hub, session) for hub in hubs]
         channel = await apis[0].create_whatsapp()
+        # The other processes learn of the new channel from its channel.updated event (ms; more on
+        # a loaded machine): until then they answer its webhooks 404, as for an unknown channel.
+        await known_everywhere(apis, channel.id, within)
         senders = wa_ids(100)
         warm, _ = build(channel, 20 if ctx.quick else 200, 100, "warm-up")
         await ingest(apis, channel, warm, concurrency, within)

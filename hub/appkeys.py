@@ -9,6 +9,7 @@ import pluggy
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from hub.actions import ActionExecutor
     from hub.channels import ChannelService
     from hub.config import HubConfig
     from hub.events import Store
@@ -18,20 +19,33 @@ if TYPE_CHECKING:
     from hub.logins import LoginGuard
     from hub.media import MediaStore, MediaWorker
     from hub.metrics import Metrics
+    from hub.notify import Notifier, NotifierRegistry
+    from hub.notify.consumer import NotificationConsumer
+    from hub.notify.delivery import DeliveryWorker
+    from hub.notify.service import NotificationService
     from hub.outbound import OutboxWorker
     from hub.plugins import ChannelRegistry, PluginReport
     from hub.redact import SecretRedactor
+    from hub.services.agents import AgentService
+    from hub.services.attributes import AttributeService
     from hub.services.availability import AvailabilityService
     from hub.services.channels import ChannelAdmin
+    from hub.services.config import ConfigRegistry
     from hub.services.contacts import ContactService
     from hub.services.conversations import ConversationService
     from hub.services.deliveries import DeliveryService
     from hub.services.events import EventService
+    from hub.services.labels import LabelService
+    from hub.services.macros import MacroService
     from hub.services.messages import MessageService
+    from hub.services.notes import NoteService
     from hub.services.organisation import OrgService
+    from hub.services.quick_replies import QuickReplyService
+    from hub.services.search import SearchService
     from hub.services.teams import TeamService
     from hub.sessions import Sessions
     from hub.timers import Connections
+    from hub.uploads import UploadStore
     from hub.users import TokenCache
 
 CONFIG: web.AppKey[HubConfig] = web.AppKey("config")
@@ -62,4 +76,19 @@ EVENTS: web.AppKey[EventService] = web.AppKey("events")
 AVAILABILITY: web.AppKey[AvailabilityService] = web.AppKey("availability")
 CONNECTIONS: web.AppKey[Connections] = web.AppKey("connections")
 CONTACTS: web.AppKey[ContactService] = web.AppKey("contacts")
+CONFIG_REGISTRY: web.AppKey[ConfigRegistry] = web.AppKey("config_registry")
+LABELS: web.AppKey[LabelService] = web.AppKey("labels")
+ATTRIBUTES: web.AppKey[AttributeService] = web.AppKey("attributes")
+UPLOADS: web.AppKey[UploadStore] = web.AppKey("uploads")
+AGENTS: web.AppKey[AgentService] = web.AppKey("agents")
+SEARCH: web.AppKey[SearchService] = web.AppKey("search")
+QUICK_REPLIES: web.AppKey[QuickReplyService] = web.AppKey("quick_replies")
+NOTES: web.AppKey[NoteService] = web.AppKey("notes")
+ACTIONS: web.AppKey[ActionExecutor] = web.AppKey("actions")
+MACROS: web.AppKey[MacroService] = web.AppKey("macros")
+NOTIFIER_REGISTRY: web.AppKey[NotifierRegistry] = web.AppKey("notifier_registry")
+NOTIFIERS: web.AppKey[dict[str, Notifier]] = web.AppKey("notifiers")
+NOTIFICATIONS: web.AppKey[NotificationService] = web.AppKey("notifications")
+NOTIFICATION_CONSUMER: web.AppKey[NotificationConsumer] = web.AppKey("notification_consumer")
+NOTIFICATION_DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("notification_delivery")
 DELIVERIES: web.AppKey[DeliveryService] = web.AppKey("deliveries")

@@ -20,7 +20,7 @@ from hub.channel import Channel
 from hub.db import new_id
 from hub.events import Tx
 from hub.models import Direction, InboundMessage, MessageStatus, utcnow
-from hub.records import REOPENS_ON_INBOUND, conversation_dict, message_dict
+from hub.records import REOPENS_ON_INBOUND, conversation_dict, labels_of, message_dict, message_preview
 from hub.routing import route
 
 __all__ = ["apply_messages"]
@@ -96,13 +96,24 @@ async def apply_messages(tx: Tx, items: Sequence[tuple[Channel, InboundMessage]]
     await tx.conn.execute(M.insert(), rows)
     if media:
         await tx.conn.execute(schema.media_jobs.insert(), media)
-    reopened = await _touch(tx, todo, conv_ids, convs, now)
+    reopened = await _touch(tx, todo, [r["id"] for r in rows], conv_ids, convs, now)
     await route(tx, [convs[c] for c in created], [convs[c] for c in reopened])
+    known_ids = [c for c in convs if c not in created]
+    labels = await labels_of(tx.conn, schema.conversation_labels, known_ids)
+
+    # The preview of each conversation: its newest message, of this batch or (a message delivered
+    # late, older than what the conversation shows) already stored.
+    batch = {r["id"]: r for r in rows}
+    stored = [c["last_message_id"] for c in convs.values() if c.get("last_message_id") not in batch]
+    if stored:
+        for m in (await tx.conn.execute(sa.select(M).where(M.c.id.in_(stored)))).mappings():
+            batch[m["id"]] = dict(m)
 
     def view(conv_id: str) -> dict[str, Any]:
         conv = convs[conv_id]
         contact, identities = contacts[conv["contact_id"]]
-        return conversation_dict(conv, contact, identities)
+        last = message_preview(batch.get(conv.get("last_message_id") or ""))
+        return conversation_dict(conv, contact, identities, labels.get(conv_id, []), last_message=last)
 
     events: list[tuple[str, dict[str, Any], str | None, str | None]] = []
     announced: set[str] = set()
@@ -273,12 +284,12 @@ async def _conversations(
                 "status": "open",
                 "assignee_id": None,
                 "team": None,
-                "labels": [],
                 "custom_attributes": {},
                 "subject": ev.subject,
                 "last_message_at": None,
                 "last_inbound_at": None,
-                "unread_count": 0,
+                "inbound_count": 0,
+                "last_message_id": None,
                 "created_at": now,
                 "updated_at": now,
                 "priority": None,
@@ -357,6 +368,7 @@ async def _reply_targets(tx: Tx, todo: list[tuple[Channel, InboundMessage]]) -> 
 async def _touch(
     tx: Tx,
     todo: list[tuple[Channel, InboundMessage]],
+    msg_ids: list[str],
     conv_ids: list[str],
     convs: dict[str, dict[str, Any]],
     now: datetime,
@@ -365,10 +377,11 @@ async def _touch(
     Returns the conversations a customer's message reopened."""
     deltas: dict[str, int] = defaultdict(int)
     reopened: set[str] = set()
-    for (_, ev), conv_id in zip(todo, conv_ids, strict=True):
+    for (_, ev), msg_id, conv_id in zip(todo, msg_ids, conv_ids, strict=True):
         conv = convs[conv_id]
         if conv["last_message_at"] is None or ev.timestamp >= conv["last_message_at"]:
             conv["last_message_at"] = ev.timestamp
+            conv["last_message_id"] = msg_id
             # The newest message says who else is in the conversation now (email To/Cc).
             conv["participants"] = [ref.model_dump(mode="json", exclude_none=True) for ref in ev.cc]
         if ev.direction is Direction.INBOUND:
@@ -382,12 +395,13 @@ async def _touch(
     params = []
     for conv_id in dict.fromkeys(conv_ids):
         conv = convs[conv_id]
-        conv["unread_count"] += deltas[conv_id]
+        conv["inbound_count"] += deltas[conv_id]
         conv["updated_at"] = now
         params.append(
             {
                 "b_id": conv_id,
                 "b_lma": conv["last_message_at"],
+                "b_lmid": conv.get("last_message_id"),
                 "b_lia": conv["last_inbound_at"],
                 "b_unread": deltas[conv_id],
                 "b_status": conv["status"],
@@ -402,7 +416,8 @@ async def _touch(
         .values(
             last_message_at=sa.bindparam("b_lma", type_=schema.TS),
             last_inbound_at=sa.bindparam("b_lia", type_=schema.TS),
-            unread_count=C.c.unread_count + sa.bindparam("b_unread"),
+            last_message_id=sa.bindparam("b_lmid"),
+            inbound_count=C.c.inbound_count + sa.bindparam("b_unread"),
             status=sa.bindparam("b_status"),
             snoozed_until=sa.bindparam("b_snoozed", type_=schema.TS),
             participants=sa.bindparam("b_participants", type_=sa.JSON),

@@ -23,7 +23,7 @@ from pydantic import TypeAdapter
 from hub import schema
 from hub.events import Tx
 from hub.models import MessageDeletion, MessageEdit, utcnow
-from hub.records import message_dict
+from hub.records import fetch_conversation, message_dict
 
 __all__ = ["apply_change", "apply_pending_changes"]
 
@@ -140,7 +140,25 @@ async def _apply(tx: Tx, msg: dict[str, Any], ev: Change) -> dict[str, Any]:
         channel_id=msg["channel_id"],
         conversation_id=msg["conversation_id"],
     )
+    await _refresh_preview(tx, updated)
     return updated
+
+
+async def _refresh_preview(tx: Tx, msg: dict[str, Any]) -> None:
+    """A change to a conversation's last message changes what its list shows: say so, so that a
+    deleted message's text does not stay on the app's list."""
+    C = schema.conversations
+    last = await tx.conn.scalar(sa.select(C.c.last_message_id).where(C.c.id == msg["conversation_id"]))
+    if last != msg["id"]:
+        return
+    conv = await fetch_conversation(tx.conn, msg["conversation_id"])
+    if conv is not None:
+        await tx.emit(
+            "conversation.updated",
+            {**conv, "changed": ["last_message"], "by": {"type": "system", "id": "system", "name": None}},
+            channel_id=conv["channel_id"],
+            conversation_id=conv["id"],
+        )
 
 
 def _edit(content: dict[str, Any], msg: dict[str, Any], ev: MessageEdit) -> tuple[str | None, str]:

@@ -27,6 +27,7 @@ from hub.models import utcnow
 from hub.plugins import ChannelRegistry
 from hub.redact import SecretRedactor
 from hub.security import SecretBox
+from hub.services.config import announce
 from hub.services.errors import Conflict, ServiceError
 
 __all__ = ["ChannelContextImpl", "ChannelService", "SettingsInvalid", "mask_settings"]
@@ -258,6 +259,7 @@ class ChannelService:
             row = dict((await tx.conn.execute(sa.select(CH).where(CH.c.id == channel_id))).mappings().one())
             self.refresh(row)
             await tx.emit("channel.updated", self.public_dict(row, admin=False), channel_id=channel_id)
+            await announce(tx, "channels", None, channel_id=channel_id)
         return row
 
     # ---- instances --------------------------------------------------------------------------
@@ -409,6 +411,7 @@ class ChannelService:
                     self.public_dict(dict(row), admin=False),
                     channel_id=channel_id,
                 )
+                await announce(tx, "channels", None, channel_id=channel_id)
 
     async def check_health(self, channel_id: str) -> Health | None:
         """Ask the provider now (``Channel.health_check``) and record the answer."""

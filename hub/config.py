@@ -39,6 +39,12 @@ class HubSection(BaseModel):
     max_json_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="a JSON body of the API (413 over it)"
     )
+    max_upload_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=1024,
+        description="an agent's upload, streamed to disk (413 over it); 100 MiB is the largest file a "
+        "built-in channel sends (a WhatsApp document)",
+    )
     event_retention: int = Field(default=1_000_000, ge=1000, description="events kept for replay")
     # Retention of what the event log refers to: unset means "as long as the event log", i.e. rows
     # older than the oldest event still in the log go (nothing goes before the log is pruned).
@@ -166,6 +172,10 @@ class HubConfig(BaseModel):
 
     hub: HubSection = Field(default_factory=HubSection)
     channels: list[ChannelDecl] = Field(default_factory=list)
+    notifiers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="[notifiers.NAME]: the settings of each notifier to run (webhook, email, a plugin's)",
+    )
     path: str | None = Field(default=None, exclude=True)
 
 

@@ -14,6 +14,7 @@ import pluggy
 if TYPE_CHECKING:
     from hub.channel import ChannelRegistrar
     from hub.models import Event
+    from hub.notify import NotifierRegistrar
 
 __all__ = ["PROJECT", "hookimpl", "hookspec"]
 
@@ -36,14 +37,30 @@ def hub_register_channels(register: ChannelRegistrar) -> None:
 
 
 @hookspec
+def hub_register_notifiers(register: NotifierRegistrar) -> None:
+    """Register notifier types (push providers, chat tools, ...) by calling
+    ``register.add(NotifierSubclass)`` once per type.
+
+    Fires once, while the hub starts, after the channel types are registered. ``register.add``
+    validates the class (``name``, ``medium``, a ``Settings`` model that forbids unknown fields)
+    and raises ``PluginLoadError`` for an invalid class or a name already taken (the built-in
+    ``webhook`` and ``email`` included), which stops the start-up. A registered notifier sends
+    nothing until an admin configures it (``[notifiers.NAME]`` in the config file). The return
+    value is ignored. Any other exception marks the plugin as failed, and the notifiers it
+    registered before raising are taken back.
+    """
+
+
+@hookspec
 def hub_on_event(event: Event) -> None:
     """Observe one entry of the event log after the change it records is committed.
 
     Fires in the process that made the change, in ``seq`` order, for every event type the hub
     emits: ``message.created``, ``message.updated``, ``conversation.created``,
-    ``conversation.updated``, ``contact.updated``, ``channel.updated``,
+    ``conversation.updated``, ``contact.updated``, ``contact.merged``, ``channel.updated``,
     ``channel.members_updated``, ``config.updated``, ``user.updated``, ``role.updated``,
-    ``team.updated``, ``presence.updated`` and ``access.changed``. Changes made by a person carry
+    ``team.updated``, ``presence.updated``, ``note.created``, ``notification.created``,
+    ``notification.updated`` and ``access.changed``. Changes made by a person carry
     ``data.by``. ``event`` must not be changed. The call is on the hub's event loop: return
     quickly, and start your own task (``asyncio.get_running_loop()``) for I/O. An exception is
     logged with the plugin's name and never stops the others or the change. The return value is

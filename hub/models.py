@@ -35,6 +35,7 @@ __all__ = [
     "MessageEdit",
     "MessageError",
     "MessageKind",
+    "MessagePreview",
     "MessageRevision",
     "MessageStatus",
     "OutboundAttachment",
@@ -600,6 +601,23 @@ class Message(_View):
     updated_at: datetime
 
 
+class MessagePreview(_View):
+    """A conversation's last message as a list shows it. A deleted message shows no text."""
+
+    id: str
+    kind: MessageKind
+    direction: Direction
+    text: str | None = Field(
+        default=None, description="The start of its text (or of its first caption), at most 200 characters"
+    )
+    sender: dict[str, Any] = Field(default_factory=dict)
+    status: MessageStatus
+    attachments: int = Field(default=0, description="How many files it carries")
+    deleted: bool = Field(default=False, description="The message was deleted: it shows no text")
+    edited: bool = False
+    created_at: datetime
+
+
 class ReplyWindowView(_View):
     open: bool
     closes_at: datetime | None = None
@@ -617,8 +635,13 @@ class Conversation(_View):
     assignee_id: str | None = None
     team: str | None = Field(default=None, description="The id of the team it is assigned to")
     priority: Literal["low", "medium", "high", "urgent"] | None = None
-    labels: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list, description="The names of its labels, in name order")
     custom_attributes: dict[str, Any] = Field(default_factory=dict)
+    attribute_problems: list[dict[str, str]] | None = Field(
+        default=None,
+        description="API reads: stored custom attribute values today's definitions no longer accept "
+        "({key, message}); the values are kept",
+    )
     subject: str | None = None
     thread_id: str | None = Field(
         default=None, description="The provider's conversation id (a group chat), when it has one"
@@ -631,7 +654,19 @@ class Conversation(_View):
     reply_window: ReplyWindowView | None = Field(
         default=None, description="Whether a free-form reply may be sent now (single-conversation reads)"
     )
-    unread_count: int = 0
+    last_message: MessagePreview | None = Field(
+        default=None, description="The newest message, for the list's preview line"
+    )
+    inbound_count: int = Field(default=0, description="Messages the customer sent in it so far")
+    unread_count: int | None = Field(
+        default=None,
+        description="Customer messages you have not read (per user). Null in events, which every "
+        "reader receives: add the inbound message.created events to the count you last read, and "
+        "take conversation.read as your own read marker",
+    )
+    last_read_at: datetime | None = Field(
+        default=None, description="When you last marked it read (per user; null in events)"
+    )
     created_at: datetime
     updated_at: datetime
 

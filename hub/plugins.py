@@ -15,6 +15,7 @@ import inspect
 import logging
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from hub import hookspecs
 from hub.channel import Capabilities, Channel, ChannelRegistrar, ChannelSettings
 from hub.errors import PluginLoadError
 from hub.manifest import PLUGIN_API_VERSION, PluginManifest, api_mismatch
+from hub.notify.notifier import NotifierRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,8 +38,10 @@ __all__ = [
     "PluginInfo",
     "PluginReport",
     "event_observer",
+    "load_notifiers",
     "load_plugins",
     "plugin_manifest",
+    "without_paths",
 ]
 
 log = logging.getLogger("hub.plugins")
@@ -283,6 +287,33 @@ def load_plugins(
     return pm, registry, report
 
 
+def load_notifiers(
+    pm: pluggy.PluginManager, report: PluginReport, *, strict: bool | None = None
+) -> NotifierRegistry:
+    """The notifier types: the built-in ``webhook`` and ``email``, then each plugin's
+    ``hub_register_notifiers`` on its own (a failing one is skipped, or fatal in strict mode)."""
+    from hub.notify.builtin import EmailNotifier, WebhookNotifier
+
+    strict = _env_flag("HUB_STRICT_PLUGINS") if strict is None else strict
+    registry = NotifierRegistry()
+    for cls in (WebhookNotifier, EmailNotifier):
+        registry.register(cls)
+    for info in list(report.loaded):
+        plugin = pm.get_plugin(info.name)
+        if plugin is None or "hub_register_notifiers" not in info.hooks:
+            continue
+        try:
+            _only(pm, "hub_register_notifiers", plugin)(register=registry.registrar(info.name))
+        except PluginLoadError:
+            raise
+        except Exception as exc:
+            registry.unregister_plugin(info.name)
+            _fail(report, info.name, f"hub_register_notifiers failed: {type(exc).__name__}: {exc}", strict)
+            report.loaded.remove(info)
+            pm.unregister(plugin)
+    return registry
+
+
 def _rate(info: PluginInfo) -> None:
     """The plugin's tier from its static rules and the cached kit results (never runs the kit)."""
     from hub.quality.check import cached_evidence, plugin_from_load
@@ -365,4 +396,39 @@ def _fail(report: PluginReport, name: str, error: str, strict: bool) -> None:
     if strict:
         raise PluginLoadError(f"plugin {name!r}: {error} (HUB_STRICT_PLUGINS is set)")
     log.warning("plugin %r skipped: %s", name, error)
-    report.failed[name] = error
+    report.failed[name] = without_paths(error)
+
+
+# An absolute POSIX or Windows path, as an exception message quotes one: a leading "/" that no
+# word, dot, colon or slash comes before (so a URL's "//" is not one), or a drive letter.
+_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"()<>,;]+|\b[A-Za-z]:\\[^\s'\"()<>,;]+")
+
+
+def without_paths(text: str) -> str:
+    """``text`` with each absolute file path cut to what says where in the code it is.
+
+    The failure of a plugin is shown by ``GET /api/v1/plugins`` and ``hub plugins``, and an import
+    error names files by their full path, which tells a client how the server is laid out. A path
+    under an import root (``sys.path``) keeps its part below it (``hub/channel.py``, the module);
+    any other keeps its file name (``…/plugin.toml``). The log keeps the full text.
+    """
+    # A file system's root as an import root would keep every path whole.
+    roots = sorted(
+        {
+            os.path.join(os.path.abspath(p), "")
+            for p in sys.path
+            if p and os.path.isabs(p) and os.path.dirname(os.path.abspath(p)) != os.path.abspath(p)
+        },
+        key=len,
+        reverse=True,
+    )
+
+    def short(match: re.Match[str]) -> str:
+        path = match.group(0)
+        for root in roots:
+            if path.startswith(root) and len(path) > len(root):
+                return path[len(root) :]
+        name = re.split(r"[\\/]", path.rstrip("/\\"))[-1]
+        return f"…/{name}" if name else "…"
+
+    return _PATH.sub(short, text)

@@ -34,9 +34,12 @@ __all__ = [
     "fetch_conversation",
     "fetch_conversations",
     "insert_message",
+    "labels_of",
     "message_dict",
+    "message_preview",
     "message_row",
     "public_attachment",
+    "with_reader",
 ]
 
 M = schema.messages
@@ -77,23 +80,64 @@ def message_dict(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# Kept with a stored attachment for the hub's own use, never shown: the server's file path.
-_PRIVATE_ATTACHMENT_KEYS = ("path", "download_url")
+# Kept with a stored attachment for the hub's own use, never shown: the server's file path, the
+# upload it came from, and the download URL (shown as ``url``).
+_PRIVATE_ATTACHMENT_KEYS = ("path", "download_url", "upload_id", "media_id")
 
 
 def public_attachment(att: dict[str, Any]) -> dict[str, Any]:
-    """An attachment as the app sees it: a file the hub holds is given by the hub's download URL."""
+    """An attachment as the app sees it (``hub.models.Attachment``): a file the hub holds is given
+    by the hub's download URL; a provider's media id (an outbound ``media_id``) is its
+    ``external_id``."""
     if not any(k in att for k in _PRIVATE_ATTACHMENT_KEYS):
         return att
     out = {k: v for k, v in att.items() if k not in _PRIVATE_ATTACHMENT_KEYS}
     if att.get("download_url"):
         out["url"] = att["download_url"]
+        out.setdefault("state", "ready")
+    if att.get("media_id") and not att.get("external_id"):
+        out["external_id"] = att["media_id"]
     return out
 
 
+PREVIEW_CHARS = 200
+
+
+def message_preview(row: RowMapping | dict[str, Any] | None) -> dict[str, Any] | None:
+    """A message as a conversation list previews it (``hub.models.MessagePreview``): the start of
+    its text, never the text of a deleted message."""
+    if row is None:
+        return None
+    content = row["content"] or {}
+    attachments = content.get("attachments") or []
+    deleted = bool(content.get("deleted_at"))
+    text = None
+    if not deleted:
+        text = row["text"] or next((a.get("caption") for a in attachments if a.get("caption")), None)
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "direction": row["direction"],
+        "text": text[:PREVIEW_CHARS] if text else None,
+        "sender": row["sender"] or {},
+        "status": row["status"],
+        "attachments": len(attachments),
+        "deleted": deleted,
+        "edited": bool(content.get("edited_at")),
+        "created_at": _iso(row["created_at"]),
+    }
+
+
 def conversation_dict(
-    row: RowMapping | dict[str, Any], contact: RowMapping | dict[str, Any], identities: list[str]
+    row: RowMapping | dict[str, Any],
+    contact: RowMapping | dict[str, Any],
+    identities: list[str],
+    labels: list[str] | None = None,
+    *,
+    last_message: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A conversation in the app's shape. ``unread_count`` and ``last_read_at`` belong to one
+    reader: None here (an event goes to every reader); ``with_reader`` fills them for one."""
     return {
         "id": row["id"],
         "channel_id": row["channel_id"],
@@ -110,14 +154,18 @@ def conversation_dict(
         "assignee_id": row["assignee_id"],
         "team": row["team"],
         "priority": row.get("priority"),
-        "labels": row["labels"] or [],
+        # The names of the labels applied (hub.services.labels), in name order.
+        "labels": labels or [],
         "custom_attributes": row["custom_attributes"] or {},
         "subject": row["subject"],
         "thread_id": row.get("thread_id"),
         "participants": row.get("participants") or [],
         "last_message_at": _iso(row["last_message_at"]),
         "last_inbound_at": _iso(row["last_inbound_at"]),
-        "unread_count": row["unread_count"],
+        "last_message": last_message,
+        "inbound_count": row["inbound_count"],
+        "unread_count": None,
+        "last_read_at": None,
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
     }
@@ -207,12 +255,11 @@ async def ensure_conversation(
         "status": "open",
         "assignee_id": None,
         "team": None,
-        "labels": [],
         "custom_attributes": {},
         "subject": subject,
         "last_message_at": None,
         "last_inbound_at": None,
-        "unread_count": 0,
+        "inbound_count": 0,
         "created_at": now,
         "updated_at": now,
     }
@@ -249,6 +296,11 @@ async def fetch_conversations(conn: AsyncConnection, conversation_ids: list[str]
             )
         ).mappings()
     }
+    last_ids = [r["last_message_id"] for r in rows.values() if r["last_message_id"]]
+    previews = {
+        m["id"]: message_preview(m)
+        for m in (await conn.execute(sa.select(M).where(M.c.id.in_(last_ids)))).mappings()
+    }
     identities: dict[str, list[str]] = {}
     contact_ids = {r["contact_id"] for r in rows.values()}
     for identity, contact_id in await conn.execute(
@@ -257,13 +309,40 @@ async def fetch_conversations(conn: AsyncConnection, conversation_ids: list[str]
         .order_by(ID.c.identity)
     ):
         identities.setdefault(contact_id, []).append(identity)
+    labels = await labels_of(conn, schema.conversation_labels, list(rows))
     out = []
     for cid in conversation_ids:
         row = rows.get(cid)
         if row is None:
             continue
         contact = {k: row[f"k_{k}"] for k in ("id", "channel_id", "name", "phone", "email")}
-        out.append(conversation_dict(row, contact, identities.get(contact["id"], [])))
+        out.append(
+            conversation_dict(
+                row,
+                contact,
+                identities.get(contact["id"], []),
+                labels.get(cid, []),
+                last_message=previews.get(row["last_message_id"]),
+            )
+        )
+    return out
+
+
+async def labels_of(conn: AsyncConnection, links: sa.Table, owner_ids: list[str]) -> dict[str, list[str]]:
+    """owner id -> the names of its labels, in name order; ``links`` is conversation_labels or
+    contact_labels (its first column names the owner)."""
+    if not owner_ids:
+        return {}
+    L = schema.labels
+    owner = links.c[links.c.keys()[0]]
+    out: dict[str, list[str]] = {}
+    for owner_id, name in await conn.execute(
+        sa.select(owner, L.c.name)
+        .join(L, L.c.id == links.c.label_id)
+        .where(owner.in_(owner_ids))
+        .order_by(L.c.name_key)
+    ):
+        out.setdefault(owner_id, []).append(name)
     return out
 
 
@@ -307,17 +386,48 @@ async def insert_message(tx: Tx, values: dict[str, Any]) -> dict[str, Any] | Non
     return row
 
 
+async def with_reader(
+    conn: AsyncConnection, user_id: str, convs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The conversations with one reader's ``unread_count`` and ``last_read_at`` filled in."""
+    if not convs:
+        return convs
+    R = schema.conversation_reads
+    marks = {
+        r.conversation_id: r
+        for r in await conn.execute(
+            sa.select(R.c.conversation_id, R.c.read_count, R.c.read_at).where(
+                R.c.user_id == user_id, R.c.conversation_id.in_([c["id"] for c in convs])
+            )
+        )
+    }
+    out = []
+    for conv in convs:
+        mark = marks.get(conv["id"])
+        read = mark.read_count if mark is not None else 0
+        out.append(
+            {
+                **conv,
+                "unread_count": max(0, conv["inbound_count"] - read),
+                "last_read_at": _iso(mark.read_at) if mark is not None else None,
+            }
+        )
+    return out
+
+
 async def touch_conversation(
-    tx: Tx, conv: dict[str, Any], at: datetime, direction: Direction
+    tx: Tx, conv: dict[str, Any], at: datetime, direction: Direction, message_id: str | None = None
 ) -> dict[str, Any]:
     """Move a conversation's clocks forward for a new message; a resolved one reopens on inbound."""
     changes: dict[str, Any] = {"updated_at": utcnow()}
     if conv["last_message_at"] is None or at > conv["last_message_at"]:
         changes["last_message_at"] = at
+        if message_id is not None:
+            changes["last_message_id"] = message_id
     if direction is Direction.INBOUND:
         if conv["last_inbound_at"] is None or at > conv["last_inbound_at"]:
             changes["last_inbound_at"] = at
-        changes["unread_count"] = C.c.unread_count + 1
+        changes["inbound_count"] = C.c.inbound_count + 1
         if conv["status"] in REOPENS_ON_INBOUND:
             changes["status"] = "open"
             changes["snoozed_until"] = None

@@ -250,6 +250,7 @@ contacts = Table(
     Column("email", String(320)),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Column("custom_attributes", JSON, comment="values of the contact attribute definitions; null is none"),
 )
 
 contact_identities = Table(
@@ -274,23 +275,106 @@ conversations = Table(
     Column("status", String(16), nullable=False, default="open"),
     Column("assignee_id", String(32)),
     Column("team", String(100)),
-    Column("labels", JSON, nullable=False),
     Column("custom_attributes", JSON, nullable=False),
     Column("subject", Text),
     Column("last_message_at", TS),
     Column("last_inbound_at", TS),
-    Column("unread_count", Integer, nullable=False, default=0),
+    Column("inbound_count", Integer, nullable=False, default=0),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("priority", String(16), comment="none, low, medium, high or urgent; null is none"),
     Column("snoozed_until", TS),
     Column("last_assignee_id", String(32), comment="who had it last, for a reopened conversation"),
+    Column(
+        "last_message_id",
+        String(32),
+        comment="the newest message (by its time): the preview of the conversation",
+    ),
     UniqueConstraint("channel_id", "contact_id", "thread_key"),
     # One conversation per provider thread (a group chat), whoever writes in it.
     Index("ix_conversations_channel_id_thread_id", "channel_id", "thread_id", unique=True),
     Index("ix_conversations_last_message_at", "last_message_at"),
     Index("ix_conversations_assignee_id_status", "assignee_id", "status"),
     Index("ix_conversations_status_snoozed_until", "status", "snoozed_until"),
+)
+
+# Admin-defined labels, applied to conversations and contacts by reference: a rename keeps every
+# application, a deletion removes them all (the foreign keys cascade).
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("name_key", String(256), nullable=False, unique=True, comment="casefolded name: unique"),
+    Column("colour", String(7), nullable=False, comment="#rrggbb"),
+    Column("description", Text),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# Custom attribute definitions, one set for contacts and one for conversations. Values live in the
+# owner's custom_attributes column, keyed by ``key``; a definition change never rewrites them.
+attribute_definitions = Table(
+    "attribute_definitions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("applies_to", String(16), nullable=False, comment="contact or conversation"),
+    Column("key", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("type", String(16), nullable=False, comment="text, number, date, list, checkbox or link"),
+    Column("required", Boolean, nullable=False, default=False),
+    Column("options", JSON, comment="list: the allowed values"),
+    Column("pattern", String(500), comment="text and link: a regular expression the value matches"),
+    Column("min", JSON, comment="number: the least value; date: the earliest; text: shortest"),
+    Column("max", JSON, comment="number: the greatest value; date: the latest; text: longest"),
+    Column("description", Text),
+    Column("position", Integer, nullable=False, default=0),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("applies_to", "key"),
+)
+
+conversation_labels = Table(
+    "conversation_labels",
+    metadata,
+    Column(
+        "conversation_id",
+        String(32),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("label_id", String(32), ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_conversation_labels_label_id", "label_id"),
+)
+
+contact_labels = Table(
+    "contact_labels",
+    metadata,
+    Column("contact_id", String(32), ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True),
+    Column("label_id", String(32), ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_contact_labels_label_id", "label_id"),
+)
+
+# Each user's read marker: unread is the conversation's inbound_count past the read_count.
+conversation_reads = Table(
+    "conversation_reads",
+    metadata,
+    Column(
+        "conversation_id",
+        String(32),
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "read_count",
+        Integer,
+        nullable=False,
+        comment="the conversation's inbound_count when the user last read it",
+    ),
+    Column("last_read_message_id", String(32)),
+    Column("read_at", TS, nullable=False),
+    Index("ix_conversation_reads_user_id", "user_id"),
 )
 
 messages = Table(
@@ -390,4 +474,110 @@ events = Table(
     Column("created_at", TS, nullable=False),
     # Never reuse a sequence number, even after the newest rows were deleted.
     sqlite_autoincrement=True,
+)
+
+# ---- the agents' workspace: quick replies, macros, private notes --------------------------------
+
+# Canned responses: a short code and a text with placeholders, rendered when sent.
+quick_replies = Table(
+    "quick_replies",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "code", String(64), nullable=False, unique=True, comment="kept lower-case: unique regardless of case"
+    ),
+    Column("text", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# A named, ordered list of actions (hub.actions) an agent runs on conversations.
+macros = Table(
+    "macros",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("visibility", String(16), nullable=False, comment="personal (its owner's) or shared"),
+    Column("owner_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_macros_owner_id", "owner_id"),
+)
+
+# Private notes on a conversation: never sent to the customer (no outbox job ever refers to one).
+notes = Table(
+    "notes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("conversation_id", String(32), ForeignKey("conversations.id"), nullable=False),
+    Column("channel_id", String(64), nullable=False),
+    Column("author", JSON, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("mentions", JSON, comment="ids of the users the note mentions"),
+    Column("created_at", TS, nullable=False),
+    Index("ix_notes_conversation_id_created_at", "conversation_id", "created_at"),
+)
+
+# ---- notifications (hub.notify) ------------------------------------------------------------------
+
+# Whether an event type reaches a user by a medium; user_id '' holds the admin-set defaults.
+notification_preferences = Table(
+    "notification_preferences",
+    metadata,
+    Column("user_id", String(32), primary_key=True, comment="'' for the defaults"),
+    Column("event", String(32), primary_key=True),
+    Column("medium", String(16), primary_key=True, comment="push, email or in_app"),
+    Column("enabled", Boolean, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# What a user was notified of; the in-app list shows those with in_app set.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text),
+    Column("conversation_id", String(32)),
+    Column("channel_id", String(64)),
+    Column("data", JSON, nullable=False),
+    Column("in_app", Boolean, nullable=False),
+    Column("read_at", TS),
+    Column("created_at", TS, nullable=False),
+    Index("ix_notifications_user_id_id", "user_id", "id"),
+)
+
+# Devices the app registered for push, per notifier (provider).
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("provider", String(64), nullable=False, comment="the notifier that pushes to it"),
+    Column("token", String(4096), nullable=False),
+    Column("platform", String(32)),
+    Column("name", String(200)),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("provider", "token"),
+    Index("ix_devices_user_id", "user_id"),
+)
+
+# One notification to send through one notifier: durable, retried with backoff across restarts.
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("notification_id", String(32), ForeignKey("notifications.id", ondelete="CASCADE"), nullable=False),
+    Column("notifier", String(64), nullable=False),
+    Column("state", String(16), nullable=False, comment="pending, sent or failed"),
+    Column("attempts", Integer, nullable=False),
+    Column("due_at", TS, nullable=False),
+    Column("lease_until", TS),
+    Column("last_error", Text),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_notification_deliveries_state_due_at", "state", "due_at"),
 )

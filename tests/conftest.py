@@ -147,6 +147,25 @@ class Hub:
         await self.serve(channel_id, self.agent_id)
         return data
 
+    async def define_label(self, name: str, **fields: Any) -> dict[str, Any]:
+        """An admin defines a label (labels are applied by name once defined)."""
+        resp = await self.client.post(
+            "/api/v1/admin/labels", json={"name": name, **fields}, headers=self.admin
+        )
+        assert resp.status == 201, await resp.text()
+        data: dict[str, Any] = await resp.json()
+        return data
+
+    async def define_attribute(
+        self, key: str, type_: str = "text", applies_to: str = "conversation", **fields: Any
+    ) -> dict[str, Any]:
+        """An admin defines a custom attribute (values are accepted only for defined keys)."""
+        body = {"applies_to": applies_to, "key": key, "name": key.title(), "type": type_, **fields}
+        resp = await self.client.post("/api/v1/admin/custom-attributes", json=body, headers=self.admin)
+        assert resp.status == 201, await resp.text()
+        data: dict[str, Any] = await resp.json()
+        return data
+
     async def serve(self, channel_id: str, *user_ids: str) -> None:
         """Make these users serve the channel (the agent sees only the channels it serves)."""
         resp = await self.client.put(

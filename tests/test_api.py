@@ -171,6 +171,7 @@ async def test_me_shows_role_and_permissions(lite_hub: Hub) -> None:
         "contacts.read",
         "contacts.update",
         "labels.apply",
+        "notes.write",
     }
     assert "users.manage" not in agent["permissions"]
     assert (admin["all_channels"], agent["all_channels"]) == (True, False)
@@ -470,10 +471,14 @@ async def test_patch_conversation_emits_conversation_updated(lite_hub: Hub) -> N
     await hub.webhook(msg("c1"))
     conv = await first_conversation(hub)
     agent_id = (await (await hub.client.get("/api/v1/me", headers=hub.agent)).json())["id"]
+    for name in ("vip", "billing"):
+        await hub.define_label(name)
+    await hub.define_attribute("plan")
+    await hub.define_attribute("seats", "number")
     last = max(e["seq"] for e in await hub.events())
     patch = {
         "status": "pending",
-        "labels": ["vip", "billing"],
+        "labels": ["billing", "vip"],
         "assignee_id": agent_id,
         "custom_attributes": {"plan": "gold", "seats": 12},
     }
@@ -493,7 +498,7 @@ async def test_patch_conversation_emits_conversation_updated(lite_hub: Hub) -> N
         f"/api/v1/conversations/{conv['id']}", json={"status": "resolved"}, headers=hub.agent
     )
     data = await resp.json()
-    assert data["status"] == "resolved" and data["labels"] == ["vip", "billing"]
+    assert data["status"] == "resolved" and data["labels"] == ["billing", "vip"]
     missing = await hub.client.patch(
         "/api/v1/conversations/cv_nope", json={"status": "open"}, headers=hub.agent
     )
@@ -528,7 +533,7 @@ async def test_marking_a_conversation_read(lite_hub: Hub) -> None:
     assert (await resp.json())["unread_count"] == 0
     assert (await hub.conversations())[0]["unread_count"] == 0
     new = await hub.events(after=last)
-    assert [(e["type"], e["data"]["unread_count"]) for e in new] == [("conversation.updated", 0)]
+    assert [(e["type"], e["data"]["unread_count"]) for e in new] == [("conversation.read", 0)]
     await error_of(
         await hub.client.post("/api/v1/conversations/cv_nope/read", headers=hub.agent), 404, "not_found"
     )

@@ -752,3 +752,143 @@ def test_a_token_in_the_url_path_passes_as_the_hub_masks_the_lent_clients_log(
         *INNER_PYTEST_ARGS, "-k", "TestBroken and test_planted_secret_never_in_errors"
     )
     result.assert_outcomes(passed=1)
+
+
+# ---- the duplicate check on a pull channel, and health without the lent client ------------------
+
+PULL_PARSE_MODULE = """
+import asyncio
+import time
+from datetime import UTC, datetime
+
+from hub.channel import Capabilities, Channel, ChannelSettings
+from hub.models import ContactRef, InboundMessage, MessageKind
+from hub.testing.conformance import ChannelConformance, ParseCase
+
+
+class PullSettings(ChannelSettings):
+    mailbox: str = "INBOX"
+
+
+class PullParse(Channel):
+    type_name = "pullparse"
+    display_name = "Pull parse"
+    mode = "pull"
+    capabilities = Capabilities(text=True)
+    Settings = PullSettings
+
+    async def ingest(self, inbox):
+        await asyncio.Event().wait()
+
+    def delivery_key(self, body, headers):
+{key}
+
+    def parse(self, raw):
+        item = raw.body.decode()
+{external_id}
+        return [
+            InboundMessage(
+                external_id=external_id,
+                contact=ContactRef(ids=["pull:ana"]),
+                kind=MessageKind.TEXT,
+                text=item,
+                timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+            )
+        ]
+
+
+class TestPullParse(ChannelConformance):
+    channel_cls = PullParse
+    settings = {{"mailbox": "INBOX"}}
+    cases = [
+        ParseCase(
+            "item",
+            b"item-1",
+            [
+                InboundMessage(
+                    external_id="item-1",
+                    contact=ContactRef(ids=["pull:ana"]),
+                    kind=MessageKind.TEXT,
+                    text="item-1",
+                    timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+                )
+            ],
+        )
+    ]
+"""
+STABLE = ("        return 'item:' + body.decode()", "        external_id = item")
+# Fetched again (a lost cursor), the item gets a new key and a new id: the hub stores it twice.
+UNSTABLE = (
+    "        return f'item:{time.time_ns()}'",
+    "        external_id = f'{item}@{raw.received_at.isoformat()}'",
+)
+
+
+@pytest.mark.parametrize(("code", "passes"), [(STABLE, True), (UNSTABLE, False)], ids=["stable", "unstable"])
+def test_the_duplicate_check_hands_a_pull_channel_s_item_to_the_hub_twice(
+    pytester: pytest.Pytester, code: tuple[str, str], passes: bool
+) -> None:
+    key, external_id = code
+    pytester.makepyfile(test_pull=PULL_PARSE_MODULE.format(key=key, external_id=external_id))
+    result = pytester.runpytest_inprocess(*INNER_PYTEST_ARGS, "-k", "test_duplicate_delivery_has_one_effect")
+    result.assert_outcomes(**({"passed": 1} if passes else {"failed": 1}))
+
+
+OWN_TRANSPORT_MODULE = """
+from hub.channel import Health, HealthState
+from hub.models import ContactRef, MessageKind, OutboundMessage
+from hub.testing.conformance import ChannelConformance, SendHarness
+from hub.testing.fake_channel import FakeChannel
+from hub.testing.pytest_plugin import RecordingContext
+import pytest
+
+
+class OwnTransport(FakeChannel):
+    \"\"\"A channel talking to its provider over a socket of its own, not the lent HTTP client.\"\"\"
+
+    reachable = True
+
+    async def health_check(self):
+{health}
+
+
+class TestOwnTransport(ChannelConformance):
+    channel_cls = OwnTransport
+    settings = {{"secret": "planted-fake-secret-9f2c", "verify_token": "let-me-in"}}
+
+    @pytest.fixture
+    def send_harness(self, channel_context):
+        channel = OwnTransport("own-1", OwnTransport.Settings.model_validate(self.settings), channel_context)
+
+        def unreachable():
+            type(channel).reachable = False
+
+        message = OutboundMessage(
+            id="m1", channel_id="own-1", conversation_id="c1",
+            recipient=ContactRef(ids=["fake:ana"]), kind=MessageKind.TEXT, text="hi",
+        )
+        return SendHarness(
+            channel, message, transport_error=lambda exc: (lambda: None), unreachable=unreachable
+        )
+"""
+HONEST_HEALTH = """
+        state = HealthState.OK if type(self).reachable else HealthState.UNREACHABLE
+        return Health(state=state)
+"""
+# Says ok whatever happens: an admin never learns the server went away.
+ALWAYS_OK = """
+        return Health(state=HealthState.OK)
+"""
+
+
+@pytest.mark.parametrize(
+    ("health", "passes"), [(HONEST_HEALTH, True), (ALWAYS_OK, False)], ids=["honest", "always-ok"]
+)
+def test_the_unreachable_check_uses_the_harness_where_the_lent_client_is_not_used(
+    pytester: pytest.Pytester, health: str, passes: bool
+) -> None:
+    pytester.makepyfile(test_own=OWN_TRANSPORT_MODULE.format(health=health.strip("\n")))
+    result = pytester.runpytest_inprocess(
+        *INNER_PYTEST_ARGS, "-k", "test_health_check_reports_an_unreachable_provider"
+    )
+    result.assert_outcomes(**({"passed": 1} if passes else {"failed": 1}))

@@ -12,6 +12,7 @@ import pytest
 from pydantic import Field, SecretStr
 
 from hub import hookimpl
+from hub.access import system_actor
 from hub.appkeys import STORE
 from hub.channel import Capabilities, Channel, ChannelRegistrar, ChannelSettings, RawEvent
 from hub.console.forms import form_fields, parse_form
@@ -232,3 +233,58 @@ async def test_a_deactivated_user_is_logged_out_of_the_console(acme_hub: HubTest
     assert resp.status == 200
     resp = await hub.client.get("/console/channels", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"].startswith("/console/login")
+
+
+async def test_the_first_administrator_is_created_with_the_link_the_hub_logged(
+    aiohttp_client: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hub.appkeys import ORG
+    from hub.config import HubConfig, HubSection
+    from hub.web.app import create_app
+
+    config = HubConfig(
+        hub=HubSection(
+            database_url=f"sqlite:///{tmp_path}/hub.db",
+            data_dir=str(tmp_path / "data"),
+            secret_key="hub-testing-secret-key",
+            public_url="http://hub.test",
+        )
+    )
+    caplog.set_level("WARNING", logger="hub.console")
+    client = await aiohttp_client(create_app(config))
+    match = re.search(r"http://hub\.test(/console/setup\?token=\S+)", caplog.text)
+    assert match, caplog.text
+    link = match.group(1)
+    token = link.split("token=")[1]
+
+    assert (await client.get("/console/setup?token=guessed")).status == 403
+    login = await (await client.get("/console/login")).text()
+    assert "No administrator yet" in login
+    page = await client.get(link)
+    assert page.status == 200
+    csrf = _csrf(await page.text())
+    form = {
+        "csrf_token": csrf,
+        "token": token,
+        "email": "first@example.test",
+        "password": "pw",
+        "confirm": "pw",
+    }
+    resp = await client.post("/console/setup", data=form)
+    assert resp.status == 422 and "Choose a password of 8" in await resp.text()
+    form |= {"password": "first-admin-pw", "confirm": "first-admin-pw"}
+    assert (await client.post("/console/setup", data={**form, "token": "guessed"})).status == 403
+    resp = await client.post("/console/setup", data=form, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/console/channels/new"
+    home = await client.get("/console/channels/new")
+    assert home.status == 200  # logged in as the new admin, with a new session and CSRF token
+    assert _csrf(await home.text()) != csrf
+    form["csrf_token"] = _csrf(await home.text())
+    users = await client.app[ORG].list_users(system_actor())
+    assert [(u["email"], u["role"]) for u in users] == [("first@example.test", "administrator")]
+    # Spent: the page is closed for good, whoever asks.
+    resp = await client.post(
+        "/console/setup", data={**form, "email": "second@example.test"}, allow_redirects=False
+    )
+    assert resp.status == 303 and resp.headers["Location"] == "/console/login"
+    assert "No administrator yet" not in await (await client.get("/console/login")).text()

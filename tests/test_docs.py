@@ -352,3 +352,64 @@ def test_the_documented_event_types_are_the_ones_the_hub_emits() -> None:
     plugins_md = (ROOT / "docs" / "plugins.md").read_text()
     section = plugins_md[plugins_md.index("#### `hub_on_event`") :][:1500]
     assert set(re.findall(f"`{types}`", section)) == in_code
+
+
+# ---- notifiers ----------------------------------------------------------------------------------
+
+
+def test_the_documented_notifier_registers_through_its_hook_and_delivers() -> None:
+    """The example of docs/plugins.md "Notifiers" is a working plugin: it loads through
+    ``hub_register_notifiers``, its settings come from the documented TOML, and ``deliver`` sends
+    to each device and classifies failures as the page says."""
+    import asyncio
+    import logging
+    import types
+    from datetime import UTC, datetime
+
+    import httpx
+    import respx
+
+    from hub.notify import Device, Notification, NotifierContext, NotifyError, Recipient
+    from hub.plugins import load_notifiers, load_plugins
+
+    source = next(b for b in PYTHON if b.startswith("# hub_pager/__init__.py"))
+    module = types.ModuleType("hub_pager")
+    exec(compile(source, "docs/plugins.md", "exec", dont_inherit=True), module.__dict__)
+    pm, _, report = load_plugins(extra=[("pager", module)], disabled=[])
+    registry = load_notifiers(pm, report)
+    assert {"webhook", "email", "pager"} <= set(registry.types())
+    assert "hub_register_notifiers" in next(p for p in report.loaded if p.name == "pager").hooks
+    toml = next(body for lang, body in BLOCKS if lang == "toml" and "[notifiers.pager]" in body)
+    values = tomllib.loads(toml.replace("${PAGER_API_KEY}", "k-123"))["notifiers"]["pager"]
+    cls = registry.get("pager")
+    assert cls is not None and cls.medium == "push"
+    note = Notification(
+        id="ntf_1",
+        delivery_id="ntf_1.pager",
+        event="mention",
+        title="Ann mentioned you",
+        created_at=datetime.now(UTC),
+        user=Recipient(id="usr_1", email="bo@example.com"),
+        devices=[Device(id="dev_1", provider="pager", token="tok-1")],
+    )
+
+    async def run() -> None:
+        async with httpx.AsyncClient() as http:
+            notifier = cls(
+                cls.Settings.model_validate(values), NotifierContext(http, logging.getLogger("t"), "")
+            )
+            with respx.mock:
+                route = respx.post("https://pager.example/send").respond(200)
+                await notifier.deliver(note)
+                assert route.calls.last.request.headers["authorization"] == "Bearer k-123"
+                assert json.loads(route.calls.last.request.content)["to"] == "tok-1"
+                respx.post("https://pager.example/send").respond(503)
+                with pytest.raises(NotifyError) as retry:
+                    await notifier.deliver(note)
+                assert retry.value.retryable
+                respx.post("https://pager.example/send").respond(403)
+                with pytest.raises(NotifyError) as refused:
+                    await notifier.deliver(note)
+                assert not refused.value.retryable
+
+    asyncio.run(run())

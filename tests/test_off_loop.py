@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from hub import uploads as uploads_module
 from hub.channel import MediaContent
 from hub.testing.fake_channel import FakeChannel, FakePlugin
 from hub.web import app as app_module
@@ -58,9 +59,17 @@ def threads_of(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[int]]:
 
 
 async def test_an_upload_is_written_off_the_event_loop(
-    lite_hub: Hub, threads_of: dict[str, set[int]]
+    lite_hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = b"%PDF" + bytes(range(256)) * 64
+    writers: set[int] = set()
+    real_write = uploads_module._write
+
+    def write(fh: Any, data: bytes) -> None:
+        writers.add(threading.get_ident())
+        real_write(fh, data)
+
+    monkeypatch.setattr(uploads_module, "_write", write)
+    data = b"%PDF" + bytes(range(256)) * 4096  # 1 MiB: written in several chunks
     resp = await lite_hub.client.post(
         "/api/v1/uploads?filename=a.pdf",
         data=data,
@@ -68,8 +77,8 @@ async def test_an_upload_is_written_off_the_event_loop(
     )
     assert resp.status == 201, await resp.text()
     loop_thread = threading.get_ident()
-    assert threads_of["write_bytes"], "the upload was not written through Path.write_bytes"
-    assert loop_thread not in threads_of["write_bytes"], "the upload was written on the event loop"
+    assert writers, "the upload was not written through hub.uploads._write"
+    assert loop_thread not in writers, "the upload was written on the event loop"
 
 
 async def test_fetched_media_is_hashed_and_written_off_the_event_loop(

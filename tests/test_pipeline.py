@@ -25,7 +25,7 @@ async def count(hub: Hub, table: sa.Table, *where: Any) -> int:
 
 
 # What the fixture's channel set-up emits (the channel, who serves it, their scope changing).
-SETUP_EVENTS = {"channel.updated", "channel.members_updated", "access.changed"}
+SETUP_EVENTS = {"channel.updated", "channel.members_updated", "access.changed", "config.updated"}
 
 
 async def test_webhook_becomes_message_conversation_and_events(hub: Hub) -> None:

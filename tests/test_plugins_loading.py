@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ConfigDict
 
+import hub
 from hub import hookimpl
 from hub.channel import Capabilities, Channel, ChannelRegistrar, ChannelSettings
 from hub.errors import PluginLoadError
@@ -25,6 +26,7 @@ from hub.testing.pytest_plugin import HubPlugins
 
 BUILT_INS = {"whatsapp": "hub-whatsapp", "facebook": "hub-facebook", "email": "hub-email"}
 Load = Callable[..., HubPlugins]
+CHECKOUT = str(Path(hub.__file__).resolve().parents[1])
 
 
 @pytest.fixture(autouse=True)
@@ -313,7 +315,8 @@ async def test_trace_hooks_sees_hub_on_event_in_a_running_hub(
     caplog.set_level(logging.INFO, logger="hub.plugins")
     hub = await make_hub_client(("observer", Observer()))
     await hub.create_channel("fake", {"secret": "s3cret-value", "verify_token": "v"}, "fake-1")
-    assert [e.type for e in seen] == ["channel.updated"]
+    # The channel, and the per-user configuration resource it changes (hub.services.config).
+    assert [e.type for e in seen] == ["channel.updated", "config.updated"]
     traced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hook:")]
     assert any("hub_on_event" in line for line in traced), traced
 
@@ -421,3 +424,29 @@ def test_compatible_manifest_is_reported(load_hub_plugins: Load) -> None:
 def test_invalid_manifest_is_refused_by_name(load_hub_plugins: Load) -> None:
     _, _, report = load_hub_plugins(("bad", _with_manifest(plugin_api="one point one", version="1")))
     assert "manifest is invalid" in report.failed["bad"] and "plugin_api" in report.failed["bad"]
+
+
+async def test_the_api_names_a_broken_plugin_without_the_server_s_paths(
+    site: Callable[..., None],
+    make_hub_client: Callable[..., Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An import error names files by their full path; ``GET /api/v1/plugins`` shows what failed
+    and where in the code, never where the server keeps its files (the log keeps the full text)."""
+    layout = tmp_path_factory.mktemp("srv-layout")
+    missing = layout / "etc" / "plugin.toml"
+    site("hub-badimport", "0.1", "badimport", "hub_badimport_mod", "from hub.channel import NoSuchThing\n")
+    site("hub-badopen", "0.1", "badopen", "hub_badopen_mod", f"open({str(missing)!r})\n")
+    app = await make_hub_client()
+    resp = await app.client.get("/api/v1/plugins", headers=app.admin_headers)
+    assert resp.status == 200
+    failed = {f["name"]: f["error"] for f in (await resp.json())["failed"]}
+    for error in failed.values():
+        assert CHECKOUT not in error and str(layout) not in error, error
+    # Still says what failed, and where in the code: the module (below its import root where it
+    # is on sys.path, else its file name).
+    assert "ImportError: cannot import name 'NoSuchThing' from 'hub.channel' (" in failed["badimport"]
+    assert failed["badimport"].endswith(("(hub/channel.py)", "(…/channel.py)")), failed["badimport"]
+    assert "FileNotFoundError" in failed["badopen"] and "plugin.toml" in failed["badopen"]
+    assert any(str(missing) in r.getMessage() for r in caplog.records), "the log keeps the full path"

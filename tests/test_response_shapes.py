@@ -50,6 +50,7 @@ async def test_every_answer_matches_its_documented_model(lite_hub: Hub) -> None:
         await (await c.get(f"/api/v1/conversations/{conv['id']}", headers=hub.agent)).json()
     )
     assert one.reply_window is not None and one.reply_window.open
+    await hub.define_label("vip")
     patched = await c.patch(
         f"/api/v1/conversations/{conv['id']}", json={"labels": ["vip"]}, headers=hub.agent
     )

@@ -96,9 +96,8 @@ async def _conversation(store: Store, n_messages: int) -> list[str]:
                 contact_id="ct1",
                 thread_key="",
                 status="open",
-                labels=[],
                 custom_attributes={},
-                unread_count=0,
+                inbound_count=0,
                 created_at=now,
                 updated_at=now,
             )

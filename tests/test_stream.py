@@ -266,6 +266,7 @@ async def test_hub_on_event_sees_every_event_in_order_and_a_raising_one_breaks_n
         )
 
     await eventually(sent)
+    await hub.define_label("x")
     patch = await hub.client.patch(
         f"/api/v1/conversations/{conv['id']}", json={"labels": ["x"]}, headers=hub.agent
     )
@@ -290,7 +291,7 @@ async def test_hub_on_event_order_under_concurrent_writers(
 
     async def change(i: int) -> None:
         async with hub.store.tx() as tx:
-            await tx.emit("config.updated", {"kind": "test", "item": {"i": i}, "by": SYSTEM})
+            await tx.emit("config.updated", {"resource": f"test{i}", "etag": None, "by": SYSTEM})
 
     for _ in range(3):
         await asyncio.gather(*(change(i) for i in range(40)))

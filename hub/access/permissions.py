@@ -18,9 +18,14 @@ PERMISSIONS: dict[str, str] = {
     "conversations.assign": "assign conversations to others or to a team (anyone may take one)",
     "messages.send": "send messages, upload files, retry and cancel sends",
     "contacts.read": "read contacts",
-    "contacts.update": "change contacts",
+    "contacts.update": "change contacts (fields, labels, custom attributes)",
+    "contacts.merge": "merge two contacts into one",
     "labels.apply": "add and remove labels on conversations",
-    "config.manage": "manage workspace configuration (availability statuses, assignment policies, ...)",
+    "labels.manage": "define, rename, recolour and delete labels",
+    "attributes.manage": "define, change and delete custom attributes of contacts and conversations",
+    "notes.write": "write private notes on conversations you can read (never sent to the customer)",
+    "config.manage": "manage workspace configuration (availability statuses, assignment policies, quick "
+    "replies, shared macros, notification defaults, ...)",
     "channels.manage": "create, change and delete channels and choose who serves them",
     "users.manage": "create, change and deactivate users; manage roles and teams",
     "plugins.read": "list installed plugins",
@@ -45,6 +50,7 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
             "contacts.read",
             "contacts.update",
             "labels.apply",
+            "notes.write",
         }
     ),
 }

@@ -7,6 +7,8 @@ user, so the console can do nothing the API would refuse, and nothing here touch
 
 from __future__ import annotations
 
+import logging
+import secrets
 import warnings
 from pathlib import Path
 
@@ -16,13 +18,15 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
+from hub.appkeys import ORG
 from hub.config import HubConfig
 from hub.console import auth, channels, org, plugins
-from hub.console.base import PREFIX, Handler, pages_middleware, session_key
+from hub.console.base import PREFIX, SETUP_TOKEN, Handler, pages_middleware, session_key
 from hub.security import load_secret_key
 
 __all__ = ["PREFIX", "setup_console"]
 
+log = logging.getLogger("hub.console")
 STATIC = Path(__file__).parent / "static"
 # aiohttp-session keeps its state under string keys, which aiohttp warns about on every request.
 warnings.filterwarnings("ignore", category=web.NotAppKeyWarning, module="aiohttp_session")
@@ -61,6 +65,19 @@ def setup_console(parent: web.Application, config: HubConfig) -> web.Application
             secure=config.hub.public_url.startswith("https://"),
         )
         app[_SESSIONS] = session_middleware(storage)
+        app[SETUP_TOKEN] = {}
+        if not await parent[ORG].has_users():
+            # A hub nobody administers yet: the first administrator is created in the console, by
+            # whoever holds this link (it is printed where `hub serve` runs, nowhere else).
+            token = secrets.token_urlsafe(24)
+            app[SETUP_TOKEN]["token"] = token
+            log.warning(
+                "no user yet: create the first administrator at %s%s/setup?token=%s "
+                "(or run `hub users create EMAIL --role administrator`)",
+                config.hub.public_url,
+                PREFIX,
+                token,
+            )
 
     console.on_startup.append(start)
     for table in (auth.routes, channels.routes, org.routes, plugins.routes):

@@ -31,6 +31,7 @@ __all__ = [
     "CSRF_FIELD",
     "CSRF_HEADER",
     "NAV",
+    "SETUP_TOKEN",
     "Handler",
     "form_data",
     "is_htmx",
@@ -47,6 +48,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PREFIX = "/console"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+SETUP_TOKEN: web.AppKey[dict[str, str]] = web.AppKey("console_setup_token")
+"""``{"token": ...}`` while the hub has no user (the first-run link), empty once it has one."""
 _ACTOR: web.RequestKey[Actor] = web.RequestKey("console_actor", Actor)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from hub.db import async_url
 from hub.schema import metadata
+from hub.search import is_search_object
 
 config = context.config
 
@@ -20,6 +21,11 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # The search engine's tables, columns and indexes (0010_search) are not in hub.schema:
+        # autogenerate must not offer to drop them.
+        include_object=lambda obj, name, type_, reflected, compare_to: (
+            not (reflected and is_search_object(name))
+        ),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -12,7 +12,7 @@ transaction), and outbox workers deliver them.
 from hub.outbound.actions import cancel_channel_queue, cancel_message, retry_message
 from hub.outbound.capabilities import check_capabilities
 from hub.outbound.draft import Draft
-from hub.outbound.enqueue import enqueue, write_sends
+from hub.outbound.enqueue import TxSendWriter, enqueue, write_sends
 from hub.outbound.refused import SendRefused
 from hub.outbound.worker import OutboxWorker
 
@@ -20,6 +20,7 @@ __all__ = [
     "Draft",
     "OutboxWorker",
     "SendRefused",
+    "TxSendWriter",
     "cancel_channel_queue",
     "cancel_message",
     "check_capabilities",

@@ -36,9 +36,13 @@ class AttachmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_one_source_schema)
 
     kind: AttachmentKind
-    url: Url | None = None
-    upload_id: Id | None = None
-    media_id: Id | None = None
+    url: Annotated[Url, StringConstraints(min_length=1)] | None = None
+    upload_id: Annotated[Id, StringConstraints(min_length=1)] | None = Field(
+        default=None, description="an upload_id from POST /api/v1/uploads"
+    )
+    media_id: Annotated[Id, StringConstraints(min_length=1)] | None = Field(
+        default=None, description="a media id the provider already holds"
+    )
     filename: Annotated[str, StringConstraints(max_length=255)] | None = None
     mime_type: Name | None = None
     size: StrictInt | None = Field(default=None, ge=0, le=2**53)

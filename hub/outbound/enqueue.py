@@ -6,7 +6,7 @@ message the first one stored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -20,11 +20,27 @@ from hub.outbound.capabilities import check_capabilities
 from hub.outbound.draft import Draft
 from hub.outbound.refused import SendRefused
 from hub.records import fetch_conversations, message_dict, message_row
+from hub.uploads import kind_mismatch
 
-__all__ = ["enqueue", "write_sends"]
+__all__ = ["SendWriter", "TxSendWriter", "enqueue", "write_sends"]
 
 M = schema.messages
 O = schema.outbox  # noqa: E741
+
+
+class SendWriter(Protocol):
+    async def submit(self, item: dict[str, Any]) -> None: ...
+
+
+class TxSendWriter:
+    """Writes a send inside a transaction the caller holds (a rule's, with its run log and
+    cursor), instead of a transaction of its own."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+
+    async def submit(self, item: dict[str, Any]) -> None:
+        await write_sends(self.tx, [item])
 
 
 async def enqueue(
@@ -35,12 +51,13 @@ async def enqueue(
     req: Draft,
     idempotency_key: str | None,
     uploads: dict[str, dict[str, Any]] | None = None,
-    writer: GroupCommit[dict[str, Any]] | None = None,
+    writer: SendWriter | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Store the message (queued) and its outbox job. Returns (message, created).
 
     ``writer`` (``send_writer(store)``) commits concurrent sends together; without it each send
-    is its own transaction.
+    is its own transaction. ``author["sender"]``, when given, is how the message shows its sender
+    (a rule, a bot); else the author is a user.
     """
     fingerprint = req.fingerprint()
     for attempt in range(2):
@@ -84,7 +101,7 @@ async def _enqueue_once(
     key: str | None,
     fingerprint: str,
     uploads: dict[str, dict[str, Any]],
-    writer: GroupCommit[dict[str, Any]],
+    writer: SendWriter,
 ) -> tuple[dict[str, Any], bool]:
     # Reads and validation first, outside the write transaction: on SQLite writers queue on one
     # lock, so it must be held for the writes alone. A plain text send reads nothing here (the
@@ -132,6 +149,10 @@ async def _enqueue_once(
                 errors.append({"field": f"attachments.{i}.upload_id", "message": "unknown upload"})
                 continue
             entry.update({k: up[k] for k in ("size", "mime_type", "filename", "path") if up.get(k)})
+            # The file decides what it is, whatever the request said (a JPEG is no video).
+            mismatch = kind_mismatch(att.kind, up["mime_type"])
+            if mismatch:
+                errors.append({"field": f"attachments.{i}.kind", "message": mismatch})
             limit = cls.capabilities.max_attachment_bytes.get(att.kind)
             if limit and up["size"] > limit:
                 errors.append(
@@ -171,7 +192,8 @@ async def _enqueue_once(
             "content": content,
             "reply_to_message_id": None if req.reaction else req.reply_to_message_id,
             "reply_to_external_id": reply_ext,
-            "sender": {"type": "user", "id": author["id"], "name": author.get("name") or author["email"]},
+            "sender": author.get("sender")
+            or {"type": "user", "id": author["id"], "name": author.get("name") or author["email"]},
             "status": MessageStatus.QUEUED.value,
             "status_at": {"queued": now.isoformat()},
             "author_id": author["id"],
@@ -207,9 +229,18 @@ async def write_sends(tx: Tx, items: list[dict[str, Any]]) -> None:
         .where(schema.conversations.c.id == sa.bindparam("b_id"))
         .values(
             last_message_at=sa.bindparam("b_at", type_=schema.TS),
+            last_message_id=sa.bindparam("b_mid"),
             updated_at=sa.bindparam("b_now", type_=schema.TS),
         ),
-        [{"b_id": m["conversation_id"], "b_at": m["created_at"], "b_now": m["created_at"]} for m in msgs],
+        [
+            {
+                "b_id": m["conversation_id"],
+                "b_at": m["created_at"],
+                "b_mid": m["id"],
+                "b_now": m["created_at"],
+            }
+            for m in msgs
+        ],
     )
     # The send moved each conversation's clock: say so, as an inbound message does, so an app's
     # sorted conversation list follows without refetching.

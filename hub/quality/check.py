@@ -297,4 +297,8 @@ def report_lines(plugin: Plugin, tier: str | None, results: list[Result]) -> lis
     for r in results:
         if r.exempt is not None and r.verdict.ok is not True:
             lines.append(f"  exempt  {r.rule.id:<28}{r.exempt}")
+    rules = {r.rule.id for r in results}
+    for key, reason in plugin.manifest.exemptions.items() if plugin.manifest else ():
+        if key not in rules:  # one kit check of a rule, skipped with this reason
+            lines.append(f"  exempt  {key + ' ':<28}{reason}")
     return lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import schema
 from hub.access import Actor
@@ -13,6 +14,7 @@ from hub.events import Tx
 from hub.models import utcnow
 from hub.presence import set_presence
 from hub.routing import BUILTIN_AVAILABILITY, POLICIES
+from hub.services.config import ConfigRegistry, announce, config_changed
 from hub.services.errors import Conflict, Invalid, NotFound
 from hub.services.organisation import OrgService
 
@@ -24,31 +26,23 @@ P = schema.assignment_policies
 
 
 class AvailabilityService:
-    def __init__(self, org: OrgService, channel_exists: Any) -> None:
+    def __init__(self, org: OrgService, channel_exists: Any, config: ConfigRegistry | None = None) -> None:
         self.org = org
         self.store = org.store
         self._channel_exists = channel_exists
+        self.config = config
+        if config is not None:
+            config.register("availability_statuses", self._load, description="availability statuses")
 
     # ---- statuses -------------------------------------------------------------------------------
 
     async def statuses(self) -> list[dict[str, Any]]:
-        out = [
-            {"id": k, "name": k.title(), "receives": r, "push": p, "shows_as": s, "builtin": True}
-            for k, (r, p, s) in BUILTIN_AVAILABILITY.items()
-        ]
         async with self.store.db.read() as conn:
-            for row in (await conn.execute(sa.select(A).order_by(A.c.id))).mappings():
-                out.append(
-                    {
-                        "id": row["id"],
-                        "name": row["name"],
-                        "receives": row["receives"],
-                        "push": row["push"],
-                        "shows_as": row["shows_as"],
-                        "builtin": False,
-                    }
-                )
-        return out
+            return await _statuses(conn)
+
+    async def _load(self, conn: AsyncConnection, actor: Actor) -> dict[str, Any]:
+        """The ``availability_statuses`` configuration resource."""
+        return {"statuses": await _statuses(conn)}
 
     async def create_status(
         self, actor: Actor, status_id: str, name: str, receives: bool, push: bool, shows_as: str
@@ -62,7 +56,7 @@ class AvailabilityService:
             values = {"name": name, "receives": receives, "push": push, "shows_as": shows_as}
             await tx.conn.execute(A.insert().values(id=status_id, created_at=utcnow(), **values))
             status = {"id": status_id, **values, "builtin": False}
-            await tx.emit("config.updated", {"kind": "availability_status", "item": status, "by": actor.ref})
+            await config_changed(self.config, tx, "availability_statuses", by=actor.ref)
         return status
 
     async def delete_status(self, actor: Actor, status_id: str) -> None:
@@ -76,10 +70,7 @@ class AvailabilityService:
             if held:
                 raise Conflict(f"{held} user(s) are in the status {status_id!r}")
             await tx.conn.execute(A.delete().where(A.c.id == status_id))
-            await tx.emit(
-                "config.updated",
-                {"kind": "availability_status", "item": {"id": status_id, "deleted": True}, "by": actor.ref},
-            )
+            await config_changed(self.config, tx, "availability_statuses", by=actor.ref)
 
     async def set_availability(self, actor: Actor, user_id: str, status_id: str) -> dict[str, Any]:
         """An agent sets their own status (an admin may set anyone's)."""
@@ -131,7 +122,8 @@ class AvailabilityService:
                 .one()
             )
             out = _policy_dict(row)
-            await tx.emit("config.updated", {"kind": "assignment_policy", "item": out, "by": actor.ref})
+            # Admin-only (not in the app's bundle): announced without an ETag.
+            await announce(tx, "assignment_policies", None, by=actor.ref)
         return out
 
     async def delete_policy(self, actor: Actor, scope_type: str, scope_id: str) -> None:
@@ -142,8 +134,7 @@ class AvailabilityService:
             )
             if not res.rowcount:
                 raise NotFound(f"no assignment policy for {scope_type} {scope_id}")
-            item = {"scope_type": scope_type, "scope_id": scope_id, "deleted": True}
-            await tx.emit("config.updated", {"kind": "assignment_policy", "item": item, "by": actor.ref})
+            await announce(tx, "assignment_policies", None, by=actor.ref)
 
     async def _check_scope(self, tx: Tx, scope_type: str, scope_id: str, team_id: str | None) -> None:
         T = schema.teams
@@ -159,6 +150,25 @@ class AvailabilityService:
             raise NotFound("policies belong to a channel or a team")
         if team_id is not None and await tx.conn.scalar(sa.select(T.c.id).where(T.c.id == team_id)) is None:
             raise Invalid("team_id", "no such team")
+
+
+async def _statuses(conn: AsyncConnection) -> list[dict[str, Any]]:
+    out = [
+        {"id": k, "name": k.title(), "receives": r, "push": p, "shows_as": s, "builtin": True}
+        for k, (r, p, s) in BUILTIN_AVAILABILITY.items()
+    ]
+    for row in (await conn.execute(sa.select(A).order_by(A.c.id))).mappings():
+        out.append(
+            {
+                "id": row["id"],
+                "name": row["name"],
+                "receives": row["receives"],
+                "push": row["push"],
+                "shows_as": row["shows_as"],
+                "builtin": False,
+            }
+        )
+    return out
 
 
 def _policy_dict(row: Any) -> dict[str, Any]:

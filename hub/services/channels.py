@@ -11,6 +11,7 @@ from hub.channel import Health
 from hub.channels import ChannelService
 from hub.db import new_id
 from hub.outbound import cancel_channel_queue
+from hub.services.config import announce
 from hub.services.errors import Conflict, Invalid, NotFound
 from hub.services.teams import TeamService
 
@@ -112,6 +113,7 @@ class ChannelAdmin:
                 {"id": row["id"], "type": row["type"], "deleted": True},
                 channel_id=row["id"],
             )
+            await announce(tx, "channels", None, channel_id=row["id"])
             await self.teams.forget_channel(tx, row["id"])
         self.channels.forget(row["id"])
 

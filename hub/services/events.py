@@ -2,10 +2,14 @@
 
 An event of a channel outside the actor's scope is never handed out; for a role that reads only
 some conversations (mine, my teams', unassigned), an event of a conversation it may not read is
-not either. Events that belong to no channel (users, teams, access changes) go to everyone.
+not either. Events that belong to no channel (users, teams, access changes) go to everyone, except
+a user's own (``notification.*``, and ``config.updated`` naming a ``user_id``): those go to that
+user alone.
 """
 
 from __future__ import annotations
+
+import json
 
 import sqlalchemy as sa
 
@@ -16,6 +20,18 @@ from hub.events import Frame, Store
 __all__ = ["EventService"]
 
 C = schema.conversations
+# Event types that may concern one user only (their data names ``user_id``).
+# conversation.read: a user's own read marker, for their other devices.
+_PERSONAL = frozenset({"notification.created", "notification.updated", "config.updated", "conversation.read"})
+
+
+def _for(actor: Actor, frame: Frame) -> bool:
+    """Whether a personal event is this actor's (events of other types: always)."""
+    if frame.type not in _PERSONAL:
+        return True
+    data = json.loads(frame.text)["data"]
+    user_id = data.get("user_id")
+    return user_id is None or user_id == actor.id
 
 
 class EventService:
@@ -23,6 +39,7 @@ class EventService:
         self.store = store
 
     async def visible(self, actor: Actor, frames: list[Frame]) -> list[Frame]:
+        frames = [f for f in frames if _for(actor, f)]
         if actor.all_channels and actor.reads_all:
             return frames
         kept = [f for f in frames if f.channel_id is None or actor.sees_channel(f.channel_id)]

@@ -15,8 +15,9 @@ from hub.groupcommit import GroupCommit
 from hub.media import MediaStore
 from hub.outbound import Draft, cancel_message, enqueue, retry_message
 from hub.records import message_dict
-from hub.services.conversations import access_conversation
+from hub.services.conversations import BadCursor, access_conversation
 from hub.services.errors import NotFound
+from hub.services.quick_replies import QuickReplyService
 
 __all__ = ["MessageService"]
 
@@ -38,20 +39,37 @@ class MessageService:
         self.writer = writer
 
     async def history(
-        self, actor: Actor, conversation_id: str, *, before: str | None, limit: int
+        self,
+        actor: Actor,
+        conversation_id: str,
+        *,
+        before: str | None,
+        limit: int,
+        after: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the conversation's messages, oldest first: the newest ones, those older than
+        ``before`` or those newer than ``after`` (each a message id of this conversation; any
+        other value is a 400). Returns (page, the ``before`` of the next older page)."""
         async with self.store.db.read() as conn:
             await self._check_conversation(conn, actor, conversation_id)
-            stmt = (
-                sa.select(M)
-                .where(M.c.conversation_id == conversation_id)
-                .order_by(M.c.id.desc())
-                .limit(limit + 1)
-            )
+            if before and after:
+                raise BadCursor("give before or after, not both")
+            for name, cursor in (("before", before), ("after", after)):
+                if cursor and not await conn.scalar(
+                    sa.select(M.c.id).where(M.c.id == cursor, M.c.conversation_id == conversation_id)
+                ):
+                    raise BadCursor(f"{name} is not a message of this conversation")
+            stmt = sa.select(M).where(M.c.conversation_id == conversation_id).limit(limit + 1)
+            if after:
+                stmt = stmt.where(M.c.id > after).order_by(M.c.id)
+            else:
+                stmt = stmt.order_by(M.c.id.desc())
             if before:
                 stmt = stmt.where(M.c.id < before)
             rows = (await conn.execute(stmt)).mappings().all()
         page = [message_dict(r) for r in rows[:limit]]
+        if after:
+            return page, None
         page.reverse()
         return page, page[0]["id"] if len(rows) > limit else None
 
@@ -62,12 +80,18 @@ class MessageService:
                 raise NotFound(f"message {message_id} does not exist")
         return message_dict(row)
 
-    async def attachment_path(self, actor: Actor, message_id: str, index: int) -> str:
-        await self.get(actor, message_id)  # the scope first: absent and not yours look alike
+    async def attachment(self, actor: Actor, message_id: str, index: int) -> dict[str, Any]:
+        """A stored attachment's file (``path``), ``mime_type`` and ``filename``; NotFound outside
+        the scope, for an index the message does not have, or a file not stored (yet)."""
+        msg = await self.get(actor, message_id)  # the scope first: absent and not yours look alike
+        atts = msg["attachments"]
+        if not 0 <= index < len(atts):
+            raise NotFound("no such attachment")
         path = await self.media.path_for(message_id, index)
         if path is None:
             raise NotFound("the attachment is not stored (yet)")
-        return path
+        att = atts[index]
+        return {"path": path, "mime_type": att.get("mime_type"), "filename": att.get("filename")}
 
     async def send(
         self,
@@ -76,9 +100,20 @@ class MessageService:
         req: Draft,
         idempotency_key: str | None,
         uploads: dict[str, dict[str, Any]],
+        *,
+        quick_reply_id: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
+        """Enqueue ``req``; with ``quick_reply_id`` its text is that quick reply rendered for the
+        conversation and the sender (``hub.services.quick_replies``)."""
         actor.require("messages.send")
-        await self._check_scope_fast(actor, conversation_id)
+        if quick_reply_id is not None:
+            async with self.store.db.read() as conn:
+                text = await QuickReplyService(self.store).render(
+                    conn, actor, quick_reply_id, conversation_id
+                )
+            req = req.model_copy(update={"text": text})
+        else:
+            await self._check_scope_fast(actor, conversation_id)
         return await enqueue(
             self.store,
             self.channels,

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import schema
-from hub.access import BUILTIN_ROLES, PERMISSIONS, Actor
+from hub.access import BUILTIN_ROLES, PERMISSIONS, Actor, system_actor
 from hub.db import new_id
 from hub.events import Frame, Store, Tx
 from hub.models import utcnow
@@ -79,6 +79,32 @@ class OrgService:
         return actor
 
     # ---- users ----------------------------------------------------------------------------------
+
+    async def has_users(self) -> bool:
+        async with self.store.db.read() as conn:
+            return await conn.scalar(sa.select(U.c.id).limit(1)) is not None
+
+    async def create_first_admin(self, email: str, name: str | None, password: str) -> dict[str, Any]:
+        """The first administrator of a hub that has no user yet (the console's first-run page,
+        which only the holder of the link ``hub serve`` printed can open); Conflict once any user
+        exists."""
+        pw_hash = await asyncio.to_thread(hash_password, password)
+        async with self.store.tx() as tx:
+            if await tx.conn.scalar(sa.select(U.c.id).limit(1)) is not None:
+                raise Conflict("the hub has users already; log in, or ask an administrator")
+            row: dict[str, Any] = {
+                "id": new_id("usr_"),
+                "email": email.strip().lower(),
+                "name": name,
+                "role": "administrator",
+                "password_hash": pw_hash,
+                "active": True,
+                "created_at": utcnow(),
+                "availability": "online",
+            }
+            await tx.conn.execute(U.insert().values(**row))
+            await tx.emit("user.updated", {**public_user(row), "by": system_actor("setup").ref})
+        return public_user(row)
 
     async def list_users(self, actor: Actor) -> list[dict[str, Any]]:
         # Every user sees their colleagues (to assign, to mention); only admins see inactive ones.
@@ -312,8 +338,12 @@ async def load_actor(conn: AsyncConnection, user: dict[str, Any]) -> Actor:
 
 
 async def access_changed(tx: Tx, user_ids: list[str] | None, reason: str) -> None:
-    """Tell every open stream whose user is named (None: everyone) to re-read its scope."""
+    """Tell every open stream whose user is named (None: everyone) to re-read its scope, and their
+    apps that the per-user configuration resources it decides (``permissions``, ``channels``)
+    may have changed."""
     await tx.emit("access.changed", {"user_ids": user_ids, "reason": reason})
+    for resource in ("permissions", "channels"):
+        await tx.emit("config.updated", {"resource": resource, "etag": None, "user_ids": user_ids})
 
 
 async def _user_row(conn: AsyncConnection, user_id: str) -> dict[str, Any]:

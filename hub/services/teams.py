@@ -17,7 +17,9 @@ from hub.access import Actor
 from hub.db import new_id
 from hub.events import Tx
 from hub.models import utcnow
+from hub.services.config import ConfigRegistry, config_changed
 from hub.services.errors import Conflict, Invalid, NotFound
+from hub.services.labels import emit_conversations_updated
 from hub.services.organisation import OrgService, access_changed
 
 __all__ = ["TeamService"]
@@ -29,13 +31,21 @@ CM = schema.channel_members
 
 
 class TeamService:
-    def __init__(self, org: OrgService, channel_exists: Any) -> None:
+    def __init__(self, org: OrgService, channel_exists: Any, config: ConfigRegistry | None = None) -> None:
         self.org = org
         self.store = org.store
+        self.config = config
+        if config is not None:
+            config.register("teams", self._load, description="teams, their members and channels")
         # A callable (channel id -> bool): channels live in the channel service's rows.
         self._channel_exists = channel_exists
 
     # ---- reads ----------------------------------------------------------------------------------
+
+    async def _load(self, conn: AsyncConnection, actor: Actor) -> dict[str, Any]:
+        """The ``teams`` configuration resource (``GET /api/v1/teams``)."""
+        ids = list(await conn.scalars(sa.select(TM.c.id).order_by(TM.c.name)))
+        return {"teams": await _teams(conn, ids)}
 
     async def list_teams(self, actor: Actor) -> list[dict[str, Any]]:
         async with self.store.db.read() as conn:
@@ -111,7 +121,16 @@ class TeamService:
             for table in (MEM, TC):
                 await tx.conn.execute(table.delete().where(table.c.team_id == team_id))
             await tx.conn.execute(TM.delete().where(TM.c.id == team_id))
+            # A conversation's team is a reference: the team's conversations now have none.
+            C = schema.conversations
+            held = list(await tx.conn.scalars(sa.select(C.c.id).where(C.c.team == team_id)))
+            if held:
+                await tx.conn.execute(
+                    C.update().where(C.c.team == team_id).values(team=None, updated_at=utcnow())
+                )
             await tx.emit("team.updated", {"id": team_id, "deleted": True, "by": actor.ref})
+            await emit_conversations_updated(tx, held, ["team"], actor.ref)
+            await config_changed(self.config, tx, "teams", by=actor.ref)
             if members:
                 await access_changed(tx, members, "team")
         self.org.invalidate()
@@ -186,6 +205,7 @@ class TeamService:
     async def _emit(self, tx: Tx, actor: Actor, team_id: str, moved: set[str]) -> dict[str, Any]:
         team = (await _teams(tx.conn, [team_id]))[0]
         await tx.emit("team.updated", {**team, "by": actor.ref})
+        await config_changed(self.config, tx, "teams", by=actor.ref)
         if moved:
             await access_changed(tx, sorted(moved), "team")
         return team

@@ -165,6 +165,9 @@ class SendHarness:
     """For channels that do not use the lent HTTP client (SMTP, a socket): ``transport_error(exc)``
     arranges that the next provider call raises ``exc``. By default the suite makes the lent HTTP
     client itself fail, so a channel that uses ``self.context.http`` needs nothing here."""
+    unreachable: Script | None = None
+    """For channels that do not use the lent HTTP client: makes the provider unreachable from now
+    on (nothing listening where the channel connects), for the health check's ``unreachable``."""
 
 
 @dataclass
@@ -824,8 +827,17 @@ class ChannelConformance:
         if not self._cls().supports("health_check"):
             pytest.skip("the channel has no health_check")
         if send_harness.transport_error is not None:
-            pytest.skip("the channel does not use the lent HTTP client")
-        channel, _ = self._transport_channel(send_harness, TRANSPORT_ERRORS["connection-refused"], times=99)
+            if send_harness.unreachable is None:
+                pytest.skip(
+                    "the channel does not use the lent HTTP client: set send_harness.unreachable to "
+                    "make its provider unreachable"
+                )
+            await _run(send_harness.unreachable)
+            channel = send_harness.channel
+        else:
+            channel, _ = self._transport_channel(
+                send_harness, TRANSPORT_ERRORS["connection-refused"], times=99
+            )
         try:
             health = await channel.health_check()
         except Exception as exc:
@@ -877,10 +889,12 @@ class ChannelConformance:
     async def test_duplicate_delivery_has_one_effect(
         self, aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """The first case with messages, delivered twice to an in-process hub, gives each message once."""
+        """The first case with messages, delivered twice to an in-process hub, gives each message once.
+
+        A push channel's delivery is posted to the webhook twice (the provider's retry); a pull
+        channel's item is handed to the hub's inbox twice, keyed by ``delivery_key``, as its ingest
+        loop does when it fetches it again (a lost cursor, a resync)."""
         cls = self._cls()
-        if cls.mode != "push":
-            pytest.skip("pull channels hand items to the inbox by key; no webhook to deliver twice")
         self._settings_or_skip()
         for case in self.cases:
             messages = [e for e in _events(case.expected) if isinstance(e, InboundMessage)]
@@ -891,9 +905,15 @@ class ChannelConformance:
         from hub.testing.pytest_plugin import start_hub  # the hub itself, only for this check
 
         hub = await start_hub(aiohttp_client, tmp_path, monkeypatch, cls)
+        if cls.mode == "pull":
+            await hub.stop_ingest()  # the check hands the item itself: no loop, no provider to reach
         await hub.create_channel(cls.type_name, _plain(self.settings), "kit-duplicate")
         headers = self._headers(case.body, case.headers)
-        for _ in range(2):
+        if cls.mode == "pull":
+            for _ in range(2):  # fetched again by a restarted loop: the key is worked out again
+                key = self.make_channel().delivery_key(case.body, headers)
+                await hub.put_pulled("kit-duplicate", case.body, headers=headers, key=key)
+        for _ in range(2 if cls.mode == "push" else 0):
             resp = await hub.post_webhook("kit-duplicate", case.body, headers)
             assert resp.status == 200, f"the hub answered {resp.status}: {await resp.text()}"
         want = len(messages)

@@ -19,7 +19,7 @@ defines fixtures only (nothing autouse):
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -163,6 +163,28 @@ class HubTestApp:
 
     async def post_webhook(self, channel_id: str, body: bytes, headers: dict[str, str]) -> Any:
         return await self.client.post(f"/webhooks/{channel_id}", data=body, headers=headers)
+
+    async def put_pulled(
+        self,
+        channel_id: str,
+        body: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        key: str | None = None,
+    ) -> bool:
+        """Hand one fetched item to a pull channel's inbox, as its ``ingest`` loop does; False when
+        an item with this key was already stored (a duplicate)."""
+        from hub.appkeys import RAW_INBOX
+        from hub.inbound import ChannelInbox
+
+        return await ChannelInbox(self.client.app[RAW_INBOX], channel_id).put(body, headers=headers, key=key)
+
+    async def stop_ingest(self) -> None:
+        """Stop every pull channel's ``ingest`` loop and start no more (call it before
+        ``create_channel``), for a test that hands items to the inbox itself (``put_pulled``)."""
+        from hub.appkeys import INGEST
+
+        await self.client.app[INGEST].stop()
 
     async def replay(self) -> int:
         """Re-run every stored delivery through the parser and the pipeline, as ``hub replay --all``

@@ -11,13 +11,21 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import __version__
+from hub.access import Actor
+from hub.actions import ActionExecutor
 from hub.appkeys import (
+    ACTIONS,
+    AGENTS,
+    ATTRIBUTES,
     AVAILABILITY,
     CHANNEL_ADMIN,
     CHANNELS,
     CONFIG,
+    CONFIG_REGISTRY,
     CONNECTIONS,
     CONTACTS,
     CONVERSATIONS,
@@ -25,24 +33,35 @@ from hub.appkeys import (
     EVENTS,
     HTTP,
     INGEST,
+    LABELS,
     LOGINS,
+    MACROS,
     MEDIA,
     MEDIA_WORKER,
     MESSAGES,
     METRICS,
+    NOTES,
+    NOTIFICATION_CONSUMER,
+    NOTIFICATION_DELIVERY,
+    NOTIFICATIONS,
+    NOTIFIER_REGISTRY,
+    NOTIFIERS,
     ORG,
     OUTBOX,
     PLUGIN_MANAGER,
     PLUGIN_REPORT,
     PROCESSOR,
+    QUICK_REPLIES,
     RAW_INBOX,
     REDACTOR,
     REGISTRY,
+    SEARCH,
     SEND_WRITER,
     SESSIONS,
     STORE,
     TEAMS,
     TOKEN_CACHE,
+    UPLOADS,
 )
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
@@ -61,26 +80,40 @@ from hub.media import MediaStore, MediaWorker
 from hub.metrics import Metrics
 from hub.migrate import upgrade
 from hub.models import Event
+from hub.notify import Notifier, NotifierContext
+from hub.notify.consumer import NotificationConsumer
+from hub.notify.delivery import DeliveryWorker
+from hub.notify.service import NotificationService
 from hub.outbound import OutboxWorker, write_sends
-from hub.plugins import event_observer, load_plugins
+from hub.plugins import event_observer, load_notifiers, load_plugins
 from hub.profiles import ProfileWorker
 from hub.redact import SecretRedactor
 from hub.retention import Retention, RetentionPolicy
 from hub.security import SecretBox, load_secret_key
+from hub.services.agents import AgentService
+from hub.services.attributes import AttributeService
 from hub.services.availability import AvailabilityService
 from hub.services.channels import ChannelAdmin
+from hub.services.config import ConfigRegistry, Loader
 from hub.services.contacts import ContactService
 from hub.services.conversations import ConversationService
 from hub.services.deliveries import DeliveryService
 from hub.services.errors import ServiceError
 from hub.services.events import EventService
+from hub.services.labels import LabelService
+from hub.services.macros import MacroService
 from hub.services.messages import MessageService
+from hub.services.notes import NoteService
 from hub.services.organisation import OrgService
+from hub.services.quick_replies import QuickReplyService
+from hub.services.search import SearchService
 from hub.services.teams import TeamService
 from hub.sessions import Sessions
 from hub.timers import Connections, TimedWork
+from hub.uploads import UploadStore
 from hub.users import TokenCache
-from hub.web import admin, api, org, routing, stream, webhooks
+from hub.web import admin, api, notifications, org, routing, stream, webhooks, workspace
+from hub.web import config as config_routes
 from hub.web.asyncapi import build_asyncapi
 from hub.web.cors import cors_middleware
 from hub.web.errors import ProtocolLog, error_middleware
@@ -167,6 +200,7 @@ def create_app(
     app[CONFIG] = config
     app[PLUGIN_MANAGER] = pm
     app[REGISTRY] = registry
+    app[NOTIFIER_REGISTRY] = load_notifiers(pm, report)
     app[PLUGIN_REPORT] = report
     app[METRICS] = Metrics()
     app[TOKEN_CACHE] = TokenCache()
@@ -185,6 +219,7 @@ def create_app(
             _profiles,
             _outbox,
             _services,
+            _notifications,
             _ingest_loops,
             _window_watcher,
             _retention,
@@ -199,6 +234,9 @@ def create_app(
         admin.routes,
         org.routes,
         routing.routes,
+        config_routes.routes,
+        workspace.routes,
+        notifications.routes,
     ):
         app.add_routes(table)
     setup_console(app, config)
@@ -414,19 +452,91 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
 async def _services(app: web.Application) -> AsyncIterator[None]:
     """The services the web layer calls; they hold no resource of their own."""
     store, channels = app[STORE], app[CHANNELS]
+    # The configuration the app caches: each service registers its resources (hub.services.config).
+    config = app[CONFIG_REGISTRY] = ConfigRegistry(store)
     org = OrgService(store, app[TOKEN_CACHE])
-    teams = TeamService(org, lambda channel_id: channel_id in channels.rows)
+    known_channel = lambda channel_id: channel_id in channels.rows  # noqa: E731
+    teams = TeamService(org, known_channel, config)
     app[ORG], app[TEAMS] = org, teams
     if store.feed is not None:
         store.feed.on_remote.append(org.follow)
-    app[CHANNEL_ADMIN] = ChannelAdmin(channels, teams)
-    app[CONVERSATIONS] = ConversationService(store, channels)
+    channel_admin = app[CHANNEL_ADMIN] = ChannelAdmin(channels, teams)
+    config.register("channels", _channels_resource(channel_admin), per_user=True)
+    config.register("permissions", _own_permissions, per_user=True)
+    app[LABELS] = LabelService(store, config)
+    attributes = app[ATTRIBUTES] = AttributeService(store, config)
+    app[AVAILABILITY] = AvailabilityService(org, known_channel, config)
+    app[CONVERSATIONS] = ConversationService(store, channels, attributes)
     app[MESSAGES] = MessageService(store, channels, app[MEDIA], app[SEND_WRITER])
     app[EVENTS] = EventService(store)
-    app[CONTACTS] = ContactService(store)
+    app[CONTACTS] = ContactService(store, attributes)
+    app[AGENTS] = AgentService(store)
+    app[SEARCH] = SearchService(store)
+    app[UPLOADS] = UploadStore(app[CONFIG].hub.uploads_dir, app[CONFIG].hub.max_upload_bytes)
     app[DELIVERIES] = DeliveryService(channels, app[PROCESSOR])
-    app[AVAILABILITY] = AvailabilityService(org, lambda channel_id: channel_id in channels.rows)
+    app[QUICK_REPLIES] = quick_replies = QuickReplyService(store)
+    app[NOTES] = NoteService(store)
+    app[ACTIONS] = executor = ActionExecutor(store, channels, quick_replies, on_sent=app[OUTBOX].notify)
+    app[MACROS] = MacroService(store, executor)
+    app[NOTIFICATIONS] = NotificationService(store, app[NOTIFIER_REGISTRY])
     yield
+
+
+def _channels_resource(channel_admin: ChannelAdmin) -> Loader:
+    """``channels``: the activated channels the reader serves, with capabilities and health."""
+
+    async def load(conn: AsyncConnection, actor: Actor) -> dict[str, Any]:
+        return {"channels": channel_admin.visible(actor)}
+
+    return load
+
+
+async def _own_permissions(conn: AsyncConnection, actor: Actor) -> dict[str, Any]:
+    """``permissions``: the reader's role and effective permissions."""
+    return {"role": actor.role, "permissions": sorted(actor.permissions)}
+
+
+def _configured_notifiers(app: web.Application) -> dict[str, Notifier]:
+    """An instance of each notifier the config file sets up (``[notifiers.NAME]``)."""
+    cfg, registry = app[CONFIG], app[NOTIFIER_REGISTRY]
+    out: dict[str, Notifier] = {}
+    for name, values in cfg.notifiers.items():
+        cls = registry.get(name)
+        if cls is None:
+            raise ConfigError(
+                f"[notifiers.{name}] in the config file names no installed notifier "
+                f"(installed: {', '.join(sorted(registry.types()))})"
+            )
+        try:
+            settings = cls.Settings.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"[notifiers.{name}] in the config file: {problems}") from None
+        context = NotifierContext(app[HTTP], logging.getLogger(f"hub.notifier.{name}"), cfg.hub.public_url)
+        out[name] = cls(settings, context)
+    return out
+
+
+async def _notifications(app: web.Application) -> AsyncIterator[None]:
+    """Who is told of what (a consumer of the event log) and the deliveries through notifiers."""
+    cfg, store = app[CONFIG], app[STORE]
+    app[NOTIFIERS] = notifiers = _configured_notifiers(app)
+    delivery = DeliveryWorker(store, notifiers, cfg.hub.public_url)
+    consumer = NotificationConsumer(store, notifiers, on_deliveries=delivery.notify)
+    app[NOTIFICATION_DELIVERY], app[NOTIFICATION_CONSUMER] = delivery, consumer
+    store.bus.observers.append(consumer.observe)
+    if cfg.hub.run_workers:
+        await consumer.start()
+        await delivery.start()
+    yield
+    store.bus.observers.remove(consumer.observe)
+    await consumer.stop()
+    await delivery.stop()
+    for notifier in notifiers.values():
+        try:
+            await notifier.aclose()
+        except Exception:
+            log.exception("notifier %r failed to close", notifier.name)
 
 
 async def _timers(app: web.Application) -> AsyncIterator[None]:

@@ -21,8 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from hub.models import Contact, Conversation, Message
 from hub.web.schemas import (
     ActorRef,
+    AttributeProblem,
+    ChannelIdentity,
     ChannelMembersOut,
     ChannelOut,
+    ContactOut,
     PresenceOut,
     RoleOut,
     TeamOut,
@@ -56,7 +59,21 @@ class ConversationChange(Conversation, Changed):
 
 
 class ContactChange(Contact, Changed):
-    pass
+    """A contact after the change; the contacts API's fields when the change came through it."""
+
+    channel_identities: list[ChannelIdentity] | None = None
+    labels: list[str] | None = None
+    custom_attributes: dict[str, Any] | None = None
+    attribute_problems: list[AttributeProblem] | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class ContactMerged(_Strict):
+    id: str = Field(description="the contact kept")
+    merged_id: str = Field(description="the contact folded into it (deleted)")
+    contact: ContactOut
+    by: ActorRef
 
 
 class ChannelDeleted(_Strict):
@@ -99,9 +116,69 @@ class AccessChanged(_Strict):
 
 
 class ConfigChanged(_Strict):
-    kind: str = Field(description="what kind of setting changed, e.g. availability_status, assignment_policy")
-    item: dict[str, Any] = Field(description="the setting as it is now ({id, deleted: true} when removed)")
+    """A configuration resource changed (hub.services.config): refetch it if your ETag differs."""
+
+    resource: str = Field(description="the resource: labels, teams, custom_attributes, channels, ...")
+    etag: str | None = Field(description="its new ETag (unquoted); null when it differs per user")
+    user_id: str | None = Field(default=None, description="the one user it changed for, if so")
+    user_ids: list[str] | None = Field(default=None, description="the users it changed for, if some")
+    by: ActorRef | None = None
+
+
+class ConversationRead(_Strict):
+    """A user's read marker moved: only that user's streams receive it (their other devices)."""
+
+    conversation_id: str
+    user_id: str
+    unread_count: int = Field(description="your unread count now: 0")
+    read_count: int = Field(description="the conversation's inbound_count you have read up to")
+    last_read_message_id: str | None
+    read_at: datetime
+
+
+class ResourceChanged(_Strict):
+    """A configuration resource the app caches changed (quick replies, macros, preferences)."""
+
+    resource: str = Field(description="quick_replies, macros or notification_preferences")
+    etag: str | None = Field(description="its new ETag, or null: revalidate with If-None-Match")
     by: ActorRef
+    user_id: str | None = Field(default=None, description="set when it concerns this user only")
+
+
+class NoteOut(_Strict):
+    """A private note on a conversation (never sent to the customer)."""
+
+    id: str
+    conversation_id: str
+    channel_id: str
+    author: ActorRef
+    text: str
+    mentions: list[str] = Field(description="the users it mentions")
+    created_at: str
+    by: ActorRef
+
+
+class NotificationCreated(_Strict):
+    """An in-app notification for one user (only that user receives this event)."""
+
+    id: str
+    user_id: str
+    event: str = Field(description="conversation_created, assigned, new_message, mention or snooze_ended")
+    title: str
+    body: str | None
+    conversation_id: str | None
+    channel_id: str | None
+    data: dict[str, Any]
+    read_at: str | None
+    created_at: str | None
+
+
+class NotificationsRead(_Strict):
+    """Notifications of one user marked read (only that user receives this event)."""
+
+    user_id: str
+    ids: list[str]
+    read_at: str
 
 
 # The catalogue: event type -> the model of its data. One line per type.
@@ -110,7 +187,9 @@ CATALOGUE: dict[str, Any] = {
     "message.updated": Message,
     "conversation.created": ConversationChange,
     "conversation.updated": ConversationChange,
+    "conversation.read": ConversationRead,
     "contact.updated": ContactChange,
+    "contact.merged": ContactMerged,
     "channel.updated": Union[ChannelOut, ChannelDeleted],  # noqa: UP007 (a runtime value)
     "channel.members_updated": ChannelMembersChange,
     "team.updated": Union[TeamChange, TeamDeleted],  # noqa: UP007
@@ -118,7 +197,10 @@ CATALOGUE: dict[str, Any] = {
     "role.updated": Union[RoleChange, RoleDeleted],  # noqa: UP007
     "access.changed": AccessChanged,
     "presence.updated": PresenceOut,
-    "config.updated": ConfigChanged,
+    "config.updated": Union[ConfigChanged, ResourceChanged],  # noqa: UP007
+    "note.created": NoteOut,
+    "notification.created": NotificationCreated,
+    "notification.updated": NotificationsRead,
 }
 
 

@@ -61,16 +61,23 @@ class Operation:
     status: int = 200
     # name -> description (a text of at most 256 characters), or (description, JSON schema)
     query: dict[str, str | tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
+    # name -> description (any string), or (description, JSON schema)
+    headers: dict[str, str | tuple[str, dict[str, Any]]] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"
-    response_type: str = "application/json"
+    # The answer's media type, or several (a download: what a generated client decodes as bytes
+    # first, then any type the stored file has).
+    response_type: str | tuple[str, ...] = "application/json"
     # For a body whose schema depends on the app (installed channel types): app -> JSON schema.
     body_schema: Callable[[web.Application], dict[str, Any]] | None = None
     # Other success statuses answered with the same body (a replayed send: 200 beside 202).
     also: dict[int, str] = field(default_factory=dict)
     # The operation's id when the handler's name does not make a good one.
     operation_id: str | None = None
+    # A cacheable read (hub.web.config): ETag on the answer, 304 to a matching If-None-Match.
+    etag: bool = False
+    # A body taken in several media types (an upload: multipart or raw): media type -> app -> schema.
+    bodies: dict[str, Callable[[web.Application], dict[str, Any]]] = field(default_factory=dict)
 
 
 # What the query readers of hub.web.errors accept, so the document says exactly that.
@@ -79,6 +86,12 @@ QUERY_TEXT: dict[str, Any] = {"type": "string", "maxLength": 256, "pattern": "^[
 
 def query_integer(minimum: int = 0) -> dict[str, Any]:
     return {"type": "integer", "minimum": minimum, "maximum": 2**63 - 1}
+
+
+# Request headers whose values the API checks, with what it accepts (others: any string).
+HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Idempotency-Key": {"type": "string", "minLength": 1, "maxLength": 200},
+}
 
 
 SEQ_HEADER = "X-Hub-Seq"
@@ -143,10 +156,22 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
         for name, spec in op.query.items():
             desc, schema = spec if isinstance(spec, tuple) else (spec, QUERY_TEXT)
             params.append({"name": name, "in": "query", "description": desc, "schema": schema})
-        for name, desc in op.headers.items():
-            params.append({"name": name, "in": "header", "description": desc, "schema": {"type": "string"}})
+        headers: dict[str, Any] = dict(op.headers)
+        if op.etag:
+            headers["If-None-Match"] = "the ETag of the copy you hold: 304 (no body) while it is current"
+        for name, hspec in headers.items():
+            desc, hschema = hspec if isinstance(hspec, tuple) else (hspec, {"type": "string"})
+            params.append({"name": name, "in": "header", "description": desc, "schema": hschema})
         if params:
             entry["parameters"] = params
+        for param in params:
+            if param["in"] == "header" and param["name"] in HEADER_SCHEMAS:
+                param["schema"] = HEADER_SCHEMAS[param["name"]]
+        if op.bodies:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {ctype: {"schema": make(app)} for ctype, make in op.bodies.items()},
+            }
         if op.body is None and op.body_schema is not None:
             entry["requestBody"] = {
                 "required": True,
@@ -174,13 +199,21 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             )
             for name, sub in schemas[op.response.__name__].pop("$defs", {}).items():
                 schemas.setdefault(name, sub)
-            ok["content"] = {
-                op.response_type: {"schema": {"$ref": f"#/components/schemas/{op.response.__name__}"}}
-            }
+            ref = {"$ref": f"#/components/schemas/{op.response.__name__}"}
+            ok["content"] = {rt: {"schema": ref} for rt in _types(op.response_type)}
         elif isinstance(op.response, dict):
-            ok["content"] = {op.response_type: {"schema": op.response}}
+            ok["content"] = {rt: {"schema": op.response} for rt in _types(op.response_type)}
         if getattr(route.handler, "__hub_seq__", False):
             ok["headers"] = {SEQ_HEADER: SEQ_HEADER_DOC}
+        if op.etag:
+            etag_header = {
+                "ETag": {"description": "the version of this answer", "schema": {"type": "string"}}
+            }
+            ok["headers"] = {**ok.get("headers", {}), **etag_header}
+            entry["responses"]["304"] = {
+                "description": "Not Modified: your copy is current",
+                "headers": etag_header,
+            }
         entry["responses"][str(op.status)] = ok
         for code, why in op.also.items():
             entry["responses"][str(code)] = {**ok, "description": why}
@@ -214,6 +247,8 @@ _VERBS = frozenset(
 
 def operation_id(method: str, name: str) -> str:
     return name if name.split("_", 1)[0] in _VERBS else f"{method.lower()}_{name}"
+def _types(media: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (media,) if isinstance(media, str) else media
 
 
 def _no_nul(schema: Any) -> Any:

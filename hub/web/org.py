@@ -11,6 +11,7 @@ from hub.access import PERMISSIONS
 from hub.appkeys import CONFIG, ORG, SESSIONS, TEAMS
 from hub.services.organisation import ROLE_NAME
 from hub.web.auth import require_actor
+from hub.web.config import config_response
 from hub.web.errors import read_json
 from hub.web.openapi import operation
 from hub.web.schemas import (
@@ -252,10 +253,14 @@ async def set_password(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/api/v1/teams")
-@operation("Teams with their members and the channels they serve", "organisation", response=TeamList)
+@operation(
+    "Teams with their members and the channels they serve (cacheable)",
+    "organisation",
+    response=TeamList,
+    etag=True,
+)
 async def list_teams(request: web.Request) -> web.StreamResponse:
-    actor = await require_actor(request)
-    return web.json_response({"teams": await request.app[TEAMS].list_teams(actor)})
+    return await config_response(request, "teams")
 
 
 @routes.post("/api/v1/admin/teams")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.appkeys import AVAILABILITY
 from hub.web.auth import require_actor
+from hub.web.config import config_response
 from hub.web.errors import read_json
 from hub.web.openapi import operation
 from hub.web.schemas import (
@@ -53,10 +54,14 @@ class PolicyIn(BaseModel):
 
 
 @routes.get("/api/v1/availability-statuses")
-@operation("Availability statuses: built-in and admin-defined", "availability", response=AvailabilityList)
+@operation(
+    "Availability statuses: built-in and admin-defined (cacheable)",
+    "availability",
+    response=AvailabilityList,
+    etag=True,
+)
 async def list_statuses(request: web.Request) -> web.StreamResponse:
-    await require_actor(request)
-    return web.json_response({"statuses": await request.app[AVAILABILITY].statuses()})
+    return await config_response(request, "availability_statuses")
 
 
 @routes.post("/api/v1/admin/availability-statuses")

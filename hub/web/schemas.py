@@ -7,22 +7,32 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.channel import Capabilities
-from hub.models import Conversation, Message
+from hub.models import AttachmentKind, Contact, Conversation, Message
 
 __all__ = [
     "ActorRef",
+    "AgentList",
+    "AttributeDefinitionOut",
+    "AttributeDefinitions",
     "AvailabilityList",
     "AvailabilityStatusOut",
     "ChannelList",
     "ChannelMembersOut",
     "ChannelOut",
+    "ConfigBundle",
+    "ContactOut",
+    "ContactPage",
+    "ConversationCounts",
     "ConversationPage",
     "HealthOut",
     "InvitationOut",
     "InvitedUserOut",
+    "LabelList",
+    "LabelOut",
     "LoginOut",
     "MeOut",
     "MessagePage",
+    "OwnPermissions",
     "PermissionList",
     "PluginsOut",
     "PolicyList",
@@ -31,6 +41,7 @@ __all__ = [
     "RevokedOut",
     "RoleList",
     "RoleOut",
+    "SearchOut",
     "TeamList",
     "TeamOut",
     "UploadOut",
@@ -180,16 +191,50 @@ class ConversationPage(Out):
     next_cursor: str | None
 
 
+class StatusCounts(Out):
+    open: int
+    pending: int
+    resolved: int
+    snoozed: int
+
+
+class ConversationCounts(Out):
+    counts: StatusCounts = Field(description="conversations per status, under the other filters")
+    total: int
+
+
+class AgentOut(Out):
+    id: str
+    name: str | None
+    email: str
+    role: str
+    availability: str = Field(description="their availability status id")
+    shows_as: str = Field(description="online, away or offline, as teammates see it")
+    receives: bool = Field(description="their status receives new conversations")
+    team_ids: list[str]
+    open_conversations: int = Field(description="open and pending conversations assigned to them")
+
+
+class AgentList(Out):
+    agents: list[AgentOut]
+
+
+class SearchOut(Out):
+    messages: list[Message] = Field(description="messages holding every word, newest first")
+    contacts: list[Contact] = Field(description="contacts whose name, phone or email holds every word")
+
+
 class MessagePage(Out):
     messages: list[Message]
     next_before: str | None
 
 
 class UploadOut(Out):
-    upload_id: str
-    size: int
-    mime_type: str
+    upload_id: str = Field(description="give it as an attachment's upload_id when sending")
+    size: int = Field(description="bytes stored")
+    mime_type: str = Field(description="read from the file's content, not from the request's word")
     filename: str
+    kind: AttachmentKind = Field(description="the attachment kind the file's type suggests")
 
 
 class PluginOut(Out):
@@ -248,3 +293,89 @@ class PolicyOut(Out):
 
 class PolicyList(Out):
     policies: list[PolicyOut]
+
+
+class LabelOut(BaseModel):
+    id: str
+    name: str = Field(description="unique whatever its case")
+    colour: str = Field(description="#rrggbb")
+    description: str | None
+    created_at: str
+    updated_at: str
+
+
+class LabelList(BaseModel):
+    labels: list[LabelOut]
+
+
+class AttributeDefinitionOut(BaseModel):
+    id: str
+    applies_to: str = Field(description="contact or conversation")
+    key: str = Field(description="the key values are stored under in custom_attributes")
+    name: str
+    type: str = Field(description="text, number, date, list, checkbox or link")
+    required: bool
+    options: list[str] | None = Field(description="list: the allowed values")
+    pattern: str | None = Field(description="text and link: a regular expression the whole value matches")
+    min: float | str | None = Field(description="number: least value; date: earliest; text and link: length")
+    max: float | str | None = Field(description="number: greatest value; date: latest; text and link: length")
+    description: str | None
+    position: int
+    created_at: str
+    updated_at: str
+
+
+class AttributeDefinitions(BaseModel):
+    contact: list[AttributeDefinitionOut]
+    conversation: list[AttributeDefinitionOut]
+
+
+class OwnPermissions(BaseModel):
+    role: str
+    permissions: list[str]
+
+
+class AttributeProblem(BaseModel):
+    key: str
+    message: str = Field(description="why the stored value no longer fits its definition (it is kept)")
+
+
+class ChannelIdentity(BaseModel):
+    channel_id: str
+    identity: str
+
+
+class ContactOut(BaseModel):
+    id: str
+    channel_id: str = Field(description="the channel the contact was first seen on")
+    name: str | None
+    phone: str | None
+    email: str | None
+    identities: list[str] = Field(description="its ids on its own channel")
+    channel_identities: list[ChannelIdentity] = Field(description="every id on every channel (merges add)")
+    labels: list[str] = Field(description="the names of its labels, in name order")
+    custom_attributes: dict[str, Any]
+    attribute_problems: list[AttributeProblem]
+    created_at: str
+    updated_at: str
+
+
+class ContactPage(BaseModel):
+    contacts: list[ContactOut]
+    next_cursor: str | None
+
+
+class ConfigBundle(BaseModel):
+    """``GET /api/v1/config``: each resource exactly as its own route answers it, and its ETag.
+    Resources registered by later features (quick replies, macros, notification preferences, ...)
+    appear under their names too."""
+
+    model_config = ConfigDict(extra="allow")
+
+    channels: ChannelList
+    teams: TeamList
+    availability_statuses: AvailabilityList
+    labels: LabelList
+    custom_attributes: AttributeDefinitions
+    permissions: OwnPermissions
+    etags: dict[str, str] = Field(description="resource name -> the ETag its own route sends (unquoted)")

@@ -288,7 +288,9 @@ class HubProcess:
         max_body_bytes: int | None = None,
         extra_hub_settings: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        extra_toml: str = "",
     ) -> None:
+        """``extra_toml`` is appended to the config file (sections other than ``[hub]``)."""
         self.dir = directory
         self.env = dict(env or {})
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -314,7 +316,7 @@ class HubProcess:
             settings["max_body_bytes"] = max_body_bytes
         settings.update(extra_hub_settings or {})
         lines = ["[hub]"] + [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.config_path.write_text("\n".join(lines) + "\n" + extra_toml, encoding="utf-8")
         LIVE_HUBS.append(self)
 
     @property

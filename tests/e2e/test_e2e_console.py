@@ -387,3 +387,40 @@ async def test_every_page_passes_axe_and_fits_a_phone(admin: Page, hub: HubProce
         finally:
             await login_page.close()
     assert problems == {}, problems
+
+
+async def test_a_new_hub_is_set_up_from_the_console_alone(browser: Browser, tmp_path: Path) -> None:
+    """`make run` on a fresh machine: no user exists; the link `hub serve` prints opens the
+    console's first-run page, where the first administrator is created and logged in."""
+    fresh = HubProcess(tmp_path / "fresh")
+    try:
+        await fresh.start()
+        match = await wait_until(
+            lambda: re.search(r"(http://\S+/console/setup\?token=\S+)", fresh.log_tail(50)),
+            what="the first-run link in the log",
+        )
+        link = match.group(1)
+        context = await browser.new_context(base_url=fresh.base_url, viewport=WIDE_VIEWPORT)
+        page = await context.new_page()
+        page.set_default_timeout(15_000)
+        try:
+            resp = await page.goto("/console/setup?token=guessed")
+            assert resp is not None and resp.status == 403  # the token is the gate
+            await page.goto("/console/login")
+            assert "No administrator yet" in await page.locator("main").inner_text()
+            await page.goto(link)
+            await shoot(page, "page-setup")
+            assert await axe_violations(page) == []
+            await page.get_by_label("Email").fill("first@example.com")
+            await page.get_by_label("Password", exact=False).first.fill("first-admin-pw")
+            await page.get_by_label("Repeat the password").fill("first-admin-pw")
+            await page.get_by_role("button", name="Create and log in").click()
+            await page.wait_for_url(re.compile(r".*/console/channels/new$"))
+            assert "first@example.com (administrator)" in await page.locator("header").inner_text()
+            # The link is spent: the hub has an administrator now.
+            await page.goto(link)
+            assert page.url.endswith("/console/login") or page.url.endswith("/console/")
+        finally:
+            await context.close()
+    finally:
+        await fresh.close()

@@ -80,6 +80,7 @@ async def test_every_event_the_hub_emits_validates_against_its_schema(
         delivered = wa_status_webhook(ch.phone_number_id, wa_status(sent["external_id"], "delivered", wa_id))
         assert (await api.webhook(ch.id, delivered, ch.app_secret)).status == 200
         await wait_status(api, sent["id"], "delivered")
+        await api.ok("POST", "/api/v1/admin/labels", expect=(201, 409), json_body={"name": "contract"})
         await api.ok("PATCH", f"/api/v1/conversations/{conv_id}", json_body={"labels": ["contract"]})
         await api.ok("POST", f"/api/v1/conversations/{conv_id}/read")
         conv = await api.ok("GET", f"/api/v1/conversations/{conv_id}")

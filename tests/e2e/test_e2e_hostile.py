@@ -189,11 +189,17 @@ async def test_a_stream_client_that_stops_reading_is_dropped(
             conv = convs[0]["id"] if convs else None
             await asyncio.sleep(0.05)
         attrs = {f"k{i}": "v" * 1024 for i in range(50)}
+        for key in attrs:  # values are accepted for defined attributes only
+            body = {"applies_to": "conversation", "key": key, "name": key, "type": "text"}
+            await api.ok("POST", "/api/v1/admin/custom-attributes", expect=201, json_body=body)
+        for name in ("l0", "l1"):  # and labels for defined labels
+            await api.ok("POST", "/api/v1/admin/labels", expect=201, json_body={"name": name})
         for i in range(200):
+            # Each PATCH changes the labels, so each is an event carrying all the attributes.
             await api.ok(
                 "PATCH",
                 f"/api/v1/conversations/{conv}",
-                json_body={"labels": [f"l{i}"], "custom_attributes": attrs},
+                json_body={"labels": [f"l{i % 2}"], "custom_attributes": attrs},
             )
             if await stream_clients(api) == 0:
                 break

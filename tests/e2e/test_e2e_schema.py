@@ -96,6 +96,9 @@ def test_served_document_is_the_one_tested(schema_hub: HubProcess) -> None:
     ],
 )
 def test_the_api_does_what_its_document_says(case: Any, schema_hub: HubProcess) -> None:
+    # Also in the phases where map_query does not run (the coverage phase's boundary values).
+    if case.query:
+        case.query.pop("cursor", None)
     case.call_and_validate(
         base_url=schema_hub.base_url, headers={"Authorization": f"Bearer {schema_hub.token}"}
     )

@@ -11,11 +11,16 @@
 * An auto-reply (RFC 3834 ``Auto-Submitted``, ``X-Autoreply``, ``Precedence: auto_reply / bulk /
   junk``) is never a message either: when it answers one of the hub's own mails it counts as proof
   of delivery (``delivered``), otherwise it is dropped with a log line. The raw mail stays stored.
+* A reaction to a mail (an emoji, RFC 9078 ``Content-Disposition: reaction``, or Gmail's
+  ``text/vnd.google.email-reaction+json`` part) becomes a ``ReactionUpdate`` on the mail its
+  ``In-Reply-To`` names, not a message: its text part is only a fallback for clients without
+  reactions.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from datetime import datetime
 from email.message import Message
@@ -30,6 +35,7 @@ from hub.models import (
     MessageKind,
     MessageStatus,
     ParsedEvent,
+    ReactionUpdate,
     StatusUpdate,
 )
 
@@ -47,7 +53,7 @@ from .mime import (
 )
 from .quotes import split_quoted
 
-__all__ = ["auto_reply_reason", "is_own_message_id", "parse_mail"]
+__all__ = ["auto_reply_reason", "is_own_message_id", "parse_mail", "reaction_emoji"]
 
 _AUTO_PRECEDENCE = {"auto_reply", "bulk", "junk"}
 _AUTO_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponse")
@@ -78,6 +84,25 @@ def _is_dsn(message: Message) -> bool:
         message.get_content_type() == "multipart/report"
         and str(message.get_param("report-type") or "").lower() == "delivery-status"
     )
+
+
+_GMAIL_REACTION = "text/vnd.google.email-reaction+json"
+
+
+def reaction_emoji(message: Message) -> str | None:
+    """The emoji of a reaction mail (RFC 9078, or Gmail's JSON part), or None for any other mail."""
+    for part in leaf_parts(message):
+        disposition = str(part.get("content-disposition") or "").split(";", 1)[0].strip().lower()
+        if disposition == "reaction" and part.get_content_type() == "text/plain":
+            # RFC 9078: one or more emoji, separated by white space.
+            return " ".join(part_text(part).split()) or None
+        if part.get_content_type() == _GMAIL_REACTION:
+            try:
+                emoji = json.loads(part_text(part)).get("emoji")
+            except (ValueError, AttributeError):
+                return None
+            return emoji if isinstance(emoji, str) and emoji else None
+    return None
 
 
 def _contact(addr: Address, **extra: Any) -> ContactRef:
@@ -255,6 +280,17 @@ def parse_mail(
         return []
 
     sender = (addresses(message, "from") or addresses(message, "sender") or [("", "")])[0]
+    emoji = reaction_emoji(message)
+    if emoji is not None and in_reply_to and sender[1] and sender[1] != own:
+        return [
+            ReactionUpdate(
+                target_external_id=in_reply_to[0],
+                contact=_contact(sender),
+                emoji=emoji,
+                timestamp=message_date(message, received_at),
+                external_id=message_id,
+            )
+        ]
     reply_to = addresses(message, "reply-to")
     recipients = addresses(message, "to", "cc")
     direction = Direction.OUTBOUND if sender[1] == own else Direction.INBOUND

@@ -29,7 +29,7 @@ class Settings(ChannelSettings):
     imap_host: str = Field(pattern=_HOST, description="IMAP server host name, such as imap.example.com")
     imap_port: int = Field(default=993, ge=1, le=65535, description="993 for ssl, 143 otherwise")
     imap_security: Security = Field(default="ssl", description="ssl, starttls or none")
-    imap_username: str = Field(min_length=1)
+    imap_username: str = Field(min_length=1, description="The mailbox's IMAP login, often its address")
     imap_password: SecretStr = Field(description="IMAP password or app password")
     imap_mailbox: str = Field(default="INBOX", min_length=1, description="Mailbox the hub reads")
     imap_sent_mailbox: str | None = Field(
@@ -40,7 +40,9 @@ class Settings(ChannelSettings):
     smtp_port: int = Field(default=465, ge=1, le=65535, description="465 for ssl, 587 for starttls")
     smtp_security: Security = Field(default="ssl", description="ssl, starttls or none")
     smtp_username: str | None = Field(default=None, description="Empty: send without logging in")
-    smtp_password: SecretStr | None = None
+    smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP password or app password (with smtp_username)"
+    )
     from_address: str = Field(
         pattern=_ADDRESS,
         description="The bare address customers write to and replies come from (support@example.com)",

@@ -3,11 +3,15 @@
 RFC 5321 reply codes carry the class: 4xx is transient (retry), 5xx permanent. Authentication
 failures (535, 534, 530 and aiosmtplib's ``SMTPAuthenticationError``) are ``auth``, which pauses
 sending on the channel until an admin fixes the credentials. A refused recipient with a 5xx code
-is ``recipient``; the network failing or timing out is ``retryable``.
+is ``recipient``; the network failing or timing out is ``retryable``. A transient reply that says
+the sender is over a rate (``421 4.7.0 ... rate limit``, ``450 ... too many messages``, ``451 4.7.1
+... throttled``) is ``rate_limited``: SMTP has no Retry-After, so the wait is the one the reply
+names ("try again in 5 minutes"), else ``RATE_LIMIT_WAIT`` seconds.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from email.message import EmailMessage
 
@@ -17,9 +21,21 @@ from hub.errors import SendError, SendErrorClass
 
 from .settings import Settings
 
-__all__ = ["classify_smtp_error", "send_mail"]
+__all__ = ["RATE_LIMIT_WAIT", "classify_smtp_error", "send_mail"]
 
 _AUTH_CODES = {530, 534, 535, 538}
+_RATE = re.compile(r"\brate\b|rate[- ]limit|too many|throttl|limit exceeded|quota", re.IGNORECASE)
+_WAIT = re.compile(r"(\d+(?:\.\d+)?)\s*(s|sec|second|m|min|minute|h|hour)s?\b", re.IGNORECASE)
+_UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0}
+RATE_LIMIT_WAIT = 60.0
+"""Seconds to wait out an SMTP rate limit whose reply names no time."""
+
+
+def _rate_wait(message: str) -> float:
+    match = _WAIT.search(message)
+    if match is None:
+        return RATE_LIMIT_WAIT
+    return max(1.0, float(match.group(1)) * _UNIT[match.group(2)[0].lower()])
 
 
 def _by_code(code: int, message: str, *, recipient: bool = False) -> SendError:
@@ -28,12 +44,16 @@ def _by_code(code: int, message: str, *, recipient: bool = False) -> SendError:
             SendErrorClass.AUTH, f"the SMTP server refused the login: {message}", provider_code=code
         )
     if 400 <= code < 500:
-        cls = (
-            SendErrorClass.RATE_LIMITED
-            if code == 421 and "rate" in message.lower()
-            else SendErrorClass.RETRYABLE
+        if _RATE.search(message):
+            return SendError(
+                SendErrorClass.RATE_LIMITED,
+                f"the SMTP server is throttling this sender: {message}",
+                provider_code=code,
+                retry_after=_rate_wait(message),
+            )
+        return SendError(
+            SendErrorClass.RETRYABLE, f"the SMTP server deferred the mail: {message}", provider_code=code
         )
-        return SendError(cls, f"the SMTP server deferred the mail: {message}", provider_code=code)
     if recipient or code in (550, 551, 553):
         return SendError(
             SendErrorClass.RECIPIENT, f"the SMTP server refused the recipient: {message}", provider_code=code

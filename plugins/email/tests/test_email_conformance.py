@@ -1,30 +1,62 @@
 """The hub's reusable conformance suite (``hub.testing.conformance``) run against the email channel.
 
-Email is a pull channel: no webhook signature and no handshake apply, so those checks skip. Parse
-cases, purity, delivery keys, settings and secrets, and the send checks (against a real aiosmtpd
-server scripted to refuse) run.
+Email is a pull channel: no webhook signature and no handshake apply, so those checks skip, and
+the plugin's manifest exempts them with the reason (as it does batches, unknown element types and
+unreadable bodies, which mail cannot have). Parse cases, purity, delivery keys, duplicates through
+the hub's inbox, settings and secrets, the send checks (against a real aiosmtpd server scripted to
+refuse), the health checks and the ingest loop (against a real Dovecot, when installed) run.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import aiosmtplib
 import httpx
 import pytest
+from dovecot import Dovecot, dovecot_binary
 from email_support import IMAP_PASSWORD, LOG, SMTP_PASSWORD, load, settings_dict
 from hub_email import EmailChannel
+from pydantic import SecretStr
 from smtp_server import SmtpServer, free_port
 
 from hub.errors import SendErrorClass
-from hub.models import ContactRef, InboundMessage, MessageKind, MessageStatus, OutboundMessage, StatusUpdate
-from hub.testing.conformance import ChannelConformance, ParseCase, SendHarness
+from hub.models import (
+    Attachment,
+    AttachmentKind,
+    ContactRef,
+    InboundMessage,
+    MessageKind,
+    MessageStatus,
+    OutboundMessage,
+    ReactionUpdate,
+    StatusUpdate,
+)
+from hub.testing.conformance import ChannelConformance, IngestHarness, ParseCase, RecordingInbox, SendHarness
 from hub.testing.pytest_plugin import RecordingContext
 
 HANA = ContactRef(ids=["email:hana@customer.example"], name="Hana", email="hana@customer.example")
+GUS = ContactRef(ids=["email:gus@customer.example"], name="Gus", email="gus@customer.example")
+
+
+@pytest.fixture(scope="module")
+def imap_server() -> Iterator[Dovecot | None]:
+    """One Dovecot for the module's health and ingest checks; None (they skip) when not installed."""
+    if dovecot_binary() is None:
+        yield None
+        return
+    server = Dovecot().start()
+    yield server
+    server.close()
+
+
+def _settings(channel: EmailChannel) -> Any:
+    settings = channel.settings
+    assert isinstance(settings, EmailChannel.Settings)
+    return settings
 
 
 class TestEmailConformance(ChannelConformance):
@@ -85,14 +117,69 @@ class TestEmailConformance(ChannelConformance):
             ],
         ),
         ParseCase("auto_reply", load("autoreply_x_autoreply"), []),
+        ParseCase(
+            "attachments",
+            load("attachments"),
+            [
+                InboundMessage(
+                    external_id="<attach-1@customer.example>",
+                    contact=GUS,
+                    kind=MessageKind.EMAIL,
+                    text="See the photo below and the report attached.",
+                    subject="Photos of the damage",
+                    attachments=[
+                        Attachment(
+                            kind=AttachmentKind.IMAGE,
+                            mime_type="image/png",
+                            filename="photo.png",
+                            size=70,
+                            external_id="<attach-1@customer.example>#2",
+                            sha256="6b7fa434f92a8b80aab02d9bf1a12e49ffcae424e4013a1c4f68b67e3d2bbcd0",
+                            content_id="photo1@customer.example",
+                        ),
+                        Attachment(
+                            kind=AttachmentKind.FILE,
+                            mime_type="application/pdf",
+                            filename="Rapport naïf.pdf",
+                            size=54,
+                            external_id="<attach-1@customer.example>#3",
+                            sha256="aa51f2911220ee9557237ff4c24a074131a52d334fbc6e3d2068942a112ae955",
+                        ),
+                    ],
+                    timestamp=datetime(2026, 3, 9, 9, 0, tzinfo=UTC),
+                    data={
+                        "message_id": "<attach-1@customer.example>",
+                        "from": {"name": "Gus", "address": "gus@customer.example"},
+                        "to": [{"name": "", "address": "support@example.com"}],
+                        "full_text": "See the photo below and the report attached.",
+                        "html": '<p>See the photo below <img src="cid:photo1@customer.example"> and the '
+                        "report attached.</p>",
+                    },
+                )
+            ],
+        ),
+        ParseCase(
+            "reaction",
+            load("reaction_gmail"),
+            [
+                ReactionUpdate(
+                    target_external_id="<hub-msg_out7@example.com>",
+                    contact=HANA,
+                    emoji="\U0001f44d",
+                    timestamp=datetime(2026, 3, 10, 8, 15, tzinfo=UTC),
+                    external_id="<CAreact-1@mail.gmail.com>",
+                )
+            ],
+        ),
     ]
 
     @pytest.fixture
-    async def send_harness(self) -> AsyncIterator[SendHarness]:
+    async def send_harness(self, imap_server: Dovecot | None) -> AsyncIterator[SendHarness]:
         server = SmtpServer(username="support", password=SMTP_PASSWORD).start()
         wrong = SmtpServer(username="support", password="another-password").start()
         async with httpx.AsyncClient() as http:
-            values: dict[str, Any] = {**self.settings, "smtp_port": server.port, "imap_port": free_port()}
+            imap_port = imap_server.port if imap_server else free_port()
+            values: dict[str, Any] = {**self.settings, "smtp_port": server.port, "imap_port": imap_port}
             channel = EmailChannel(
                 "conf", EmailChannel.Settings.model_validate(values), RecordingContext(http, LOG)
             )
@@ -118,9 +205,16 @@ class TestEmailConformance(ChannelConformance):
                 return script
 
             def wrong_password() -> None:
-                settings = channel.settings
-                assert isinstance(settings, EmailChannel.Settings)
-                object.__setattr__(settings, "smtp_port", wrong.port)
+                object.__setattr__(_settings(channel), "smtp_port", wrong.port)
+
+            def imap_password_revoked() -> None:
+                # The mailbox's password was changed: Dovecot refuses the channel's login.
+                object.__setattr__(_settings(channel), "imap_password", SecretStr("revoked-password-0"))
+
+            def unreachable() -> None:
+                # Nothing listens where the channel connects, for IMAP or SMTP.
+                object.__setattr__(_settings(channel), "imap_port", free_port())
+                object.__setattr__(_settings(channel), "smtp_port", free_port())
 
             async def silent_server() -> None:
                 # A server that accepts the connection and never greets: the send times out.
@@ -153,14 +247,32 @@ class TestEmailConformance(ChannelConformance):
                     SendErrorClass.PERMANENT: reply_data("554 5.6.0 message refused"),
                     SendErrorClass.RECIPIENT: reply_rcpt("550 5.1.1 unknown user"),
                     SendErrorClass.AUTH: wrong_password,
+                    SendErrorClass.RATE_LIMITED: reply_data(
+                        "421 4.7.0 Too many messages, sending rate limit exceeded: try again later"
+                    ),
                 },
                 timeout=silent_server,
                 transport_error=transport_error,
+                bad_credentials=imap_password_revoked if imap_server else None,
+                unreachable=unreachable,
             )
             for srv in silent:
                 srv.close()
         server.stop()
         wrong.stop()
+
+    @pytest.fixture
+    async def ingest_harness(self, imap_server: Dovecot | None) -> AsyncIterator[IngestHarness]:
+        # Against Dovecot when installed (the loop logs in, fetches, then waits in IDLE), else
+        # against nothing at all (the loop keeps reconnecting with backoff): either way it must
+        # run until cancelled and then stop at once.
+        port = imap_server.port if imap_server else free_port()
+        async with httpx.AsyncClient() as http:
+            values = {**self.settings, "imap_port": port, "smtp_port": free_port()}
+            channel = EmailChannel(
+                "conf", EmailChannel.Settings.model_validate(values), RecordingContext(http, LOG)
+            )
+            yield IngestHarness(channel=channel, inbox=RecordingInbox())
 
     def test_secret_values_are_the_passwords(self) -> None:
         values = self.make_channel().secret_values()

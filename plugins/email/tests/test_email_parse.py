@@ -15,6 +15,7 @@ from hub.models import (
     InboundMessage,
     MessageKind,
     MessageStatus,
+    ReactionUpdate,
     StatusUpdate,
 )
 
@@ -228,3 +229,32 @@ def test_no_date_falls_back_to_received_time() -> None:
     m = parse(body)[0]
     assert isinstance(m, InboundMessage)
     assert m.timestamp == datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "emoji"),
+    [
+        # Gmail's documented shape: a text/vnd.google.email-reaction+json part beside fallbacks.
+        ("reaction_gmail", "<hub-msg_out7@example.com>", "\U0001f44d"),
+        # RFC 9078: a text/plain part with Content-Disposition: reaction.
+        ("reaction_rfc9078", "<hub-msg_out8@example.com>", "\U0001f600"),
+    ],
+)
+def test_a_reaction_is_a_reaction_on_the_mail_it_answers_not_a_message(
+    name: str, target: str, emoji: str
+) -> None:
+    [event] = parse(load(name))
+    assert isinstance(event, ReactionUpdate), event
+    assert (event.target_external_id, event.emoji) == (target, emoji)
+    assert event.contact.email is not None and event.contact.email.endswith("@customer.example")
+
+
+def test_a_reaction_part_without_a_mail_to_react_to_is_an_ordinary_mail() -> None:
+    body = load("reaction_rfc9078").replace(b"In-Reply-To: <hub-msg_out8@example.com>\r\n", b"")
+    assert isinstance(one_message_of(body), InboundMessage)
+
+
+def one_message_of(body: bytes) -> InboundMessage:
+    [message] = parse(body)
+    assert isinstance(message, InboundMessage)
+    return message

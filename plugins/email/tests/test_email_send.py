@@ -229,3 +229,22 @@ async def test_wrong_password_is_auth_and_no_secret_leaks(
     texts = [str(info.value), repr(info.value), *[r.getMessage() for r in caplog.records]]
     for secret in (SMTP_PASSWORD, IMAP_PASSWORD):
         assert not any(secret in t for t in texts)
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "error_class", "retry_after"),
+    [
+        (421, "4.7.0 Sending rate limit exceeded, try again in 5 minutes", SendErrorClass.RATE_LIMITED, 300),
+        (450, "4.2.1 Too many messages from this sender", SendErrorClass.RATE_LIMITED, 60),
+        (451, "4.7.1 Throttled: retry in 30 seconds", SendErrorClass.RATE_LIMITED, 30),
+        (451, "4.3.0 Temporary failure, try again later", SendErrorClass.RETRYABLE, None),
+        (421, "4.3.2 Service not available, closing channel", SendErrorClass.RETRYABLE, None),
+        (550, "5.7.1 Daily quota exceeded", SendErrorClass.RECIPIENT, None),
+    ],
+)
+def test_a_throttling_reply_is_a_rate_limit_with_a_wait(
+    code: int, reply: str, error_class: SendErrorClass, retry_after: float | None
+) -> None:
+    """SMTP has no Retry-After: the wait is what the reply names, else a minute."""
+    error = classify_smtp_error(aiosmtplib.SMTPDataError(code, reply))
+    assert (error.error_class, error.retry_after) == (error_class, retry_after)

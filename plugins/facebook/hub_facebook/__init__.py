@@ -7,7 +7,7 @@ Messenger Platform and sharing Meta's webhook and Graph code with WhatsApp throu
 
 from __future__ import annotations
 
-from hub import hookimpl
+from hub import PluginManifest, hookimpl
 from hub.channel import ChannelRegistrar
 
 from .channel import InstagramChannel, MessengerChannel
@@ -20,9 +20,12 @@ __all__ = [
     "MessengerSettings",
     "__version__",
     "hub_register_channels",
+    "manifest",
 ]
 
 __version__ = "0.1.0"
+
+manifest = PluginManifest(plugin_api=">=1.1,<2", version=__version__, mode="push")
 
 
 @hookimpl

@@ -41,7 +41,12 @@ class MessengerSettings(ChannelSettings):
     request_timeout: float = Field(
         default=15.0, gt=0, le=300, description="Seconds before a Graph API call counts as failed"
     )
-    user_agent: str = Field(default="hub-facebook/0.1", min_length=1, pattern=r"^[ -~]+$")
+    user_agent: str = Field(
+        default="hub-facebook/0.1",
+        min_length=1,
+        pattern=r"^[ -~]+$",
+        description="User-Agent header on Graph API calls and media downloads (printable ASCII)",
+    )
 
     _base_url = field_validator("api_base_url")(check_base_url)
 

@@ -4,7 +4,7 @@ types, with the send checks against a FakeGraph on loopback driven by the real c
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,9 +23,13 @@ from hub_facebook import InstagramChannel, MessengerChannel
 
 from hub.errors import SendErrorClass
 from hub.models import (
+    Attachment,
+    AttachmentKind,
     ContactRef,
     Direction,
     InboundMessage,
+    MessageDeletion,
+    MessageEdit,
     MessageKind,
     OutboundMessage,
     ReactionUpdate,
@@ -53,6 +57,7 @@ HANDSHAKE = HandshakeCase(
 )
 CUSTOMER = ContactRef(ids=[f"psid:{PSID}"])
 IG_CUSTOMER = ContactRef(ids=[f"igsid:{IGSID}"])
+EDITED_AT = datetime(2025, 12, 5, 16, 1, tzinfo=UTC)  # 1764950460000 ms
 
 
 def _harness(make: MAKE, type_name: str, recipient: ContactRef) -> Any:
@@ -67,6 +72,9 @@ def _harness(make: MAKE, type_name: str, recipient: ContactRef) -> Any:
 
             def hang() -> None:
                 graph.latency = 5.0
+
+            def revoke_token() -> None:
+                graph.access_token = "a-token-meta-revoked"  # every call now gets 401, code 190
 
             yield SendHarness(
                 channel=channel,
@@ -88,6 +96,7 @@ def _harness(make: MAKE, type_name: str, recipient: ContactRef) -> Any:
                     SendErrorClass.PERMANENT: failing(400, 100),
                 },
                 timeout=hang,
+                bad_credentials=revoke_token,
             )
 
     return build()
@@ -134,6 +143,42 @@ class TestMessengerConformance(ChannelConformance):
                 )
             ],
         ),
+        # The Messenger Platform sends an attachment's URL, which fetch_media downloads.
+        ParseCase(
+            "image",
+            load("image"),
+            [
+                InboundMessage(
+                    external_id="m_IMG1",
+                    contact=CUSTOMER,
+                    kind=MessageKind.IMAGE,
+                    attachments=[
+                        Attachment(
+                            kind=AttachmentKind.IMAGE,
+                            source_url="https://scontent.xx.fbcdn.net/v/t1.15752-9/photo.jpg?_nc_cat=1&oh=abc",
+                        )
+                    ],
+                    timestamp=TS,
+                )
+            ],
+        ),
+    ]
+    # Meta's ``message_edits`` webhook event: the mid edited, the new text and the edit count.
+    edits = [
+        ParseCase(
+            "message_edit",
+            load("message_edit"),
+            [
+                MessageEdit(
+                    target_external_id="m_TEXT1-aY7IfLZDamVrALniheU",
+                    external_id="m_TEXT1-aY7IfLZDamVrALniheU:edit:1",
+                    contact=CUSTOMER,
+                    text="Is the shop open today?",
+                    timestamp=EDITED_AT,
+                    data={"num_edit": 1},
+                )
+            ],
+        )
     ]
     batch = BatchCase(body=load("batch"), count=4)
     unknown = UnknownCase(body=load("unknown_event"))
@@ -166,6 +211,48 @@ class TestInstagramConformance(ChannelConformance):
                 )
             ],
         ),
+        ParseCase(
+            "ig_image",
+            load("ig_image"),
+            [
+                InboundMessage(
+                    external_id="aWdfSU1HMQ",
+                    contact=IG_CUSTOMER,
+                    kind=MessageKind.IMAGE,
+                    attachments=[
+                        Attachment(
+                            kind=AttachmentKind.IMAGE,
+                            source_url="https://lookaside.fbsbx.com/ig_messaging_cdn/"
+                            "?asset_id=17951234567890123&signature=AbCd",
+                        )
+                    ],
+                    timestamp=TS,
+                )
+            ],
+        ),
+        ParseCase(
+            "ig_reaction",
+            load("ig_reaction"),
+            [
+                ReactionUpdate(
+                    target_external_id="aWdfOUT1", contact=IG_CUSTOMER, emoji="\u2764\ufe0f", timestamp=TS
+                )
+            ],
+        ),
+    ]
+    # An unsent message arrives as ``message.is_deleted``.
+    edits = [
+        ParseCase(
+            "ig_deleted",
+            load("ig_deleted"),
+            [
+                MessageDeletion(
+                    target_external_id="aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQx",
+                    contact=IG_CUSTOMER,
+                    timestamp=EDITED_AT,
+                )
+            ],
+        )
     ]
     batch = BatchCase(
         body=load("ig_text").replace(

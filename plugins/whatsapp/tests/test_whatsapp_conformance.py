@@ -17,7 +17,10 @@ from hub.models import (
     Attachment,
     AttachmentKind,
     ContactRef,
+    Direction,
     InboundMessage,
+    MessageDeletion,
+    MessageEdit,
     MessageKind,
     OutboundMessage,
     ReactionUpdate,
@@ -33,6 +36,7 @@ from hub.testing.conformance import (
 from hub.testing.fake_graph import FakeGraph
 
 KERRY = ContactRef(ids=[f"wa:{WA}"], name="Kerry Fisher", phone=WA)
+CUSTOMER = ContactRef(ids=[f"wa:{WA}"], phone=WA)  # an echo names the customer by number only
 TS = datetime.fromtimestamp(1749416383, UTC)
 SETTINGS: dict[str, Any] = {
     "phone_number_id": PNID,
@@ -106,6 +110,73 @@ class TestWhatsAppConformance(ChannelConformance):
                     emoji="\U0001f44d",
                     timestamp=TS,
                     external_id="wamid.REA1",
+                )
+            ],
+        ),
+    ]
+    # Meta's webhook reference: ``type: "edit"`` / ``"revoke"`` messages, and the business's own
+    # edits and revokes from the WhatsApp Business app under ``smb_message_echoes``.
+    edits = [
+        ParseCase(
+            "edit_text",
+            load("edit_text"),
+            [
+                MessageEdit(
+                    target_external_id="wamid.TEXT1",
+                    external_id="wamid.EDIT1",
+                    contact=KERRY,
+                    kind=MessageKind.TEXT,
+                    text="Hello, is the shop open tomorrow?",
+                    timestamp=datetime.fromtimestamp(1749416390, UTC),
+                )
+            ],
+        ),
+        ParseCase(
+            "edit_image",
+            load("edit_image"),
+            [
+                MessageEdit(
+                    target_external_id="wamid.IMG1",
+                    external_id="wamid.EDIT2",
+                    contact=KERRY,
+                    kind=MessageKind.IMAGE,
+                    attachments=[
+                        Attachment(
+                            kind=AttachmentKind.IMAGE,
+                            mime_type="image/jpeg",
+                            caption="the blue one, not the red",
+                            external_id="1003383421387256",
+                            source_url="https://lookaside.fbsbx.com/whatsapp_business/attachments/"
+                            "?mid=1003383421387256",
+                            sha256=hashlib.sha256(b"").hexdigest(),
+                        )
+                    ],
+                    timestamp=datetime.fromtimestamp(1749416391, UTC),
+                )
+            ],
+        ),
+        ParseCase(
+            "revoke",
+            load("revoke"),
+            [
+                MessageDeletion(
+                    target_external_id="wamid.TEXT1",
+                    external_id="wamid.REVOKE1",
+                    contact=KERRY,
+                    timestamp=datetime.fromtimestamp(1749416395, UTC),
+                )
+            ],
+        ),
+        ParseCase(
+            "echo_revoke",
+            load("echo_revoke"),
+            [
+                MessageDeletion(
+                    target_external_id="wamid.ECHO1",
+                    external_id="wamid.ECHO3",
+                    contact=CUSTOMER,
+                    direction=Direction.OUTBOUND,
+                    timestamp=datetime.fromtimestamp(1749416420, UTC),
                 )
             ],
         ),

@@ -1,7 +1,7 @@
 """sessions: login tokens expire and belong to a session; refresh tokens, each good for one use
 
-Revision ID: 0008_sessions
-Revises: 0007_rate_buckets
+Revision ID: 0012_sessions
+Revises: 0011_labels_and_attributes
 Create Date: 2026-12-06 22:30:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import hub.schema
 
-revision: str = "0008_sessions"
-down_revision: str | None = "0007_rate_buckets"
+revision: str = "0012_sessions"
+down_revision: str | None = "0011_labels_and_attributes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

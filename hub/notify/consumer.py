@@ -1,0 +1,317 @@
+"""Notifications from the event log: a consumer with a durable cursor, like an app.
+
+It reads the events after its cursor (``cursors`` row ``_hub``/``notifications``), works out who
+is told of what (``targets``), and in one transaction per batch writes each notification, an
+``notification.created`` event for the in-app ones, a delivery per configured notifier whose
+medium the user wants, and the new cursor. The cursor moves by compare-and-set, so a crash
+neither skips nor repeats a batch, and two processes never both handle one.
+
+Push is suppressed while the user's availability status has push off (``offline`` and admin
+statuses made so); in-app and email are not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub import schema
+from hub.access import Actor
+from hub.db import new_id
+from hub.events import Store, Tx
+from hub.models import Event, utcnow
+from hub.notify.notifier import Notifier
+from hub.notify.service import effective_preferences, notification_dict
+from hub.routing import BUILTIN_AVAILABILITY
+from hub.services.organisation import load_actor
+from hub.worker import Worker
+
+__all__ = ["CURSOR", "NotificationConsumer", "Target"]
+
+log = logging.getLogger("hub.notify")
+CURSOR = ("_hub", "notifications")
+E = schema.events
+K = schema.cursors
+C = schema.conversations
+U = schema.users
+NT = schema.notifications
+ND = schema.notification_deliveries
+WATCHED = ("conversation.created", "conversation.updated", "message.created", "note.created")
+
+# (user id, event type, title, body, data)
+Target = tuple[str, str, str, str | None, dict[str, Any]]
+
+
+def _short(text: str | None, limit: int = 200) -> str | None:
+    if text is None:
+        return None
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Batch:
+    """What one batch reads once: users, their actors and preferences."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self._users: dict[str, dict[str, Any]] | None = None
+        self._actors: dict[str, Actor] = {}
+        self._prefs: dict[str, dict[str, dict[str, bool]]] = {}
+        self._push_off: set[str] | None = None
+
+    async def users(self) -> dict[str, dict[str, Any]]:
+        if self._users is None:
+            rows = await self.conn.execute(sa.select(U).where(U.c.active.is_(True)))
+            self._users = {r["id"]: dict(r) for r in rows.mappings()}
+        return self._users
+
+    async def actor(self, user_id: str) -> Actor | None:
+        user = (await self.users()).get(user_id)
+        if user is None:
+            return None
+        if user_id not in self._actors:
+            self._actors[user_id] = await load_actor(self.conn, user)
+        return self._actors[user_id]
+
+    async def prefs(self, user_id: str) -> dict[str, dict[str, bool]]:
+        if user_id not in self._prefs:
+            self._prefs[user_id] = await effective_preferences(self.conn, user_id)
+        return self._prefs[user_id]
+
+    async def push_allowed(self, user_id: str) -> bool:
+        if self._push_off is None:
+            A = schema.availability_statuses
+            custom = {r.id: r.push for r in await self.conn.execute(sa.select(A.c.id, A.c.push))}
+            push = {k: v[1] for k, v in BUILTIN_AVAILABILITY.items()} | custom
+            self._push_off = {
+                uid for uid, u in (await self.users()).items() if not push.get(u["availability"], True)
+            }
+        return user_id not in self._push_off
+
+
+async def targets(batch: _Batch, event: Event) -> list[Target]:
+    """Who is told of ``event``, as what: the one place that decides it."""
+    data = event.data
+    out: list[Target] = []
+    by = (data.get("by") or {}).get("id")
+    if event.type == "conversation.created":
+        name = (data.get("contact") or {}).get("name") or "a customer"
+        for uid in await batch.users():
+            actor = await batch.actor(uid)
+            if actor is not None and actor.sees_conversation(data):
+                out.append((uid, "conversation_created", f"New conversation with {name}", None, {}))
+    elif event.type == "conversation.updated":
+        changed, assignee = set(data.get("changed") or ()), data.get("assignee_id")
+        name = (data.get("contact") or {}).get("name") or "a customer"
+        if "assignee_id" in changed and assignee and assignee != by:
+            who = (data.get("by") or {}).get("name") or "the hub"
+            out.append(
+                (
+                    assignee,
+                    "assigned",
+                    f"{who} assigned you the conversation with {name}",
+                    None,
+                    {"by": data.get("by")},
+                )
+            )
+        woke = (data.get("by") or {}).get("type") == "system" and {"status", "snoozed_until"} <= changed
+        if woke and data.get("status") == "open" and assignee:
+            out.append((assignee, "snooze_ended", f"The conversation with {name} is open again", None, {}))
+    elif event.type == "message.created" and data.get("direction") == "inbound" and event.conversation_id:
+        assignee = await batch.conn.scalar(sa.select(C.c.assignee_id).where(C.c.id == event.conversation_id))
+        if assignee:
+            sender = (data.get("sender") or {}).get("name") or "The customer"
+            text = data.get("text") or f"({data.get('kind', 'message')})"
+            out.append(
+                (assignee, "new_message", f"{sender} wrote", _short(text), {"message_id": data.get("id")})
+            )
+    elif event.type == "note.created":
+        author = data.get("author") or {}
+        for uid in data.get("mentions") or ():
+            if uid != author.get("id"):
+                title = f"{author.get('name') or 'A colleague'} mentioned you in a note"
+                out.append(
+                    (
+                        uid,
+                        "mention",
+                        title,
+                        _short(data.get("text")),
+                        {"note_id": data.get("id"), "by": author},
+                    )
+                )
+    # Only users who can still read the conversation hear of it.
+    kept: list[Target] = []
+    for target in out:
+        actor = await batch.actor(target[0])
+        if actor is None:
+            continue
+        if (
+            event.type != "conversation.created"
+            and event.conversation_id
+            and not await _sees(batch, actor, event)
+        ):
+            continue
+        kept.append(target)
+    return kept
+
+
+async def _sees(batch: _Batch, actor: Actor, event: Event) -> bool:
+    row = (
+        (
+            await batch.conn.execute(
+                sa.select(C.c.channel_id, C.c.assignee_id, C.c.team).where(C.c.id == event.conversation_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return row is not None and actor.sees_conversation(dict(row))
+
+
+class NotificationConsumer(Worker):
+    task_name = "hub-notifications"
+
+    def __init__(
+        self,
+        store: Store,
+        notifiers: dict[str, Notifier],
+        *,
+        on_deliveries: Callable[[], None] | None = None,
+        batch_size: int = 200,
+        interval: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.notifiers = notifiers
+        self.on_deliveries = on_deliveries
+        self.batch_size = batch_size
+        self.interval = interval
+
+    def observe(self, event: Event) -> None:
+        if event.type in WATCHED:
+            self.notify()
+
+    async def start(self) -> None:
+        await self.init_cursor()
+        await super().start()
+
+    async def init_cursor(self) -> None:
+        """A hub that never ran the consumer starts at the end of the log: it notifies of what
+        happens from now on, not of the past."""
+        async with self.store.tx() as tx:
+            if await self._cursor(tx.conn) is None:
+                last = int(await tx.conn.scalar(sa.select(sa.func.max(E.c.seq))) or 0)
+                await tx.conn.execute(
+                    self.store.db.insert(K)
+                    .values(channel_id=CURSOR[0], name=CURSOR[1], value=str(last), updated_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=["channel_id", "name"])
+                )
+
+    async def _cursor(self, conn: AsyncConnection) -> int | None:
+        value = await conn.scalar(
+            sa.select(K.c.value).where(K.c.channel_id == CURSOR[0], K.c.name == CURSOR[1])
+        )
+        return None if value is None else int(value)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                done = await self.step()
+            except Exception:
+                log.exception("notifications: a batch failed; trying again in %s s", self.interval)
+                done = 0
+            if done < self.batch_size:
+                await self.idle(self.interval)
+
+    async def step(self) -> int:
+        """Handle the next batch of events; how many events it read (0: nothing new)."""
+        async with self.store.db.read() as conn:
+            start = await self._cursor(conn)
+            if start is None:
+                return 0
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at
+                    )
+                    .where(E.c.seq > start)
+                    .order_by(E.c.seq)
+                    .limit(self.batch_size)
+                )
+            ).all()
+        if not rows:
+            return 0
+        deliveries = 0
+        async with self.store.tx() as tx:
+            moved = await tx.conn.execute(
+                K.update()
+                .where(K.c.channel_id == CURSOR[0], K.c.name == CURSOR[1], K.c.value == str(start))
+                .values(value=str(rows[-1].seq), updated_at=utcnow())
+            )
+            if not moved.rowcount:
+                return 0  # another process handled this batch
+            batch = _Batch(tx.conn)
+            for seq, type_, channel_id, conversation_id, text, at in rows:
+                if type_ not in WATCHED:
+                    continue
+                event = Event.model_construct(
+                    seq=seq,
+                    type=type_,
+                    channel_id=channel_id,
+                    conversation_id=conversation_id,
+                    data=json.loads(text),
+                    created_at=at,
+                )
+                for target in await targets(batch, event):
+                    deliveries += await self._notify(tx, batch, event, target)
+        if deliveries and self.on_deliveries is not None:
+            self.on_deliveries()
+        return len(rows)
+
+    async def _notify(self, tx: Tx, batch: _Batch, event: Event, target: Target) -> int:
+        user_id, kind, title, body, extra = target
+        wanted = (await batch.prefs(user_id)).get(kind, {})
+        media = {m for m, on in wanted.items() if on}
+        if "push" in media and not await batch.push_allowed(user_id):
+            media.discard("push")
+        notifiers = [n for n, notifier in self.notifiers.items() if notifier.medium in media]
+        if "in_app" not in media and not notifiers:
+            return 0
+        now = utcnow()
+        row = {
+            "id": new_id("ntf_"),
+            "user_id": user_id,
+            "event": kind,
+            "title": title,
+            "body": body,
+            "conversation_id": event.conversation_id,
+            "channel_id": event.channel_id,
+            "data": {**extra, "event_seq": event.seq},
+            "in_app": "in_app" in media,
+            "read_at": None,
+            "created_at": now,
+        }
+        await tx.conn.execute(NT.insert().values(**row))
+        if row["in_app"]:
+            await tx.emit("notification.created", notification_dict(row))
+        if notifiers:
+            await tx.conn.execute(
+                ND.insert(),
+                [
+                    {
+                        "notification_id": row["id"],
+                        "notifier": name,
+                        "state": "pending",
+                        "attempts": 0,
+                        "due_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for name in notifiers
+                ],
+            )
+        return len(notifiers)
