@@ -179,9 +179,10 @@ async def setup(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(PREFIX + "/login") from None
     request.app[SETUP_TOKEN].clear()
     # Logged in as everyone is: through the login guard, with the password just chosen.
-    user, api_token = await request.config_dict[LOGINS].login(
+    user = await request.config_dict[LOGINS].login(
         request.config_dict[STORE].db, request.remote or "unknown", shown["email"], password
     )
+    api_token = await create_token(request.config_dict[STORE].db, user["id"], "console")
     session = await new_session(request)
     session["token"] = api_token
     session["user_id"] = user["id"]

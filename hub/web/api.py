@@ -29,7 +29,6 @@ from hub.appkeys import (
     SESSIONS,
     STORE,
     TEAMS,
-    TOKEN_CACHE,
     UPLOADS,
 )
 from hub.limits import Attributes, Id, Labels, Name, omit_null
@@ -40,7 +39,6 @@ from hub.services.conversations import ASSIGNEE_FILTERS, PRIORITIES, STATUSES
 from hub.services.organisation import public_user
 from hub.sessions import SessionRefused, SessionTokens
 from hub.uploads import EmptyUpload, UploadTooLarge
-from hub.users import revoke_token
 from hub.web.auth import bearer_token, require_actor
 from hub.web.config import config_response
 from hub.web.errors import ApiError, query_int, query_text, read_json

@@ -247,6 +247,8 @@ _VERBS = frozenset(
 
 def operation_id(method: str, name: str) -> str:
     return name if name.split("_", 1)[0] in _VERBS else f"{method.lower()}_{name}"
+
+
 def _types(media: str | tuple[str, ...]) -> tuple[str, ...]:
     return (media,) if isinstance(media, str) else media
 
