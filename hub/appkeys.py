@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from hub.services.quick_replies import QuickReplyService
     from hub.services.search import SearchService
     from hub.services.teams import TeamService
+    from hub.sessions import Sessions
     from hub.timers import Connections
     from hub.uploads import UploadStore
     from hub.users import TokenCache
@@ -64,6 +65,7 @@ SEND_WRITER: web.AppKey[GroupCommit[dict[str, Any]]] = web.AppKey("send_writer")
 TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("token_cache")
 INGEST: web.AppKey[IngestRunner] = web.AppKey("ingest")
 LOGINS: web.AppKey[LoginGuard] = web.AppKey("logins")
+SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
 REDACTOR: web.AppKey[SecretRedactor] = web.AppKey("redactor")
 ORG: web.AppKey[OrgService] = web.AppKey("org")
 TEAMS: web.AppKey[TeamService] = web.AppKey("teams")

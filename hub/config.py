@@ -103,6 +103,18 @@ class HubSection(BaseModel):
         ge=64 * 1024,
         description="events waiting for one WebSocket client; over it the client is closed with 4429",
     )
+    access_token_ttl: float = Field(
+        default=3600,
+        ge=1,
+        description="seconds a login's bearer token works; then refresh it (POST /api/v1/auth/refresh)",
+    )
+    refresh_token_ttl: float = Field(
+        default=30 * 24 * 3600, ge=1, description="seconds a refresh token works (each works once)"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="web origins allowed to call the API from a browser, e.g. https://app.example.com",
+    )
     check_events: bool = Field(
         default=False,
         description="refuse to emit an event whose type or data the event catalogue does not describe "

@@ -24,7 +24,7 @@ from hub.channel import RateLimit
 from hub.db import Database
 from hub.ratelimit import RateLimiter
 from hub.security import hash_password, verify_password
-from hub.users import create_token, find_user
+from hub.users import find_user
 
 __all__ = ["LoginGuard", "LoginRefused", "TooManyLogins"]
 
@@ -96,11 +96,9 @@ class LoginGuard:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, verify_password, stored, password)
 
-    async def login(
-        self, db: Database, address: str, email: str, password: str
-    ) -> tuple[dict[str, Any], str]:
-        """(user, new token) for a right password of an active account; else LoginRefused or
-        TooManyLogins."""
+    async def login(self, db: Database, address: str, email: str, password: str) -> dict[str, Any]:
+        """The user, for a right password of an active account; else LoginRefused or
+        TooManyLogins. (``hub.sessions`` then issues the tokens.)"""
         email = email.strip().lower()
         self._check_rate(address, email)
         user = await find_user(db, email)
@@ -108,4 +106,4 @@ class LoginGuard:
         ok = await self._verify(stored or _dummy_hash(), password)
         if not (ok and user is not None and stored and user["active"]):
             raise LoginRefused("email or password is wrong")
-        return user, await create_token(db, user["id"], "login")
+        return user

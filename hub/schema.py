@@ -170,6 +170,19 @@ api_tokens = Table(
     Column("name", String(200)),
     Column("created_at", TS, nullable=False),
     Column("last_used_at", TS),
+    Column("expires_at", TS, comment="none: never (CLI tokens)"),
+    Column("family_id", String(32), index=True, comment="the login session it belongs to"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("family_id", String(32), nullable=False, index=True),
+    Column("expires_at", TS, nullable=False),
+    Column("used_at", TS, comment="spent: a second use ends the session"),
+    Column("created_at", TS, nullable=False),
 )
 
 channels = Table(

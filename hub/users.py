@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ __all__ = [
     "create_user",
     "list_users",
     "revoke_token",
+    "token_expires_at",
 ]
 
 U = schema.users
@@ -104,11 +106,13 @@ class TokenCache:
             return None
         return entry[1]
 
-    def put(self, token_hash: str, user: dict[str, Any]) -> None:
+    def put(self, token_hash: str, user: dict[str, Any], expires_in: float | None = None) -> None:
+        """Remember a token for ``ttl`` seconds, or until it expires (``expires_in``) if sooner."""
         if len(self._entries) >= self.max_entries:
-            # Insertion order is expiry order (one ttl for all): the first entry expires first.
+            # Roughly expiry order (one ttl for all): the first entry expires first.
             del self._entries[next(iter(self._entries))]
-        self._entries[token_hash] = (time.monotonic() + self.ttl, user)
+        keep = self.ttl if expires_in is None else min(self.ttl, expires_in)
+        self._entries[token_hash] = (time.monotonic() + keep, user)
 
     def drop(self, token_hash: str) -> None:
         self._entries.pop(token_hash, None)
@@ -122,7 +126,11 @@ class TokenCache:
         self._entries.clear()
 
 
-_BY_TOKEN = sa.select(U).join(T, T.c.user_id == U.c.id).where(T.c.token_hash == sa.bindparam("token_hash"))
+_BY_TOKEN = (
+    sa.select(U, T.c.expires_at.label("token_expires_at"))
+    .join(T, T.c.user_id == U.c.id)
+    .where(T.c.token_hash == sa.bindparam("token_hash"))
+)
 
 
 async def authenticate_token(
@@ -136,10 +144,23 @@ async def authenticate_token(
         row = (await conn.execute(_BY_TOKEN, {"token_hash": token_hash})).mappings().first()
     if row is None or not row["active"]:
         return None
-    user = {k: v for k, v in row.items() if k != "password_hash"}
+    expires = row["token_expires_at"]
+    left = None if expires is None else (expires - utcnow()).total_seconds()
+    if left is not None and left <= 0:
+        return None
+    user = {k: v for k, v in row.items() if k not in ("password_hash", "token_expires_at")}
     if cache is not None:
-        cache.put(token_hash, user)
+        cache.put(token_hash, user, left)
     return user
+
+
+async def token_expires_at(db: Database, token: str) -> datetime | None:
+    """When a token stops working; None when it never does (or is unknown)."""
+    async with db.read() as conn:
+        value: datetime | None = await conn.scalar(
+            sa.select(T.c.expires_at).where(T.c.token_hash == hash_token(token))
+        )
+    return value
 
 
 async def revoke_token(db: Database, token: str, cache: TokenCache | None = None) -> None:

@@ -12,7 +12,7 @@ from hub.appkeys import CHANNEL_ADMIN, LOGINS, ORG, STORE, TOKEN_CACHE
 from hub.console.base import PREFIX, SETUP_TOKEN, current_actor, form_data, need_actor, render
 from hub.logins import LoginRefused, TooManyLogins
 from hub.services.errors import Conflict, Forbidden, NotFound
-from hub.users import revoke_token
+from hub.users import create_token, revoke_token
 
 __all__ = ["routes"]
 
@@ -52,7 +52,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             request, "login.html", {**ctx, "error": "Enter your email and password."}, status=422
         )
     try:
-        user, token = await request.config_dict[LOGINS].login(
+        user = await request.config_dict[LOGINS].login(
             request.config_dict[STORE].db, request.remote or "unknown", email, password
         )
     except LoginRefused:
@@ -68,6 +68,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
         resp.headers["Retry-After"] = str(exc.retry_after)
         return resp
+    # The console's own token, held in its cookie session (the app's logins expire and refresh).
+    token = await create_token(request.config_dict[STORE].db, user["id"], "console")
     # A fresh session (and CSRF token) at login: one planted before it is worth nothing after.
     session = await new_session(request)
     session["token"] = token
@@ -177,9 +179,10 @@ async def setup(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(PREFIX + "/login") from None
     request.app[SETUP_TOKEN].clear()
     # Logged in as everyone is: through the login guard, with the password just chosen.
-    user, api_token = await request.config_dict[LOGINS].login(
+    user = await request.config_dict[LOGINS].login(
         request.config_dict[STORE].db, request.remote or "unknown", shown["email"], password
     )
+    api_token = await create_token(request.config_dict[STORE].db, user["id"], "console")
     session = await new_session(request)
     session["token"] = api_token
     session["user_id"] = user["id"]

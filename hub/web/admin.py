@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
 
@@ -47,7 +48,13 @@ class ChannelMembersIn(BaseModel):
 
 
 @routes.get("/api/v1/admin/channels")
-@operation("All channel instances, enabled or not", "admin", errors=(403,), response=ChannelList)
+@operation(
+    "All channel instances, enabled or not",
+    "admin",
+    errors=(403,),
+    response=ChannelList,
+    operation_id="list_admin_channels",
+)
 async def admin_list(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     return web.json_response(request.app[CHANNEL_ADMIN].all(actor))
@@ -65,8 +72,20 @@ def _create_schema(app: web.Application) -> dict[str, Any]:
     for name, cls in sorted(types.items()):
         settings = cls.Settings.model_json_schema(ref_template=ref)
         defs.update(settings.pop("$defs", {}))
+        # Every plugin's model is called Settings: a title of its own per type, so that generated
+        # clients get one class per type instead of clashing names.
+        title = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name))
+        settings["title"] = f"{title}Settings"
+        defs[f"{title}Settings"] = settings
         branches.append(
-            {"properties": {"type": {"const": name}, "settings": settings}, "required": ["type", "settings"]}
+            {
+                "title": f"{title}ChannelCreate",
+                "properties": {
+                    "type": {"const": name},
+                    "settings": {"$ref": ref.format(model=f"{title}Settings")},
+                },
+                "required": ["type", "settings"],
+            }
         )
     schema["oneOf"] = branches
     return schema
@@ -81,6 +100,7 @@ def _create_schema(app: web.Application) -> dict[str, Any]:
     status=201,
     errors=(403, 409, 422),
     response=ChannelOut,
+    operation_id="create_channel",
 )
 async def admin_create(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request, "channels.manage")
@@ -97,6 +117,7 @@ async def admin_create(request: web.Request) -> web.StreamResponse:
     "admin",
     errors=(403, 404),
     response=ChannelOut,
+    operation_id="get_admin_channel",
 )
 async def admin_get(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
@@ -110,6 +131,7 @@ async def admin_get(request: web.Request) -> web.StreamResponse:
     body=ChannelPatch,
     errors=(403, 404, 422),
     response=ChannelOut,
+    operation_id="update_channel",
 )
 async def admin_patch(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request, "channels.manage")
@@ -127,6 +149,7 @@ async def admin_patch(request: web.Request) -> web.StreamResponse:
     "admin",
     errors=(403, 404, 409),
     response=HealthOut,
+    operation_id="check_channel",
 )
 async def admin_check(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
@@ -152,6 +175,7 @@ class ResyncOut(BaseModel):
     body=ResyncRequest,
     errors=(403, 404, 409, 422, 502),
     response=ResyncOut,
+    operation_id="resync_channel",
 )
 async def admin_resync(request: web.Request) -> web.StreamResponse:
     await require_actor(request, "channels.manage")
@@ -168,7 +192,9 @@ async def _toggle(request: web.Request, enabled: bool) -> web.StreamResponse:
 
 
 @routes.post("/api/v1/admin/channels/{channel_id}/enable")
-@operation("Enable a channel", "admin", errors=(403, 404, 422), response=ChannelOut)
+@operation(
+    "Enable a channel", "admin", errors=(403, 404, 422), response=ChannelOut, operation_id="enable_channel"
+)
 async def admin_enable(request: web.Request) -> web.StreamResponse:
     return await _toggle(request, True)
 
@@ -179,13 +205,14 @@ async def admin_enable(request: web.Request) -> web.StreamResponse:
     "admin",
     errors=(403, 404),
     response=ChannelOut,
+    operation_id="disable_channel",
 )
 async def admin_disable(request: web.Request) -> web.StreamResponse:
     return await _toggle(request, False)
 
 
 @routes.delete("/api/v1/admin/channels/{channel_id}")
-@operation("Delete a channel instance", "admin", status=204, errors=(403, 404))
+@operation("Delete a channel instance", "admin", status=204, errors=(403, 404), operation_id="delete_channel")
 async def admin_delete(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     await request.app[CHANNEL_ADMIN].delete(actor, request.match_info["channel_id"])

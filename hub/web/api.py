@@ -26,9 +26,9 @@ from hub.appkeys import (
     ORG,
     OUTBOX,
     SEARCH,
+    SESSIONS,
     STORE,
     TEAMS,
-    TOKEN_CACHE,
     UPLOADS,
 )
 from hub.limits import Attributes, Id, Labels, Name, omit_null
@@ -37,8 +37,8 @@ from hub.models import Conversation, Message
 from hub.outreach import start_conversation
 from hub.services.conversations import ASSIGNEE_FILTERS, PRIORITIES, STATUSES
 from hub.services.organisation import public_user
+from hub.sessions import SessionRefused, SessionTokens
 from hub.uploads import EmptyUpload, UploadTooLarge
-from hub.users import revoke_token
 from hub.web.auth import bearer_token, require_actor
 from hub.web.config import config_response
 from hub.web.errors import ApiError, query_int, query_text, read_json
@@ -108,6 +108,7 @@ def _limit(request: web.Request) -> int:
 @operation(
     "Log in with email and password; returns a bearer token",
     "auth",
+    operation_id="login",
     auth=None,
     body=LoginRequest,
     response=LoginOut,
@@ -116,7 +117,7 @@ def _limit(request: web.Request) -> int:
 async def auth_login(request: web.Request) -> web.StreamResponse:
     req = await _body(request, LoginRequest)
     try:
-        user, token = await request.app[LOGINS].login(
+        user = await request.app[LOGINS].login(
             request.app[STORE].db, request.remote or "unknown", req.email, req.password
         )
     except LoginRefused as exc:
@@ -126,18 +127,54 @@ async def auth_login(request: web.Request) -> web.StreamResponse:
         raise ApiError(
             429, "too_many_requests", str(exc), {"retry_after": exc.retry_after}, {"Retry-After": wait}
         ) from None
+    tokens = await request.app[SESSIONS].open(user["id"])
+    return web.json_response(await _session_body(request, user, tokens))
+
+
+async def _session_body(request: web.Request, user: dict[str, Any], tokens: SessionTokens) -> dict[str, Any]:
     actor = await request.app[ORG].actor_for(user, fresh=True)
-    body = {**public_user(user), "permissions": sorted(actor.permissions)}
-    return web.json_response({"token": token, "token_type": "bearer", "user": body})
+    return {**tokens.public(), "user": {**public_user(user), "permissions": sorted(actor.permissions)}}
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=200)
+
+
+@routes.post("/api/v1/auth/refresh")
+@operation(
+    "Trade a refresh token for a new token and refresh token. Each refresh token works once: "
+    "presenting a used one again ends the whole session (401 refresh_token_reused)",
+    "auth",
+    operation_id="refresh_session",
+    auth=None,
+    body=RefreshRequest,
+    response=LoginOut,
+    errors=(401, 422),
+)
+async def auth_refresh(request: web.Request) -> web.StreamResponse:
+    req = await _body(request, RefreshRequest)
+    try:
+        user, tokens = await request.app[SESSIONS].refresh(req.refresh_token)
+    except SessionRefused as exc:
+        raise ApiError(401, exc.code, str(exc)) from None
+    return web.json_response(await _session_body(request, user, tokens))
 
 
 @routes.post("/api/v1/auth/logout")
-@operation("Revoke the token used for this request", "auth", status=204)
+@operation(
+    "End the session of the token used for this request: it, its refresh token and its open "
+    "streams (closed with 4401) stop at once",
+    "auth",
+    status=204,
+    operation_id="logout",
+)
 async def auth_logout(request: web.Request) -> web.StreamResponse:
     await require_actor(request)
     token = bearer_token(request)
     if token:
-        await revoke_token(request.app[STORE].db, token, request.app[TOKEN_CACHE])
+        await request.app[SESSIONS].logout(token)
     return web.Response(status=204)
 
 
@@ -422,6 +459,10 @@ async def _load_uploads(request: web.Request, req: SendRequest) -> dict[str, dic
     body=SendRequest,
     response=Message,
     status=202,
+    also={
+        200: "A replay: the message an earlier request with this Idempotency-Key stored "
+        "(Idempotent-Replayed: true)"
+    },
     headers={
         "Idempotency-Key": (
             "a unique key per message; the same key returns the same message",

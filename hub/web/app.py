@@ -57,6 +57,7 @@ from hub.appkeys import (
     REGISTRY,
     SEARCH,
     SEND_WRITER,
+    SESSIONS,
     STORE,
     TEAMS,
     TOKEN_CACHE,
@@ -107,12 +108,14 @@ from hub.services.organisation import OrgService
 from hub.services.quick_replies import QuickReplyService
 from hub.services.search import SearchService
 from hub.services.teams import TeamService
+from hub.sessions import Sessions
 from hub.timers import Connections, TimedWork
 from hub.uploads import UploadStore
 from hub.users import TokenCache
 from hub.web import admin, api, notifications, org, routing, stream, webhooks, workspace
 from hub.web import config as config_routes
 from hub.web.asyncapi import build_asyncapi
+from hub.web.cors import cors_middleware
 from hub.web.errors import ProtocolLog, error_middleware
 from hub.web.event_catalogue import check_event
 from hub.web.openapi import build_openapi, operation
@@ -190,7 +193,7 @@ def create_app(
     """Build the hub. Plugins load here (not at import), so a test can add its own for one app."""
     pm, registry, report = load_plugins(extra=extra_plugins)
     app = web.Application(
-        middlewares=[timing_middleware, error_middleware],
+        middlewares=[cors_middleware, timing_middleware, error_middleware],
         client_max_size=config.hub.max_body_bytes,
         handler_args={"logger": ProtocolLog(logging.getLogger("aiohttp.server"))},
     )
@@ -274,6 +277,7 @@ async def _logins(app: web.Application) -> AsyncIterator[None]:
     )
     await guard.warm_up()
     app[LOGINS] = guard
+    app[SESSIONS] = Sessions(app[STORE], app[TOKEN_CACHE], cfg.access_token_ttl, cfg.refresh_token_ttl)
     yield
     guard.close()
 

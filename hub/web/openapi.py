@@ -12,28 +12,43 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from hub import __version__
 
 __all__ = ["SEQ_HEADER", "Operation", "build_openapi", "operation", "with_seq"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "details"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "details": {},
-            },
-        }
-    },
-}
+
+
+class FieldProblem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(description="the field refused, dotted (attachments.0.upload_id), or (body)")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="stable, for programs: validation_failed, not_found, cursor_too_old, ...")
+    message: str = Field(description="for people")
+    details: list[FieldProblem] | dict[str, Any] | None = Field(
+        description="a 422's refused fields; otherwise what the code documents (retry_after, last_seq, ...)"
+    )
+
+
+class Error(BaseModel):
+    """Every API error, whatever the status."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorBody
+
+
+def _error_schemas() -> dict[str, Any]:
+    top = Error.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"Error": top, **top.pop("$defs", {})}
 
 
 @dataclass
@@ -55,6 +70,10 @@ class Operation:
     response_type: str | tuple[str, ...] = "application/json"
     # For a body whose schema depends on the app (installed channel types): app -> JSON schema.
     body_schema: Callable[[web.Application], dict[str, Any]] | None = None
+    # Other success statuses answered with the same body (a replayed send: 200 beside 202).
+    also: dict[int, str] = field(default_factory=dict)
+    # The operation's id when the handler's name does not make a good one.
+    operation_id: str | None = None
     # A cacheable read (hub.web.config): ETag on the answer, 304 to a matching If-None-Match.
     etag: bool = False
     # A body taken in several media types (an upload: multipart or raw): media type -> app -> schema.
@@ -114,7 +133,7 @@ def get_operation(handler: Any) -> Operation | None:
 
 def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    schemas: dict[str, Any] = _error_schemas()
     for route in app.router.routes():
         if route.method == "HEAD":
             continue
@@ -128,7 +147,7 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "summary": op.summary,
             "tags": [op.tag],
-            "operationId": f"{route.method.lower()}_{route.handler.__name__}",
+            "operationId": op.operation_id or operation_id(route.method, route.handler.__name__),
             "responses": {},
         }
         params: list[dict[str, Any]] = []
@@ -196,6 +215,8 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
                 "headers": etag_header,
             }
         entry["responses"][str(op.status)] = ok
+        for code, why in op.also.items():
+            entry["responses"][str(code)] = {**ok, "description": why}
         for code in sorted({400, 500, *op.errors, *((401,) if op.auth else ())}):
             entry["responses"][str(code)] = {
                 "description": "Error",
@@ -214,6 +235,18 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+# A handler named for what it does keeps its name as the operation's id (list_conversations, not
+# get_list_conversations); one named for a thing gets the method in front (me: get_me).
+_VERBS = frozenset(
+    "get list create update patch delete put post send set read upload download retry cancel check "
+    "enable disable resync receive reinvite login logout refresh revoke".split()
+)
+
+
+def operation_id(method: str, name: str) -> str:
+    return name if name.split("_", 1)[0] in _VERBS else f"{method.lower()}_{name}"
 
 
 def _types(media: str | tuple[str, ...]) -> tuple[str, ...]:

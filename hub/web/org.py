@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.access import PERMISSIONS
-from hub.appkeys import CONFIG, ORG, TEAMS
+from hub.appkeys import CONFIG, ORG, SESSIONS, TEAMS
 from hub.services.organisation import ROLE_NAME
 from hub.web.auth import require_actor
 from hub.web.config import config_response
@@ -18,6 +18,7 @@ from hub.web.schemas import (
     InvitationOut,
     InvitedUserOut,
     PermissionList,
+    RevokedOut,
     RoleList,
     RoleOut,
     TeamList,
@@ -215,6 +216,23 @@ async def reinvite(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request, "users.manage")
     invitation = await request.app[ORG].invite(actor, request.match_info["user_id"])
     return web.json_response(_invitation(request, invitation), status=201)
+
+
+@routes.post("/api/v1/admin/users/{user_id}/revoke-tokens")
+@operation(
+    "End every session of a user: their tokens and refresh tokens stop working and their open "
+    "streams close (4401); the user stays active and may log in again",
+    "organisation",
+    operation_id="revoke_user_tokens",
+    errors=(403, 404),
+    response=RevokedOut,
+)
+async def revoke_tokens(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request, "users.manage")
+    user_id = request.match_info["user_id"]
+    await request.app[ORG].get_user(actor, user_id)  # 404 for an unknown user
+    revoked = await request.app[SESSIONS].revoke_user(user_id)
+    return web.json_response({"user_id": user_id, "revoked": revoked})
 
 
 @routes.post("/api/v1/auth/set-password")

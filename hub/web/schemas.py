@@ -37,6 +37,7 @@ __all__ = [
     "PolicyList",
     "PolicyOut",
     "PresenceOut",
+    "RevokedOut",
     "RoleList",
     "RoleOut",
     "SearchOut",
@@ -85,6 +86,11 @@ class MeOut(LoginUser):
     all_channels: bool = Field(description="true for administrators: every channel is in scope")
     channel_ids: list[str] = Field(description="the activated channels this user serves")
     teams: list[TeamRef]
+
+
+class RevokedOut(Out):
+    user_id: str
+    revoked: int = Field(description="how many tokens stopped working")
 
 
 class UserList(Out):
@@ -141,8 +147,12 @@ class ChannelMembersOut(Out):
 
 
 class LoginOut(Out):
-    token: str
+    token: str = Field(description="the bearer token")
     token_type: str = "bearer"
+    expires_at: str = Field(description="when the token stops working (then refresh)")
+    expires_in: int = Field(description="seconds until then")
+    refresh_token: str = Field(description="trade it for a new pair once: POST /api/v1/auth/refresh")
+    refresh_expires_at: str
     user: LoginUser
 
 

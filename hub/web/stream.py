@@ -26,7 +26,8 @@ from aiohttp import WSMsgType, web
 from hub.access import Actor
 from hub.appkeys import CONFIG, CONNECTIONS, EVENTS, METRICS, ORG, STORE
 from hub.events import Frame, Store
-from hub.users import authenticate_token
+from hub.models import utcnow
+from hub.users import authenticate_token, token_expires_at
 from hub.web.asyncapi import HEARTBEAT_SECONDS
 from hub.web.auth import STREAM_PATH, bearer_token, require_actor
 from hub.web.errors import ApiError, query_int
@@ -137,6 +138,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             )
             await ws.close(code=RESYNC_CLOSE, message=b"resync")
             return ws
+        expiry = asyncio.create_task(_close_at_expiry(ws, store, viewer.token))
         try:
             await _pump(ws, store, viewer, after)
         except _Revoked:
@@ -145,10 +147,22 @@ async def stream(request: web.Request) -> web.StreamResponse:
             await _drop(request, ws, str(exc))
         except ConnectionError:  # the client went away mid-send: nothing to report
             pass
+        finally:
+            expiry.cancel()
     finally:
         metrics.stream_clients.dec()
         await connections.closed(viewer.actor.id)
     return ws
+
+
+async def _close_at_expiry(ws: web.WebSocketResponse, store: Store, token: str) -> None:
+    """Close the stream (4401) when its token expires; a logout or a revocation closes it sooner
+    (through ``access.changed``)."""
+    expires = await token_expires_at(store.db, token)
+    if expires is None:
+        return
+    await asyncio.sleep(max(0.0, (expires - utcnow()).total_seconds()))
+    await ws.close(code=REVOKED_CLOSE, message=b"token expired")
 
 
 def _frame(event_text: str) -> str:

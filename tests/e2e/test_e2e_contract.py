@@ -11,12 +11,15 @@ as well; these tests check what an app receives, with the documents it is given.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
 import jsonschema_rs
 import pytest
 from e2e_support import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
     Api,
     EventStream,
     HubProcess,
@@ -235,3 +238,28 @@ async def test_a_list_then_a_stream_from_its_seq_misses_nothing(
     finally:
         stop.set()
         await writer
+
+
+async def test_a_logout_closes_the_open_websocket_within_a_second(
+    api: Api, http: aiohttp.ClientSession, shared_hub: HubProcess
+) -> None:
+    anon = Api(http, shared_hub.base_url)
+    session = await anon.ok(
+        "POST", "/api/v1/auth/login", json_body={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    token = session["token"]
+    async with EventStream(http, shared_hub.base_url, token, await api.last_seq()) as stream:
+        await stream.wait_live()
+        started = time.monotonic()
+        assert (
+            await Api(http, shared_hub.base_url, token).request("POST", "/api/v1/auth/logout")
+        ).status == 204
+        await asyncio.wait_for(stream.closed.wait(), 5)
+        took = time.monotonic() - started
+        assert stream.ws is not None and stream.ws.close_code == 4401, stream.frames[-3:]
+    assert took < 1.0, f"the stream closed {took:.2f} s after the logout"
+    assert (await Api(http, shared_hub.base_url, token).request("GET", "/api/v1/me")).status == 401
+    refreshed = await anon.request(
+        "POST", "/api/v1/auth/refresh", json_body={"refresh_token": session["refresh_token"]}
+    )
+    assert refreshed.status == 401
