@@ -11,10 +11,13 @@ later (``due_at``), never by sleeping in the loop. Deliveries left pending by a 
 at start.
 
 Several processes on one PostgreSQL database all store deliveries; one of them at a time applies
-them (``hub.leader``), in arrival order, so two messages of one conversation are never applied out
-of order; when it stops or dies, another takes over where it stopped. Each transaction also locks
-the deliveries it applies (``FOR UPDATE SKIP LOCKED``) and marks only pending ones done, so even a
-former leader that has not noticed its loss yet never applies a delivery twice.
+them (``hub.leader``), in arrival order; when it stops or dies, another takes over where it stopped.
+Each transaction also locks the deliveries it applies (``FOR UPDATE SKIP LOCKED``) and marks only
+pending ones done, so even a former leader that has not noticed its loss yet never applies a
+delivery twice. Nor out of order: a delivery is applied only when no earlier delivery naming one of
+its contacts (``conversation_keys``) is locked by another transaction or waiting for its retry
+(``in_order``), so two messages of one conversation are never applied out of order, whichever
+processes apply them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
@@ -55,7 +58,15 @@ from hub.records import apply_status, ensure_contact, message_dict
 from hub.repair import repair_events
 from hub.worker import Worker
 
-__all__ = ["ChannelInbox", "InboundProcessor", "Overloaded", "RawInbox", "apply_events"]
+__all__ = [
+    "ChannelInbox",
+    "InboundProcessor",
+    "Overloaded",
+    "RawInbox",
+    "apply_events",
+    "conversation_keys",
+    "in_order",
+]
 
 log = logging.getLogger("hub.inbound")
 R = schema.raw_events
@@ -319,20 +330,21 @@ class InboundProcessor(Worker):
         return max(0.0, (due - utcnow()).total_seconds())
 
     async def process_pending(self, limit: int = 64) -> int:
-        """Apply up to ``limit`` pending deliveries, skipping those waiting for a retry."""
+        """Apply up to ``limit`` pending deliveries, skipping those waiting for a retry; returns how
+        many were dealt with (applied, retried later or finished as unusable).
+
+        Per-conversation order holds even when another process applies deliveries at the same
+        time (a former leader that has not noticed its loss yet): a delivery is held back, for a
+        later pass, while an earlier delivery of one of its contacts is locked by another
+        transaction or waits for its retry.
+        """
         now = utcnow()
+        columns = (R.c.id, R.c.channel_id, R.c.body, R.c.headers, R.c.received_at, R.c.attempts)
         async with self.store.db.read() as conn:
             rows = (
                 (
                     await conn.execute(
-                        sa.select(
-                            R.c.id,
-                            R.c.channel_id,
-                            R.c.body,
-                            R.c.headers,
-                            R.c.received_at,
-                            R.c.attempts,
-                        )
+                        sa.select(*columns)
                         .where(R.c.state == "pending", sa.or_(R.c.due_at.is_(None), R.c.due_at <= now))
                         .order_by(R.c.id)
                         .limit(limit)
@@ -341,13 +353,53 @@ class InboundProcessor(Worker):
                 .mappings()
                 .all()
             )
+            # Earlier deliveries waiting for their retry: their conversations wait with them.
+            waiting = (
+                (
+                    await conn.execute(
+                        sa.select(R.c.id, R.c.channel_id, R.c.body, R.c.headers, R.c.received_at)
+                        .where(R.c.state == "pending", R.c.due_at > now, R.c.id < rows[-1]["id"])
+                        .order_by(R.c.id)
+                    )
+                )
+                .mappings()
+                .all()
+                if rows
+                else []
+            )
         ready = [p for p in (self._prepare(dict(row)) for row in rows) if p is not None]
         await self._finish_unusable()
-        if len(ready) > 1 and await self._apply_batch(ready):
-            return len(rows)
+        blocked = self._keys_of(waiting)
+        if len(ready) > 1:
+            held = await self._apply_batch(ready, blocked)
+            if held is not None:
+                return len(rows) - held
+        held = 0
         for row, channel, parsed in ready:
-            await self._apply_one(row, channel, parsed)
-        return len(rows)
+            keys = conversation_keys(row["channel_id"], parsed)
+            if keys & blocked:
+                blocked |= keys
+                held += 1
+                continue
+            outcome = await self._apply_one(row, channel, parsed)
+            if outcome != "done":
+                blocked |= keys
+                held += outcome == "elsewhere"
+        return len(rows) - held
+
+    def _keys_of(self, rows: Sequence[Any]) -> set[tuple[str, str]]:
+        """The conversation keys of deliveries that are not applied yet (parsed for their keys only)."""
+        keys: set[tuple[str, str]] = set()
+        for row in rows:
+            channel = self.channels.get(row["channel_id"])
+            if channel is None:
+                continue
+            raw = RawEvent(row["channel_id"], row["body"], row["headers"] or {}, row["received_at"])
+            try:
+                keys |= conversation_keys(row["channel_id"], channel.parse(raw))
+            except Exception:
+                continue  # it fails again when its turn comes, and is finished as failed
+        return keys
 
     async def process_one(self, row: dict[str, Any]) -> None:
         """Parse and apply one stored delivery (also used by ``hub replay``)."""
@@ -383,36 +435,48 @@ class InboundProcessor(Worker):
             return None
         return row, channel, parsed
 
-    async def _apply_batch(self, ready: list[tuple[dict[str, Any], Channel, list[ParsedEvent]]]) -> bool:
-        """Apply several deliveries in one transaction (one commit instead of many).
+    async def _apply_batch(
+        self, ready: list[tuple[dict[str, Any], Channel, list[ParsedEvent]]], blocked: set[tuple[str, str]]
+    ) -> int | None:
+        """Apply several deliveries in one transaction (one commit instead of many); returns how
+        many were held back for order's sake (see ``in_order``), or None when the batch failed.
 
         All or nothing: when one fails the whole batch rolls back, publishes nothing, and the caller
-        applies them one by one, so a bad delivery only holds back itself.
+        applies them one by one, so a bad delivery only holds back itself (and its conversation).
         """
         try:
             async with self.store.tx() as tx:
                 mine = await _claim(tx, [row["id"] for row, _, _ in ready])
-                ready = [r for r in ready if r[0]["id"] in mine]
-                await apply_deliveries(tx, [(channel, parsed) for _, channel, parsed in ready])
+                take = in_order(
+                    [(row["id"], conversation_keys(row["channel_id"], parsed)) for row, _, parsed in ready],
+                    mine,
+                    blocked,
+                )
+                chosen = [r for r in ready if r[0]["id"] in take]
+                await apply_deliveries(tx, [(channel, parsed) for _, channel, parsed in chosen])
                 await tx.conn.execute(
                     R.update()
-                    .where(R.c.id.in_([row["id"] for row, _, _ in ready]), R.c.state == "pending")
+                    .where(R.c.id.in_([row["id"] for row, _, _ in chosen]), R.c.state == "pending")
                     .values(state="done", processed_at=utcnow(), error=None, due_at=None)
                 )
         except Exception as exc:
             log.warning("a batch of %d deliveries failed (%s); applying them one by one", len(ready), exc)
-            return False
-        self._processed(len(ready))
-        return True
+            return None
+        self._processed(len(chosen))
+        # Held back: locked by another process, or behind an earlier delivery of its conversation
+        # that is (or one another process finished meanwhile: the next pass no longer reads it).
+        return len(ready) - len(chosen)
 
     async def _apply_one(
         self, row: dict[str, Any], channel: Channel, parsed: list[ParsedEvent], *, replay: bool = False
-    ) -> None:
-        """Apply one delivery; ``replay`` (``hub replay``) applies it whatever its state."""
+    ) -> Literal["done", "retry", "elsewhere"]:
+        """Apply one delivery; ``replay`` (``hub replay``) applies it whatever its state. Says
+        whether it is done (or finished as failed), waits for its retry, or was not this
+        process's to apply (applied, or being applied, by another)."""
         try:
             async with self.store.tx() as tx:
                 if not replay and not await _claim(tx, [row["id"]]):
-                    return  # applied meanwhile, or being applied, by another process
+                    return "elsewhere"  # applied meanwhile, or being applied, by another process
                 await apply_events(tx, channel, parsed)
                 await tx.conn.execute(
                     R.update()
@@ -423,10 +487,10 @@ class InboundProcessor(Worker):
             log.warning("applying raw event %s failed (%s); applying its events one by one", row["id"], exc)
             failed = await self._apply_each(row, channel, parsed)
             if failed:
-                await self._retry_later(row, failed)
-                return
+                return "done" if await self._retry_later(row, failed) else "retry"
             await self._finish(row["id"], "done", None)
         self._processed(1)
+        return "done"
 
     async def _apply_each(
         self, row: dict[str, Any], channel: Channel, parsed: list[ParsedEvent]
@@ -448,14 +512,15 @@ class InboundProcessor(Worker):
                 failed.append((i, f"{type(exc).__name__}: {exc}"))
         return failed
 
-    async def _retry_later(self, row: dict[str, Any], failed: list[tuple[int, str]]) -> None:
+    async def _retry_later(self, row: dict[str, Any], failed: list[tuple[int, str]]) -> bool:
         """Count a failed attempt and schedule the next one; the loop goes on with other deliveries
-        meanwhile. After ``max_attempts`` the delivery is ``failed`` (``hub replay`` runs it again)."""
+        meanwhile. After ``max_attempts`` the delivery is ``failed`` (``hub replay`` runs it again).
+        True when it is finished (failed), False when it waits for its retry."""
         attempts = int(row["attempts"]) + 1
         error = "apply: " + "; ".join(f"event {i}: {err}" for i, err in failed)
         if attempts >= self.max_attempts:
             await self._finish(row["id"], "failed", error, attempts)
-            return
+            return True
         due = utcnow() + timedelta(seconds=min(2**attempts * 0.1, 5))
         async with self.store.db.write() as conn:
             await conn.execute(
@@ -463,6 +528,7 @@ class InboundProcessor(Worker):
                 .where(R.c.id == row["id"])
                 .values(state="pending", error=error, attempts=attempts, due_at=due)
             )
+        return False
 
     def _processed(self, n: int) -> None:
         self.processed += n
@@ -484,6 +550,34 @@ async def _claim(tx: Tx, ids: list[int]) -> set[int]:
     if not tx.db.is_sqlite:
         query = query.with_for_update(skip_locked=True)
     return set(await tx.conn.scalars(query))
+
+
+def conversation_keys(channel_id: str, parsed: Sequence[ParsedEvent]) -> set[tuple[str, str]]:
+    """What orders a delivery against others: the channel's ids of every contact it names. Two
+    deliveries sharing a key are applied in arrival order; a receipt or edit naming no contact
+    orders against nothing (it finds its message whenever that is stored, or waits for it)."""
+    keys: set[tuple[str, str]] = set()
+    for ev in parsed:
+        contact = getattr(ev, "contact", None)
+        if contact is not None:
+            keys.update((channel_id, i) for i in contact.ids)
+    return keys
+
+
+def in_order(
+    rows: Sequence[tuple[int, set[tuple[str, str]]]], mine: set[int], blocked: set[tuple[str, str]]
+) -> set[int]:
+    """The ids, of ``rows`` (id and conversation keys, in arrival order), that can be applied now
+    without overtaking an earlier delivery of their conversation: those this transaction holds
+    (``mine``) and whose keys no earlier row that is not held, nor ``blocked``, shares."""
+    held = set(blocked)
+    take: set[int] = set()
+    for rid, keys in rows:
+        if rid in mine and not keys & held:
+            take.add(rid)
+        else:
+            held |= keys
+    return take
 
 
 async def apply_events(tx: Tx, channel: Channel, parsed: Sequence[ParsedEvent]) -> None:

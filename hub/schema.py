@@ -433,6 +433,11 @@ outbox = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("message_id", String(32), ForeignKey("messages.id"), nullable=False, unique=True),
     Column("channel_id", String(64), nullable=False),
+    Column(
+        "conversation_id",
+        String(32),
+        comment="sends of one conversation go out one at a time, in order (NULL: before 0013)",
+    ),
     Column("state", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("due_at", TS, nullable=False),
@@ -445,6 +450,7 @@ outbox = Table(
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Index("ix_outbox_state_due_at", "state", "due_at"),
+    Index("ix_outbox_conversation_state", "conversation_id", "state", "id"),
 )
 
 media_jobs = Table(

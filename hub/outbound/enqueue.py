@@ -208,6 +208,7 @@ async def _enqueue_once(
     job = {
         "message_id": msg["id"],
         "channel_id": channel_id,
+        "conversation_id": conversation_id,
         "state": "pending",
         "attempts": 0,
         "due_at": now,

@@ -1,5 +1,6 @@
 """The outbox worker: claims due jobs under a lease, sends them, ``concurrency`` at a time, and
-records what became of each.
+records what became of each. The sends of one conversation go out one at a time, in order: a job is
+claimed only once every earlier job of its conversation is finished.
 
 A worker that dies mid-send leaves a lease that expires, so another picks the job up; the
 provider's message id is recorded in the transaction that marks the job done, and receipts that
@@ -204,9 +205,24 @@ class OutboxWorker(Worker):
         # Two queries, each walking ix_outbox_state_due_at in order and stopping at the limit. One
         # query with an OR of both made SQLite read every due job and sort them for each claim: a
         # backlog of N jobs cost O(N) per claim (profiled as a third of the outbox's time).
+        # A conversation's sends go out one at a time, in order: a job waits while an earlier job
+        # of its conversation is pending (due later: a retry, a rate limit) or in flight, here or
+        # in another process (that one's claim holds the row locked, or has committed it
+        # inflight; either way this one sees it unfinished).
+        earlier = O.alias("earlier")
+        first_of_conversation = ~sa.exists().where(
+            earlier.c.conversation_id == O.c.conversation_id,
+            earlier.c.state.in_(("pending", "inflight")),
+            earlier.c.id < O.c.id,
+        )
         due = (
             sa.select(*columns)
-            .where(O.c.state == "pending", O.c.due_at <= now, O.c.channel_id.in_(active))
+            .where(
+                O.c.state == "pending",
+                O.c.due_at <= now,
+                O.c.channel_id.in_(active),
+                first_of_conversation,
+            )
             .order_by(O.c.due_at, O.c.id)
             .limit(limit)
         )
@@ -219,6 +235,7 @@ class OutboxWorker(Worker):
                 # A lease of this worker's own that ran out (the database stalled past it) is
                 # not taken back: its send is still in flight here.
                 O.c.id.not_in(list(self._held)),
+                first_of_conversation,
             )
             .order_by(O.c.due_at, O.c.id)
             .limit(limit)

@@ -318,3 +318,66 @@ async def test_a_failed_status_is_terminal_and_classified(
     assert final["status"] == "failed", final
     assert final["error"]["class"] == "needs_template", final["error"]
     assert final["error"]["provider_code"] in ("131047", 131047), final["error"]
+
+
+async def _queue_texts(agent: Api, conv_id: str, texts: list[str]) -> list[str]:
+    ids = []
+    for text in texts:
+        msg = await agent.ok(
+            "POST",
+            f"/api/v1/conversations/{conv_id}/messages",
+            expect=202,
+            json_body={"text": text},
+            headers={"Idempotency-Key": unique()},
+        )
+        ids.append(msg["id"])
+    return ids
+
+
+async def test_a_conversations_sends_reach_the_provider_in_order(
+    api: Api, agent: Api, graph: ThreadedFakeGraph
+) -> None:
+    """The provider fails the first reply for a while (its quick retries too, so it is retried
+    later): the replies queued after it wait for it instead of overtaking it, so the customer
+    reads them in the order the agent wrote them."""
+    ch = await _channel(api, graph, "Ordered")
+    conv_id = await inbound_conversation(api, ch, phone())
+    graph.fail(
+        f"{ch.phone_number_id}/messages", 500, code=2, message="Service temporarily unavailable", times=3
+    )
+    texts = [f"part {i} of 4" for i in range(4)]
+    ids = await _queue_texts(agent, conv_id, texts)
+    for mid in ids:
+        await wait_status(api, mid, "sent", within=30)
+    calls = [texts.index(c.json["text"]["body"]) for c in graph.sends(ch.phone_number_id)]
+    assert len(calls) >= 4 + 3 and calls[:4] == [0, 0, 0, 0], calls
+    assert calls == sorted(calls), f"a later reply overtook an earlier one: {calls}"
+
+
+async def test_one_send_in_flight_per_conversation_and_other_conversations_go_on(
+    api: Api, agent: Api, graph: ThreadedFakeGraph
+) -> None:
+    """While a reply's send call is in flight (the provider answers slowly), the next reply of
+    that conversation waits for its answer; a reply in another conversation does not wait."""
+    ch = await _channel(api, graph, "One at a time")
+    slow_conv = await inbound_conversation(api, ch, phone())
+    other_conv = await inbound_conversation(api, ch, phone())
+    slow = 1.5
+    graph.call(
+        graph.graph.script,
+        f"{ch.phone_number_id}/messages",
+        200,
+        {"messaging_product": "whatsapp", "contacts": [], "messages": [{"id": wamid()}]},
+        method="POST",
+        delay=slow,
+    )
+    first, second = await _queue_texts(agent, slow_conv, ["slow first", "then second"])
+    await wait_until(lambda: len(graph.sends(ch.phone_number_id)) >= 1, within=10, what="first send")
+    [other] = await _queue_texts(agent, other_conv, ["meanwhile elsewhere"])
+    for mid in (first, second, other):
+        await wait_status(api, mid, "sent", within=30)
+    calls = {c.json["text"]["body"]: c.at for c in graph.sends(ch.phone_number_id)}
+    assert list(calls) == ["slow first", "meanwhile elsewhere", "then second"], calls
+    assert calls["then second"] - calls["slow first"] >= slow - 0.1, (
+        "the second reply was sent while the first one's call was still in flight"
+    )

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 import time
 from collections import Counter
@@ -298,3 +299,34 @@ async def test_a_send_rate_limit_holds_across_both_processes(pair: Pair, graph: 
             assert sent <= rate + rate * (times[j] - times[i]) + 1, (
                 f"{sent} sends in {times[j] - times[i]:.2f} s at {rate}/s: {times}"
             )
+
+
+async def test_a_conversations_sends_through_both_processes_arrive_in_order(
+    pair: Pair, graph: ThreadedFakeGraph
+) -> None:
+    """An agent's replies to one conversation, posted to either process: both processes' outboxes
+    deliver, and each reply reaches the provider only after the one before it was answered."""
+    ch = await create_wa_channel(pair.api_a, graph.base_url, name="Ordered across processes")
+    conv = await inbound_conversation(pair.api_a, ch, phone())
+    slow = 0.3
+    texts = [f"reply {i}" for i in range(6)]
+    for i in range(len(texts)):
+        graph.call(
+            graph.graph.script,
+            f"{ch.phone_number_id}/messages",
+            200,
+            {"messaging_product": "whatsapp", "contacts": [], "messages": [{"id": f"wamid.slow{i}{conv}"}]},
+            method="POST",
+            delay=slow,
+        )
+    for i, text in enumerate(texts):
+        await send_text(pair.api_a if i % 2 == 0 else pair.api_b, conv, text)
+
+    def delivered() -> list[tuple[str, float]]:
+        got = [(r.json["text"]["body"], r.at) for r in graph.sends(ch.phone_number_id)]
+        return got if len(got) >= len(texts) else []
+
+    calls = await wait_until(delivered, within=60, what="every reply delivered")
+    assert [text for text, _ in calls] == texts, calls
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(calls)]
+    assert min(gaps) >= slow - 0.05, f"a reply was sent before the one before it was answered: {gaps}"
