@@ -131,10 +131,11 @@ async def test_a_send_of_unknown_outcome_waits_for_a_status_naming_it(
 ) -> None:
     hub = await _custom_hub(aiohttp_client, hub_config, database_url, _ReferencingFake.isolated())
     worker = await stopped_outbox(hub)
-    conv = await conversation(hub)
-    named = await queued(hub, conv, {"text": "reached the provider before the crash"})
-    silent = await queued(hub, conv, {"text": "no status ever names it"})
-    await worker.claim(10)  # a process claims both, sends, and dies before recording
+    # Two conversations: a conversation's sends go out one at a time, so only different
+    # conversations' sends are in flight together.
+    named = await queued(hub, await conversation(hub), {"text": "reached the provider before the crash"})
+    silent = await queued(hub, await conversation(hub, "bob"), {"text": "no status ever names it"})
+    assert len(await worker.claim(10)) == 2  # a process claims both, sends, and dies before recording
     await expire_lease(hub, named)
     await expire_lease(hub, silent)
     ts = int(time.time())

@@ -62,6 +62,24 @@ class _Batch:
         self._actors: dict[str, Actor] = {}
         self._prefs: dict[str, dict[str, dict[str, bool]]] = {}
         self._push_off: set[str] | None = None
+        self._assignees: dict[str, str | None] = {}
+
+    async def prefetch_assignees(self, conversation_ids: set[str]) -> None:
+        """Read the assignees of these conversations in one query (an inbound message's
+        notification goes to its conversation's assignee): one round trip per batch, where one
+        per message was a tenth of the hub's CPU under ingest (profiled)."""
+        ids = sorted(conversation_ids - self._assignees.keys())
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            found = dict(
+                (await self.conn.execute(sa.select(C.c.id, C.c.assignee_id).where(C.c.id.in_(chunk)))).all()
+            )
+            self._assignees.update({cid: found.get(cid) for cid in chunk})
+
+    async def assignee(self, conversation_id: str) -> str | None:
+        if conversation_id not in self._assignees:
+            await self.prefetch_assignees({conversation_id})
+        return self._assignees[conversation_id]
 
     async def users(self) -> dict[str, dict[str, Any]]:
         if self._users is None:
@@ -122,7 +140,7 @@ async def targets(batch: _Batch, event: Event) -> list[Target]:
         if woke and data.get("status") == "open" and assignee:
             out.append((assignee, "snooze_ended", f"The conversation with {name} is open again", None, {}))
     elif event.type == "message.created" and data.get("direction") == "inbound" and event.conversation_id:
-        assignee = await batch.conn.scalar(sa.select(C.c.assignee_id).where(C.c.id == event.conversation_id))
+        assignee = await batch.assignee(event.conversation_id)
         if assignee:
             sender = (data.get("sender") or {}).get("name") or "The customer"
             text = data.get("text") or f"({data.get('kind', 'message')})"
@@ -255,6 +273,9 @@ class NotificationConsumer(Worker):
             if not moved.rowcount:
                 return 0  # another process handled this batch
             batch = _Batch(tx.conn)
+            await batch.prefetch_assignees(
+                {row.conversation_id for row in rows if row.type == "message.created" and row.conversation_id}
+            )
             for seq, type_, channel_id, conversation_id, text, at in rows:
                 if type_ not in WATCHED:
                     continue
