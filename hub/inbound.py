@@ -339,37 +339,26 @@ class InboundProcessor(Worker):
         transaction or waits for its retry.
         """
         now = utcnow()
-        columns = (R.c.id, R.c.channel_id, R.c.body, R.c.headers, R.c.received_at, R.c.attempts)
+        columns = (R.c.id, R.c.channel_id, R.c.body, R.c.headers, R.c.received_at, R.c.attempts, R.c.due_at)
+        due = (
+            sa.select(*columns)
+            .where(R.c.state == "pending", sa.or_(R.c.due_at.is_(None), R.c.due_at <= now))
+            .order_by(R.c.id)
+            .limit(limit)
+            .subquery()
+        )
+        # Deliveries waiting for their retry (few) come in the same round trip: their
+        # conversations wait with them.
+        waiting = sa.select(*columns).where(R.c.state == "pending", R.c.due_at > now).subquery()
+        query = sa.union_all(sa.select(due), sa.select(waiting))
         async with self.store.db.read() as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        sa.select(*columns)
-                        .where(R.c.state == "pending", sa.or_(R.c.due_at.is_(None), R.c.due_at <= now))
-                        .order_by(R.c.id)
-                        .limit(limit)
-                    )
-                )
-                .mappings()
-                .all()
-            )
-            # Earlier deliveries waiting for their retry: their conversations wait with them.
-            waiting = (
-                (
-                    await conn.execute(
-                        sa.select(R.c.id, R.c.channel_id, R.c.body, R.c.headers, R.c.received_at)
-                        .where(R.c.state == "pending", R.c.due_at > now, R.c.id < rows[-1]["id"])
-                        .order_by(R.c.id)
-                    )
-                )
-                .mappings()
-                .all()
-                if rows
-                else []
-            )
+            found = (await conn.execute(query)).mappings().all()
+        rows = sorted((r for r in found if r["due_at"] is None or r["due_at"] <= now), key=lambda r: r["id"])
+        last = rows[-1]["id"] if rows else 0
+        held_back = [r for r in found if r["due_at"] is not None and r["due_at"] > now and r["id"] < last]
         ready = [p for p in (self._prepare(dict(row)) for row in rows) if p is not None]
         await self._finish_unusable()
-        blocked = self._keys_of(waiting)
+        blocked = self._keys_of(held_back)
         if len(ready) > 1:
             held = await self._apply_batch(ready, blocked)
             if held is not None:

@@ -179,4 +179,6 @@ async def test_two_processors_at_once_keep_every_conversations_order(pg_hub: Hub
     assert sorted(created) == sorted(m for ms in sent.values() for m in ms), "each message once"
     for who in people:
         assert [m for m in created if m.startswith(who + "-")] == sent[who], who
-    assert all(p.processed > 0 for p, _ in procs), "both processors applied deliveries"
+    # Each delivery was applied by exactly one of them (which one is up to the scheduler; the
+    # forced contention is the test above).
+    assert sum(p.processed for p, _ in procs) == len(deliveries)
