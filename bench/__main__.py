@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|latency|outbound|memory|scale|all] [--quick] [--postgres]``.
+"""``python -m bench [ingest|latency|outbound|memory|scale|all ...] [--quick] [--postgres] [--soak S]``.
 
 Prints a table and writes ``bench/results/<timestamp>.json``. Exits 1 when a benchmark crashed
 (a missed target is reported, not an error), so ``python -m bench all --quick`` is a smoke test.
@@ -36,7 +36,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("benchmark", nargs="?", default="all", choices=[*BENCHMARKS, "all"])
+    p.add_argument(
+        "benchmark",
+        nargs="*",
+        default=["all"],
+        choices=[*BENCHMARKS, "all"],
+        help="one or more; all by default",
+    )
     p.add_argument("--quick", action="store_true", help="small counts (a smoke test, about 15 s in all)")
     p.add_argument(
         "--postgres",
@@ -56,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def amain(args: argparse.Namespace) -> int:
-    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
+    names = list(BENCHMARKS) if "all" in args.benchmark else list(dict.fromkeys(args.benchmark))
     # --quick with several benchmarks shares one hub to stay within its time budget.
     ctx = Context(
         quick=args.quick,
