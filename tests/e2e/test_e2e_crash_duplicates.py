@@ -44,15 +44,19 @@ async def test_sends_in_flight_at_a_crash(
     hub = await hub_factory(extra_hub_settings={"outbox_lease": LEASE, "outbox_grace": GRACE})
     api = Api(http, hub.base_url, hub.token)
     ch = await create_wa_channel(api, graph.base_url, name="Crash mid-send")
-    wa_id = phone()
-    conv_id = await inbound_conversation(api, ch, wa_id)
+    # One send per conversation: a conversation's sends go out one at a time, so only different
+    # conversations' sends are in flight together.
+    conv_ids = [await inbound_conversation(api, ch, phone()) for _ in range(IN_FLIGHT)]
     path = f"{ch.phone_number_id}/messages"
     # The provider accepts each message and takes 30 s to answer: the hub dies before it hears.
     accepted = {"messaging_product": "whatsapp", "contacts": [], "messages": [{"id": wamid()}]}
     graph.call(graph.graph.script, path, 200, accepted, delay=30.0, times=IN_FLIGHT)
 
     texts = [f"in flight at the crash #{i:02d} {unique()}" for i in range(IN_FLIGHT)]
-    ids = [str((await send_text(api, conv_id, text))["id"]) for text in texts]
+    ids = [
+        str((await send_text(api, conv_id, text))["id"])
+        for conv_id, text in zip(conv_ids, texts, strict=True)
+    ]
     await wait_until(
         lambda: len(graph.sends(ch.phone_number_id)) == IN_FLIGHT, within=20, what="every send in flight"
     )
@@ -64,7 +68,7 @@ async def test_sends_in_flight_at_a_crash(
     await asyncio.sleep(1.0)  # Meta's retried webhooks come back a little after the hub
     statuses = []
     for call in first_calls:
-        st = wa_status(wamid(), "sent", wa_id)
+        st = wa_status(wamid(), "sent", call.json["to"])
         if echoed:
             st["biz_opaque_callback_data"] = call.json["biz_opaque_callback_data"]
         statuses.append(st)
@@ -72,8 +76,8 @@ async def test_sends_in_flight_at_a_crash(
     assert resp.status == 200, resp
 
     async def all_sent() -> list[dict[str, object]] | None:
-        out = [m for m in await api.messages(conv_id) if m["direction"] == "outbound"]
-        return out if len(out) == IN_FLIGHT and all(m["status"] == "sent" for m in out) else None
+        out = [await api.message(mid) for mid in ids]
+        return out if all(m["status"] == "sent" for m in out) else None
 
     await wait_until(all_sent, within=LEASE + GRACE + 30, interval=0.25, what="every message sent")
     await asyncio.sleep(2.0)  # no late duplicate
