@@ -1,5 +1,7 @@
 """The organisation: users and invitations, roles, teams, availability statuses and assignment
-policies. Forms are validated by the admin API's own request models, then handed to the services."""
+policies. Forms are validated by the admin API's own request models, then handed to the services.
+The models are strict for the API's JSON; a form's numbers and flags arrive as text, so the console
+validates them laxly (``strict=False``)."""
 
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ async def create_user(request: web.Request) -> web.StreamResponse:
     shown = {k: form.get(k, "").strip() for k in ("email", "name", "role")}
 
     async def work() -> tuple[dict[str, Any], dict[str, Any]]:
-        req = UserCreate.model_validate({**shown, "name": shown["name"] or None})
+        req = UserCreate.model_validate({**shown, "name": shown["name"] or None}, strict=False)
         return await request.config_dict[ORG].create_user(actor, req.email, req.name, req.role)
 
     async def invited(created: tuple[dict[str, Any], dict[str, Any]]) -> web.StreamResponse:
@@ -150,7 +152,7 @@ async def save_role(request: web.Request) -> web.StreamResponse:
     existing = form.get("existing") == "1"
 
     async def work() -> None:
-        req = RoleCreate.model_validate({**shown, "description": shown["description"] or None})
+        req = RoleCreate.model_validate({**shown, "description": shown["description"] or None}, strict=False)
         await request.config_dict[ORG].save_role(
             actor, req.name, req.permissions, req.description, create=not existing
         )
@@ -207,7 +209,7 @@ async def create_team(request: web.Request) -> web.StreamResponse:
     }
 
     async def work() -> None:
-        req = TeamCreate.model_validate(shown)
+        req = TeamCreate.model_validate(shown, strict=False)
         await request.config_dict[TEAMS].create_team(actor, req.name, req.member_ids, req.channel_ids)
 
     return await submit(request, actor, _teams_page, shown, work, then="/teams", field="name")
@@ -264,7 +266,7 @@ async def create_status(request: web.Request) -> web.StreamResponse:
     }
 
     async def work() -> None:
-        req = StatusCreate.model_validate(shown)
+        req = StatusCreate.model_validate(shown, strict=False)
         await request.config_dict[AVAILABILITY].create_status(
             actor, req.id, req.name, req.receives, req.push, req.shows_as
         )
@@ -297,7 +299,7 @@ async def set_policy(request: web.Request) -> web.StreamResponse:
     }
 
     async def work() -> None:
-        req = PolicyIn.model_validate({k: shown[k] for k in ("policy", "capacity", "team_id")})
+        req = PolicyIn.model_validate({k: shown[k] for k in ("policy", "capacity", "team_id")}, strict=False)
         await request.config_dict[AVAILABILITY].set_policy(
             actor, scope_type, scope_id, req.policy, req.capacity, req.team_id
         )
