@@ -10,6 +10,8 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from hub.actions import ActionExecutor
+    from hub.automations.engine import AutomationEngine
+    from hub.automations.service import AutomationService
     from hub.channels import ChannelService
     from hub.config import HubConfig
     from hub.events import Store
@@ -86,6 +88,8 @@ QUICK_REPLIES: web.AppKey[QuickReplyService] = web.AppKey("quick_replies")
 NOTES: web.AppKey[NoteService] = web.AppKey("notes")
 ACTIONS: web.AppKey[ActionExecutor] = web.AppKey("actions")
 MACROS: web.AppKey[MacroService] = web.AppKey("macros")
+AUTOMATIONS: web.AppKey[AutomationService] = web.AppKey("automations")
+AUTOMATION_ENGINE: web.AppKey[AutomationEngine] = web.AppKey("automation_engine")
 NOTIFIER_REGISTRY: web.AppKey[NotifierRegistry] = web.AppKey("notifier_registry")
 NOTIFIERS: web.AppKey[dict[str, Notifier]] = web.AppKey("notifiers")
 NOTIFICATIONS: web.AppKey[NotificationService] = web.AppKey("notifications")

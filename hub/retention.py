@@ -47,6 +47,7 @@ class RetentionPolicy:
     media: timedelta | None = None
     uploads: timedelta | None = None
     receipts: timedelta | None = None
+    automation_runs: timedelta = timedelta(days=90)
     chunk: int = 1000
     pause: float = 0.01
 
@@ -62,6 +63,7 @@ class RetentionPolicy:
             media=days(cfg.media_retention_days),
             uploads=days(cfg.upload_retention_days),
             receipts=days(cfg.receipt_retention_days),
+            automation_runs=timedelta(days=cfg.automation_run_retention_days),
             chunk=cfg.delete_chunk_rows,
         )
 
@@ -121,6 +123,12 @@ class Retention(Worker):
         out["raw_deliveries"] = await self._delete(
             R, R.c.id, R.c.received_at < now - p.raw_deliveries, R.c.state != "pending"
         )
+        AR, AC = schema.automation_runs, schema.automation_caused
+        out["automation_runs"] = await self._delete(AR, AR.c.id, AR.c.created_at < now - p.automation_runs)
+        # An event's depth in a rule chain matters only while the event may still be handled.
+        oldest = await self._oldest_seq()
+        if oldest is not None:
+            out["automation_caused"] = await self._delete(AC, AC.c.seq, AC.c.seq < oldest)
         if (before := cutoff(p.outbox)) is not None:
             out["outbox"] = await self._delete(OB, OB.c.id, OB.c.state == "done", OB.c.updated_at < before)
         if (before := cutoff(p.receipts)) is not None:
@@ -132,6 +140,11 @@ class Retention(Worker):
         if any(out.values()):
             log.info("retention: deleted %s", ", ".join(f"{n} {k}" for k, n in out.items() if n))
         return out
+
+    async def _oldest_seq(self) -> int | None:
+        async with self.store.db.read() as conn:
+            value = await conn.scalar(sa.select(sa.func.min(schema.events.c.seq)))
+        return None if value is None else int(value)
 
     async def _delete(self, table: sa.Table, key: sa.Column[Any], *where: Any) -> int:
         return await delete_in_chunks(

@@ -581,3 +581,103 @@ notification_deliveries = Table(
     Column("updated_at", TS, nullable=False),
     Index("ix_notification_deliveries_state_due_at", "state", "due_at"),
 )
+
+# ---- automations (hub.automations) ---------------------------------------------------------------
+
+# A rule as it is now; every edit makes a new row in automation_rule_versions.
+automation_rules = Table(
+    "automation_rules",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("position", Integer, nullable=False, comment="rules run in ascending position"),
+    Column("enabled", Boolean, nullable=False),
+    Column("mode", String(16), nullable=False, comment="live, or shadow (evaluated and logged only)"),
+    Column("version", Integer, nullable=False),
+    Column("definition", JSON, nullable=False, comment="trigger, conditions, actions and options"),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_automation_rules_position", "position"),
+)
+
+automation_rule_versions = Table(
+    "automation_rule_versions",
+    metadata,
+    Column("rule_id", String(32), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("created_by", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+# Every evaluation of a rule: what triggered it, each condition's seen value and result, each
+# action's result. Kept automation_run_retention_days (hub.retention).
+automation_runs = Table(
+    "automation_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("rule_id", String(64), nullable=False, comment="a rule's id, or ooo:<business hours id>"),
+    Column("rule_version", Integer, nullable=False),
+    Column("conversation_id", String(32)),
+    Column("channel_id", String(64)),
+    Column("event_seq", BigInteger),
+    Column("trigger", String(32), nullable=False),
+    Column("depth", Integer, nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", Text),
+    Column("conditions", JSON, nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Index("ix_automation_runs_rule_id_created_at", "rule_id", "created_at"),
+    Index("ix_automation_runs_conversation_id_created_at", "conversation_id", "created_at"),
+    Index("ix_automation_runs_created_at", "created_at"),
+)
+
+# When a rule last acted on a conversation: "at most once per conversation" and cooldowns.
+automation_fires = Table(
+    "automation_fires",
+    metadata,
+    Column("rule_id", String(64), primary_key=True),
+    Column("conversation_id", String(32), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("last_at", TS, nullable=False),
+)
+
+# Events a rule's actions caused, with their depth in the chain (loop prevention).
+automation_caused = Table(
+    "automation_caused",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("depth", Integer, nullable=False),
+    Column("rule_id", String(64), nullable=False),
+)
+
+# Time triggers due later (no reply for N minutes), claimed by one process each.
+automation_timers = Table(
+    "automation_timers",
+    metadata,
+    Column("rule_id", String(32), primary_key=True),
+    Column("conversation_id", String(32), primary_key=True),
+    Column("due_at", TS, nullable=False),
+    Column("since", TS, nullable=False, comment="the customer message that started the wait"),
+    Index("ix_automation_timers_due_at", "due_at"),
+)
+
+# Opening hours of a channel or a team, with the out-of-office autoresponder that uses them.
+business_hours = Table(
+    "business_hours",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("scope_type", String(16), nullable=False, comment="channel or team"),
+    Column("scope_id", String(100), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("weekly", JSON, nullable=False, comment="mon..sun: list of [from, to] HH:MM"),
+    Column("holidays", JSON, nullable=False, comment="ISO dates closed all day"),
+    Column("autoresponder", JSON, nullable=False, comment="enabled and text of the out-of-office reply"),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("scope_type", "scope_id"),
+)

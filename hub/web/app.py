@@ -21,6 +21,8 @@ from hub.appkeys import (
     ACTIONS,
     AGENTS,
     ATTRIBUTES,
+    AUTOMATION_ENGINE,
+    AUTOMATIONS,
     AVAILABILITY,
     CHANNEL_ADMIN,
     CHANNELS,
@@ -63,6 +65,8 @@ from hub.appkeys import (
     TOKEN_CACHE,
     UPLOADS,
 )
+from hub.automations.engine import AutomationEngine
+from hub.automations.service import AutomationService
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
 from hub.console import setup_console
@@ -112,7 +116,7 @@ from hub.sessions import Sessions
 from hub.timers import Connections, TimedWork
 from hub.uploads import UploadStore
 from hub.users import TokenCache
-from hub.web import admin, api, notifications, org, routing, stream, webhooks, workspace
+from hub.web import admin, api, automations, notifications, org, routing, stream, webhooks, workspace
 from hub.web import config as config_routes
 from hub.web.asyncapi import build_asyncapi
 from hub.web.cors import cors_middleware
@@ -220,6 +224,7 @@ def create_app(
             _outbox,
             _services,
             _notifications,
+            _automations,
             _ingest_loops,
             _window_watcher,
             _retention,
@@ -237,6 +242,7 @@ def create_app(
         config_routes.routes,
         workspace.routes,
         notifications.routes,
+        automations.routes,
     ):
         app.add_routes(table)
     setup_console(app, config)
@@ -537,6 +543,27 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
             await notifier.aclose()
         except Exception:
             log.exception("notifier %r failed to close", notifier.name)
+
+
+async def _automations(app: web.Application) -> AsyncIterator[None]:
+    """Rules, the out-of-office reply and time triggers: a consumer of the event log
+    (``hub.automations``)."""
+    cfg, store = app[CONFIG].hub, app[STORE]
+    app[AUTOMATIONS] = AutomationService(store, app[CHANNELS])
+    engine = AutomationEngine(
+        store,
+        app[ACTIONS],
+        app[CHANNELS],
+        max_depth=cfg.automation_max_depth,
+        messages_per_hour=cfg.automation_messages_per_hour,
+    )
+    app[AUTOMATION_ENGINE] = engine
+    store.bus.observers.append(engine.observe)
+    if cfg.run_workers:
+        await engine.start()
+    yield
+    store.bus.observers.remove(engine.observe)
+    await engine.stop()
 
 
 async def _timers(app: web.Application) -> AsyncIterator[None]:
