@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from hub.automations.plugins import AutomationActionRegistrar, AutomationConditionRegistrar
     from hub.channel import ChannelRegistrar
     from hub.models import Event
     from hub.notify import NotifierRegistrar
@@ -48,6 +49,39 @@ def hub_register_notifiers(register: NotifierRegistrar) -> None:
     nothing until an admin configures it (``[notifiers.NAME]`` in the config file). The return
     value is ignored. Any other exception marks the plugin as failed, and the notifiers it
     registered before raising are taken back.
+    """
+
+
+@hookspec
+def hub_register_automation_actions(register: AutomationActionRegistrar) -> None:
+    """Add actions automation rules can take, by calling ``register.add(name, SettingsModel,
+    apply)`` once per action.
+
+    Fires once, while the hub starts, after the notifiers are registered. ``name`` looks like
+    ``plugin.verb``; a rule uses it as ``{"type": "plugin", "name": ..., "settings": {...}}``, and
+    ``SettingsModel`` (pydantic) checks the settings. ``apply(ctx, settings)`` is awaited in the
+    rule's transaction with ``ctx`` a ``hub.actions.ActionContext`` (``tx``, ``actor`` naming the
+    rule, ``conversation_id``, ``after_commit`` for I/O that must wait for the commit); it returns
+    a dict of result data, or raises ``ServiceError`` for a failed result with its reason.
+    ``register.add`` raises ``PluginLoadError`` for a bad or taken name, which stops the start-up.
+    The return value is ignored. Any other exception marks the plugin as failed, and the actions
+    it registered before raising are taken back.
+    """
+
+
+@hookspec
+def hub_register_automation_conditions(register: AutomationConditionRegistrar) -> None:
+    """Add condition fields automation rules can test, by calling ``register.add(field, read)``
+    once per field.
+
+    Fires once, while the hub starts, after the automation actions. ``field`` looks like
+    ``plugin.name`` and is used in a rule's conditions like a built-in field (``{"field":
+    "crm.tier", "op": "eq", "value": "gold"}``). ``read(facts)`` is awaited with a
+    ``hub.automations.plugins.Facts`` (``conversation``, ``message``, ``at``, ``conn``) and returns
+    the value; an exception makes the test false with the error in the run log.
+    ``register.add`` raises ``PluginLoadError`` for a bad name, a built-in one or one taken, which
+    stops the start-up. The return value is ignored. Any other exception marks the plugin as
+    failed, and the fields it registered before raising are taken back.
     """
 
 

@@ -256,20 +256,47 @@ class AutomationEngine(Worker):
                     .limit(self.batch_size)
                 )
             ).all()
-        done = 0
+        if not rows:
+            return 0
+        if not await self._active():
+            # No rule and no autoresponder: nothing to evaluate, move past the whole batch at once.
+            async with self.store.tx() as tx:
+                moved = await self._move(tx, start, rows[-1].seq)
+            return len(rows) if moved else 0
+        done, skip_to = 0, None
         for seq, type_, channel_id, conversation_id, text, at in rows:
+            if type_ not in WATCHED or not conversation_id:
+                skip_to, done = seq, done + 1  # moved past together with the next relevant event
+                continue
+            if skip_to is not None:
+                if not await self._skip(start, skip_to):
+                    return done
+                start, skip_to = skip_to, None
             event = Event.model_construct(
                 seq=seq,
                 type=type_,
                 channel_id=channel_id,
                 conversation_id=conversation_id,
-                data=json.loads(text) if type_ in WATCHED else {},
+                data=json.loads(text),
                 created_at=at,
             )
             if not await self._one(start, event):
                 return done  # another process moved the cursor: read again from where it is
             start, done = seq, done + 1
+        if skip_to is not None and not await self._skip(start, skip_to):
+            return 0
         return done
+
+    async def _active(self) -> bool:
+        """Whether any rule or autoresponder could act (else events are passed over cheaply)."""
+        async with self.store.db.read() as conn:
+            rule = await conn.scalar(sa.select(R.c.id).where(R.c.enabled.is_(True)).limit(1))
+            hours = await conn.scalar(sa.select(schema.business_hours.c.id).limit(1))
+        return rule is not None or hours is not None
+
+    async def _skip(self, start: int, to: int) -> bool:
+        async with self.store.tx() as tx:
+            return await self._move(tx, start, to)
 
     async def _one(self, start: int, event: Event) -> bool:
         outcome = Outcome()
@@ -277,8 +304,7 @@ class AutomationEngine(Worker):
             async with self.store.tx() as tx:
                 if not await self._move(tx, start, event.seq):
                     return False
-                if event.type in WATCHED and event.conversation_id:
-                    await self.handle(tx, event, outcome)
+                await self.handle(tx, event, outcome)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -89,7 +89,7 @@ from hub.notify.consumer import NotificationConsumer
 from hub.notify.delivery import DeliveryWorker
 from hub.notify.service import NotificationService
 from hub.outbound import OutboxWorker, write_sends
-from hub.plugins import event_observer, load_notifiers, load_plugins
+from hub.plugins import event_observer, load_automation_hooks, load_notifiers, load_plugins
 from hub.profiles import ProfileWorker
 from hub.redact import SecretRedactor
 from hub.retention import Retention, RetentionPolicy
@@ -205,6 +205,7 @@ def create_app(
     app[PLUGIN_MANAGER] = pm
     app[REGISTRY] = registry
     app[NOTIFIER_REGISTRY] = load_notifiers(pm, report)
+    load_automation_hooks(pm, report)
     app[PLUGIN_REPORT] = report
     app[METRICS] = Metrics()
     app[TOKEN_CACHE] = TokenCache()
