@@ -73,7 +73,8 @@ _C = schema.conversations
 
 
 class _Action(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: JSON's types as the document says them ("5" is not a number of minutes).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SendText(_Action):

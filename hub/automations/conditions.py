@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import schema
-from hub.automations.definition import PLUGIN_FIELDS, AllOf, Condition, Leaf
+from hub.automations.definition import PLUGIN_FIELDS, AllOf, Test
 from hub.automations.guard import automatic_reason
 from hub.automations.hours import hours_for, hours_of
 
@@ -159,21 +159,21 @@ def _eq(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-async def evaluate(cond: Condition, facts: Facts, log: list[dict[str, Any]], path: str = "") -> bool:
+async def evaluate(cond: Any, facts: Facts, log: list[dict[str, Any]], path: str = "") -> bool:
     """Judge ``cond``; every leaf (and group) is appended to ``log`` with what it saw. Groups do
     not short-circuit, so the log shows every condition's value."""
-    if isinstance(cond, Leaf):
+    if isinstance(cond, Test):
         try:
             seen = await facts.value(cond.field)
-            result = judge(cond.op, seen, cond.value)
+            result = judge(cond.op, seen, cond.value)  # type: ignore[attr-defined]
             error = None
         except Exception as exc:  # a plugin's field that failed: false, with the reason
             seen, result, error = None, False, f"{type(exc).__name__}: {exc}"
         entry = {
             "path": path or "0",
             "field": cond.field,
-            "op": cond.op,
-            "value": cond.value,
+            "op": cond.op,  # type: ignore[attr-defined]
+            "value": cond.value,  # type: ignore[attr-defined]
             "seen": _jsonable(seen),
             "result": result,
         }

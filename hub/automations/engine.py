@@ -34,7 +34,7 @@ from hub.access import Actor
 from hub.access.permissions import BUILTIN_ROLES
 from hub.actions import SEND_ACTIONS, ActionContext, ActionExecutor, ActionResult, SendText, spawn
 from hub.automations.conditions import Facts, evaluate
-from hub.automations.definition import RuleDefinition
+from hub.automations.definition import OnConversationUpdated, OnMessage, OnNoReply, RuleDefinition
 from hub.automations.guard import RATE_LIMIT, may_send_automatic
 from hub.automations.hours import hours_for, hours_of
 from hub.channels import ChannelService
@@ -129,9 +129,9 @@ def trigger_matches(rule: RuleDefinition, trigger: str, details: dict[str, Any])
     t = rule.trigger
     if t.type != trigger:
         return False
-    if trigger == "message_created":
+    if isinstance(t, OnMessage):
         return t.direction == "any" or t.direction == details.get("direction")
-    if trigger == "conversation_updated" and t.changed:
+    if isinstance(t, OnConversationUpdated) and t.changed:
         return bool(set(t.changed) & set(details.get("changed") or ()))
     return True
 
@@ -583,10 +583,10 @@ class AutomationEngine(Worker):
 
     async def _start_timers(self, tx: Tx, rules: list[Rule], conv_id: str, at: datetime) -> None:
         for rule in rules:
-            minutes = rule.definition.trigger.minutes
-            if rule.definition.trigger.type != "no_reply" or minutes is None:
+            trigger = rule.definition.trigger
+            if not isinstance(trigger, OnNoReply):
                 continue
-            due = at + timedelta(minutes=minutes)
+            due = at + timedelta(minutes=trigger.minutes)
             await tx.conn.execute(
                 self.store.db.insert(T)
                 .values(rule_id=rule.id, conversation_id=conv_id, due_at=due, since=at)

@@ -8,16 +8,16 @@ none (always open).
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, available_timezones
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import schema
 
-__all__ = ["DAYS", "Autoresponder", "Hours", "hours_for"]
+__all__ = ["DAYS", "Autoresponder", "Hours", "Interval", "TimeZone", "hours_for", "hours_of"]
 
 BH = schema.business_hours
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -30,54 +30,12 @@ def _minutes(hhmm: str) -> int:
 
 
 class Autoresponder(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool = False
     text: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = (
         "Thanks for your message. We are closed right now and will answer when we are back."
     )
-
-
-class Hours(BaseModel):
-    """Opening hours: ``weekly`` maps mon..sun to [from, to] intervals (HH:MM, to after from;
-    24:00 ends the day); a day left out is closed, and so is every date in ``holidays``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
-        description="an IANA time zone, e.g. Europe/Berlin"
-    )
-    weekly: dict[str, Annotated[list[tuple[HHMM, HHMM]], Field(max_length=12)]] = Field(
-        default_factory=dict, description="mon..sun: opening intervals [from, to] in local time"
-    )
-    holidays: list[date] = Field(default_factory=list, max_length=400, description="dates closed all day")
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        if value not in _zones():
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin, UTC)")
-        return value
-
-    @model_validator(mode="after")
-    def _intervals(self) -> Hours:
-        for day, intervals in self.weekly.items():
-            if day not in DAYS:
-                raise ValueError(f"weekly: {day!r} is not a day; use {', '.join(DAYS)}")
-            for start, end in intervals:
-                if _minutes(end) <= _minutes(start):
-                    raise ValueError(f"weekly.{day}: {start}-{end} ends before it starts")
-        return self
-
-    def is_open(self, at: datetime) -> bool:
-        local = at.astimezone(ZoneInfo(self.timezone))
-        if local.date() in self.holidays:
-            return False
-        now = local.hour * 60 + local.minute
-        return any(
-            _minutes(start) <= now < _minutes(end)
-            for start, end in self.weekly.get(DAYS[local.weekday()], [])
-        )
 
 
 _ZONES: frozenset[str] | None = None
@@ -90,12 +48,61 @@ def _zones() -> frozenset[str]:
     return _ZONES
 
 
-def zone_ok(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Interval = Annotated[
+    list[HHMM],
+    Field(min_length=2, max_length=2, description="[from, to]; a to not after from runs past midnight"),
+]
+
+
+def _zone(value: str) -> str:
+    if value not in _zones():
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin, UTC)")
+    return value
+
+
+def zone_schema() -> dict[str, Any]:
+    return {
+        "type": "string",
+        "enum": sorted(_zones()),
+        "description": "an IANA time zone, e.g. Europe/Berlin",
+    }
+
+
+TimeZone = Annotated[str, AfterValidator(_zone), WithJsonSchema(zone_schema())]
+
+
+class Hours(BaseModel):
+    """Opening hours: ``weekly`` maps mon..sun to [from, to] intervals (HH:MM local time; 24:00
+    ends the day; an interval whose end is not after its start runs past midnight into the next
+    day); a day left out is closed, and so is every date in ``holidays`` (local dates)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    timezone: TimeZone
+    weekly: dict[Day, Annotated[list[Interval], Field(max_length=12)]] = Field(
+        default_factory=dict, description="mon..sun: opening intervals [from, to] in local time"
+    )
+    holidays: list[Annotated[date, Field(strict=False)]] = Field(
+        default_factory=list, max_length=400, description="dates closed all day"
+    )
+
+    def is_open(self, at: datetime) -> bool:
+        local = at.astimezone(ZoneInfo(self.timezone))
+        if local.date() in self.holidays:
+            return False
+        now = local.hour * 60 + local.minute
+        today, yesterday = DAYS[local.weekday()], DAYS[(local.weekday() - 1) % 7]
+        for start, end in self.weekly.get(today, []):  # type: ignore[call-overload]
+            s, e = _minutes(start), _minutes(end)
+            if (s <= now < e) if e > s else now >= s:
+                return True
+        # Yesterday's intervals that run past midnight.
+        for start, end in self.weekly.get(yesterday, []):  # type: ignore[call-overload]
+            s, e = _minutes(start), _minutes(end)
+            if e <= s and now < e:
+                return True
         return False
-    return True
 
 
 def hours_of(row: Any) -> Hours:

@@ -201,12 +201,16 @@ class AutomationService:
             )
 
     async def reorder(self, rule_ids: list[str]) -> list[dict[str, Any]]:
-        """Set the order: exactly every rule, each once."""
+        """The rules named first, in that order; the others after them, in the order they had."""
         async with self.store.tx() as tx:
-            existing = set((await tx.conn.execute(sa.select(R.c.id))).scalars().all())
-            if len(set(rule_ids)) != len(rule_ids) or set(rule_ids) != existing:
-                raise Invalid("rule_ids", "name every rule exactly once, in the order they should run")
-            for position, rule_id in enumerate(rule_ids, start=1):
+            current = list(
+                (await tx.conn.execute(sa.select(R.c.id).order_by(R.c.position, R.c.id))).scalars()
+            )
+            missing = [r for r in rule_ids if r not in set(current)]
+            if missing:
+                raise NotFound(f"rule {missing[0]} does not exist")
+            named = set(rule_ids)
+            for position, rule_id in enumerate([*rule_ids, *(r for r in current if r not in named)], start=1):
                 await tx.conn.execute(R.update().where(R.c.id == rule_id).values(position=position))
         return await self.list_rules()
 
@@ -366,9 +370,9 @@ class AutomationService:
     async def _scope_known(self, conn: AsyncConnection, scope_type: str, scope_id: str) -> None:
         if scope_type == "channel":
             if scope_id not in self.channels.rows:
-                raise Invalid("scope_id", f"channel {scope_id} does not exist")
+                raise NotFound(f"channel {scope_id} does not exist")
         elif await conn.scalar(sa.select(schema.teams.c.id).where(schema.teams.c.id == scope_id)) is None:
-            raise Invalid("scope_id", f"team {scope_id} does not exist")
+            raise NotFound(f"team {scope_id} does not exist")
 
     async def create_hours(
         self, name: str, scope_type: str, scope_id: str, hours: Hours, autoresponder: Autoresponder

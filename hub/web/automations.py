@@ -7,12 +7,12 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, field_validator
 
 from hub.actions import ActionSpec
 from hub.appkeys import AUTOMATIONS
-from hub.automations.definition import AllOf, AnyOf, RuleDefinition, Trigger
-from hub.automations.hours import HHMM, Autoresponder, Hours
+from hub.automations.definition import Conditions, RuleDefinition, Trigger
+from hub.automations.hours import Autoresponder, Day, Hours, Interval, TimeZone
 from hub.limits import Id, omit_null
 from hub.web.auth import require_actor
 from hub.web.errors import ApiError, query_int, query_text, read_json
@@ -23,24 +23,20 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 PERMISSION = "automations.manage"
 
-_CONDITIONS_SCHEMA = {
-    "type": "object",
-    "description": "a group {all: [...]} or {any: [...]} whose members are groups or tests "
-    "{field, op, value}; see docs/automations.md",
-    "additionalProperties": True,
-}
-Conditions = Annotated[AllOf | AnyOf, WithJsonSchema(_CONDITIONS_SCHEMA)]
 RuleName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class RuleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: RuleName
     enabled: bool = True
     mode: Literal["live", "shadow"] = Field(default="live", description="shadow: evaluated and logged only")
     trigger: Trigger
-    conditions: Conditions | None = Field(default=None, description="none: always")
+    conditions: Conditions | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="groups {all: [...]} / {any: [...]} of tests {field, op, value}; none: always",
+    )
     actions: list[ActionSpec] = Field(min_length=1, max_length=50)
     stop_processing: bool = Field(default=False, description="when it acts, later rules do not run")
     once_per_conversation: bool = False
@@ -57,6 +53,7 @@ class RuleIn(BaseModel):
 class RulePatch(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra=omit_null(
             "name",
             "enabled",
@@ -75,7 +72,7 @@ class RulePatch(BaseModel):
     enabled: bool | None = None
     mode: Literal["live", "shadow"] | None = None
     trigger: Trigger | None = None
-    conditions: Conditions | None = None
+    conditions: Conditions | None = None  # type: ignore[valid-type]
     actions: list[ActionSpec] | None = Field(default=None, min_length=1, max_length=50)
     stop_processing: bool | None = None
     once_per_conversation: bool | None = None
@@ -109,9 +106,20 @@ class RuleList(BaseModel):
 
 
 class OrderIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    rule_ids: list[Id] = Field(max_length=1000, description="every rule, once, in the order they run")
+    rule_ids: list[Id] = Field(
+        max_length=1000,
+        description="these rules first, in this order; the others keep their order after them",
+        json_schema_extra={"uniqueItems": True},
+    )
+
+    @field_validator("rule_ids")
+    @classmethod
+    def _once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("name each rule once")
+        return value
 
 
 class VersionOut(BaseModel):
@@ -152,21 +160,41 @@ class RunList(BaseModel):
     next_before: str | None = Field(description="pass as before= for older runs; null: no more")
 
 
-class DryRunIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DraftDryRun(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    rule: RuleIn | None = Field(default=None, description="a draft; or give rule_id")
-    rule_id: Id | None = None
+    rule: RuleIn = Field(description="a draft rule")
     event_seq: int = Field(ge=1, le=2**62)
 
 
-class BacktestIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SavedDryRun(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    rule: RuleIn | None = Field(default=None, description="a draft; or give rule_id")
-    rule_id: Id | None = None
+    rule_id: Id = Field(description="a saved rule, as it is now")
+    event_seq: int = Field(ge=1, le=2**62)
+
+
+class _Window(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     days: float = Field(default=7, gt=0, le=365)
     max_events: int = Field(default=10_000, ge=1, le=100_000)
+
+
+class DraftBacktest(_Window):
+    rule: RuleIn = Field(description="a draft rule")
+
+
+class SavedBacktest(_Window):
+    rule_id: Id = Field(description="a saved rule, as it is now")
+
+
+class DryRunIn(RootModel[DraftDryRun | SavedDryRun]):
+    """A draft (``rule``) or a saved rule (``rule_id``), and the event to evaluate it against."""
+
+
+class BacktestIn(RootModel[DraftBacktest | SavedBacktest]):
+    """A draft (``rule``) or a saved rule (``rule_id``), and the window of the event log."""
 
 
 class Evaluation(BaseModel):
@@ -194,33 +222,31 @@ class BacktestOut(BaseModel):
 
 
 class HoursIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: RuleName
     scope_type: Literal["channel", "team"]
     scope_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
-        description="IANA, e.g. Europe/Berlin"
-    )
-    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[tuple[HHMM, HHMM]]] = Field(
+    timezone: TimeZone
+    weekly: dict[Day, Annotated[list[Interval], Field(max_length=12)]] = Field(
         default_factory=dict,
         description="opening intervals [from, to] per day, local time; a day left out is closed",
     )
-    holidays: list[date] = Field(default_factory=list, max_length=400)
+    holidays: list[Annotated[date, Field(strict=False)]] = Field(default_factory=list, max_length=400)
     autoresponder: Autoresponder = Field(default_factory=Autoresponder)
 
 
 class HoursPatch(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra=omit_null("name", "timezone", "weekly", "holidays", "autoresponder")
+        extra="forbid",
+        strict=True,
+        json_schema_extra=omit_null("name", "timezone", "weekly", "holidays", "autoresponder"),
     )
 
     name: RuleName | None = None
-    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[tuple[HHMM, HHMM]]] | None = (
-        None
-    )
-    holidays: list[date] | None = Field(default=None, max_length=400)
+    timezone: TimeZone | None = None
+    weekly: dict[Day, Annotated[list[Interval], Field(max_length=12)]] | None = None
+    holidays: list[Annotated[date, Field(strict=False)]] | None = Field(default=None, max_length=400)
     autoresponder: Autoresponder | None = None
 
     @field_validator("*", mode="before")
@@ -280,7 +306,13 @@ async def create_rule(request: web.Request) -> web.StreamResponse:
 
 
 @routes.put("/api/v1/admin/automations/order")
-@operation("Set the order rules run in", "automations", body=OrderIn, errors=(403, 422), response=RuleList)
+@operation(
+    "Set the order rules run in: those named first, the others after them",
+    "automations",
+    body=OrderIn,
+    errors=(403, 404, 422),
+    response=RuleList,
+)
 async def order_rules(request: web.Request) -> web.StreamResponse:
     await require_actor(request, PERMISSION)
     req = OrderIn.model_validate(await read_json(request))
@@ -359,10 +391,10 @@ async def list_runs(request: web.Request) -> web.StreamResponse:
     await require_actor(request, PERMISSION)
     _known(request, *_RUN_QUERY)
     out = await request.app[AUTOMATIONS].runs(
-        rule_id=query_text(request, "rule_id", 64),
-        conversation_id=query_text(request, "conversation_id", 64),
-        outcome=query_text(request, "outcome", 16),
-        before=query_text(request, "before", 64),
+        rule_id=query_text(request, "rule_id"),
+        conversation_id=query_text(request, "conversation_id"),
+        outcome=query_text(request, "outcome"),
+        before=query_text(request, "before"),
         limit=query_int(request, "limit", 50, minimum=1, maximum=200),
     )
     return web.json_response(out)
@@ -371,17 +403,10 @@ async def list_runs(request: web.Request) -> web.StreamResponse:
 # ---- dry run and backtest -----------------------------------------------------------------------
 
 
-async def _subject(request: web.Request, req: DryRunIn | BacktestIn) -> Any:
-    if (req.rule is None) == (req.rule_id is None):
-        raise ApiError(
-            422,
-            "validation_failed",
-            "give either rule (a draft) or rule_id",
-            [{"field": "rule", "message": "give either rule (a draft) or rule_id"}],
-        )
-    return await request.app[AUTOMATIONS].definition_of(
-        req.rule_id, _definition(req.rule) if req.rule is not None else None
-    )
+async def _subject(request: web.Request, req: Any) -> RuleDefinition:
+    if hasattr(req, "rule"):
+        return _definition(req.rule)
+    return await request.app[AUTOMATIONS].definition_of(req.rule_id, None)
 
 
 @routes.post("/api/v1/admin/automations/dry-run")
@@ -394,7 +419,7 @@ async def _subject(request: web.Request, req: DryRunIn | BacktestIn) -> Any:
 )
 async def dry_run(request: web.Request) -> web.StreamResponse:
     await require_actor(request, PERMISSION)
-    req = DryRunIn.model_validate(await read_json(request))
+    req = DryRunIn.model_validate(await read_json(request)).root
     definition = await _subject(request, req)
     return web.json_response(await request.app[AUTOMATIONS].dry_run(definition, req.event_seq))
 
@@ -410,7 +435,7 @@ async def dry_run(request: web.Request) -> web.StreamResponse:
 )
 async def backtest(request: web.Request) -> web.StreamResponse:
     await require_actor(request, PERMISSION)
-    req = BacktestIn.model_validate(await read_json(request))
+    req = BacktestIn.model_validate(await read_json(request)).root
     definition = await _subject(request, req)
     out = await request.app[AUTOMATIONS].backtest(definition, req.days, req.max_events)
     return web.json_response(out)
@@ -433,7 +458,7 @@ async def list_business_hours(request: web.Request) -> web.StreamResponse:
     "automations",
     body=HoursIn,
     status=201,
-    errors=(403, 409, 422),
+    errors=(403, 404, 409, 422),
     response=HoursOut,
 )
 async def create_business_hours(request: web.Request) -> web.StreamResponse:

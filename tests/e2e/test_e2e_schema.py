@@ -49,7 +49,17 @@ def _document() -> dict[str, Any]:
 # validate more strictly than their schema says (schemathesis finds a schema-valid body refused);
 # left out here until they are described exactly, rather than tested loosely.
 NOT_YET_EXACT = r"^/api/v1/admin/(availability-statuses|users|roles|teams)"
-schema = schemathesis.openapi.from_dict(_document()).exclude(path_regex=NOT_YET_EXACT)
+# Bodies holding automation conditions (issue 19): a "regex" test's pattern must compile in
+# Python's re, which JSON Schema's `format: regex` (ECMA-262) does not describe (a lone "]" is fine
+# in one, refused in the other), so a generated body can be valid for one and not the other. Every
+# other automations and business-hours operation is tested here; tests/test_automations.py and
+# tests/e2e/test_e2e_automations.py cover these bodies.
+CONDITION_BODIES = r"^/api/v1/admin/automations/(rules|rules/\{rule_id\}|dry-run|backtest)$"
+schema = (
+    schemathesis.openapi.from_dict(_document())
+    .exclude(path_regex=NOT_YET_EXACT)
+    .exclude(path_regex=CONDITION_BODIES, method=["POST", "PATCH"])
+)
 
 
 @schema.hook
