@@ -10,6 +10,9 @@ the shared hub's other tests. Each test's rules name its own channel in a condit
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from e2e_support import (
     PG_HELP,
     Api,
@@ -441,3 +445,123 @@ async def test_automations_need_their_permission(admin: Api) -> None:
         },
     )
     assert bad.status == 422 and "unknown condition field" in str(bad.json), bad
+
+
+class Receiver:
+    """A webhook receiver on loopback that keeps only POSTs whose signature verifies."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.accepted: list[dict[str, Any]] = []
+        self.refused = 0
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        signed = request.headers.get("X-Hub-Timestamp", "").encode() + b"." + body
+        expected = "sha256=" + hmac.new(self.secret.encode(), signed, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, request.headers.get("X-Hub-Signature-256", "")):
+            self.refused += 1
+            return web.Response(status=401)
+        self.accepted.append(json.loads(body))
+        return web.Response(status=204)
+
+    async def __aenter__(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/hook"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+async def test_a_signed_webhook_and_an_in_app_notification_name_the_rule(
+    admin: Api, graph: ThreadedFakeGraph
+) -> None:
+    ch = await create_wa_channel(admin, graph.base_url, name="Webhooks")
+    me = await admin.ok("GET", "/api/v1/me")
+    secret = "whsec-" + unique()
+    async with Receiver(secret) as receiver:
+        hook = await rule(
+            admin,
+            name="tell the CRM",
+            trigger={"type": "message_created"},
+            conditions=on_channel(ch),
+            actions=[
+                {"type": "call_webhook", "url": receiver.url, "secret": secret},
+                {
+                    "type": "notify_users",
+                    "user_ids": [me["id"]],
+                    "title": "VIP",
+                },
+            ],
+        )
+        assert hook["definition"]["actions"][0]["secret"] == "*" * 16, "a read shows the secret"
+        ev = await inbound(admin, ch, phone(), "hello crm")
+        got = await wait_until(lambda: receiver.accepted, within=20, what="the signed webhook")
+        assert got[0]["conversation"]["id"] == ev["conversation_id"]
+        assert got[0]["by"] == {"type": "rule", "id": f"rule:{hook['id']}", "name": "tell the CRM"}
+        assert receiver.refused == 0
+        # Sending the masked secret back keeps the secret: the next call still verifies.
+        edited = await admin.ok(
+            "PATCH",
+            f"{RULES}/{hook['id']}",
+            json_body={"name": "tell the CRM (v2)", **{"actions": hook["definition"]["actions"]}},
+        )
+        assert edited["version"] == 2
+        await inbound(admin, ch, phone(), "hello again")
+        await wait_until(lambda: len(receiver.accepted) >= 2, within=20, what="the second webhook")
+        assert receiver.refused == 0
+    notes = await admin.ok("GET", "/api/v1/notifications")
+    mine = [n for n in notes["notifications"] if n["conversation_id"] == ev["conversation_id"]]
+    assert mine and mine[0]["title"] == "VIP" and mine[0]["event"] == "automation"
+    assert (await admin.request("DELETE", f"{RULES}/{hook['id']}")).status == 204
+
+
+async def test_a_rule_assigns_through_the_assignment_policy(admin: Api, graph: ThreadedFakeGraph) -> None:
+    ch = await create_wa_channel(admin, graph.base_url, name="Assign")
+    email = unique("seller-") + "@example.com"
+    made = await admin.ok(
+        "POST", "/api/v1/admin/users", expect=201, json_body={"email": email, "role": "agent"}
+    )
+    seller = made["user"]["id"]
+    await admin.ok("PUT", f"/api/v1/admin/channels/{ch.id}/members", json_body={"user_ids": [seller]})
+    customer = phone()
+    first = await inbound(admin, ch, customer, "hello")
+    conv_id = first["conversation_id"]
+    assert (await admin.ok("GET", f"/api/v1/conversations/{conv_id}"))["assignee_id"] is None
+    await admin.ok(
+        "PUT", f"/api/v1/admin/assignment-policies/channel/{ch.id}", json_body={"policy": "round_robin"}
+    )
+    assign = await rule(
+        admin,
+        name="sales to the policy",
+        trigger={"type": "message_created"},
+        conditions=on_channel(ch, {"field": "conversation.assignee_id", "op": "is_not_set"}),
+        actions=[{"type": "assign_by_policy"}],
+    )
+    second = await inbound(admin, ch, customer, "I want to buy")
+
+    async def assigned() -> dict[str, Any] | None:
+        conv = await admin.ok("GET", f"/api/v1/conversations/{conv_id}")
+        return conv if conv["assignee_id"] else None
+
+    conv = await wait_until(assigned, within=20, what="the policy's choice")
+    assert conv["assignee_id"] == seller
+    updates = [
+        e
+        for e in await admin.events(second["seq"])
+        if e["type"] == "conversation.updated" and e["conversation_id"] == conv_id
+    ]
+    assert any(
+        (e["data"].get("by") or {}).get("id") == f"rule:{assign['id']}"
+        and "assignee_id" in e["data"]["changed"]
+        for e in updates
+    )
+    assert (await admin.request("DELETE", f"{RULES}/{assign['id']}")).status == 204
