@@ -565,3 +565,37 @@ async def test_a_rule_assigns_through_the_assignment_policy(admin: Api, graph: T
         for e in updates
     )
     assert (await admin.request("DELETE", f"{RULES}/{assign['id']}")).status == 204
+
+
+async def test_snooze_ended_fires_when_the_hub_wakes_a_conversation(
+    admin: Api, graph: ThreadedFakeGraph
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    ch = await create_wa_channel(admin, graph.base_url, name="Snooze")
+    woke = await label(admin, unique("woke-"))
+    back = await rule(
+        admin,
+        name="mark woken conversations",
+        trigger={"type": "snooze_ended"},
+        conditions=on_channel(ch),
+        actions=[{"type": "add_label", "label": woke}],
+    )
+    ev = await inbound(admin, ch, phone(), "later please")
+    conv_id = ev["conversation_id"]
+    until = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    await admin.ok(
+        "PATCH", f"/api/v1/conversations/{conv_id}", json_body={"status": "snoozed", "snoozed_until": until}
+    )
+    # Snoozing is a conversation update, not the end of a snooze: nothing yet.
+    assert woke not in (await admin.ok("GET", f"/api/v1/conversations/{conv_id}"))["labels"]
+
+    async def labelled() -> dict[str, Any] | None:
+        conv = await admin.ok("GET", f"/api/v1/conversations/{conv_id}")
+        return conv if woke in conv["labels"] else None
+
+    conv = await wait_until(labelled, within=30, what="the snooze_ended rule")
+    assert conv["status"] == "open"
+    found = await runs(admin, rule_id=back["id"], conversation_id=conv_id)
+    assert [r["trigger"] for r in found] == ["snooze_ended"] and found[0]["outcome"] == "applied"
+    assert (await admin.request("DELETE", f"{RULES}/{back['id']}")).status == 204
