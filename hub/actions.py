@@ -43,6 +43,7 @@ from pydantic import (
 
 from hub import schema
 from hub.access import Actor
+from hub.automations.registry import PLUGIN_ACTIONS, PluginActionType
 from hub.channels import ChannelService
 from hub.db import new_id
 from hub.events import Store, Tx
@@ -210,21 +211,6 @@ assign_agent, assign_team, assign_by_policy, set_status, snooze, set_priority,
 set_custom_attribute, add_note, call_webhook, notify_users, plugin."""
 
 SEND_ACTIONS = frozenset({"send_text", "send_quick_reply", "send_template"})
-
-PluginApply = Callable[["ActionContext", dict[str, Any]], Awaitable[dict[str, Any]]]
-"""A plugin action: applies ``settings`` in ``ctx.tx`` as ``ctx.actor``; returns its result
-data, or raises ``ServiceError`` (a ``failed`` result with its message)."""
-
-
-@dataclass
-class PluginActionType:
-    name: str
-    settings: type[BaseModel]
-    apply: PluginApply
-    plugin: str = ""
-
-
-PLUGIN_ACTIONS: dict[str, PluginActionType] = {}
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from hub.automations.plugins import AutomationActionRegistrar, AutomationConditionRegistrar
+    from hub.automations.registry import AutomationActionRegistrar, AutomationConditionRegistrar
     from hub.channel import ChannelRegistrar
     from hub.models import Event
     from hub.notify import NotifierRegistrar
@@ -77,7 +77,7 @@ def hub_register_automation_conditions(register: AutomationConditionRegistrar) -
     Fires once, while the hub starts, after the automation actions. ``field`` looks like
     ``plugin.name`` and is used in a rule's conditions like a built-in field (``{"field":
     "crm.tier", "op": "eq", "value": "gold"}``). ``read(facts)`` is awaited with a
-    ``hub.automations.plugins.Facts`` (``conversation``, ``message``, ``at``, ``conn``) and returns
+    ``Facts`` (``hub.automations.plugins``) (``conversation``, ``message``, ``at``, ``conn``) and returns
     the value; an exception makes the test false with the error in the run log.
     ``register.add`` raises ``PluginLoadError`` for a bad name, a built-in one or one taken, which
     stops the start-up. The return value is ignored. Any other exception marks the plugin as

@@ -37,6 +37,7 @@ from pydantic import (
 )
 
 from hub.actions import ActionSpec
+from hub.automations.registry import BUILTIN_FIELDS, PLUGIN_FIELDS, PREFIX_FIELDS
 
 __all__ = [
     "BUILTIN_FIELDS",
@@ -52,33 +53,9 @@ __all__ = [
     "field_known",
 ]
 
-BUILTIN_FIELDS = frozenset(
-    {
-        "message.text",
-        "message.direction",
-        "message.sender_type",
-        "message.automatic",
-        "channel.id",
-        "channel.type",
-        "conversation.status",
-        "conversation.priority",
-        "conversation.labels",
-        "conversation.team",
-        "conversation.assignee_id",
-        "contact.name",
-        "contact.email",
-        "contact.phone",
-        "contact.first_time",
-        "business_hours.open",
-    }
-)
-PREFIX_FIELDS = ("conversation.custom_attributes.", "contact.custom_attributes.")
 MAX_MEMBERS = 100
 MAX_NESTING = 6
 """Groups and tests nest this deep at most: the outer group is level 1, so tests sit at levels 2-6."""
-
-# Plugin condition fields (name -> callable), filled while the hub starts.
-PLUGIN_FIELDS: dict[str, Any] = {}
 
 
 def field_known(name: str) -> bool:

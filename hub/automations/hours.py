@@ -7,6 +7,7 @@ none (always open).
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
@@ -42,9 +43,11 @@ _ZONES: frozenset[str] | None = None
 
 
 def _zones() -> frozenset[str]:
+    """The IANA zones the hub takes: all but the fixed-offset ``Etc/GMT+5`` kind (whose sign is
+    the reverse of what it reads, and whose names generated clients cannot tell apart)."""
     global _ZONES
     if _ZONES is None:
-        _ZONES = frozenset(available_timezones()) | {"UTC"}
+        _ZONES = frozenset(z for z in available_timezones() | {"UTC"} if not re.search(r"[+-]\d", z))
     return _ZONES
 
 
@@ -57,7 +60,7 @@ Interval = Annotated[
 
 def _zone(value: str) -> str:
     if value not in _zones():
-        raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin, UTC)")
+        raise ValueError(f"{value!r} is not an IANA time zone the hub takes (e.g. Europe/Berlin, UTC)")
     return value
 
 
