@@ -159,13 +159,19 @@ class AssignByPolicy(_Action):
     team_id: Id | None = None
 
 
+# No spaces or controls, listed rather than written \s (engines disagree on \s; see hub.limits).
+_URL_PATTERN = (
+    r"^https?://[^\x00-\x20\x7f-\x9f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+$"
+)
+
+
 class CallWebhook(_Action):
     """POST the conversation (and what triggered the call) to ``url`` once the change commits,
     signed like the hub's webhook notifier: ``X-Hub-Signature-256: sha256=HMAC(secret,
     timestamp + "." + body)`` with ``X-Hub-Timestamp``."""
 
     type: Literal["call_webhook"]
-    url: Annotated[str, StringConstraints(min_length=8, max_length=2048, pattern=r"^https?://[^\s]+$")]
+    url: Annotated[str, StringConstraints(min_length=8, max_length=2048, pattern=_URL_PATTERN)]
     secret: Annotated[str, StringConstraints(min_length=16, max_length=256)] = Field(
         description="the signing secret (write-only: reads show it masked)"
     )
