@@ -22,6 +22,9 @@ from hub.appkeys import (
     AGENTS,
     ATTRIBUTES,
     AVAILABILITY,
+    BOT_CONSUMER,
+    BOT_DELIVERY,
+    BOTS,
     CHANNEL_ADMIN,
     CHANNELS,
     CONFIG,
@@ -63,6 +66,9 @@ from hub.appkeys import (
     TOKEN_CACHE,
     UPLOADS,
 )
+from hub.bots.consumer import BotConsumer
+from hub.bots.delivery import BotDeliveryWorker
+from hub.bots.service import BotService
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
 from hub.console import setup_console
@@ -112,7 +118,7 @@ from hub.sessions import Sessions
 from hub.timers import Connections, TimedWork
 from hub.uploads import UploadStore
 from hub.users import TokenCache
-from hub.web import admin, api, notifications, org, routing, stream, webhooks, workspace
+from hub.web import admin, api, bots, notifications, org, routing, stream, webhooks, workspace
 from hub.web import config as config_routes
 from hub.web.asyncapi import build_asyncapi
 from hub.web.cors import cors_middleware
@@ -220,6 +226,7 @@ def create_app(
             _outbox,
             _services,
             _notifications,
+            _bots,
             _ingest_loops,
             _window_watcher,
             _retention,
@@ -237,6 +244,7 @@ def create_app(
         config_routes.routes,
         workspace.routes,
         notifications.routes,
+        bots.routes,
     ):
         app.add_routes(table)
     setup_console(app, config)
@@ -537,6 +545,23 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
             await notifier.aclose()
         except Exception:
             log.exception("notifier %r failed to close", notifier.name)
+
+
+async def _bots(app: web.Application) -> AsyncIterator[None]:
+    """Agent bots: the event log to deliveries (a consumer), and the deliveries to the bots."""
+    store = app[STORE]
+    app[BOTS] = bots = BotService(store, app[CHANNELS].box)
+    delivery = BotDeliveryWorker(store, bots, app[CHANNELS], app[HTTP], on_sent=app[OUTBOX].notify)
+    consumer = BotConsumer(store, on_deliveries=delivery.notify)
+    app[BOT_DELIVERY], app[BOT_CONSUMER] = delivery, consumer
+    store.bus.observers.append(consumer.observe)
+    if app[CONFIG].hub.run_workers:
+        await consumer.start()
+        await delivery.start()
+    yield
+    store.bus.observers.remove(consumer.observe)
+    await consumer.stop()
+    await delivery.stop()
 
 
 async def _timers(app: web.Application) -> AsyncIterator[None]:
