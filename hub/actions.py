@@ -25,13 +25,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
 
 from hub.access import Actor
+from hub.bots.service import hand_over
 from hub.channels import ChannelService
 from hub.events import Store, Tx
 from hub.limits import ATTRIBUTE_VALUE, Id, Label
 from hub.models import utcnow
 from hub.outbound import Draft, SendRefused, TxSendWriter, enqueue
 from hub.services.conversations import access_conversation, apply_update
-from hub.services.errors import ServiceError
+from hub.services.errors import Conflict, ServiceError
 from hub.services.notes import add_note
 from hub.services.quick_replies import QuickReplyService
 
@@ -107,6 +108,15 @@ class AddNote(_Action):
     mention_ids: list[Id] = Field(default_factory=list, max_length=50)
 
 
+class HandOver(_Action):
+    """Take the conversation from its bot (``hub.bots``): it gets none of its events after this."""
+
+    type: Literal["hand_over"]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = Field(
+        default=None, description="kept as a private note"
+    )
+
+
 ActionSpec = Annotated[
     SendText
     | SendQuickReply
@@ -117,11 +127,12 @@ ActionSpec = Annotated[
     | SetStatus
     | Snooze
     | SetAttribute
-    | AddNote,
+    | AddNote
+    | HandOver,
     Field(discriminator="type"),
 ]
 """One action, by ``type``: send_text, send_quick_reply, add_label, remove_label, assign_agent,
-assign_team, set_status, snooze, set_custom_attribute, add_note."""
+assign_team, set_status, snooze, set_custom_attribute, add_note, hand_over."""
 
 
 @dataclass
@@ -230,6 +241,8 @@ class ActionExecutor:
         if isinstance(action, AddNote):
             note = await add_note(ctx.tx, ctx.actor, ctx.conversation_id, action.text, action.mention_ids)
             return {"note_id": note["id"]}
+        if isinstance(action, HandOver):
+            return await self._hand_over(ctx, action)
         conv = await access_conversation(ctx.tx.conn, ctx.actor, ctx.conversation_id)
         changes: dict[str, Any]
         if isinstance(action, AddLabel):
@@ -248,6 +261,23 @@ class ActionExecutor:
             changes = {"custom_attributes": {**conv["custom_attributes"], action.key: action.value}}
         fresh = await apply_update(ctx.tx, ctx.actor, ctx.conversation_id, changes)
         return {"conversation": {k: fresh.get(k) for k in ("status", "assignee_id", "team", "labels")}}
+
+    async def _hand_over(self, ctx: ActionContext, action: HandOver) -> dict[str, Any]:
+        ctx.actor.require("conversations.update")
+        await access_conversation(ctx.tx.conn, ctx.actor, ctx.conversation_id)
+        trigger: Any = "bot" if ctx.actor.kind == "bot" else "agent"
+        reason = action.reason or "taken over from the bot"
+        event = await hand_over(
+            ctx.tx,
+            ctx.conversation_id,
+            trigger=trigger,
+            reason=reason,
+            by=ctx.actor.ref,
+            note=action.reason and f"Handed over: {action.reason}",
+        )
+        if event is None:
+            raise Conflict("no bot holds this conversation")
+        return {"handed_over": True}
 
     async def _send(self, ctx: ActionContext, action: SendText | SendQuickReply) -> dict[str, Any]:
         ctx.actor.require("messages.send")

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from conftest import Hub, eventually, fake_message
 
-from hub.appkeys import BOT_DELIVERY
+from hub.appkeys import BOT_CONSUMER, BOT_DELIVERY
 from hub.bots.flows import Flow, respond
 from hub.bots.guard import RATE_LIMIT, answerable, within_rate
 from hub.bots.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signed_headers, verify
@@ -112,7 +112,7 @@ def test_answers_that_match_nothing_hand_over_after_max_fallbacks() -> None:
     f = flow(2, max_fallbacks=1)
     state = respond(f, {}, inbound("hi"), PLAIN).state
     miss = respond(f, state, inbound("banana"), PLAIN)
-    assert [d.text for d in miss.drafts][0] == f.fallback and len(miss.drafts) == 2 and miss.handoff is None
+    assert miss.drafts[0].text == f.fallback and len(miss.drafts) == 2 and miss.handoff is None
     again = respond(f, miss.state, inbound("kiwi"), PLAIN)
     assert again.drafts == [] and again.handoff == "the customer's answers matched no option 2 times in a row"
 
@@ -184,6 +184,22 @@ async def bot_with_webhook(
     return hook, bot
 
 
+async def drained(hub: Hub, external_id: str) -> None:
+    """Wait until the message is stored, then run the bot consumer and deliveries past it."""
+
+    async def stored() -> bool:
+        return any(
+            e["type"] == "message.created" and e["data"]["external_id"] == external_id
+            for e in await hub.events(headers=hub.admin)
+        )
+
+    await eventually(stored)
+    while await hub.client.app[BOT_CONSUMER].step():
+        pass
+    while await hub.client.app[BOT_DELIVERY].step():
+        pass
+
+
 async def handed_over(hub: Hub) -> list[dict[str, Any]]:
     return [e for e in await hub.events(headers=hub.admin) if e["type"] == "conversation.handed_over"]
 
@@ -227,7 +243,7 @@ async def test_a_4xx_is_not_retried_and_hands_over_with_a_note(
     # Nothing more reaches it, even though the customer writes again.
     sent = len(hook.bodies)
     await lite_hub.webhook(fake_message("m2", "bob", "hello?"))
-    await lite_hub.client.app[BOT_DELIVERY].step()
+    await drained(lite_hub, "m2")
     assert len(hook.bodies) == sent
 
 
@@ -254,3 +270,38 @@ async def test_builtin_bot_answers_in_numbered_text_on_a_channel_without_buttons
     await lite_hub.webhook(fake_message("m2", "carol", "1"))
     texts = await eventually(lambda: bot_texts(2))
     assert texts[1] == "9 to 5"
+
+
+async def test_a_macro_action_takes_the_conversation_from_the_bot(
+    lite_hub: Hub, aiohttp_server: Callable[..., Awaitable[Any]]
+) -> None:
+    hook, bot = await bot_with_webhook(lite_hub, aiohttp_server, [])
+    await lite_hub.webhook(fake_message("m1", "dave", "hello"))
+    await eventually(lambda: _seen(hook, 2))
+    [conv] = await lite_hub.conversations()
+    assert conv["status"] == "pending"
+    resp = await lite_hub.client.post(
+        "/api/v1/macros",
+        json={"name": "Take over", "actions": [{"type": "hand_over", "reason": "VIP customer"}]},
+        headers=lite_hub.admin,
+    )
+    assert resp.status == 201, await resp.text()
+    macro = await resp.json()
+    run = await lite_hub.client.post(
+        f"/api/v1/macros/{macro['id']}/run", json={"conversation_ids": [conv["id"]]}, headers=lite_hub.admin
+    )
+    result = await run.json()
+    assert run.status == 200 and result["results"][0]["status"] == "done", result
+    [ev] = await handed_over(lite_hub)
+    assert ev["data"]["trigger"] == "agent" and ev["data"]["reason"] == "VIP customer"
+    assert ev["data"]["bot"]["id"] == bot["id"] and ev["data"]["status"] == "open"
+    # Running it again: no bot holds the conversation any more, so the action fails and says so.
+    again = await lite_hub.client.post(
+        f"/api/v1/macros/{macro['id']}/run", json={"conversation_ids": [conv["id"]]}, headers=lite_hub.admin
+    )
+    failed = (await again.json())["results"][0]
+    assert failed["status"] == "failed" and "no bot holds" in failed["actions"][0]["detail"]
+    seen = len(hook.bodies)
+    await lite_hub.webhook(fake_message("m2", "dave", "still there?"))
+    await drained(lite_hub, "m2")
+    assert len(hook.bodies) == seen

@@ -25,7 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import schema
-from hub.bots.service import hand_over, holding_bot
+from hub.access import system_actor
+from hub.bots.service import hand_over, holding_bot, open_for_agents
 from hub.events import Store, Tx
 from hub.models import utcnow
 from hub.worker import Worker
@@ -159,13 +160,16 @@ class BotConsumer(Worker):
         row = held[cid]
         if row is None and type_ == "conversation.created" and data.get("status") == "pending":
             bot_id = (await holding_bot(tx.conn, [event["channel_id"]])).get(event["channel_id"])
-            if bot_id is not None:
-                await tx.conn.execute(
-                    BV.insert().values(
-                        conversation_id=cid, bot_id=bot_id, state="active", flow_state={}, created_at=utcnow()
-                    )
+            if bot_id is None:
+                # Its bot was disabled or removed in between: nobody would answer, so agents do.
+                await open_for_agents(tx, system_actor("bots"), cid)
+                return 0
+            await tx.conn.execute(
+                BV.insert().values(
+                    conversation_id=cid, bot_id=bot_id, state="active", flow_state={}, created_at=utcnow()
                 )
-                row = held[cid] = {"bot_id": bot_id, "state": "active"}
+            )
+            row = held[cid] = {"bot_id": bot_id, "state": "active"}
         if row is None or row["state"] != "active":
             return 0
         sender = data.get("sender") or {}

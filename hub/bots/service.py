@@ -40,6 +40,7 @@ __all__ = [
     "bot_actor",
     "bot_dict",
     "hand_over",
+    "open_for_agents",
 ]
 
 B = schema.bots
@@ -101,6 +102,26 @@ async def channels_of(conn: AsyncConnection, bot_id: str) -> list[str]:
     return sorted(await conn.scalars(sa.select(BC.c.channel_id).where(BC.c.bot_id == bot_id)))
 
 
+async def open_for_agents(tx: Tx, actor: Actor, conversation_id: str) -> None:
+    """A ``pending`` conversation the bot held opens, and is routed to agents per the channel's
+    policy (a bot's conversation is not routed while the bot holds it)."""
+    await apply_update(tx, actor, conversation_id, {"status": "open"})
+    row = dict((await tx.conn.execute(sa.select(C).where(C.c.id == conversation_id))).mappings().one())
+    if row["assignee_id"] is not None:
+        return
+    await route(tx, [row])
+    if row["assignee_id"] is None:
+        return
+    view = await fetch_conversation(tx.conn, conversation_id)
+    assert view is not None
+    await tx.emit(
+        "conversation.updated",
+        {**view, "changed": ["assignee_id", "team"], "by": system_actor("routing").ref},
+        channel_id=view["channel_id"],
+        conversation_id=conversation_id,
+    )
+
+
 async def hand_over(
     tx: Tx,
     conversation_id: str,
@@ -143,21 +164,8 @@ async def hand_over(
     ).one()
     status = conv.status
     if status == "pending":
-        await apply_update(tx, hub_side, conversation_id, {"status": "open"})
+        await open_for_agents(tx, hub_side, conversation_id)
         status = "open"
-        # Held by the bot, the conversation was never routed: agents get it now, per the policy.
-        row = dict((await tx.conn.execute(sa.select(C).where(C.c.id == conversation_id))).mappings().one())
-        if row["assignee_id"] is None:
-            await route(tx, [row])
-            if row["assignee_id"] is not None:
-                view = await fetch_conversation(tx.conn, conversation_id)
-                assert view is not None
-                await tx.emit(
-                    "conversation.updated",
-                    {**view, "changed": ["assignee_id", "team"], "by": system_actor("routing").ref},
-                    channel_id=view["channel_id"],
-                    conversation_id=conversation_id,
-                )
     if note:
         await add_note(tx, hub_side, conversation_id, note)
     event = {
