@@ -9,15 +9,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
 from aiohttp import web
-from conftest import Hub, eventually, fake_message
 
 from hub.appkeys import BOT_CONSUMER, BOT_DELIVERY
 from hub.bots.flows import Flow, respond
 from hub.bots.guard import RATE_LIMIT, answerable, within_rate
 from hub.bots.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signed_headers, verify
 from hub.channel import Capabilities
+from tests.conftest import Hub, eventually, fake_message
 
 # ---- signing --------------------------------------------------------------------------------------
 
@@ -44,7 +43,7 @@ PLAIN = Capabilities()
 
 
 def flow(options: int = 2, **extra: Any) -> Flow:
-    opts = [{"id": f"o{i}", "title": f"Option {i}", "reply": f"You chose {i}"} for i in range(1, options + 1)]
+    opts = [{"title": f"Option {i}", "reply": f"You chose {i}"} for i in range(1, options + 1)]
     opts[-1]["handoff"] = True
     return Flow.model_validate({"greeting": "Hi! Pick one:", "options": opts, **extra})
 
@@ -62,7 +61,7 @@ def test_first_message_gets_buttons_where_the_channel_carries_them() -> None:
     step = respond(flow(2), {}, inbound("hello"), WHATSAPP)
     [menu] = step.drafts
     assert menu.interactive is not None and menu.interactive.button is None
-    assert [c.id for c in menu.interactive.choices] == ["o1", "o2"]
+    assert [(c.id, c.title) for c in menu.interactive.choices] == [("1", "Option 1"), ("2", "Option 2")]
     assert step.state["menu_sent"] and step.handoff is None
 
 
@@ -99,7 +98,7 @@ def test_a_button_pick_and_a_keyword() -> None:
         ],
     )
     state = respond(f, {}, inbound("hi"), WHATSAPP).state
-    assert [d.text for d in respond(f, state, inbound(picked="o1"), WHATSAPP).drafts] == ["You chose 1"]
+    assert [d.text for d in respond(f, state, inbound(picked="1"), WHATSAPP).drafts] == ["You chose 1"]
     kw = respond(f, state, inbound("I want a REFUND please"), WHATSAPP)
     assert [d.text for d in kw.drafts] == ["Refunds take 5 days."] and kw.handoff is None
     assert respond(f, state, inbound("refunds?"), WHATSAPP).drafts[0].text != "Refunds take 5 days.", (
@@ -115,13 +114,6 @@ def test_answers_that_match_nothing_hand_over_after_max_fallbacks() -> None:
     assert miss.drafts[0].text == f.fallback and len(miss.drafts) == 2 and miss.handoff is None
     again = respond(f, miss.state, inbound("kiwi"), PLAIN)
     assert again.drafts == [] and again.handoff == "the customer's answers matched no option 2 times in a row"
-
-
-def test_flow_refuses_duplicate_option_ids() -> None:
-    with pytest.raises(ValueError, match="unique"):
-        Flow.model_validate(
-            {"greeting": "x", "options": [{"id": "a", "title": "A"}, {"id": "a", "title": "B"}]}
-        )
 
 
 def test_guard_answers_customers_only_and_limits_the_rate() -> None:
@@ -248,7 +240,7 @@ async def test_a_4xx_is_not_retried_and_hands_over_with_a_note(
 
 
 async def test_builtin_bot_answers_in_numbered_text_on_a_channel_without_buttons(lite_hub: Hub) -> None:
-    f = {"greeting": "Hello!", "options": [{"id": "a", "title": "Hours", "reply": "9 to 5"}]}
+    f = {"greeting": "Hello!", "options": [{"title": "Hours", "reply": "9 to 5"}]}
     resp = await lite_hub.client.post(
         "/api/v1/admin/bots",
         json={"name": "Menu", "kind": "builtin", "flow": f, "channel_ids": ["fk"]},

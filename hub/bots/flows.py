@@ -1,10 +1,11 @@
 """The built-in bot's keyword and menu flows: pure functions from a customer's message to replies.
 
-A flow offers a menu (``options``) and answers keywords. On a channel that carries interactive
-messages (its capability manifest: WhatsApp) the menu is reply buttons, or a list when there are
-more options than buttons; elsewhere it is numbered text and the customer answers with the number
-(or the option's title). An option or keyword may hand the conversation over to a person; so does
-a customer whose answers match nothing ``max_fallbacks`` times in a row.
+A flow offers a menu (``options``, known by their number: 1, 2, ...) and answers keywords. On a
+channel that carries interactive messages (its capability manifest: WhatsApp) the menu is reply
+buttons, or a list when there are more options than buttons; elsewhere it is numbered text and
+the customer answers with the number (or the option's title). An option or keyword may hand the
+conversation over to a person; so does a customer whose answers match nothing ``max_fallbacks``
+times in a row.
 
 ``respond`` does no I/O: the delivery worker (``hub.bots.delivery``) sends what it returns, as the
 bot, and keeps ``Step.state`` for the next message.
@@ -16,15 +17,34 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
 from hub.channel import Capabilities
 from hub.outbound import Draft
 from hub.outbound.draft import ChoiceIn, InteractiveIn
 
-__all__ = ["Flow", "Keyword", "MenuOption", "Step", "menu", "respond"]
+__all__ = ["Flow", "Keyword", "MenuOption", "Step", "json_int", "menu", "respond"]
 
-OptionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+def _json_int(value: Any) -> Any:
+    """A JSON integer: 3 or 3.0 (the same number in JSON), never "3", true or 3.5."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+def json_int(minimum: int, maximum: int) -> Any:
+    """An integer in [minimum, maximum] as JSON has it (see ``_json_int``): what the API
+    document's ``integer`` allows."""
+    return Annotated[int, Field(ge=minimum, le=maximum), BeforeValidator(_json_int)]
+
+
+Fallbacks = json_int(0, 10)
+
 Reply = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Word = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
@@ -32,12 +52,11 @@ Word = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 class MenuOption(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: OptionId = Field(description="what the channel sends back when the customer picks it")
     title: Annotated[str, StringConstraints(min_length=1, max_length=20)] = Field(
         description="the button or row text (WhatsApp shows at most 20 characters)"
     )
     reply: Reply | None = Field(default=None, description="sent when the customer picks it")
-    handoff: bool = Field(default=False, description="hand the conversation to a person after replying")
+    handoff: StrictBool = Field(default=False, description="hand the conversation to a person after replying")
 
 
 class Keyword(BaseModel):
@@ -45,7 +64,7 @@ class Keyword(BaseModel):
 
     words: list[Word] = Field(min_length=1, max_length=20, description="matched as whole words, any case")
     reply: Reply | None = None
-    handoff: bool = False
+    handoff: StrictBool = False
 
 
 class Flow(BaseModel):
@@ -62,16 +81,9 @@ class Flow(BaseModel):
     options: list[MenuOption] = Field(min_length=1, max_length=10)
     keywords: list[Keyword] = Field(default_factory=list, max_length=50)
     fallback: Reply = "Sorry, I did not understand that. Please pick one of the options."
-    max_fallbacks: int = Field(
-        default=2, ge=0, le=10, description="unmatched answers in a row before a person takes over"
+    max_fallbacks: Fallbacks = Field(  # type: ignore[valid-type]
+        default=2, description="unmatched answers in a row before a person takes over"
     )
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> Flow:
-        ids = [o.id for o in self.options]
-        if len(set(ids)) != len(ids):
-            raise ValueError("option ids must be unique")
-        return self
 
 
 @dataclass
@@ -86,7 +98,7 @@ class Step:
 
 def menu(flow: Flow, caps: Capabilities) -> Draft:
     """The menu as this channel can carry it: buttons, a list, or numbered text."""
-    choices = [ChoiceIn(id=o.id, title=o.title) for o in flow.options]
+    choices = [ChoiceIn(id=str(i), title=o.title) for i, o in enumerate(flow.options, 1)]
     if caps.interactive and len(choices) <= caps.max_interactive_buttons:
         return Draft(interactive=InteractiveIn(body=flow.greeting, choices=choices))
     if caps.interactive and len(choices) <= caps.max_interactive_rows:
@@ -98,11 +110,9 @@ def menu(flow: Flow, caps: Capabilities) -> Draft:
 
 
 def _picked(flow: Flow, message: dict[str, Any], text: str) -> MenuOption | None:
-    chosen = (message.get("interactive") or {}).get("id")
-    for option in flow.options:
-        if chosen and option.id == chosen:
-            return option
-    answer = text.strip().rstrip(".)").strip()
+    # A button or row's id is the option's number, the same the numbered text shows.
+    chosen = str((message.get("interactive") or {}).get("id") or "")
+    answer = chosen or text.strip().rstrip(".)").strip()
     if answer.isdigit() and 1 <= int(answer) <= len(flow.options):
         return flow.options[int(answer) - 1]
     folded = answer.casefold()

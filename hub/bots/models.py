@@ -6,9 +6,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
-from hub.bots.flows import Flow
+from hub.bots.flows import Flow, json_int
 from hub.limits import Id, omit_null
 
 __all__ = [
@@ -25,6 +34,8 @@ __all__ = [
 
 BotName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 WebhookUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
+Attempts = json_int(1, 20)
+Timeout = Annotated[StrictFloat, Field(ge=0.5, le=60)]
 Trigger = Literal["bot", "human_reply", "agent", "failure", "bot_removed"]
 
 
@@ -34,8 +45,26 @@ def _not_null(value: Any) -> Any:
     return value
 
 
+def _kind_schema(schema: dict[str, Any]) -> None:
+    """The document says what ``_kind_fits`` checks: a webhook bot (``kind`` omitted or
+    ``webhook``) has a ``webhook_url`` and no ``flow``; a built-in one a ``flow`` and no URL."""
+    omit_null("webhook_url", "flow")(schema)
+    schema["oneOf"] = [
+        {
+            "properties": {"kind": {"const": "webhook"}},
+            "required": ["webhook_url"],
+            "not": {"required": ["flow"]},
+        },
+        {
+            "properties": {"kind": {"const": "builtin"}},
+            "required": ["kind", "flow"],
+            "not": {"required": ["webhook_url"]},
+        },
+    ]
+
+
 class BotIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_kind_schema)
 
     name: BotName
     kind: Literal["webhook", "builtin"] = Field(
@@ -47,9 +76,16 @@ class BotIn(BaseModel):
     channel_ids: list[Id] = Field(
         default_factory=list, max_length=100, description="channels whose new conversations it takes"
     )
-    enabled: bool = True
-    timeout_seconds: float = Field(default=10.0, ge=0.5, le=60, description="per delivery attempt")
-    max_attempts: int = Field(default=5, ge=1, le=20, description="attempts per event before handing over")
+    enabled: StrictBool = True
+    timeout_seconds: StrictFloat = Field(default=10.0, ge=0.5, le=60, description="per delivery attempt")
+    max_attempts: Attempts = Field(default=5, description="attempts per event before handing over")  # type: ignore[valid-type]
+
+    @field_validator("webhook_url", "flow", mode="before")
+    @classmethod
+    def _nn(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; omit the field")
+        return value
 
     @model_validator(mode="after")
     def _kind_fits(self) -> BotIn:
@@ -74,10 +110,10 @@ class BotPatch(BaseModel):
     webhook_url: WebhookUrl | None = None
     flow: Flow | None = None
     channel_ids: list[Id] | None = Field(default=None, max_length=100)
-    enabled: bool | None = None
-    timeout_seconds: float | None = Field(default=None, ge=0.5, le=60)
-    max_attempts: int | None = Field(default=None, ge=1, le=20)
-    rotate_credentials: bool = Field(
+    enabled: StrictBool | None = None
+    timeout_seconds: Timeout | None = None
+    max_attempts: Attempts | None = None  # type: ignore[valid-type]
+    rotate_credentials: StrictBool = Field(
         default=False, description="issue a new token and signing secret (shown once); the old ones stop"
     )
 

@@ -223,7 +223,7 @@ class BotService:
         known = set(await conn.scalars(sa.select(CH.c.id).where(CH.c.id.in_(wanted))))
         missing = [c for c in wanted if c not in known]
         if missing:
-            raise Invalid("channel_ids", f"no such channel: {', '.join(missing)}")
+            raise NotFound(f"no such channel: {', '.join(missing)}")
         taken = (
             await conn.execute(
                 sa.select(BC.c.channel_id, BC.c.bot_id).where(

@@ -34,7 +34,7 @@ async def list_bots(request: web.Request) -> web.StreamResponse:
     "bots",
     body=BotIn,
     status=201,
-    errors=(403, 409, 422),
+    errors=(403, 404, 409, 422),
     response=BotCreated,
 )
 async def create_bot(request: web.Request) -> web.StreamResponse:

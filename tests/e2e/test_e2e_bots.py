@@ -253,8 +253,8 @@ async def test_builtin_bot_menu_buttons_and_handoff(api: Api, graph: ThreadedFak
     flow = {
         "greeting": "Welcome! What do you need?",
         "options": [
-            {"id": "hours", "title": "Opening hours", "reply": "We are open 9-17."},
-            {"id": "human", "title": "Talk to a person", "reply": "Connecting you.", "handoff": True},
+            {"title": "Opening hours", "reply": "We are open 9-17."},
+            {"title": "Talk to a person", "reply": "Connecting you.", "handoff": True},
         ],
         "keywords": [{"words": ["price", "prices"], "reply": "See example.com/prices"}],
     }
@@ -275,7 +275,10 @@ async def test_builtin_bot_menu_buttons_and_handoff(api: Api, graph: ThreadedFak
 
     menu = (await wait_until(lambda: bot_messages(1), within=20, what="the menu"))[0]
     assert menu["kind"] == "interactive", menu  # WhatsApp carries buttons
-    assert [c["id"] for c in menu["choices"]] == ["hours", "human"]
+    assert [(c["id"], c["title"]) for c in menu["choices"]] == [
+        ("1", "Opening hours"),
+        ("2", "Talk to a person"),
+    ]
     await deliver_text(api, ch, wa, "what are your prices?")
     replies = await wait_until(lambda: bot_messages(2), within=20, what="the keyword's answer")
     assert replies[1]["text"] == "See example.com/prices"
@@ -310,7 +313,7 @@ async def test_managing_bots_needs_the_permission(api: Api, graph: ThreadedFakeG
     # Bad input: a clear 422, nothing stored.
     ch = await create_wa_channel(api, graph.base_url, name="Bots validation")
     assert_error(await api.post("/api/v1/admin/bots", {"name": "x", "kind": "webhook"}), 422)
-    assert_error(await api.post("/api/v1/admin/bots", {**body, "channel_ids": ["ch_missing"]}), 422)
+    assert_error(await api.post("/api/v1/admin/bots", {**body, "channel_ids": ["ch_missing"]}), 404)
     first = await api.ok("POST", "/api/v1/admin/bots", expect=201, json_body={**body, "channel_ids": [ch.id]})
     assert_error(await api.post("/api/v1/admin/bots", {**body, "channel_ids": [ch.id]}), 409)
     names = [b["name"] for b in (await api.ok("GET", "/api/v1/admin/bots"))["bots"]]
