@@ -59,6 +59,9 @@ class HubSection(BaseModel):
     receipt_retention_days: float | None = Field(
         default=None, gt=0, description="receipts kept for messages the hub does not know (yet)"
     )
+    notification_retention_days: float = Field(
+        default=90, gt=0, description="users' notifications and their deliveries (pending ones stay)"
+    )
     retention_interval: float = Field(default=300, gt=0, description="seconds between retention passes")
     delete_chunk_rows: int = Field(default=1000, ge=10, description="rows per retention transaction")
     max_queued_deliveries: int = Field(

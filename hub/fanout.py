@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from hub.events import Frame, Store
 from hub.models import Event
+from hub.worker import cancel_and_wait, wait_event
 
 __all__ = ["CHANNEL", "EVENTS", "INBOX", "Feed"]
 
@@ -92,9 +93,7 @@ class Feed:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks, "the event feed")
         self._tasks = []
         if self.store.feed is self:
             self.store.feed = None
@@ -108,8 +107,7 @@ class Feed:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            await wait_event(self._wake, self.poll_interval)
             self._wake.clear()
             try:
                 await self.advance()

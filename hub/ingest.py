@@ -20,6 +20,7 @@ from hub.errors import SendError, SendErrorClass
 from hub.inbound import ChannelInbox, RawInbox
 from hub.leader import key_for, while_leading
 from hub.services.errors import Conflict, NotFound, ServiceError
+from hub.worker import cancel_and_wait
 
 __all__ = ["IngestRunner", "ProviderFailed", "ResyncUnsupported"]
 
@@ -108,8 +109,5 @@ class IngestRunner:
 
     async def stop(self) -> None:
         self._stopped = True
-        tasks = [task for _, task in self._tasks.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait([task for _, task in self._tasks.values()], "the ingest loops")
         self._tasks.clear()

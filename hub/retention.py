@@ -7,7 +7,11 @@ then deletes what is older than its retention (``hub.config.HubSection``):
   that long for ``hub replay``; a delivery still pending is never deleted;
 * sent outbox jobs, fetched inbound media (rows and files), agents' uploads (files) and receipts
   kept for messages the hub does not know: by default as long as the event log that refers to
-  them, i.e. until they are older than the oldest event left in the log.
+  them, i.e. until they are older than the oldest event left in the log;
+* expired API tokens and refresh tokens (a spent refresh token stays until it expires, so that
+  its second use is still recognised and ends the session);
+* users' notifications older than ``notification_retention_days``, with their deliveries (one
+  still pending, and its notification, stays).
 
 Deletes run in transactions of ``delete_chunk_rows`` rows with a short pause between them, so a
 first pass over a large backlog never holds SQLite's write lock (and the webhooks queued on it)
@@ -47,6 +51,7 @@ class RetentionPolicy:
     media: timedelta | None = None
     uploads: timedelta | None = None
     receipts: timedelta | None = None
+    notifications: timedelta = timedelta(days=90)
     chunk: int = 1000
     pause: float = 0.01
 
@@ -62,6 +67,7 @@ class RetentionPolicy:
             media=days(cfg.media_retention_days),
             uploads=days(cfg.upload_retention_days),
             receipts=days(cfg.receipt_retention_days),
+            notifications=timedelta(days=cfg.notification_retention_days),
             chunk=cfg.delete_chunk_rows,
         )
 
@@ -129,6 +135,16 @@ class Retention(Worker):
             out["media"] = await self._delete_media(before)
         if (before := cutoff(p.uploads)) is not None:
             out["uploads"] = await asyncio.to_thread(_delete_uploads, self.uploads_root, before)
+        AT, RT = schema.api_tokens, schema.refresh_tokens
+        out["tokens"] = await self._delete(AT, AT.c.id, AT.c.expires_at < now)
+        out["refresh_tokens"] = await self._delete(RT, RT.c.token_hash, RT.c.expires_at < now)
+        N, ND = schema.notifications, schema.notification_deliveries
+        old = now - p.notifications
+        out["notification_deliveries"] = await self._delete(
+            ND, ND.c.id, ND.c.state != "pending", ND.c.created_at < old
+        )
+        still_pending = sa.select(ND.c.id).where(ND.c.notification_id == N.c.id)
+        out["notifications"] = await self._delete(N, N.c.id, N.c.created_at < old, ~sa.exists(still_pending))
         if any(out.values()):
             log.info("retention: deleted %s", ", ".join(f"{n} {k}" for k, n in out.items() if n))
         return out

@@ -173,13 +173,6 @@ class Sessions:
         await tx.conn.execute(refresh)
         await _announce(tx, user_id, reason)
 
-    async def prune(self, before: datetime) -> int:
-        """Delete tokens and refresh tokens that expired before ``before``."""
-        async with self.store.db.write() as conn:
-            a = await conn.execute(T.delete().where(T.c.expires_at < before))
-            b = await conn.execute(RT.delete().where(RT.c.expires_at < before))
-        return int(a.rowcount or 0) + int(b.rowcount or 0)
-
 
 async def _announce(tx: Tx, user_id: str, reason: str) -> None:
     # Streams of this user re-check their token now (hub.web.stream) and close with 4401 if it is gone.

@@ -295,6 +295,9 @@ def _hub(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
+# Two full `hub plugin check` runs in subprocesses: about a minute each on a quiet 2-core machine,
+# several on a loaded one; each run has its own 600 s limit.
+@pytest.mark.timeout(900)
 def test_check_the_example_third_party_plugin_prints_its_tier_and_unmet_rules(tmp_path: Path) -> None:
     import os
 

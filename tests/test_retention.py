@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +68,20 @@ async def test_a_large_event_log_is_pruned_in_bounded_chunks_while_others_write(
     finally:
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
-    assert deleted == 9_500
+    # The live writer may commit a few events before the prune takes its cutoff (on PostgreSQL it
+    # does): those are older than the newest 1,000 too.
+    assert 9_500 <= deleted <= 9_500 + writes, (deleted, writes)
     deletes = [(i, n) for i, (words, n) in enumerate(seen) if words.startswith("DELETE FROM EVENTS")]
-    assert len(deletes) == 10, deletes
+    assert len(deletes) == -(-deleted // 1000), deletes
     assert all(0 < n <= 1000 for _, n in deletes), deletes
     # Other writers got the lock between the chunks, not only after the whole prune.
     first, last = deletes[0][0], deletes[-1][0]
     between = [w for w, _ in seen[first:last] if w.startswith("INSERT INTO EVENTS")]
     assert between, "no other write committed while the log was being pruned"
-    assert await store.pruned_through() == 9_500
+    assert await store.pruned_through() == deleted  # seqs 1..deleted went, the newest stayed
     async with store.db.read() as conn:
         oldest = await conn.scalar(sa.select(sa.func.min(E.c.seq)))
-    assert oldest == 9_501
+    assert oldest == deleted + 1
     await store.db.dispose()
 
 
@@ -257,4 +259,98 @@ async def test_explicit_retentions_apply_before_the_log_is_ever_pruned(
     assert counts["receipts"] == 1 and "outbox" not in counts  # the log was never pruned
     async with store.db.read() as conn:
         assert set(await conn.scalars(sa.select(P.c.external_id))) == {"x-1d"}
+    await store.db.dispose()
+
+
+async def test_expired_tokens_and_old_notifications_go_and_pending_ones_stay(
+    database_url: str, tmp_path: Path
+) -> None:
+    store = await _store(database_url)
+    now = utcnow()
+    old, recent = now - timedelta(days=100), now - timedelta(days=1)
+    AT, RT = schema.api_tokens, schema.refresh_tokens
+    N, ND = schema.notifications, schema.notification_deliveries
+    async with store.db.write() as conn:
+        await conn.execute(
+            schema.users.insert().values(
+                id="u1", email="u1@example.com", role="agent", active=True, created_at=old
+            )
+        )
+        await conn.execute(
+            AT.insert(),
+            [
+                {
+                    "id": "t-expired",
+                    "user_id": "u1",
+                    "token_hash": "h1",
+                    "created_at": old,
+                    "expires_at": now - timedelta(minutes=1),
+                },
+                {
+                    "id": "t-live",
+                    "user_id": "u1",
+                    "token_hash": "h2",
+                    "created_at": old,
+                    "expires_at": now + timedelta(hours=1),
+                },
+                {"id": "t-cli", "user_id": "u1", "token_hash": "h3", "created_at": old, "expires_at": None},
+            ],
+        )
+        await conn.execute(
+            RT.insert(),
+            [
+                {
+                    "token_hash": "r-expired",
+                    "user_id": "u1",
+                    "family_id": "f",
+                    "created_at": old,
+                    "expires_at": now - timedelta(seconds=1),
+                    "used_at": old,
+                },
+                # spent but not expired: kept, so a second use is still recognised
+                {
+                    "token_hash": "r-spent",
+                    "user_id": "u1",
+                    "family_id": "f",
+                    "created_at": recent,
+                    "expires_at": now + timedelta(days=1),
+                    "used_at": recent,
+                },
+            ],
+        )
+
+        def note(nid: str, when: datetime) -> dict[str, Any]:
+            return {
+                "id": nid,
+                "user_id": "u1",
+                "event": "assigned",
+                "title": "t",
+                "data": {},
+                "in_app": True,
+                "created_at": when,
+            }
+
+        await conn.execute(
+            N.insert(), [note("n-old", old), note("n-old-pending", old), note("n-new", recent)]
+        )
+        await conn.execute(
+            ND.insert(),
+            [
+                {"notification_id": nid, "notifier": "email", "state": state, "attempts": 1,
+                 "due_at": when, "created_at": when, "updated_at": when}
+                for nid, state, when in (
+                    ("n-old", "sent", old), ("n-old-pending", "pending", old), ("n-new", "sent", recent)
+                )
+            ],
+        )  # fmt: skip
+    worker = Retention(store, RetentionPolicy(), tmp_path / "media", tmp_path / "uploads", interval=300)
+    counts = await worker.run_once(now)
+    async with store.db.read() as conn:
+        assert set(await conn.scalars(sa.select(AT.c.id))) == {"t-live", "t-cli"}
+        assert set(await conn.scalars(sa.select(RT.c.token_hash))) == {"r-spent"}
+        assert set(await conn.scalars(sa.select(N.c.id))) == {"n-old-pending", "n-new"}
+        assert set(await conn.scalars(sa.select(ND.c.notification_id))) == {"n-old-pending", "n-new"}
+    assert (counts["tokens"], counts["refresh_tokens"], counts["notifications"]) == (1, 1, 1)
+    again = await worker.run_once(now)
+    assert not any(again.values()), again
     await store.db.dispose()

@@ -220,8 +220,8 @@ async def test_the_wal_stays_bounded_under_writes_that_never_pause(tmp_path: Pat
 
 
 async def test_a_long_read_elsewhere_never_holds_writes_back_for_long(tmp_path: Path) -> None:
-    """RESTART waits for readers while holding writers back; another process reading for a
-    second (a report, a backup) must make it give up quickly, not stall the hub's writes."""
+    """RESTART waits for readers while holding writers back; another process reading for
+    two seconds (a report, a backup) must make it give up quickly, not stall the hub's writes."""
     db = await _db(tmp_path, checkpoint_interval=0.02)
     assert db.checkpointer is not None
     db.checkpointer.restart_frames = 50
@@ -232,7 +232,7 @@ async def test_a_long_read_elsewhere_never_holds_writes_back_for_long(tmp_path: 
         other.execute("BEGIN")
         other.execute("SELECT count(*) FROM t").fetchone()  # holds its snapshot until COMMIT
         started.set()
-        time.sleep(1.0)
+        time.sleep(2.0)
         other.execute("COMMIT")
         other.close()
         done.set()
@@ -251,5 +251,7 @@ async def test_a_long_read_elsewhere_never_holds_writes_back_for_long(tmp_path: 
         await asyncio.sleep(0.001)
     holder.join()
     assert db.checkpointer.restarts > 0
-    assert slowest < 0.3, slowest
+    # Held back for the reader's whole 2 s without the give-up; a loaded machine's own slowness
+    # stays far below that.
+    assert slowest < 1.0, slowest
     await db.dispose()

@@ -30,7 +30,8 @@ def _field_errors(exc: ValidationError | Invalid | Conflict, default: str = "(fo
 
 
 def _validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
-    return model.model_validate(data)
+    # Lax: a form's numbers arrive as text (the API's JSON bodies are validated strictly).
+    return model.model_validate(data, strict=False)
 
 
 # ---- users --------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from hub.access import PERMISSIONS
 from hub.appkeys import CONFIG, ORG, SESSIONS, TEAMS
@@ -33,7 +33,7 @@ routes = web.RouteTableDef()
 
 
 class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
     name: str | None = Field(default=None, max_length=200)
@@ -41,7 +41,7 @@ class UserCreate(BaseModel):
 
 
 class UserPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str | None = Field(default=None, max_length=200)
     role: str | None = Field(default=None, min_length=1, max_length=64)
@@ -49,16 +49,21 @@ class UserPatch(BaseModel):
 
 
 class SetPassword(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     token: str = Field(min_length=1, max_length=200, description="the invitation token")
     password: str = Field(min_length=8, max_length=1000)
 
 
 class RoleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    permissions: list[str] = Field(max_length=200, description="names from GET /api/v1/permissions")
+    permissions: list[str] = Field(
+        max_length=200,
+        description="names from GET /api/v1/permissions",
+        # The catalogue is fixed by the hub's version: a generated client gets it as an enum.
+        json_schema_extra={"items": {"type": "string", "enum": list[JsonValue](sorted(PERMISSIONS))}},
+    )
     description: str | None = Field(default=None, max_length=1000)
 
 
@@ -67,7 +72,7 @@ class RoleCreate(RoleIn):
 
 
 class TeamCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=200)
     member_ids: list[str] = Field(default_factory=list, max_length=10_000)
@@ -75,7 +80,7 @@ class TeamCreate(BaseModel):
 
 
 class TeamPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     member_ids: list[str] | None = Field(default=None, max_length=10_000, description="replaces the members")

@@ -26,7 +26,7 @@ routes = web.RouteTableDef()
 
 
 class AvailabilityIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     status: str = Field(
         min_length=1, max_length=64, description="online, busy, offline or a custom status id"
@@ -34,7 +34,7 @@ class AvailabilityIn(BaseModel):
 
 
 class StatusCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
     name: str = Field(min_length=1, max_length=200)
@@ -44,7 +44,7 @@ class StatusCreate(BaseModel):
 
 
 class PolicyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     policy: Literal["manual", "round_robin", "balanced"]
     capacity: int | None = Field(default=None, ge=1, le=10_000, description="open conversations per agent")

@@ -119,15 +119,18 @@ async def test_login_rate_limits_answer_429_with_retry_after(
     # The account's limit refused the flood before the address's bucket was touched; attempts at
     # other accounts from this address drain that one.
     statuses = []
-    for i in range(60):
+    started = time.monotonic()
+    for i in range(120):
         resp = await api.post(
             "/api/v1/auth/login", {"email": f"u{i}@example.com", "password": "x"}, auth=False
         )
         statuses.append(resp.status)
         if resp.status == 429:
             break
-    # 30 a minute, plus what the bucket refills while a loaded machine answers them.
-    assert statuses[-1] == 429 and 10 <= len(statuses) <= 45, statuses
+    # 30 a minute, plus what the bucket refilled (half a token a second) while a loaded machine
+    # answered them: argon2 checks of 100 ms each can take several times that under load.
+    ceiling = 31 + (time.monotonic() - started) / 2
+    assert statuses[-1] == 429 and 10 <= len(statuses) <= ceiling, (ceiling, statuses)
 
 
 async def test_a_refused_login_takes_as_long_whoever_the_account_is(

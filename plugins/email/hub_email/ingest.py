@@ -42,6 +42,19 @@ def delivery_key(data: bytes) -> str:
     return f"mail:{message_id_of(headers, data)}"
 
 
+def _raise_if_cancelled() -> None:
+    """Raise the cancellation a library swallowed.
+
+    On Python 3.11, ``asyncio.wait_for`` (which aioimaplib wraps around every call) returns or raises
+    the inner result when the task is cancelled just as that result arrives: cancelling the loop
+    while the server refuses connections often surfaces as one more ``ConnectionRefusedError``, and
+    the retry loop would go on for ever. The task still counts the request (``Task.cancelling()``).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Ingestor:
     """Runs the ingest loop of one channel (see the module docstring)."""
 
@@ -76,8 +89,10 @@ class Ingestor:
             )
             async for attempt in retrying:
                 with attempt:
+                    _raise_if_cancelled()
                     await self._connect_and_watch(inbox)
             # A session that worked and then dropped: start over with a fresh backoff.
+            _raise_if_cancelled()
             await asyncio.sleep(min(self.backoff_multiplier, 1.0))
 
     async def _connect_and_watch(self, inbox: Inbox) -> None:

@@ -285,3 +285,24 @@ async def test_health_check_ok(dovecot: Dovecot, make_channel: Factory) -> None:
         assert (await make_channel(smtp_port=smtp.port).health_check()).state is HealthState.OK
     finally:
         smtp.stop()
+
+
+async def test_cancelling_the_loop_while_the_server_refuses_always_stops_it(http: httpx.AsyncClient) -> None:
+    """aioimaplib's calls sit in ``asyncio.wait_for``, which on Python 3.11 can turn a cancel that
+    meets a refused connection into one more ``ConnectionRefusedError``. The retry loop must see the
+    cancel anyway: a loop that survives it hangs the hub's shutdown (and did, in CI)."""
+    settings = make_settings(imap_port=free_port(), imap_password=PASSWORD, timeout_seconds=5)
+    channel = EmailChannel("mail-1", settings, RecordingContext(http=http, log=LOG))
+    channel.ingestor.backoff_multiplier = 0.0005
+    channel.ingestor.backoff_max = 0.001
+    hung = 0
+    for attempt in range(40):
+        task = asyncio.create_task(channel.ingest(MemoryInbox()))
+        await asyncio.sleep(0.02 + attempt * 0.0037)  # cancel at many points of the connect/retry cycle
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        if not done:
+            hung += 1
+            task.cancel()  # the next cancel is seen: do not leave it running
+            await asyncio.wait({task}, timeout=2)
+    assert hung == 0, f"{hung} of 40 cancelled ingest loops went on running"
