@@ -133,6 +133,11 @@ async def run(conversations: int, requests: int, postgres: bool) -> int:
                     "teams": f"{base}/teams",
                     "availability": f"{base}/availability",
                     "plugins": f"{base}/plugins",
+                    "labels": f"{base}/labels",
+                    "quick replies": f"{base}/quick-replies",
+                    "macros": f"{base}/macros",
+                    "custom attributes": f"{base}/attributes",
+                    "notification defaults": f"{base}/notifications",
                 }
                 print(f"\n{conversations} conversations, {requests} sequential requests per page")
                 print(f"load average: {load_average()}")

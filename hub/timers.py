@@ -26,11 +26,13 @@ SYSTEM = {"type": "system", "id": "system", "name": None}
 
 
 class Connections:
-    """Open app streams per user in this process, and when each user's last one closed.
+    """Open app streams per user in this process, and when each user was last seen connected.
 
-    The database keeps ``users.last_connection_at`` (null while connected) so a restart does not
-    forget who left. With several hub processes, a user connected to another process may be seen
-    as gone by this one: auto-offline is meant for one process, or a generous N.
+    ``users.last_connection_at`` is when the user was last seen with an app stream open, on any
+    process: set when a stream opens or closes, and refreshed by each process for the users it
+    holds streams of at every ``TimedWork`` round (``heartbeat``), which is far shorter than
+    ``auto_offline_minutes``. A user connected to another process is therefore never taken for
+    gone, and one whose process crashed goes offline N minutes after its last heartbeat.
     """
 
     def __init__(self, store: Store) -> None:
@@ -40,13 +42,21 @@ class Connections:
     async def opened(self, user_id: str) -> None:
         self.open[user_id] += 1
         if self.open[user_id] == 1:
-            await self._mark(user_id, None)
+            await self._mark(user_id, utcnow())
 
     async def closed(self, user_id: str) -> None:
         self.open[user_id] -= 1
         if self.open[user_id] <= 0:
             del self.open[user_id]
             await self._mark(user_id, utcnow())
+
+    async def heartbeat(self, now: datetime | None = None) -> None:
+        """Every user with a stream open here is still connected as of ``now``."""
+        if self.open:
+            async with self.store.db.write() as conn:
+                await conn.execute(
+                    U.update().where(U.c.id.in_(list(self.open))).values(last_connection_at=now or utcnow())
+                )
 
     async def _mark(self, user_id: str, at: datetime | None) -> None:
         try:
@@ -74,6 +84,7 @@ class TimedWork(Worker):
                 now = utcnow()
                 await self.wake_snoozed(now)
                 if self.auto_offline is not None:
+                    await self.connections.heartbeat(now)
                     await self.set_away_offline(now)
             except Exception:
                 log.exception("timed work failed; trying again in %s s", self.interval)
@@ -109,7 +120,7 @@ class TimedWork(Worker):
         return woken
 
     async def set_away_offline(self, now: datetime) -> int:
-        """Agents whose last app connection dropped more than N minutes ago go offline."""
+        """Agents last seen connected (on any process) more than N minutes ago go offline."""
         assert self.auto_offline is not None
         async with self.store.db.read() as conn:
             gone = [

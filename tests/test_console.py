@@ -288,3 +288,83 @@ async def test_the_first_administrator_is_created_with_the_link_the_hub_logged(
     )
     assert resp.status == 303 and resp.headers["Location"] == "/console/login"
     assert "No administrator yet" not in await (await client.get("/console/login")).text()
+
+
+# ---- the workspace pages' form helpers ----------------------------------------------------------
+
+
+def test_a_refused_form_shows_each_error_beside_its_field_or_row() -> None:
+    from pydantic import ValidationError
+
+    from hub.console.base import field_errors
+    from hub.services.errors import Conflict, Invalid
+    from hub.web.workspace import MacroIn
+
+    with pytest.raises(ValidationError) as refused:
+        MacroIn.model_validate(
+            {
+                "name": "",
+                "actions": [{"type": "set_status", "status": "open"}, {"type": "snooze", "minutes": "x"}],
+            }
+        )
+    errors = field_errors(refused.value, "name")
+    assert set(errors) == {"name", "actions.1"}  # the second row, not the whole list
+    assert "integer" in errors["actions.1"]
+    invalid = Invalid("preferences.mention.fax", "unknown medium")
+    assert field_errors(invalid, "x") == {"preferences": "unknown medium"}
+    assert field_errors(Conflict("a label named 'VIP' already exists"), "name") == {
+        "name": "a label named 'VIP' already exists"
+    }
+
+
+def test_the_macro_editor_orders_rows_by_step_and_turns_names_into_ids() -> None:
+    from hub.console.workspace import _action, _rows
+
+    form = {
+        "action_type_0": "set_status",
+        "action_value_0": "resolved",
+        "action_pos_0": "3",
+        "action_type_1": "",  # an empty row is left out
+        "action_value_1": "ignored",
+        "action_type_2": "add_label",
+        "action_value_2": "VIP",
+        "action_pos_2": "1",
+        "action_type_3": "assign_agent",
+        "action_value_3": "Ana@Example.com",
+        "action_pos_3": "not a number",  # keeps its place in the form (4th)
+    }
+    rows = _rows(form)
+    assert [r["type"] for r in rows] == ["add_label", "set_status", "assign_agent"]
+    ids = {"user_id": {"ana@example.com": "usr_1"}, "team_id": {}, "quick_reply_id": {"hi": "qr_1"}}
+    assert _action("assign_agent", "Ana@Example.com", ids) == {"type": "assign_agent", "user_id": "usr_1"}
+    assert _action("assign_team", "", ids) == {"type": "assign_team", "team_id": None}
+    assert _action("send_quick_reply", "HI", ids) == {"type": "send_quick_reply", "quick_reply_id": "qr_1"}
+    assert _action("snooze", "30", ids) == {"type": "snooze", "minutes": 30}
+    assert _action("set_custom_attribute", "plan=42", ids)["value"] == 42
+    assert _action("set_custom_attribute", "plan=gold", ids)["value"] == "gold"
+    assert _action("set_custom_attribute", "plan={}", ids)["value"] == "{}"  # only scalars parse
+
+
+def test_an_attribute_form_sends_only_the_constraints_its_type_takes() -> None:
+    from hub.console.workspace import _definition
+    from hub.web.config import attribute_spec
+
+    shown = {
+        "name": "Tier",
+        "required": True,
+        "options": "gold\n\n silver \n",
+        "pattern": "^x$",
+        "min": "3",
+        "max": "",
+        "description": "",
+        "position": "2",
+    }
+    spec = attribute_spec(
+        {"applies_to": "contact", "key": "tier", "type": "list"} | _definition("list", shown)
+    )
+    assert (spec["options"], spec["required"], spec["position"]) == (["gold", "silver"], True, 2)
+    assert "pattern" not in spec and "min" not in spec
+    text = attribute_spec(
+        {"applies_to": "contact", "key": "code", "type": "text"} | _definition("text", shown)
+    )
+    assert (text["pattern"], text["min"]) == ("^x$", 3) and isinstance(text["min"], int)

@@ -269,6 +269,36 @@ async def test_a_snooze_runs_out_and_an_agent_long_gone_goes_offline(lite_hub: H
     }
 
 
+async def test_auto_offline_sees_streams_held_by_another_process_and_a_crashed_ones_end(
+    lite_hub: Hub,
+) -> None:
+    """Two ``Connections`` on one database stand for two hub processes. A user whose stream on B is
+    open is never offlined by A, even after a stream of theirs on A closed long ago; once B stops
+    its heartbeat (a crash), the user goes offline N minutes after the last one."""
+    from datetime import timedelta
+
+    from hub.models import utcnow
+    from hub.timers import Connections, TimedWork
+
+    hub = lite_hub
+    ((uid, headers),) = await agents(hub, 1)
+    on_a, on_b = Connections(hub.store), Connections(hub.store)
+    timed_a = TimedWork(hub.store, on_a, auto_offline_minutes=1)
+    await on_b.opened(uid)
+    await on_a.opened(uid)
+    await on_a.closed(uid)  # A has no stream of theirs any more; B still has one
+    later = utcnow()
+    for _ in range(5):  # five minutes of B's heartbeats, with A checking after each
+        later += timedelta(minutes=1)
+        await on_b.heartbeat(later)
+        assert await timed_a.set_away_offline(later + timedelta(seconds=5)) == 0
+    # B crashed: no heartbeat, and its stream never closed.
+    assert await timed_a.set_away_offline(later + timedelta(seconds=50)) == 0
+    assert await timed_a.set_away_offline(later + timedelta(seconds=61)) == 1
+    me = await (await hub.client.get("/api/v1/me", headers=headers)).json()
+    assert me["availability"] == "offline"
+
+
 async def _no_stream(hub: Hub, user_id: str) -> bool:
     from hub.appkeys import CONNECTIONS
 

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from hub.access import Actor
 from hub.appkeys import ORG, STORE, TOKEN_CACHE
-from hub.services.errors import Forbidden, NotFound, ServiceError
+from hub.services.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
 from hub.users import authenticate_token
 
 __all__ = [
@@ -32,18 +32,25 @@ __all__ = [
     "CSRF_HEADER",
     "NAV",
     "SETUP_TOKEN",
+    "FormPage",
     "Handler",
+    "action_route",
+    "field_errors",
     "form_data",
     "is_htmx",
     "need_actor",
+    "page_route",
     "pages_middleware",
     "redirect",
     "render",
     "session_key",
+    "submit",
 ]
 
 log = logging.getLogger("hub.console")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FormPage = Callable[..., Awaitable[web.StreamResponse]]
+"""A page with a form: ``page(request, actor, errors=..., form=..., status=...)``."""
 
 PREFIX = "/console"
 CSRF_FIELD = "csrf_token"
@@ -61,6 +68,11 @@ NAV: list[tuple[str, str, str | None]] = [
     ("Roles", "/roles", "users.manage"),
     ("Teams", "/teams", "users.manage"),
     ("Availability", "/availability", "config.manage"),
+    ("Labels", "/labels", "labels.manage"),
+    ("Quick replies", "/quick-replies", "config.manage"),
+    ("Macros", "/macros", "config.manage"),
+    ("Attributes", "/attributes", "attributes.manage"),
+    ("Notifications", "/notifications", "config.manage"),
     ("Plugins", "/plugins", "plugins.read"),
 ]
 
@@ -119,6 +131,84 @@ async def form_data(request: web.Request) -> dict[str, str]:
 async def form_list(request: web.Request, name: str) -> list[str]:
     data = await request.post()
     return [v for v in data.getall(name, []) if isinstance(v, str) and v]
+
+
+def _error_key(loc: tuple[Any, ...] | list[Any], default: str) -> str:
+    """Where a form shows an error: the field, or ``field.N`` for the Nth row of a list field."""
+    parts = [str(p) for p in loc]
+    if not parts:
+        return default
+    if len(parts) > 1 and parts[1].isdigit():
+        return f"{parts[0]}.{parts[1]}"
+    return parts[0]
+
+
+FORM_ERRORS = (ValidationError, Invalid, Conflict, NotFound)
+
+
+def field_errors(exc: Exception, default: str = "(form)") -> dict[str, str]:
+    """A refused form's errors by field: the request model's (pydantic) or the service's
+    (``Invalid`` details); a conflict or a vanished reference is shown beside ``default``."""
+    out: dict[str, str] = {}
+    if isinstance(exc, ValidationError):
+        for e in exc.errors():
+            out.setdefault(_error_key(e["loc"], default), e["msg"])
+    elif isinstance(exc, Invalid):
+        for d in exc.details:
+            out.setdefault(_error_key(str(d["field"]).split("."), default), str(d["message"]))
+    elif isinstance(exc, ServiceError):
+        out[default] = exc.message
+    return out
+
+
+async def submit(
+    request: web.Request,
+    actor: Actor,
+    page: FormPage,
+    shown: dict[str, Any],
+    work: Callable[[], Awaitable[Any]],
+    *,
+    then: str | Callable[[Any], Awaitable[web.StreamResponse]],
+    field: str = "(form)",
+) -> web.StreamResponse:
+    """Every console form's path: ``work`` (request model, then the service), then a redirect to
+    ``then`` (or ``then(result)``); or, when the model or the service refuses, the page again with
+    what was typed (``shown``) and each error beside its field (422). Nothing half-stored: the
+    services write in one transaction."""
+    try:
+        result = await work()
+    except FORM_ERRORS as exc:
+        return await page(request, actor, errors=field_errors(exc, field), form=shown, status=422)
+    if isinstance(then, str):
+        return redirect(request, then)
+    return await then(result)
+
+
+def page_route(table: web.RouteTableDef, path: str, permission: str, page: FormPage) -> None:
+    """``GET path``: the page (with its form empty) for a user holding ``permission``."""
+
+    async def show(request: web.Request) -> web.StreamResponse:
+        return await page(request, await need_actor(request, permission))
+
+    table.get(path)(show)
+
+
+def action_route(
+    table: web.RouteTableDef,
+    path: str,
+    permission: str,
+    act: Callable[[web.Request, Actor], Awaitable[Any]],
+    *,
+    then: str,
+) -> None:
+    """``POST path``: a button (delete, deactivate...) that asks the service for one thing, then
+    back to ``then``. A refusal is the service's (403, 404) as an error page."""
+
+    async def press(request: web.Request) -> web.StreamResponse:
+        await act(request, await need_actor(request, permission))
+        return redirect(request, then)
+
+    table.post(path)(press)
 
 
 async def current_actor(request: web.Request) -> Actor | None:

@@ -1,37 +1,35 @@
 """The organisation: users and invitations, roles, teams, availability statuses and assignment
-policies. Forms are validated by the admin API's own request models, then handed to the services."""
+policies. Forms are validated by the admin API's own request models, then handed to the services.
+The models are strict for the API's JSON; a form's numbers and flags arrive as text, so the console
+validates them laxly (``strict=False``)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
 from hub.access import PERMISSIONS, Actor
 from hub.appkeys import AVAILABILITY, CHANNEL_ADMIN, ORG, TEAMS
-from hub.console.base import PREFIX, form_data, form_list, need_actor, redirect, render
+from hub.console.base import (
+    PREFIX,
+    action_route,
+    form_data,
+    form_list,
+    need_actor,
+    page_route,
+    redirect,
+    render,
+    submit,
+)
 from hub.routing import POLICIES
-from hub.services.errors import Conflict, Invalid, NotFound
 from hub.web.org import RoleCreate, TeamCreate, UserCreate
 from hub.web.routing import PolicyIn, StatusCreate
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-
-
-def _field_errors(exc: ValidationError | Invalid | Conflict, default: str = "(form)") -> dict[str, str]:
-    if isinstance(exc, ValidationError):
-        return {str(e["loc"][0]) if e["loc"] else default: e["msg"] for e in exc.errors()}
-    if isinstance(exc, Invalid):
-        return {str(d["field"]): str(d["message"]) for d in exc.details}
-    return {default: exc.message}
-
-
-def _validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
-    # Lax: a form's numbers arrive as text (the API's JSON bodies are validated strictly).
-    return model.model_validate(data, strict=False)
 
 
 # ---- users --------------------------------------------------------------------------------------
@@ -62,10 +60,7 @@ async def _users_page(
     return await render(request, "org/users.html", ctx, status=status)
 
 
-@routes.get("/users")
-async def users(request: web.Request) -> web.StreamResponse:
-    actor = await need_actor(request, "users.manage")
-    return await _users_page(request, actor)
+page_route(routes, "/users", "users.manage", _users_page)
 
 
 @routes.post("/users")
@@ -73,11 +68,20 @@ async def create_user(request: web.Request) -> web.StreamResponse:
     actor = await need_actor(request, "users.manage")
     form = await form_data(request)
     shown = {k: form.get(k, "").strip() for k in ("email", "name", "role")}
-    try:
-        req = _validate(UserCreate, {**shown, "name": shown["name"] or None})
-        user, inv = await request.config_dict[ORG].create_user(actor, req.email, req.name, req.role)
-    except (ValidationError, Invalid, Conflict) as exc:
-        return await _users_page(request, actor, errors=_field_errors(exc, "email"), form=shown, status=422)
+
+    async def work() -> tuple[dict[str, Any], dict[str, Any]]:
+        req = UserCreate.model_validate({**shown, "name": shown["name"] or None}, strict=False)
+        return await request.config_dict[ORG].create_user(actor, req.email, req.name, req.role)
+
+    async def invited(created: tuple[dict[str, Any], dict[str, Any]]) -> web.StreamResponse:
+        return await _invitation_page(request, actor, *created)
+
+    return await submit(request, actor, _users_page, shown, work, then=invited, field="email")
+
+
+async def _invitation_page(
+    request: web.Request, actor: Actor, user: dict[str, Any], inv: dict[str, Any]
+) -> web.StreamResponse:
     invitation = {"user": user, "url": invitation_url(request, inv["token"]), "expires_at": inv["expires_at"]}
     return await _users_page(request, actor, invitation=invitation, status=201)
 
@@ -92,20 +96,15 @@ async def change_role(request: web.Request) -> web.StreamResponse:
     return redirect(request, "/users")
 
 
-async def _set_active(request: web.Request, active: bool) -> web.StreamResponse:
-    actor = await need_actor(request, "users.manage")
-    await request.config_dict[ORG].set_active(actor, request.match_info["user_id"], active)
-    return redirect(request, "/users")
+def _set_active(active: bool) -> Callable[[web.Request, Actor], Awaitable[Any]]:
+    def act(request: web.Request, actor: Actor) -> Awaitable[Any]:
+        return request.config_dict[ORG].set_active(actor, request.match_info["user_id"], active)
+
+    return act
 
 
-@routes.post("/users/{user_id}/deactivate")
-async def deactivate(request: web.Request) -> web.StreamResponse:
-    return await _set_active(request, False)
-
-
-@routes.post("/users/{user_id}/activate")
-async def activate(request: web.Request) -> web.StreamResponse:
-    return await _set_active(request, True)
+action_route(routes, "/users/{user_id}/deactivate", "users.manage", _set_active(False), then="/users")
+action_route(routes, "/users/{user_id}/activate", "users.manage", _set_active(True), then="/users")
 
 
 @routes.post("/users/{user_id}/invitation")
@@ -113,9 +112,7 @@ async def reinvite(request: web.Request) -> web.StreamResponse:
     actor = await need_actor(request, "users.manage")
     org = request.config_dict[ORG]
     user = await org.get_user(actor, request.match_info["user_id"])
-    inv = await org.invite(actor, user["id"])
-    invitation = {"user": user, "url": invitation_url(request, inv["token"]), "expires_at": inv["expires_at"]}
-    return await _users_page(request, actor, invitation=invitation, status=201)
+    return await _invitation_page(request, actor, user, await org.invite(actor, user["id"]))
 
 
 # ---- roles --------------------------------------------------------------------------------------
@@ -138,10 +135,7 @@ async def _roles_page(
     return await render(request, "org/roles.html", ctx, status=status)
 
 
-@routes.get("/roles")
-async def roles(request: web.Request) -> web.StreamResponse:
-    actor = await need_actor(request, "users.manage")
-    return await _roles_page(request, actor)
+page_route(routes, "/roles", "users.manage", _roles_page)
 
 
 @routes.post("/roles")
@@ -156,22 +150,23 @@ async def save_role(request: web.Request) -> web.StreamResponse:
         "permissions": perms,
     }
     existing = form.get("existing") == "1"
-    try:
-        req = _validate(RoleCreate, {**shown, "description": shown["description"] or None})
+
+    async def work() -> None:
+        req = RoleCreate.model_validate({**shown, "description": shown["description"] or None}, strict=False)
         await request.config_dict[ORG].save_role(
             actor, req.name, req.permissions, req.description, create=not existing
         )
-    except (ValidationError, Invalid, Conflict, NotFound) as exc:
-        errors = {"name": exc.message} if isinstance(exc, NotFound) else _field_errors(exc, "name")
-        return await _roles_page(request, actor, errors=errors, form=shown, status=422)
-    return redirect(request, "/roles")
+
+    return await submit(request, actor, _roles_page, shown, work, then="/roles", field="name")
 
 
-@routes.post("/roles/{name}/delete")
-async def delete_role(request: web.Request) -> web.StreamResponse:
-    actor = await need_actor(request, "users.manage")
-    await request.config_dict[ORG].delete_role(actor, request.match_info["name"])
-    return redirect(request, "/roles")
+action_route(
+    routes,
+    "/roles/{name}/delete",
+    "users.manage",
+    lambda request, actor: request.config_dict[ORG].delete_role(actor, request.match_info["name"]),
+    then="/roles",
+)
 
 
 # ---- teams --------------------------------------------------------------------------------------
@@ -200,10 +195,7 @@ async def _teams_page(
     return await render(request, "org/teams.html", ctx, status=status)
 
 
-@routes.get("/teams")
-async def teams(request: web.Request) -> web.StreamResponse:
-    actor = await need_actor(request, "users.manage")
-    return await _teams_page(request, actor)
+page_route(routes, "/teams", "users.manage", _teams_page)
 
 
 @routes.post("/teams")
@@ -215,19 +207,21 @@ async def create_team(request: web.Request) -> web.StreamResponse:
         "member_ids": await form_list(request, "member_ids"),
         "channel_ids": await form_list(request, "channel_ids"),
     }
-    try:
-        req = _validate(TeamCreate, shown)
+
+    async def work() -> None:
+        req = TeamCreate.model_validate(shown, strict=False)
         await request.config_dict[TEAMS].create_team(actor, req.name, req.member_ids, req.channel_ids)
-    except (ValidationError, Invalid, Conflict) as exc:
-        return await _teams_page(request, actor, errors=_field_errors(exc, "name"), form=shown, status=422)
-    return redirect(request, "/teams")
+
+    return await submit(request, actor, _teams_page, shown, work, then="/teams", field="name")
 
 
-@routes.post("/teams/{team_id}/delete")
-async def delete_team(request: web.Request) -> web.StreamResponse:
-    actor = await need_actor(request, "users.manage")
-    await request.config_dict[TEAMS].delete_team(actor, request.match_info["team_id"])
-    return redirect(request, "/teams")
+action_route(
+    routes,
+    "/teams/{team_id}/delete",
+    "users.manage",
+    lambda request, actor: request.config_dict[TEAMS].delete_team(actor, request.match_info["team_id"]),
+    then="/teams",
+)
 
 
 # ---- availability statuses and assignment policies ----------------------------------------------
@@ -256,10 +250,7 @@ async def _availability_page(
     return await render(request, "org/availability.html", ctx, status=status)
 
 
-@routes.get("/availability")
-async def availability(request: web.Request) -> web.StreamResponse:
-    actor = await need_actor(request, "config.manage")
-    return await _availability_page(request, actor)
+page_route(routes, "/availability", "config.manage", _availability_page)
 
 
 @routes.post("/availability/statuses")
@@ -273,23 +264,25 @@ async def create_status(request: web.Request) -> web.StreamResponse:
         "push": "push" in form,
         "shows_as": form.get("shows_as", ""),
     }
-    try:
-        req = _validate(StatusCreate, shown)
+
+    async def work() -> None:
+        req = StatusCreate.model_validate(shown, strict=False)
         await request.config_dict[AVAILABILITY].create_status(
             actor, req.id, req.name, req.receives, req.push, req.shows_as
         )
-    except (ValidationError, Invalid, Conflict) as exc:
-        return await _availability_page(
-            request, actor, errors=_field_errors(exc, "id"), form=shown, status=422
-        )
-    return redirect(request, "/availability")
+
+    return await submit(request, actor, _availability_page, shown, work, then="/availability", field="id")
 
 
-@routes.post("/availability/statuses/{status_id}/delete")
-async def delete_status(request: web.Request) -> web.StreamResponse:
-    actor = await need_actor(request, "config.manage")
-    await request.config_dict[AVAILABILITY].delete_status(actor, request.match_info["status_id"])
-    return redirect(request, "/availability")
+action_route(
+    routes,
+    "/availability/statuses/{status_id}/delete",
+    "config.manage",
+    lambda request, actor: request.config_dict[AVAILABILITY].delete_status(
+        actor, request.match_info["status_id"]
+    ),
+    then="/availability",
+)
 
 
 @routes.post("/availability/policies")
@@ -304,21 +297,22 @@ async def set_policy(request: web.Request) -> web.StreamResponse:
         "capacity": form.get("capacity", "").strip() or None,
         "team_id": form.get("team_id", "").strip() or None,
     }
-    try:
-        req = _validate(PolicyIn, {k: shown[k] for k in ("policy", "capacity", "team_id")})
+
+    async def work() -> None:
+        req = PolicyIn.model_validate({k: shown[k] for k in ("policy", "capacity", "team_id")}, strict=False)
         await request.config_dict[AVAILABILITY].set_policy(
             actor, scope_type, scope_id, req.policy, req.capacity, req.team_id
         )
-    except (ValidationError, Invalid, Conflict, NotFound) as exc:
-        errors = {"scope": exc.message} if isinstance(exc, NotFound) else _field_errors(exc, "policy")
-        return await _availability_page(request, actor, errors=errors, form=shown, status=422)
-    return redirect(request, "/availability")
+
+    return await submit(request, actor, _availability_page, shown, work, then="/availability", field="scope")
 
 
-@routes.post("/availability/policies/{scope_type}/{scope_id}/delete")
-async def delete_policy(request: web.Request) -> web.StreamResponse:
-    actor = await need_actor(request, "config.manage")
-    await request.config_dict[AVAILABILITY].delete_policy(
+action_route(
+    routes,
+    "/availability/policies/{scope_type}/{scope_id}/delete",
+    "config.manage",
+    lambda request, actor: request.config_dict[AVAILABILITY].delete_policy(
         actor, request.match_info["scope_type"], request.match_info["scope_id"]
-    )
-    return redirect(request, "/availability")
+    ),
+    then="/availability",
+)

@@ -9,12 +9,15 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from hub.appkeys import CHANNEL_ADMIN, INGEST, OUTBOX, PLUGIN_REPORT, REGISTRY, TEAMS
+from hub.appkeys import CHANNEL_ADMIN, DELIVERIES, INGEST, OUTBOX, PLUGIN_REPORT, REGISTRY, TEAMS
 from hub.limits import Settings
+from hub.services.deliveries import DELIVERY_STATES
+from hub.services.errors import NotFound
 from hub.web.auth import require_actor
-from hub.web.errors import read_json
-from hub.web.openapi import operation
+from hub.web.errors import ApiError, query_int, read_json
+from hub.web.openapi import operation, query_integer
 from hub.web.schemas import ChannelList, ChannelMembersOut, ChannelOut, HealthOut, PluginsOut
+from hub.web.workspace import known_query
 
 __all__ = ["routes"]
 
@@ -252,3 +255,71 @@ async def set_channel_members(request: web.Request) -> web.StreamResponse:
 async def plugins(request: web.Request) -> web.StreamResponse:
     await require_actor(request, "plugins.read")
     return web.json_response(request.app[PLUGIN_REPORT].as_dict())
+
+
+# ---- deliveries: what the provider sent, as stored (the console's deliveries view reads the same) --
+
+
+class DeliveryOut(BaseModel):
+    id: int = Field(description="the delivery's id (ascending in arrival order)")
+    received_at: str | None
+    state: str = Field(description="pending, done, failed or skipped")
+    attempts: int
+    error: str | None = Field(description="why processing failed (or was skipped)")
+    processed_at: str | None
+    retry_at: str | None = Field(description="when a pending delivery is tried again")
+    size: int = Field(description="the body's length in bytes")
+
+
+class DeliveryPage(BaseModel):
+    deliveries: list[DeliveryOut] = Field(description="newest first")
+    next_before: int | None = Field(description="pass as before= for the next page; null on the last")
+
+
+@routes.get("/api/v1/admin/channels/{channel_id}/deliveries")
+@operation(
+    "A channel's stored webhook deliveries, newest first, with their state and error",
+    "admin",
+    errors=(400, 403, 404),
+    response=DeliveryPage,
+    query={
+        "state": ("only deliveries in this state", {"type": "string", "enum": list(DELIVERY_STATES)}),
+        "before": ("a delivery id: older ones than it", query_integer(0)),
+        "limit": ("page size (over 200 gives 200)", query_integer(1)),
+    },
+    operation_id="list_channel_deliveries",
+)
+async def channel_deliveries(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request, "channels.manage")
+    known_query(request, "state", "before", "limit")
+    state = request.query.get("state")
+    if state is not None and state not in DELIVERY_STATES:
+        raise ApiError(400, "bad_request", f"state must be one of {', '.join(DELIVERY_STATES)}")
+    before = query_int(request, "before", 0) if "before" in request.query else None
+    page = await request.app[DELIVERIES].list(
+        actor,
+        request.match_info["channel_id"],
+        state=state,
+        before=before,
+        limit=query_int(request, "limit", 50, minimum=1, maximum=200),
+    )
+    return web.json_response(page)
+
+
+@routes.post("/api/v1/admin/channels/{channel_id}/deliveries/{delivery_id}/replay")
+@operation(
+    "Process one stored delivery again (a message it carried is still stored once); its new state",
+    "admin",
+    errors=(403, 404),
+    response=DeliveryOut,
+    operation_id="replay_channel_delivery",
+)
+async def replay_delivery(request: web.Request) -> web.StreamResponse:
+    actor = await require_actor(request, "channels.manage")
+    raw = request.match_info["delivery_id"]
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise NotFound(
+            f"delivery {raw[:40]!r} of channel {request.match_info['channel_id']!r} does not exist"
+        )
+    out = await request.app[DELIVERIES].replay(actor, request.match_info["channel_id"], int(raw))
+    return web.json_response(out)

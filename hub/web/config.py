@@ -322,6 +322,24 @@ def _whole(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+def attribute_spec(data: Any) -> dict[str, Any]:
+    """A new definition as the service takes it, from a request body (the API's or the console's)."""
+    spec = AttributeIn.model_validate(data).root.model_dump(mode="json")
+    for bound in ("min", "max"):
+        if bound in spec:
+            spec[bound] = _whole(spec[bound])
+    return spec
+
+
+def attribute_changes(data: Any) -> dict[str, Any]:
+    """A definition's changes as the service takes them (only the fields given)."""
+    changes = AttributePatch.model_validate(data).model_dump(exclude_unset=True)
+    for bound in ("min", "max"):
+        if bound in changes:
+            changes[bound] = _whole(changes[bound])
+    return changes
+
+
 @routes.post("/api/v1/admin/custom-attributes")
 @operation(
     "Define a custom attribute of contacts or of conversations",
@@ -333,11 +351,7 @@ def _whole(value: Any) -> Any:
 )
 async def create_attribute(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request, "attributes.manage")
-    req = AttributeIn.model_validate(await read_json(request))
-    spec = req.root.model_dump(mode="json")
-    for bound in ("min", "max"):
-        if bound in spec:
-            spec[bound] = _whole(spec[bound])
+    spec = attribute_spec(await read_json(request))
     return web.json_response(await request.app[ATTRIBUTES].create(actor, spec), status=201)
 
 
@@ -351,11 +365,7 @@ async def create_attribute(request: web.Request) -> web.StreamResponse:
 )
 async def patch_attribute(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request, "attributes.manage")
-    req = AttributePatch.model_validate(await read_json(request))
-    changes = req.model_dump(exclude_unset=True)
-    for bound in ("min", "max"):
-        if bound in changes:
-            changes[bound] = _whole(changes[bound])
+    changes = attribute_changes(await read_json(request))
     out = await request.app[ATTRIBUTES].update(actor, request.match_info["definition_id"], changes)
     return web.json_response(out)
 

@@ -123,7 +123,7 @@ class DeviceList(BaseModel):
     devices: list[DeviceOut]
 
 
-def _changes(req: PreferencesIn) -> dict[str, dict[str, bool]]:
+def preference_changes(req: PreferencesIn) -> dict[str, dict[str, bool]]:
     table = req.preferences.model_dump(exclude_none=True)
     return {
         event: {m: v for m, v in media.items() if m in MEDIA and v is not None}
@@ -164,7 +164,9 @@ async def my_preferences(request: web.Request) -> web.StreamResponse:
 async def set_my_preferences(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request)
     req = PreferencesIn.model_validate(await read_json(request))
-    return web.json_response(await request.app[NOTIFICATIONS].set_preferences(actor, actor.id, _changes(req)))
+    return web.json_response(
+        await request.app[NOTIFICATIONS].set_preferences(actor, actor.id, preference_changes(req))
+    )
 
 
 @routes.get("/api/v1/admin/users/{user_id}/notification-preferences")
@@ -193,7 +195,7 @@ async def set_user_preferences(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request, "users.manage")
     req = PreferencesIn.model_validate(await read_json(request))
     out = await request.app[NOTIFICATIONS].set_preferences(
-        actor, request.match_info["user_id"], _changes(req)
+        actor, request.match_info["user_id"], preference_changes(req)
     )
     return web.json_response(out)
 
@@ -216,7 +218,7 @@ async def defaults(request: web.Request) -> web.StreamResponse:
 async def set_defaults(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request, "config.manage")
     req = PreferencesIn.model_validate(await read_json(request))
-    return web.json_response(await request.app[NOTIFICATIONS].set_defaults(actor, _changes(req)))
+    return web.json_response(await request.app[NOTIFICATIONS].set_defaults(actor, preference_changes(req)))
 
 
 # ---- the in-app list ----------------------------------------------------------------------------

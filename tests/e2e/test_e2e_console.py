@@ -111,6 +111,20 @@ async def login(page: Page, email: str, password: str) -> None:
     await page.wait_for_url(re.compile(r".*/console/$"))
 
 
+async def accept_invitation(browser: Browser, link: str, password: str) -> None:
+    """The invited user opens the link in their own browser (a phone) and chooses a password."""
+    context = await browser.new_context(viewport=PHONE_VIEWPORT)
+    page = await context.new_page()
+    try:
+        await page.goto(link)
+        await page.get_by_label("New password").fill(password)
+        await page.get_by_label("Repeat it").fill(password)
+        await page.get_by_role("button", name="Set password").click()
+        await page.get_by_text("can now log in").wait_for()
+    finally:
+        await context.close()
+
+
 async def shoot(page: Page, name: str) -> None:
     """Screenshots of the page as it is, wide and at a phone's width (the artifacts of this run)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -270,17 +284,7 @@ async def test_admin_creates_an_agent_who_logs_in_through_the_api(
     assert "/console/set-password?token=inv_" in link
     await shoot(admin, "users")
 
-    # The agent opens the link in their own browser and chooses a password.
-    context = await browser.new_context(viewport=PHONE_VIEWPORT)
-    page = await context.new_page()
-    try:
-        await page.goto(link)
-        await page.get_by_label("New password").fill("agent-password-1")
-        await page.get_by_label("Repeat it").fill("agent-password-1")
-        await page.get_by_role("button", name="Set password").click()
-        await page.get_by_text("can now log in").wait_for()
-    finally:
-        await context.close()
+    await accept_invitation(browser, link, "agent-password-1")
 
     async with http.post(
         f"{hub.base_url}/api/v1/auth/login", json={"email": email, "password": "agent-password-1"}
@@ -311,7 +315,16 @@ async def test_an_agent_sees_no_admin_page_and_is_refused_by_url(
         assert await nav.get_by_role("link").all_inner_texts() == ["Overview"]
         assert "has no console pages" in await page.locator("main").inner_text()
         await shoot(page, "agent-overview")
-        for path in ("/console/channels", "/console/channels/new/whatsapp", "/console/users"):
+        for path in (
+            "/console/channels",
+            "/console/channels/new/whatsapp",
+            "/console/users",
+            "/console/labels",
+            "/console/quick-replies",
+            "/console/macros",
+            "/console/attributes",
+            "/console/notifications",
+        ):
             resp = await page.goto(path)
             assert resp is not None and resp.status == 403, path
             assert await page.get_by_role("heading", name="You may not do this").is_visible()
@@ -322,6 +335,14 @@ async def test_an_agent_sees_no_admin_page_and_is_refused_by_url(
             "/console/users", form={"csrf_token": token, "email": "x@example.com", "role": "agent"}
         )
         assert resp2.status == 403
+        for path, form in (
+            ("/console/labels", {"name": "by-an-agent"}),
+            ("/console/quick-replies", {"code": "agent", "text": "hi"}),
+            ("/console/attributes", {"applies_to": "contact", "key": "agent_x", "type": "text", "name": "X"}),
+            ("/console/notifications", {"mention.push": "on"}),
+        ):
+            refused = await page.request.post(path, form={"csrf_token": token, **form})
+            assert refused.status == 403, path
     finally:
         await context.close()
 
@@ -348,6 +369,244 @@ async def test_a_form_without_the_csrf_token_is_refused(admin: Page, hub: HubPro
     assert "readers" in await admin.locator("main").inner_text()
 
 
+# ---- the workspace configuration pages -------------------------------------------------------------
+
+
+def section(page: Page, heading: str) -> Any:
+    """The card (form) under a heading."""
+    return page.locator("section.card").filter(has=page.get_by_role("heading", name=heading, exact=True))
+
+
+def card(page: Page, title: str) -> Any:
+    return page.locator("li.card").filter(has=page.locator(".card-title", has_text=title))
+
+
+async def test_labels_are_defined_renamed_recoloured_and_deleted_as_the_app_reads_them(
+    admin: Page, hub: HubProcess, http: aiohttp.ClientSession
+) -> None:
+    api = Api(http, hub.base_url, hub.token)
+    name = unique("VIP-")
+    await admin.goto("/console/labels")
+    new = section(admin, "Define a label")
+    await new.get_by_label("Name").fill(name)
+    await new.get_by_label("Colour").fill("#aa3300")
+    await new.get_by_label("Description").fill("big spenders")
+    await new.get_by_role("button", name="Define label").click()
+    await card(admin, name).wait_for()
+    labels = (await api.ok("GET", "/api/v1/labels"))["labels"]
+    made = next(lab for lab in labels if lab["name"] == name)
+    assert (made["colour"], made["description"]) == ("#aa3300", "big spenders")
+    await shoot(admin, "labels")
+
+    # The same name in another case: the service's conflict, beside the name; nothing stored.
+    await new.get_by_label("Name").fill(name.upper())
+    await new.get_by_role("button", name="Define label").click()
+    error = section(admin, "Define a label").locator("#e-name")
+    assert "already exists" in await error.inner_text()
+    assert len((await api.ok("GET", "/api/v1/labels"))["labels"]) == len(labels)
+    await shoot(admin, "labels-conflict")
+
+    # Rename and recolour: the same label (id), its description cleared on purpose.
+    row = card(admin, name)
+    await row.get_by_label("Name").fill(name + "-gold")
+    await row.get_by_label("Colour").fill("#00aa55")
+    await row.get_by_label("Description").fill("")
+    await row.get_by_role("button", name=f"Save {name}").click()
+    await card(admin, name + "-gold").wait_for()
+    after = next(lab for lab in (await api.ok("GET", "/api/v1/labels"))["labels"] if lab["id"] == made["id"])
+    assert (after["name"], after["colour"], after["description"]) == (name + "-gold", "#00aa55", None)
+
+    # A blank name is the request model's error, beside the field of that label's form.
+    row = card(admin, name + "-gold")
+    await row.get_by_label("Name").fill("   ")
+    await row.get_by_role("button", name=f"Save {name}-gold").click()
+    assert await card(admin, name + "-gold").locator(".error").count() == 1
+
+    admin.once("dialog", lambda dialog: dialog.accept())
+    await card(admin, name + "-gold").get_by_role("button", name=f"Delete {name}-gold").click()
+    await admin.get_by_role("heading", name="Define a label").wait_for()
+    assert await card(admin, name + "-gold").count() == 0
+    assert made["id"] not in {lab["id"] for lab in (await api.ok("GET", "/api/v1/labels"))["labels"]}
+
+
+async def test_quick_replies_preview_their_placeholders_and_refuse_unknown_ones(
+    admin: Page, hub: HubProcess, http: aiohttp.ClientSession
+) -> None:
+    api = Api(http, hub.base_url, hub.token)
+    code = unique("hi")
+    await admin.goto("/console/quick-replies")
+    new = section(admin, "Add a quick reply")
+    await new.get_by_label("Code").fill(code)
+    text = new.get_by_label("Text")
+    await text.fill(
+        "Hello {{contact.name}}, order {{conversation.custom_attributes.order_id}}. {{agent.email}}"
+    )
+    # The preview follows the typing (htmx), with the sample contact and the admin as the agent.
+    rendered = admin.locator("#preview-new .rendered")
+    await rendered.wait_for()
+    assert await rendered.inner_text() == f"Hello Ana Silva, order A-1042. {ADMIN_EMAIL}"
+    await text.fill("Hello {{contact.age}}")
+    await admin.locator("#preview-new .error").get_by_text("unknown placeholder {{contact.age}}").wait_for()
+    await shoot(admin, "quick-reply-preview")
+    await new.get_by_role("button", name="Add quick reply").click()
+    assert "unknown placeholder" in await section(admin, "Add a quick reply").locator("#e-text").inner_text()
+    assert code not in {q["code"] for q in (await api.ok("GET", "/api/v1/quick-replies"))["quick_replies"]}
+
+    new = section(admin, "Add a quick reply")
+    await new.get_by_label("Text").fill("Thanks {{contact.name}}!")
+    await new.get_by_role("button", name="Add quick reply").click()
+    row = card(admin, "/" + code)
+    assert await row.locator(".rendered").inner_text() == "Thanks Ana Silva!"
+    stored = next(
+        q for q in (await api.ok("GET", "/api/v1/quick-replies"))["quick_replies"] if q["code"] == code
+    )
+    assert stored["text"] == "Thanks {{contact.name}}!"
+
+    await row.get_by_text(f"Edit /{code}").click()
+    await row.get_by_label("Text").fill("Bye {{contact.name}}")
+    await row.get_by_role("button", name=f"Save /{code}").click()
+    assert await card(admin, "/" + code).locator(".rendered").inner_text() == "Bye Ana Silva"
+    got = await api.ok("GET", "/api/v1/quick-replies", params={"q": code})
+    assert [q["text"] for q in got["quick_replies"]] == ["Bye {{contact.name}}"]
+    await shoot(admin, "quick-replies")
+
+
+async def test_a_macro_is_an_ordered_action_list_shared_or_personal(
+    admin: Page, hub: HubProcess, http: aiohttp.ClientSession
+) -> None:
+    api = Api(http, hub.base_url, hub.token)
+    label = unique("macro-label-")
+    await api.ok("POST", "/api/v1/admin/labels", expect=201, json_body={"name": label})
+    name = unique("Close as VIP ")
+    await admin.goto("/console/macros")
+    form = section(admin, "Create a macro")
+    await form.get_by_label("Name").fill(name)
+    await form.get_by_role("radio", name=re.compile("Shared")).check()
+    # Typed in one order, numbered to run in the other.
+    await form.get_by_label("Action 1", exact=True).select_option("set_status")
+    await form.get_by_label("Value of action 1", exact=True).fill("resolved")
+    await form.get_by_label("Step of action 1").fill("2")
+    await form.get_by_label("Action 2", exact=True).select_option("add_label")
+    await form.get_by_label("Value of action 2", exact=True).fill(label)
+    await form.get_by_label("Step of action 2").fill("1")
+    await form.get_by_label("Action 3", exact=True).select_option("snooze")
+    await form.get_by_label("Value of action 3", exact=True).fill("soon")
+    await form.get_by_role("button", name="Create macro").click()
+    # The request model refuses the third row; the error stands beside it, nothing is stored.
+    error = section(admin, "Create a macro").locator("#e-a-2")
+    await error.wait_for()
+    assert "integer" in await error.inner_text()
+    assert name not in {m["name"] for m in (await api.ok("GET", "/api/v1/macros"))["macros"]}
+    await shoot(admin, "macro-invalid")
+
+    form = section(admin, "Create a macro")
+    assert await form.get_by_label("Value of action 1", exact=True).input_value() == label  # reordered
+    await form.get_by_label("Action 3", exact=True).select_option("")
+    await form.get_by_role("button", name="Create macro").click()
+    await card(admin, name).wait_for()
+    macro = next(m for m in (await api.ok("GET", "/api/v1/macros"))["macros"] if m["name"] == name)
+    assert macro["visibility"] == "shared"
+    assert macro["actions"] == [
+        {"type": "add_label", "label": label},
+        {"type": "set_status", "status": "resolved"},
+    ]
+
+    # Edit: made personal, a third action appended; the editor shows the stored order.
+    await card(admin, name).get_by_role("link", name=f"Edit {name}").click()
+    form = section(admin, f"Edit the macro {name}")
+    assert await form.get_by_label("Value of action 2", exact=True).input_value() == "resolved"
+    await form.get_by_role("radio", name=re.compile("Personal")).check()
+    await form.get_by_label("Action 3", exact=True).select_option("assign_agent")
+    await form.get_by_label("Value of action 3", exact=True).fill(ADMIN_EMAIL)
+    await form.get_by_role("button", name="Save macro").click()
+    await card(admin, name).wait_for()
+    macro = await api.ok("GET", f"/api/v1/macros/{macro['id']}")
+    assert macro["visibility"] == "personal"
+    admin_id = (await api.ok("GET", "/api/v1/me"))["id"]
+    assert macro["actions"][2] == {"type": "assign_agent", "user_id": admin_id}
+    await shoot(admin, "macros")
+
+
+async def test_custom_attributes_are_defined_with_their_constraints_and_changed(
+    admin: Page, hub: HubProcess, http: aiohttp.ClientSession
+) -> None:
+    api = Api(http, hub.base_url, hub.token)
+    key = unique("tier_")
+    await admin.goto("/console/attributes")
+    form = section(admin, "Define an attribute")
+    await form.get_by_label("Of", exact=True).select_option("conversation")
+    await form.get_by_label("Key").fill("Not A Key")
+    await form.get_by_label("Type").select_option("list")
+    await form.get_by_label("Name").fill("Tier")
+    await form.get_by_label(re.compile("^Options")).fill("gold\nsilver")
+    await form.get_by_role("button", name="Define attribute").click()
+    assert "pattern" in await section(admin, "Define an attribute").locator("#e-key").inner_text()
+
+    form = section(admin, "Define an attribute")
+    await form.get_by_label("Key").fill(key)
+    await form.get_by_label("Type").select_option("number")
+    await form.get_by_label(re.compile("^Minimum")).fill("ten")
+    await form.get_by_role("button", name="Define attribute").click()
+    assert await section(admin, "Define an attribute").locator("#e-min").count() == 1
+    await shoot(admin, "attributes-invalid")
+
+    form = section(admin, "Define an attribute")
+    await form.get_by_label("Type").select_option("list")
+    await form.get_by_label(re.compile("^Minimum")).fill("")
+    await form.get_by_role("button", name="Define attribute").click()
+    await card(admin, "Tier").filter(has_text=key).wait_for()
+    defs = (await api.ok("GET", "/api/v1/custom-attributes"))["conversation"]
+    made = next(d for d in defs if d["key"] == key)
+    assert (made["type"], made["options"], made["required"]) == ("list", ["gold", "silver"], False)
+
+    row = card(admin, "Tier").filter(has_text=key)
+    await row.get_by_text("Edit Tier").click()
+    await row.get_by_label("Name").fill("Customer tier")
+    await row.get_by_label(re.compile("^Options")).fill("gold\nsilver\nbronze")
+    await row.get_by_role("checkbox", name=re.compile("Required")).check()
+    await row.get_by_role("button", name="Save Tier").click()
+    await card(admin, "Customer tier").filter(has_text=key).wait_for()
+    defs = (await api.ok("GET", "/api/v1/custom-attributes"))["conversation"]
+    changed = next(d for d in defs if d["id"] == made["id"])
+    assert (changed["name"], changed["options"], changed["required"]) == (
+        "Customer tier",
+        ["gold", "silver", "bronze"],
+        True,
+    )
+    await shoot(admin, "attributes")
+    admin.once("dialog", lambda dialog: dialog.accept())
+    await (
+        card(admin, "Customer tier")
+        .filter(has_text=key)
+        .get_by_role("button", name="Delete Customer tier")
+        .click()
+    )
+    await admin.get_by_role("heading", name="Define an attribute").wait_for()
+    defs = (await api.ok("GET", "/api/v1/custom-attributes"))["conversation"]
+    assert made["id"] not in {d["id"] for d in defs}
+
+
+async def test_notification_defaults_are_a_table_of_choices(
+    admin: Page, hub: HubProcess, http: aiohttp.ClientSession
+) -> None:
+    api = Api(http, hub.base_url, hub.token)
+    before = (await api.ok("GET", "/api/v1/admin/notification-defaults"))["preferences"]
+    await admin.goto("/console/notifications")
+    mention_push = admin.get_by_label("mention by push")
+    created_email = admin.get_by_label("conversation created by email")
+    assert await mention_push.is_checked() == before["mention"]["push"]
+    await mention_push.set_checked(not before["mention"]["push"])
+    await created_email.set_checked(not before["conversation_created"]["email"])
+    await admin.get_by_role("button", name="Save defaults").click()
+    await admin.get_by_role("status").get_by_text("The defaults are saved.").wait_for()
+    after = (await api.ok("GET", "/api/v1/admin/notification-defaults"))["preferences"]
+    assert after["mention"]["push"] is not before["mention"]["push"]
+    assert after["conversation_created"]["email"] is not before["conversation_created"]["email"]
+    assert after["assigned"] == before["assigned"]  # the boxes left alone stay as they were
+    await shoot(admin, "notifications")
+    await api.ok("PATCH", "/api/v1/admin/notification-defaults", json_body={"preferences": before})
+
+
 async def test_every_page_passes_axe_and_fits_a_phone(admin: Page, hub: HubProcess) -> None:
     await admin.goto("/console/channels")
     channel_links = admin.locator(".cards .card-title a")
@@ -361,7 +620,16 @@ async def test_every_page_passes_axe_and_fits_a_phone(admin: Page, hub: HubProce
         "teams": "/console/teams",
         "availability": "/console/availability",
         "plugins": "/console/plugins",
+        "labels": "/console/labels",
+        "quick-replies": "/console/quick-replies",
+        "macros": "/console/macros",
+        "attributes": "/console/attributes",
+        "notifications": "/console/notifications",
     }
+    await admin.goto("/console/macros")
+    edit_links = admin.get_by_role("link", name=re.compile("^Edit "))
+    if await edit_links.count():
+        pages["macro-edit"] = await edit_links.first.get_attribute("href") or "/console/macros"
     if channel:
         pages |= {
             "channel": channel,
@@ -420,6 +688,114 @@ async def test_a_new_hub_is_set_up_from_the_console_alone(browser: Browser, tmp_
             # The link is spent: the hub has an administrator now.
             await page.goto(link)
             assert page.url.endswith("/console/login") or page.url.endswith("/console/")
+        finally:
+            await context.close()
+    finally:
+        await fresh.close()
+
+
+async def test_done_when_a_new_admin_runs_the_organisation_from_the_console_alone(
+    browser: Browser, tmp_path: Path, graph: ThreadedFakeGraph, http: aiohttp.ClientSession
+) -> None:
+    """Issue #22's "done when", in one story on a fresh hub: from the first-run link, a new admin
+    enables a WhatsApp channel, sees it wait for and receive its first message, creates an agent
+    who then logs in through the API, and defines a label that the agent's app reads."""
+    fresh = HubProcess(tmp_path / "done")
+    admin_email, admin_password = "owner@example.com", "owner-password-1"
+    phone_number_id, app_secret = unique("pn"), "s3cret-" + secrets.token_hex(8)
+    try:
+        await fresh.start()
+        match = await wait_until(
+            lambda: re.search(r"(http://\S+/console/setup\?token=\S+)", fresh.log_tail(50)),
+            what="the first-run link in the log",
+        )
+        context = await browser.new_context(base_url=fresh.base_url, viewport=PHONE_VIEWPORT)
+        page = await context.new_page()
+        page.set_default_timeout(15_000)
+        try:
+            # 1. The first administrator, from the link `hub serve` printed.
+            await page.goto(match.group(1))
+            await page.get_by_label("Email").fill(admin_email)
+            await page.get_by_label("Password", exact=False).first.fill(admin_password)
+            await page.get_by_label("Repeat the password").fill(admin_password)
+            await page.get_by_role("button", name="Create and log in").click()
+            await page.wait_for_url(re.compile(r".*/console/channels/new$"))
+
+            # 2. A WhatsApp channel through the wizard (the fake Graph API answers its check).
+            await page.get_by_role("link", name="whatsapp", exact=True).click()
+            await page.get_by_label(re.compile("^Name")).fill("Shop WhatsApp")
+            await page.get_by_label("Phone number id").fill(phone_number_id)
+            await page.get_by_label("Access token").fill("EAAG" + secrets.token_hex(12))
+            await page.get_by_label("App secret").fill(app_secret)
+            await page.get_by_label("Verify token").fill(unique("verify-"))
+            await page.get_by_label("Api base url").fill(graph.base_url)
+            await page.get_by_role("button", name="Save and check").click()
+            await page.wait_for_url(re.compile(r".*/console/channels/[^/]+\?created=1$"))
+            channel_id = page.url.rsplit("/", 1)[-1].split("?")[0]
+            await page.locator("#health .state-ok").wait_for()
+            assert "Waiting for the provider's first event" in await page.locator("#first").inner_text()
+            await shoot(page, "done-waiting")
+
+            # 3. The first message arrives (signed, as Meta sends it); the page sees it unaided.
+            payload, _ = wa_text_webhook(phone_number_id, phone(), "is the shop open?")
+            hook = await Api(http, fresh.base_url).webhook(channel_id, payload, app_secret)
+            assert hook.status == 200, hook.text
+            await page.get_by_text("The first event arrived at").wait_for()
+            await shoot(page, "done-first-message")
+            admin_api = Api(http, fresh.base_url, await fresh.create_token(admin_email))
+            # The admin API lists the same delivery the console shows, and replays it alike.
+            listed = await admin_api.ok("GET", f"/api/v1/admin/channels/{channel_id}/deliveries")
+            assert [d["state"] for d in listed["deliveries"]] == ["done"] and listed["next_before"] is None
+            await page.get_by_role("link", name="See the deliveries").click()
+            delivery_id = listed["deliveries"][0]["id"]
+            assert await page.locator(f"#d-{delivery_id} .state-done").is_visible()
+            replayed = await admin_api.ok(
+                "POST", f"/api/v1/admin/channels/{channel_id}/deliveries/{delivery_id}/replay"
+            )
+            assert replayed["id"] == delivery_id and replayed["state"] == "done"
+            missing = await admin_api.post(f"/api/v1/admin/channels/{channel_id}/deliveries/999999999/replay")
+            assert missing.status == 404 and missing.json["error"]["code"] == "not_found"
+            bad = await admin_api.get(f"/api/v1/admin/channels/{channel_id}/deliveries?state=lost")
+            assert bad.status == 400
+            convs = (await admin_api.ok("GET", f"/api/v1/conversations?channel_id={channel_id}"))[
+                "conversations"
+            ]
+            msgs = (await admin_api.ok("GET", f"/api/v1/conversations/{convs[0]['id']}/messages"))["messages"]
+            assert [m["text"] for m in msgs] == ["is the shop open?"]  # replayed, still one
+
+            # 4. An agent, invited from the users page, sets a password and logs in through the API.
+            await page.get_by_role("link", name="Users").click()
+            await page.get_by_label("Email").fill("agent@example.com")
+            await page.get_by_label("Role", exact=True).select_option("agent")
+            await page.get_by_role("button", name="Create and invite").click()
+            link = await page.get_by_label("Set-password link").input_value()
+            await accept_invitation(browser, link, "agent-password-9")
+            login = await Api(http, fresh.base_url).post(
+                "/api/v1/auth/login",
+                json_body={"email": "agent@example.com", "password": "agent-password-9"},
+                auth=False,
+            )
+            assert login.status == 200, login.text
+            agent_api = Api(http, fresh.base_url, login.json["token"])
+            refused = await agent_api.get(f"/api/v1/admin/channels/{channel_id}/deliveries")
+            assert refused.status == 403  # deliveries are the admins'
+            before = await agent_api.ok("GET", "/api/v1/config")
+
+            # 5. A label, defined on the labels page, which the agent's app then reads.
+            await page.get_by_role("link", name="Labels").click()
+            new = section(page, "Define a label")
+            await new.get_by_label("Name").fill("Wholesale")
+            await new.get_by_label("Colour").fill("#7a4f00")
+            await new.get_by_role("button", name="Define label").click()
+            await card(page, "Wholesale").wait_for()
+            await shoot(page, "done-label")
+            config = await agent_api.ok("GET", "/api/v1/config")
+            assert [(lab["name"], lab["colour"]) for lab in config["labels"]["labels"]] == [
+                ("Wholesale", "#7a4f00")
+            ]
+            assert config["etags"]["labels"] != before["etags"]["labels"]  # the app's cache is stale
+            labels = await agent_api.ok("GET", "/api/v1/labels")
+            assert labels == config["labels"]
         finally:
             await context.close()
     finally:
