@@ -33,7 +33,9 @@ __all__ = [
 ]
 
 BotName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-WebhookUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
+# Printable ASCII only (a URL is; percent-encode the rest): written out, not \S, which engines
+# read differently.
+WebhookUrl = Annotated[str, StringConstraints(pattern=r"^https?://[!-~]+$", max_length=2048)]
 Attempts = json_int(1, 20)
 Timeout = Annotated[StrictFloat, Field(ge=0.5, le=60)]
 Trigger = Literal["bot", "human_reply", "agent", "failure", "bot_removed"]
