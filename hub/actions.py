@@ -44,6 +44,7 @@ from pydantic import (
 from hub import schema
 from hub.access import Actor
 from hub.automations.registry import PLUGIN_ACTIONS, PluginActionType
+from hub.bots.service import hand_over
 from hub.channels import ChannelService
 from hub.db import new_id
 from hub.events import Store, Tx
@@ -54,7 +55,7 @@ from hub.outbound import Draft, SendRefused, TxSendWriter, enqueue
 from hub.records import fetch_conversation
 from hub.routing import route, route_to_team
 from hub.services.conversations import access_conversation, apply_update
-from hub.services.errors import Invalid, ServiceError
+from hub.services.errors import Conflict, Invalid, ServiceError
 from hub.services.notes import add_note
 from hub.services.quick_replies import QuickReplyService
 
@@ -193,6 +194,15 @@ class PluginAction(_Action):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+class HandOver(_Action):
+    """Take the conversation from its bot (``hub.bots``): it gets none of its events after this."""
+
+    type: Literal["hand_over"]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = Field(
+        default=None, description="kept as a private note"
+    )
+
+
 ActionSpec = Annotated[
     SendText
     | SendQuickReply
@@ -209,12 +219,13 @@ ActionSpec = Annotated[
     | AssignByPolicy
     | CallWebhook
     | NotifyUsers
-    | PluginAction,
+    | PluginAction
+    | HandOver,
     Field(discriminator="type"),
 ]
 """One action, by ``type``: send_text, send_quick_reply, send_template, add_label, remove_label,
 assign_agent, assign_team, assign_by_policy, set_status, snooze, set_priority,
-set_custom_attribute, add_note, call_webhook, notify_users, plugin."""
+set_custom_attribute, add_note, call_webhook, notify_users, plugin, hand_over."""
 
 SEND_ACTIONS = frozenset({"send_text", "send_quick_reply", "send_template"})
 
@@ -345,6 +356,8 @@ class ActionExecutor:
         if isinstance(action, AddNote):
             note = await add_note(ctx.tx, ctx.actor, ctx.conversation_id, action.text, action.mention_ids)
             return {"note_id": note["id"]}
+        if isinstance(action, HandOver):
+            return await self._hand_over(ctx, action)
         conv = await access_conversation(ctx.tx.conn, ctx.actor, ctx.conversation_id)
         changes: dict[str, Any]
         if isinstance(action, AddLabel):
@@ -365,6 +378,23 @@ class ActionExecutor:
             changes = {"custom_attributes": {**conv["custom_attributes"], action.key: action.value}}
         fresh = await apply_update(ctx.tx, ctx.actor, ctx.conversation_id, changes)
         return {"conversation": {k: fresh.get(k) for k in ("status", "assignee_id", "team", "labels")}}
+
+    async def _hand_over(self, ctx: ActionContext, action: HandOver) -> dict[str, Any]:
+        ctx.actor.require("conversations.update")
+        await access_conversation(ctx.tx.conn, ctx.actor, ctx.conversation_id)
+        trigger: Any = "bot" if ctx.actor.kind == "bot" else "agent"
+        reason = action.reason or "taken over from the bot"
+        event = await hand_over(
+            ctx.tx,
+            ctx.conversation_id,
+            trigger=trigger,
+            reason=reason,
+            by=ctx.actor.ref,
+            note=action.reason and f"Handed over: {action.reason}",
+        )
+        if event is None:
+            raise Conflict("no bot holds this conversation")
+        return {"handed_over": True}
 
     async def _send(
         self, ctx: ActionContext, action: SendText | SendQuickReply | SendTemplate

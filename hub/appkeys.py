@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from hub.actions import ActionExecutor
     from hub.automations.engine import AutomationEngine
     from hub.automations.service import AutomationService
+    from hub.bots.consumer import BotConsumer
+    from hub.bots.delivery import BotDeliveryWorker
+    from hub.bots.service import BotService
     from hub.channels import ChannelService
     from hub.config import HubConfig
     from hub.events import Store
@@ -96,3 +99,6 @@ NOTIFICATIONS: web.AppKey[NotificationService] = web.AppKey("notifications")
 NOTIFICATION_CONSUMER: web.AppKey[NotificationConsumer] = web.AppKey("notification_consumer")
 NOTIFICATION_DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("notification_delivery")
 DELIVERIES: web.AppKey[DeliveryService] = web.AppKey("deliveries")
+BOTS: web.AppKey[BotService] = web.AppKey("bots")
+BOT_CONSUMER: web.AppKey[BotConsumer] = web.AppKey("bot_consumer")
+BOT_DELIVERY: web.AppKey[BotDeliveryWorker] = web.AppKey("bot_delivery")

@@ -94,7 +94,8 @@ def hub_on_event(event: Event) -> None:
     ``conversation.updated``, ``contact.updated``, ``contact.merged``, ``channel.updated``,
     ``channel.members_updated``, ``config.updated``, ``user.updated``, ``role.updated``,
     ``team.updated``, ``presence.updated``, ``note.created``, ``notification.created``,
-    ``notification.updated`` and ``access.changed``. Changes made by a person carry
+    ``notification.updated``, ``access.changed``, ``bot.updated`` and
+    ``conversation.handed_over`` (a bot let go of a conversation). Changes made by a person carry
     ``data.by``. ``event`` must not be changed. The call is on the hub's event loop: return
     quickly, and start your own task (``asyncio.get_running_loop()``) for I/O. An exception is
     logged with the plugin's name and never stops the others or the change. The return value is

@@ -5,9 +5,10 @@ then deletes what is older than its retention (``hub.config.HubSection``):
 
 * raw deliveries processed (or given up on) more than ``raw_delivery_retention_days`` ago: kept
   that long for ``hub replay``; a delivery still pending is never deleted;
-* sent outbox jobs, fetched inbound media (rows and files), agents' uploads (files) and receipts
-  kept for messages the hub does not know: by default as long as the event log that refers to
-  them, i.e. until they are older than the oldest event left in the log;
+* sent outbox jobs, bots' finished deliveries (``hub.bots``), fetched inbound media (rows and
+  files), agents' uploads (files) and receipts kept for messages the hub does not know: by default
+  as long as the event log that refers to them, i.e. until they are older than the oldest event
+  left in the log;
 * expired API tokens and refresh tokens (a spent refresh token stays until it expires, so that
   its second use is still recognised and ends the session);
 * users' notifications older than ``notification_retention_days``, with their deliveries (one
@@ -137,6 +138,10 @@ class Retention(Worker):
             out["automation_caused"] = await self._delete(AC, AC.c.seq, AC.c.seq < oldest)
         if (before := cutoff(p.outbox)) is not None:
             out["outbox"] = await self._delete(OB, OB.c.id, OB.c.state == "done", OB.c.updated_at < before)
+            BD = schema.bot_deliveries
+            out["bot_deliveries"] = await self._delete(
+                BD, BD.c.id, BD.c.state != "pending", BD.c.updated_at < before
+            )
         if (before := cutoff(p.receipts)) is not None:
             out["receipts"] = await self._delete(P, P.c.id, P.c.created_at < before)
         if (before := cutoff(p.media)) is not None:

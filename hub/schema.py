@@ -681,3 +681,66 @@ business_hours = Table(
     Column("updated_at", TS, nullable=False),
     UniqueConstraint("scope_type", "scope_id"),
 )
+
+# ---- bots: agent bots attached to channels, their conversations and webhook deliveries -----------
+
+# An agent bot: an external one (``webhook``: events POSTed to its URL, signed) or a built-in one
+# (``builtin``: keyword and menu flows run by the hub). Its app API token is stored as a hash, its
+# signing secret sealed like channel secrets.
+bots = Table(
+    "bots",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False, comment="webhook or builtin"),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("webhook_url", Text),
+    Column("secrets", Text, comment="Fernet token of {signing_secret}"),
+    Column("token_hash", String(64), unique=True, comment="SHA-256 of the bot's app API token"),
+    Column("flow", JSON, comment="a built-in bot's keyword and menu flow"),
+    Column("timeout_seconds", Float, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# A channel has at most one bot: its new conversations start with it (status pending).
+bot_channels = Table(
+    "bot_channels",
+    metadata,
+    Column("channel_id", String(64), primary_key=True),
+    Column("bot_id", String(32), ForeignKey("bots.id", ondelete="CASCADE"), nullable=False, index=True),
+)
+
+# A conversation a bot holds (``active``) until it hands over (``handed_over``): then the bot
+# receives nothing more of it.
+bot_conversations = Table(
+    "bot_conversations",
+    metadata,
+    Column("conversation_id", String(32), primary_key=True),
+    Column("bot_id", String(32), nullable=False, index=True),
+    Column("state", String(16), nullable=False, comment="active or handed_over"),
+    Column("flow_state", JSON, nullable=False, comment="a built-in bot's place in its flow"),
+    Column("reason", Text, comment="why it was handed over"),
+    Column("created_at", TS, nullable=False),
+    Column("handed_over_at", TS),
+)
+
+# One event for one bot: durable, delivered in order per conversation, retried with backoff.
+bot_deliveries = Table(
+    "bot_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("bot_id", String(32), nullable=False),
+    Column("conversation_id", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False, comment="the event's position in the log"),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(16), nullable=False, comment="pending, delivered, failed or dropped"),
+    Column("attempts", Integer, nullable=False),
+    Column("due_at", TS, nullable=False),
+    Column("lease_until", TS),
+    Column("last_error", Text),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_bot_deliveries_state_conversation_id_id", "state", "conversation_id", "id"),
+)

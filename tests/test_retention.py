@@ -391,3 +391,41 @@ async def test_expired_tokens_and_old_notifications_go_and_pending_ones_stay(
     again = await worker.run_once(now)
     assert not any(again.values()), again
     await store.db.dispose()
+
+
+async def test_finished_bot_deliveries_go_and_pending_ones_stay(database_url: str, tmp_path: Path) -> None:
+    store = await _store(database_url)
+    now = utcnow()
+    BD = schema.bot_deliveries
+
+    def row(seq: int, state: str, age: timedelta) -> dict[str, Any]:
+        at = now - age
+        return {
+            "bot_id": "bot_1",
+            "conversation_id": "cv_1",
+            "seq": seq,
+            "payload": {},
+            "state": state,
+            "attempts": 1,
+            "due_at": at,
+            "created_at": at,
+            "updated_at": at,
+        }
+
+    async with store.db.write() as conn:
+        await conn.execute(
+            BD.insert(),
+            [
+                row(1, "delivered", timedelta(days=3)),
+                row(2, "failed", timedelta(days=3)),
+                row(3, "pending", timedelta(days=3)),
+                row(4, "delivered", timedelta(hours=1)),
+            ],
+        )
+    policy = RetentionPolicy(outbox=timedelta(days=2))
+    worker = Retention(store, policy, tmp_path / "media", tmp_path / "uploads", interval=300)
+    counts = await worker.run_once(now)
+    assert counts["bot_deliveries"] == 2
+    async with store.db.read() as conn:
+        assert set(await conn.scalars(sa.select(BD.c.seq))) == {3, 4}
+    await store.db.dispose()

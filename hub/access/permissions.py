@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, str] = {
     "plugins.read": "list installed plugins",
     "automations.manage": "manage automation rules and business hours; read the automation run log, "
     "dry-run and backtest rules",
+    "bots.manage": "create, change and delete agent bots and attach them to channels",
 }
 
 # The read levels, widest first: holding any of them lets a user read conversations at all.

@@ -24,6 +24,9 @@ from hub.appkeys import (
     AUTOMATION_ENGINE,
     AUTOMATIONS,
     AVAILABILITY,
+    BOT_CONSUMER,
+    BOT_DELIVERY,
+    BOTS,
     CHANNEL_ADMIN,
     CHANNELS,
     CONFIG,
@@ -67,6 +70,9 @@ from hub.appkeys import (
 )
 from hub.automations.engine import AutomationEngine
 from hub.automations.service import AutomationService
+from hub.bots.consumer import BotConsumer
+from hub.bots.delivery import BotDeliveryWorker
+from hub.bots.service import BotService
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
 from hub.console import setup_console
@@ -116,7 +122,7 @@ from hub.sessions import Sessions
 from hub.timers import Connections, TimedWork
 from hub.uploads import UploadStore
 from hub.users import TokenCache
-from hub.web import admin, api, automations, notifications, org, routing, stream, webhooks, workspace
+from hub.web import admin, api, automations, bots, notifications, org, routing, stream, webhooks, workspace
 from hub.web import config as config_routes
 from hub.web.asyncapi import build_asyncapi
 from hub.web.cors import cors_middleware
@@ -226,6 +232,7 @@ def create_app(
             _services,
             _notifications,
             _automations,
+            _bots,
             _ingest_loops,
             _window_watcher,
             _retention,
@@ -244,6 +251,7 @@ def create_app(
         workspace.routes,
         notifications.routes,
         automations.routes,
+        bots.routes,
     ):
         app.add_routes(table)
     setup_console(app, config)
@@ -565,6 +573,23 @@ async def _automations(app: web.Application) -> AsyncIterator[None]:
     yield
     store.bus.observers.remove(engine.observe)
     await engine.stop()
+
+
+async def _bots(app: web.Application) -> AsyncIterator[None]:
+    """Agent bots: the event log to deliveries (a consumer), and the deliveries to the bots."""
+    store = app[STORE]
+    app[BOTS] = bots = BotService(store, app[CHANNELS].box)
+    delivery = BotDeliveryWorker(store, bots, app[CHANNELS], app[HTTP], on_sent=app[OUTBOX].notify)
+    consumer = BotConsumer(store, on_deliveries=delivery.notify)
+    app[BOT_DELIVERY], app[BOT_CONSUMER] = delivery, consumer
+    store.bus.observers.append(consumer.observe)
+    if app[CONFIG].hub.run_workers:
+        await consumer.start()
+        await delivery.start()
+    yield
+    store.bus.observers.remove(consumer.observe)
+    await consumer.stop()
+    await delivery.stop()
 
 
 async def _timers(app: web.Application) -> AsyncIterator[None]:

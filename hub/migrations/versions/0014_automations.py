@@ -1,7 +1,7 @@
 """automations: rules with versions, their run log, fires, caused events, timers; business hours
 
-Revision ID: 0013_automations
-Revises: 0012_sessions
+Revision ID: 0014_automations
+Revises: 0013_bots
 Create Date: 2026-12-07 01:00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import hub.schema
 
-revision: str = "0013_automations"
-down_revision: str | None = "0012_sessions"
+revision: str = "0014_automations"
+down_revision: str | None = "0013_bots"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
