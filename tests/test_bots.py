@@ -5,7 +5,6 @@ with the fake channel (no interactive messages) and a loopback webhook server.""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,7 +12,6 @@ from aiohttp import web
 
 from hub.appkeys import BOT_CONSUMER, BOT_DELIVERY
 from hub.bots.flows import Flow, respond
-from hub.bots.guard import RATE_LIMIT, answerable, within_rate
 from hub.bots.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signed_headers, verify
 from hub.channel import Capabilities
 from tests.conftest import Hub, eventually, fake_message
@@ -114,18 +112,6 @@ def test_answers_that_match_nothing_hand_over_after_max_fallbacks() -> None:
     assert miss.drafts[0].text == f.fallback and len(miss.drafts) == 2 and miss.handoff is None
     again = respond(f, miss.state, inbound("kiwi"), PLAIN)
     assert again.drafts == [] and again.handoff == "the customer's answers matched no option 2 times in a row"
-
-
-def test_guard_answers_customers_only_and_limits_the_rate() -> None:
-    assert answerable(inbound("hi"))
-    assert not answerable({**inbound("hi"), "sender": {"type": "bot", "id": "bot_x"}})
-    assert not answerable({**inbound("hi"), "direction": "outbound"})
-    now = time.time()
-    ok, kept = within_rate([], now, RATE_LIMIT)
-    assert ok and len(kept) == RATE_LIMIT
-    refused, _ = within_rate(kept, now + 1, 1)
-    assert not refused
-    assert within_rate(kept, now + 61, 1)[0], "the window slides"
 
 
 # ---- the delivery worker against a loopback webhook ------------------------------------------------
@@ -297,3 +283,37 @@ async def test_a_macro_action_takes_the_conversation_from_the_bot(
     await lite_hub.webhook(fake_message("m2", "dave", "still there?"))
     await drained(lite_hub, "m2")
     assert len(hook.bodies) == seen
+
+
+async def test_builtin_bot_answers_customers_only_and_hands_over_at_its_rate_limit(lite_hub: Hub) -> None:
+    """The built-in bot shares the automations' loop guard: it never answers a machine (here an
+    auto-reply), and a flow that would pass the per-conversation budget of automatic messages
+    (6 a minute) hands over to a person instead of sending."""
+    f = {"greeting": "Hello!", "options": [{"title": "Hours", "reply": "9 to 5"}], "max_fallbacks": 10}
+    resp = await lite_hub.client.post(
+        "/api/v1/admin/bots",
+        json={"name": "Menu", "kind": "builtin", "flow": f, "channel_ids": ["fk"]},
+        headers=lite_hub.admin,
+    )
+    assert resp.status == 201, await resp.text()
+
+    async def bot_messages() -> list[dict[str, Any]]:
+        convs = await lite_hub.conversations()
+        msgs = await lite_hub.messages(convs[0]["id"]) if convs else []
+        return [m for m in msgs if (m["sender"] or {}).get("type") == "bot"]
+
+    await lite_hub.webhook(fake_message("m1", "dora", "hi"))
+    await drained(lite_hub, "m1")
+    assert len(await bot_messages()) == 1  # the menu
+    # An auto-reply gets no answer at all, not even a fallback.
+    await lite_hub.webhook(fake_message("m2", "dora", "Automatic reply: I am out of the office"))
+    await drained(lite_hub, "m2")
+    assert len(await bot_messages()) == 1
+    # Each unmatched answer costs two messages (the fallback and the menu): 1 + 2 + 2 = 5 sent,
+    # and the next two would make 7.
+    for n, text in ((3, "banana"), (4, "kiwi"), (5, "mango")):
+        await lite_hub.webhook(fake_message(f"m{n}", "dora", text))
+        await drained(lite_hub, f"m{n}")
+    assert len(await bot_messages()) == 5
+    [ev] = await handed_over(lite_hub)
+    assert "limit of automatic messages" in ev["data"]["reason"], ev

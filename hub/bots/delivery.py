@@ -21,7 +21,6 @@ import asyncio
 import json
 import logging
 import random
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -31,8 +30,8 @@ import sqlalchemy as sa
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from hub import schema
+from hub.automations.guard import automatic_reason, automatic_sent
 from hub.bots.flows import Flow, respond
-from hub.bots.guard import answerable, within_rate
 from hub.bots.service import BotService, bot_actor, hand_over
 from hub.bots.signing import signed_headers
 from hub.channel import Capabilities
@@ -42,12 +41,17 @@ from hub.models import utcnow
 from hub.outbound import SendRefused, TxSendWriter, enqueue
 from hub.worker import Worker
 
-__all__ = ["BotDeliveryWorker", "BotFailed", "backoff"]
+__all__ = ["RATE_LIMIT", "RATE_WINDOW", "BotDeliveryWorker", "BotFailed", "backoff"]
 
 log = logging.getLogger("hub.bots")
 B = schema.bots
 BV = schema.bot_conversations
 BD = schema.bot_deliveries
+
+
+# A built-in bot's own budget: a menu flow answers at once, so it allows more than rules do.
+RATE_LIMIT = 6
+RATE_WINDOW = timedelta(minutes=1)
 
 
 class BotFailed(Exception):
@@ -199,22 +203,33 @@ class BotDeliveryWorker(Worker):
     async def _run_flow(self, job: Any, bot: Any, held: Any, attempts: int) -> None:
         event = job["payload"]
         cid = job["conversation_id"]
-        if event["type"] != "message.created" or not answerable(event["data"]):
+        data = event["data"]
+        # A customer's message only: never the bot's own, another bot's, a rule's, an auto-reply
+        # or a bounce (the loop guard every automatic sender shares).
+        if (
+            event["type"] != "message.created"
+            or data.get("direction") != "inbound"
+            or automatic_reason(data) is not None
+        ):
             await self._update(job["id"], state="delivered", attempts=attempts, lease_until=None)
             return
         flow = Flow.model_validate(bot["flow"])
         step = respond(
             flow, dict(held["flow_state"] or {}), event["data"], self._capabilities(event["channel_id"])
         )
-        allowed, sent_times = within_rate(list(step.state.get("sent") or []), time.time(), len(step.drafts))
-        state = {**step.state, "sent": sent_times}
-        reason = step.handoff
-        drafts = step.drafts if allowed else []
-        if not allowed:
-            reason = "the bot reached its limit of automatic messages in this conversation"
+        state = dict(step.state)
         actor = bot_actor(bot, None)
+        drafts: list[Any] = []
+        reason = step.handoff
         try:
             async with self.store.tx() as tx:
+                # Automatic messages of any sender (this bot, rules) count against one budget per
+                # conversation; a flow that would pass it hands over to a person instead.
+                recent = await automatic_sent(tx.conn, cid, utcnow() - RATE_WINDOW)
+                if recent + len(step.drafts) > RATE_LIMIT:
+                    reason = "the bot reached its limit of automatic messages in this conversation"
+                else:
+                    drafts = list(step.drafts)
                 for draft in drafts:
                     await enqueue(
                         self.store,
