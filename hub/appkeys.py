@@ -10,6 +10,11 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from hub.actions import ActionExecutor
+    from hub.automations.engine import AutomationEngine
+    from hub.automations.service import AutomationService
+    from hub.bots.consumer import BotConsumer
+    from hub.bots.delivery import BotDeliveryWorker
+    from hub.bots.service import BotService
     from hub.channels import ChannelService
     from hub.config import HubConfig
     from hub.events import Store
@@ -86,9 +91,14 @@ QUICK_REPLIES: web.AppKey[QuickReplyService] = web.AppKey("quick_replies")
 NOTES: web.AppKey[NoteService] = web.AppKey("notes")
 ACTIONS: web.AppKey[ActionExecutor] = web.AppKey("actions")
 MACROS: web.AppKey[MacroService] = web.AppKey("macros")
+AUTOMATIONS: web.AppKey[AutomationService] = web.AppKey("automations")
+AUTOMATION_ENGINE: web.AppKey[AutomationEngine] = web.AppKey("automation_engine")
 NOTIFIER_REGISTRY: web.AppKey[NotifierRegistry] = web.AppKey("notifier_registry")
 NOTIFIERS: web.AppKey[dict[str, Notifier]] = web.AppKey("notifiers")
 NOTIFICATIONS: web.AppKey[NotificationService] = web.AppKey("notifications")
 NOTIFICATION_CONSUMER: web.AppKey[NotificationConsumer] = web.AppKey("notification_consumer")
 NOTIFICATION_DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("notification_delivery")
 DELIVERIES: web.AppKey[DeliveryService] = web.AppKey("deliveries")
+BOTS: web.AppKey[BotService] = web.AppKey("bots")
+BOT_CONSUMER: web.AppKey[BotConsumer] = web.AppKey("bot_consumer")
+BOT_DELIVERY: web.AppKey[BotDeliveryWorker] = web.AppKey("bot_delivery")

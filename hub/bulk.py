@@ -20,7 +20,14 @@ from hub.channel import Channel
 from hub.db import new_id
 from hub.events import Tx
 from hub.models import Direction, InboundMessage, MessageStatus, utcnow
-from hub.records import REOPENS_ON_INBOUND, conversation_dict, labels_of, message_dict, message_preview
+from hub.records import (
+    REOPENS_ON_INBOUND,
+    channels_with_bots,
+    conversation_dict,
+    labels_of,
+    message_dict,
+    message_preview,
+)
 from hub.routing import route
 
 __all__ = ["apply_messages"]
@@ -97,7 +104,9 @@ async def apply_messages(tx: Tx, items: Sequence[tuple[Channel, InboundMessage]]
     if media:
         await tx.conn.execute(schema.media_jobs.insert(), media)
     reopened = await _touch(tx, todo, [r["id"] for r in rows], conv_ids, convs, now)
-    await route(tx, [convs[c] for c in created], [convs[c] for c in reopened])
+    # A bot's conversation (pending) is routed to agents when the bot hands it over, not now.
+    routed = [convs[c] for c in created if convs[c]["status"] != "pending"]
+    await route(tx, routed, [convs[c] for c in reopened])
     known_ids = [c for c in convs if c not in created]
     labels = await labels_of(tx.conn, schema.conversation_labels, known_ids)
 
@@ -261,6 +270,7 @@ async def _conversations(
             found[(existing["channel_id"], existing["contact_id"], existing["thread_key"])] = dict(existing)
     rows: dict[str, dict[str, Any]] = {row["id"]: row for row in [*by_ref.values(), *by_thread.values()]}
     created: set[str] = set()
+    botted: set[str] | None = None
     new_rows: list[dict[str, Any]] = []
     conv_ids: list[str] = []
     for key, (channel, ev) in zip(keys, todo, strict=True):
@@ -274,6 +284,8 @@ async def _conversations(
         if known is None:
             known = found.get(key)
         if known is None:
+            if botted is None:
+                botted = await channels_with_bots(tx.conn, list(by_channel))
             known = {
                 "id": new_id("cv_"),
                 "channel_id": cid,
@@ -281,7 +293,8 @@ async def _conversations(
                 "thread_key": key[2],
                 "thread_id": ev.thread_id,
                 "participants": [],
-                "status": "open",
+                # A channel's bot holds a customer's new conversation until it hands over.
+                "status": "pending" if cid in botted and ev.direction is Direction.INBOUND else "open",
                 "assignee_id": None,
                 "team": None,
                 "custom_attributes": {},

@@ -64,6 +64,15 @@ class HubSection(BaseModel):
     )
     retention_interval: float = Field(default=300, gt=0, description="seconds between retention passes")
     delete_chunk_rows: int = Field(default=1000, ge=10, description="rows per retention transaction")
+    automation_run_retention_days: float = Field(
+        default=90, gt=0, description="the automation run log (each rule evaluation) is kept this long"
+    )
+    automation_max_depth: int = Field(
+        default=3, ge=1, le=10, description="rules acting on what rules did stop at this depth (loops)"
+    )
+    automation_messages_per_hour: int = Field(
+        default=3, ge=1, le=1000, description="automatic messages (rules, bots) per conversation per hour"
+    )
     max_queued_deliveries: int = Field(
         default=10_000, ge=1, description="webhooks waiting to be stored; past it they answer 503"
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from hub.automations.registry import AutomationActionRegistrar, AutomationConditionRegistrar
     from hub.channel import ChannelRegistrar
     from hub.models import Event
     from hub.notify import NotifierRegistrar
@@ -52,6 +53,39 @@ def hub_register_notifiers(register: NotifierRegistrar) -> None:
 
 
 @hookspec
+def hub_register_automation_actions(register: AutomationActionRegistrar) -> None:
+    """Add actions automation rules can take, by calling ``register.add(name, SettingsModel,
+    apply)`` once per action.
+
+    Fires once, while the hub starts, after the notifiers are registered. ``name`` looks like
+    ``plugin.verb``; a rule uses it as ``{"type": "plugin", "name": ..., "settings": {...}}``, and
+    ``SettingsModel`` (pydantic) checks the settings. ``apply(ctx, settings)`` is awaited in the
+    rule's transaction with ``ctx`` a ``hub.actions.ActionContext`` (``tx``, ``actor`` naming the
+    rule, ``conversation_id``, ``after_commit`` for I/O that must wait for the commit); it returns
+    a dict of result data, or raises ``ServiceError`` for a failed result with its reason.
+    ``register.add`` raises ``PluginLoadError`` for a bad or taken name, which stops the start-up.
+    The return value is ignored. Any other exception marks the plugin as failed, and the actions
+    it registered before raising are taken back.
+    """
+
+
+@hookspec
+def hub_register_automation_conditions(register: AutomationConditionRegistrar) -> None:
+    """Add condition fields automation rules can test, by calling ``register.add(field, read)``
+    once per field.
+
+    Fires once, while the hub starts, after the automation actions. ``field`` looks like
+    ``plugin.name`` and is used in a rule's conditions like a built-in field (``{"field":
+    "crm.tier", "op": "eq", "value": "gold"}``). ``read(facts)`` is awaited with a
+    ``Facts`` (``hub.automations.plugins``) (``conversation``, ``message``, ``at``, ``conn``) and returns
+    the value; an exception makes the test false with the error in the run log.
+    ``register.add`` raises ``PluginLoadError`` for a bad name, a built-in one or one taken, which
+    stops the start-up. The return value is ignored. Any other exception marks the plugin as
+    failed, and the fields it registered before raising are taken back.
+    """
+
+
+@hookspec
 def hub_on_event(event: Event) -> None:
     """Observe one entry of the event log after the change it records is committed.
 
@@ -60,7 +94,8 @@ def hub_on_event(event: Event) -> None:
     ``conversation.updated``, ``contact.updated``, ``contact.merged``, ``channel.updated``,
     ``channel.members_updated``, ``config.updated``, ``user.updated``, ``role.updated``,
     ``team.updated``, ``presence.updated``, ``note.created``, ``notification.created``,
-    ``notification.updated`` and ``access.changed``. Changes made by a person carry
+    ``notification.updated``, ``access.changed``, ``bot.updated`` and
+    ``conversation.handed_over`` (a bot let go of a conversation). Changes made by a person carry
     ``data.by``. ``event`` must not be changed. The call is on the hub's event loop: return
     quickly, and start your own task (``asyncio.get_running_loop()``) for I/O. An exception is
     logged with the plugin's name and never stops the others or the change. The return value is

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, Field, StringConstraints
 
 __all__ = [
     "ATTRIBUTE_VALUE",
+    "EMAIL_PATTERN",
     "JSON_DEPTH",
     "Attributes",
     "Id",
@@ -41,6 +42,12 @@ Text = Annotated[str, StringConstraints(max_length=4096)]
 LongText = Annotated[str, StringConstraints(max_length=65_536)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Labels = Annotated[list[Label], Field(max_length=50)]
+
+# An email address as the hub takes one: something@something, no spaces or controls. The spaces are
+# listed, not written \s, because engines disagree on \s (U+0085 is one for Python and Rust, not
+# for JavaScript), and a client checking the published pattern would accept what the hub refuses.
+_NO_SPACE = r"[^@\x00-\x20\x7f-\x9f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+EMAIL_PATTERN = rf"^{_NO_SPACE}+@{_NO_SPACE}+$"
 
 # Custom attributes: flat scalars only, so an attribute can be shown, filtered and compared.
 ATTRIBUTE_VALUE = 1024

@@ -38,6 +38,7 @@ __all__ = [
     "PluginInfo",
     "PluginReport",
     "event_observer",
+    "load_automation_hooks",
     "load_notifiers",
     "load_plugins",
     "plugin_manifest",
@@ -312,6 +313,34 @@ def load_notifiers(
             report.loaded.remove(info)
             pm.unregister(plugin)
     return registry
+
+
+def load_automation_hooks(
+    pm: pluggy.PluginManager, report: PluginReport, *, strict: bool | None = None
+) -> None:
+    """The plugins' automation actions and condition fields (``hub.automations.plugins``), each
+    plugin on its own (a failing one is skipped, or fatal in strict mode)."""
+    from hub.automations import plugins as automation
+
+    strict = _env_flag("HUB_STRICT_PLUGINS") if strict is None else strict
+    automation.clear()
+    for hook, registrar in (
+        ("hub_register_automation_actions", automation.AutomationActionRegistrar),
+        ("hub_register_automation_conditions", automation.AutomationConditionRegistrar),
+    ):
+        for info in list(report.loaded):
+            plugin = pm.get_plugin(info.name)
+            if plugin is None or hook not in info.hooks:
+                continue
+            try:
+                _only(pm, hook, plugin)(register=registrar(info.name))
+            except PluginLoadError:
+                raise
+            except Exception as exc:
+                automation.take_back(info.name)
+                _fail(report, info.name, f"{hook} failed: {type(exc).__name__}: {exc}", strict)
+                report.loaded.remove(info)
+                pm.unregister(plugin)
 
 
 def _rate(info: PluginInfo) -> None:

@@ -28,6 +28,7 @@ from hub.models import (
 __all__ = [
     "apply_pending_statuses",
     "apply_status",
+    "channels_with_bots",
     "conversation_dict",
     "ensure_contact",
     "ensure_conversation",
@@ -265,6 +266,21 @@ async def ensure_conversation(
     }
     await conn.execute(C.insert().values(**values))
     return values, True
+
+
+async def channels_with_bots(conn: AsyncConnection, channel_ids: list[str]) -> set[str]:
+    """Which of ``channel_ids`` have an enabled bot: their customers' new conversations start
+    ``pending``, held by the bot until it hands over (``hub.bots``)."""
+    if not channel_ids:
+        return set()
+    B, BC = schema.bots, schema.bot_channels
+    return set(
+        await conn.scalars(
+            sa.select(BC.c.channel_id)
+            .join(B, B.c.id == BC.c.bot_id)
+            .where(BC.c.channel_id.in_(channel_ids), B.c.enabled.is_(True))
+        )
+    )
 
 
 async def fetch_conversation(conn: AsyncConnection, conversation_id: str) -> dict[str, Any] | None:

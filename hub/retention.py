@@ -5,9 +5,10 @@ then deletes what is older than its retention (``hub.config.HubSection``):
 
 * raw deliveries processed (or given up on) more than ``raw_delivery_retention_days`` ago: kept
   that long for ``hub replay``; a delivery still pending is never deleted;
-* sent outbox jobs, fetched inbound media (rows and files), agents' uploads (files) and receipts
-  kept for messages the hub does not know: by default as long as the event log that refers to
-  them, i.e. until they are older than the oldest event left in the log;
+* sent outbox jobs, bots' finished deliveries (``hub.bots``), fetched inbound media (rows and
+  files), agents' uploads (files) and receipts kept for messages the hub does not know: by default
+  as long as the event log that refers to them, i.e. until they are older than the oldest event
+  left in the log;
 * expired API tokens and refresh tokens (a spent refresh token stays until it expires, so that
   its second use is still recognised and ends the session);
 * users' notifications older than ``notification_retention_days``, with their deliveries (one
@@ -51,6 +52,7 @@ class RetentionPolicy:
     media: timedelta | None = None
     uploads: timedelta | None = None
     receipts: timedelta | None = None
+    automation_runs: timedelta = timedelta(days=90)
     notifications: timedelta = timedelta(days=90)
     chunk: int = 1000
     pause: float = 0.01
@@ -67,6 +69,7 @@ class RetentionPolicy:
             media=days(cfg.media_retention_days),
             uploads=days(cfg.upload_retention_days),
             receipts=days(cfg.receipt_retention_days),
+            automation_runs=timedelta(days=cfg.automation_run_retention_days),
             notifications=timedelta(days=cfg.notification_retention_days),
             chunk=cfg.delete_chunk_rows,
         )
@@ -127,8 +130,18 @@ class Retention(Worker):
         out["raw_deliveries"] = await self._delete(
             R, R.c.id, R.c.received_at < now - p.raw_deliveries, R.c.state != "pending"
         )
+        AR, AC = schema.automation_runs, schema.automation_caused
+        out["automation_runs"] = await self._delete(AR, AR.c.id, AR.c.created_at < now - p.automation_runs)
+        # An event's depth in a rule chain matters only while the event may still be handled.
+        oldest = await self._oldest_seq()
+        if oldest is not None:
+            out["automation_caused"] = await self._delete(AC, AC.c.seq, AC.c.seq < oldest)
         if (before := cutoff(p.outbox)) is not None:
             out["outbox"] = await self._delete(OB, OB.c.id, OB.c.state == "done", OB.c.updated_at < before)
+            BD = schema.bot_deliveries
+            out["bot_deliveries"] = await self._delete(
+                BD, BD.c.id, BD.c.state != "pending", BD.c.updated_at < before
+            )
         if (before := cutoff(p.receipts)) is not None:
             out["receipts"] = await self._delete(P, P.c.id, P.c.created_at < before)
         if (before := cutoff(p.media)) is not None:
@@ -148,6 +161,11 @@ class Retention(Worker):
         if any(out.values()):
             log.info("retention: deleted %s", ", ".join(f"{n} {k}" for k, n in out.items() if n))
         return out
+
+    async def _oldest_seq(self) -> int | None:
+        async with self.store.db.read() as conn:
+            value = await conn.scalar(sa.select(sa.func.min(schema.events.c.seq)))
+        return None if value is None else int(value)
 
     async def _delete(self, table: sa.Table, key: sa.Column[Any], *where: Any) -> int:
         return await delete_in_chunks(

@@ -587,3 +587,166 @@ notification_deliveries = Table(
     Column("updated_at", TS, nullable=False),
     Index("ix_notification_deliveries_state_due_at", "state", "due_at"),
 )
+
+# ---- automations (hub.automations) ---------------------------------------------------------------
+
+# A rule as it is now; every edit makes a new row in automation_rule_versions.
+automation_rules = Table(
+    "automation_rules",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("position", Integer, nullable=False, comment="rules run in ascending position"),
+    Column("enabled", Boolean, nullable=False),
+    Column("mode", String(16), nullable=False, comment="live, or shadow (evaluated and logged only)"),
+    Column("version", Integer, nullable=False),
+    Column("definition", JSON, nullable=False, comment="trigger, conditions, actions and options"),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_automation_rules_position", "position"),
+)
+
+automation_rule_versions = Table(
+    "automation_rule_versions",
+    metadata,
+    Column("rule_id", String(32), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("created_by", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+# Every evaluation of a rule: what triggered it, each condition's seen value and result, each
+# action's result. Kept automation_run_retention_days (hub.retention).
+automation_runs = Table(
+    "automation_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("rule_id", String(64), nullable=False, comment="a rule's id, or ooo:<business hours id>"),
+    Column("rule_version", Integer, nullable=False),
+    Column("conversation_id", String(32)),
+    Column("channel_id", String(64)),
+    Column("event_seq", BigInteger),
+    Column("trigger", String(32), nullable=False),
+    Column("depth", Integer, nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", Text),
+    Column("conditions", JSON, nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Index("ix_automation_runs_rule_id_created_at", "rule_id", "created_at"),
+    Index("ix_automation_runs_conversation_id_created_at", "conversation_id", "created_at"),
+    Index("ix_automation_runs_created_at", "created_at"),
+)
+
+# When a rule last acted on a conversation: "at most once per conversation" and cooldowns.
+automation_fires = Table(
+    "automation_fires",
+    metadata,
+    Column("rule_id", String(64), primary_key=True),
+    Column("conversation_id", String(32), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("last_at", TS, nullable=False),
+)
+
+# Events a rule's actions caused, with their depth in the chain (loop prevention).
+automation_caused = Table(
+    "automation_caused",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("depth", Integer, nullable=False),
+    Column("rule_id", String(64), nullable=False),
+)
+
+# Time triggers due later (no reply for N minutes), claimed by one process each.
+automation_timers = Table(
+    "automation_timers",
+    metadata,
+    Column("rule_id", String(32), primary_key=True),
+    Column("conversation_id", String(32), primary_key=True),
+    Column("due_at", TS, nullable=False),
+    Column("since", TS, nullable=False, comment="the customer message that started the wait"),
+    Index("ix_automation_timers_due_at", "due_at"),
+)
+
+# Opening hours of a channel or a team, with the out-of-office autoresponder that uses them.
+business_hours = Table(
+    "business_hours",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("scope_type", String(16), nullable=False, comment="channel or team"),
+    Column("scope_id", String(100), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("weekly", JSON, nullable=False, comment="mon..sun: list of [from, to] HH:MM"),
+    Column("holidays", JSON, nullable=False, comment="ISO dates closed all day"),
+    Column("autoresponder", JSON, nullable=False, comment="enabled and text of the out-of-office reply"),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("scope_type", "scope_id"),
+)
+
+# ---- bots: agent bots attached to channels, their conversations and webhook deliveries -----------
+
+# An agent bot: an external one (``webhook``: events POSTed to its URL, signed) or a built-in one
+# (``builtin``: keyword and menu flows run by the hub). Its app API token is stored as a hash, its
+# signing secret sealed like channel secrets.
+bots = Table(
+    "bots",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False, comment="webhook or builtin"),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("webhook_url", Text),
+    Column("secrets", Text, comment="Fernet token of {signing_secret}"),
+    Column("token_hash", String(64), unique=True, comment="SHA-256 of the bot's app API token"),
+    Column("flow", JSON, comment="a built-in bot's keyword and menu flow"),
+    Column("timeout_seconds", Float, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+# A channel has at most one bot: its new conversations start with it (status pending).
+bot_channels = Table(
+    "bot_channels",
+    metadata,
+    Column("channel_id", String(64), primary_key=True),
+    Column("bot_id", String(32), ForeignKey("bots.id", ondelete="CASCADE"), nullable=False, index=True),
+)
+
+# A conversation a bot holds (``active``) until it hands over (``handed_over``): then the bot
+# receives nothing more of it.
+bot_conversations = Table(
+    "bot_conversations",
+    metadata,
+    Column("conversation_id", String(32), primary_key=True),
+    Column("bot_id", String(32), nullable=False, index=True),
+    Column("state", String(16), nullable=False, comment="active or handed_over"),
+    Column("flow_state", JSON, nullable=False, comment="a built-in bot's place in its flow"),
+    Column("reason", Text, comment="why it was handed over"),
+    Column("created_at", TS, nullable=False),
+    Column("handed_over_at", TS),
+)
+
+# One event for one bot: durable, delivered in order per conversation, retried with backoff.
+bot_deliveries = Table(
+    "bot_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("bot_id", String(32), nullable=False),
+    Column("conversation_id", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False, comment="the event's position in the log"),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(16), nullable=False, comment="pending, delivered, failed or dropped"),
+    Column("attempts", Integer, nullable=False),
+    Column("due_at", TS, nullable=False),
+    Column("lease_until", TS),
+    Column("last_error", Text),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_bot_deliveries_state_conversation_id_id", "state", "conversation_id", "id"),
+)

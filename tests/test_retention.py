@@ -262,6 +262,43 @@ async def test_explicit_retentions_apply_before_the_log_is_ever_pruned(
     await store.db.dispose()
 
 
+async def test_the_automation_run_log_is_kept_its_days_and_chain_depths_go_with_the_log(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Runs older than ``automation_run_retention_days`` go, newer ones stay (long enough to debug,
+    not a handful); the depth of an event in a rule chain goes once the event left the log."""
+    store = await _store(database_url)
+    now = utcnow()
+    AR, AC = schema.automation_runs, schema.automation_caused
+    async with store.tx() as tx:
+        events = await tx.emit_many([("t.x", {"i": i}, None, None) for i in range(5)])
+        rows = [
+            {
+                "id": f"run_{age:03d}",
+                "rule_id": "ar_1",
+                "rule_version": 1,
+                "trigger": "message_created",
+                "depth": 0,
+                "mode": "live",
+                "outcome": "applied",
+                "conditions": [],
+                "actions": [],
+                "created_at": now - timedelta(days=age),
+            }
+            for age in (0, 30, 89, 91, 400)
+        ]
+        await tx.conn.execute(AR.insert(), rows)
+        await tx.conn.execute(AC.insert(), [{"seq": e.seq, "depth": 1, "rule_id": "ar_1"} for e in events])
+    await store.prune_events(keep=2, chunk=10, pause=0)
+    policy = RetentionPolicy(events=2, automation_runs=timedelta(days=90))
+    worker = Retention(store, policy, tmp_path / "media", tmp_path / "uploads", interval=300)
+    counts = await worker.run_once(now)
+    assert counts["automation_runs"] == 2 and counts["automation_caused"] == 3
+    async with store.db.read() as conn:
+        assert set(await conn.scalars(sa.select(AR.c.id))) == {"run_000", "run_030", "run_089"}
+        assert set(await conn.scalars(sa.select(AC.c.seq))) == {e.seq for e in events[-2:]}
+
+
 async def test_expired_tokens_and_old_notifications_go_and_pending_ones_stay(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -353,4 +390,42 @@ async def test_expired_tokens_and_old_notifications_go_and_pending_ones_stay(
     assert (counts["tokens"], counts["refresh_tokens"], counts["notifications"]) == (1, 1, 1)
     again = await worker.run_once(now)
     assert not any(again.values()), again
+    await store.db.dispose()
+
+
+async def test_finished_bot_deliveries_go_and_pending_ones_stay(database_url: str, tmp_path: Path) -> None:
+    store = await _store(database_url)
+    now = utcnow()
+    BD = schema.bot_deliveries
+
+    def row(seq: int, state: str, age: timedelta) -> dict[str, Any]:
+        at = now - age
+        return {
+            "bot_id": "bot_1",
+            "conversation_id": "cv_1",
+            "seq": seq,
+            "payload": {},
+            "state": state,
+            "attempts": 1,
+            "due_at": at,
+            "created_at": at,
+            "updated_at": at,
+        }
+
+    async with store.db.write() as conn:
+        await conn.execute(
+            BD.insert(),
+            [
+                row(1, "delivered", timedelta(days=3)),
+                row(2, "failed", timedelta(days=3)),
+                row(3, "pending", timedelta(days=3)),
+                row(4, "delivered", timedelta(hours=1)),
+            ],
+        )
+    policy = RetentionPolicy(outbox=timedelta(days=2))
+    worker = Retention(store, policy, tmp_path / "media", tmp_path / "uploads", interval=300)
+    counts = await worker.run_once(now)
+    assert counts["bot_deliveries"] == 2
+    async with store.db.read() as conn:
+        assert set(await conn.scalars(sa.select(BD.c.seq))) == {3, 4}
     await store.db.dispose()

@@ -29,6 +29,9 @@ PERMISSIONS: dict[str, str] = {
     "channels.manage": "create, change and delete channels and choose who serves them",
     "users.manage": "create, change and deactivate users; manage roles and teams",
     "plugins.read": "list installed plugins",
+    "automations.manage": "manage automation rules and business hours; read the automation run log, "
+    "dry-run and backtest rules",
+    "bots.manage": "create, change and delete agent bots and attach them to channels",
 }
 
 # The read levels, widest first: holding any of them lets a user read conversations at all.

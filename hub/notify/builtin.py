@@ -18,6 +18,7 @@ import httpx
 from pydantic import Field, SecretStr
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
+from hub.limits import EMAIL_PATTERN
 from hub.notify.notifier import Notification, Notifier, NotifierSettings, NotifyError
 
 __all__ = ["EmailNotifier", "EmailSettings", "WebhookNotifier", "WebhookSettings", "webhook_signature"]
@@ -96,7 +97,7 @@ class EmailSettings(NotifierSettings):
     """``ssl`` (implicit TLS, port 465), ``starttls`` or ``none`` (a local relay)."""
     username: str | None = None
     password: SecretStr | None = None
-    from_address: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    from_address: str = Field(pattern=EMAIL_PATTERN)
     from_name: str = "Channel hub"
     timeout: float = Field(default=30.0, gt=0, le=300)
     tries: int = Field(default=2, ge=1, le=10)

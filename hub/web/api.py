@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from hub.appkeys import (
     AGENTS,
+    BOTS,
     CHANNEL_ADMIN,
     CHANNELS,
     CONTACTS,
@@ -482,6 +483,8 @@ async def send_message(request: web.Request) -> web.StreamResponse:
             "Idempotency-Key must be 1 to 200 characters",
             [{"field": "Idempotency-Key", "message": "length"}],
         )
+    if actor.kind == "bot":  # a bot writes only while it holds the conversation (409 after handoff)
+        await request.app[BOTS].require_held(actor, request.match_info["conversation_id"])
     msg, created = await request.app[MESSAGES].send(
         actor,
         request.match_info["conversation_id"],

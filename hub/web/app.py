@@ -21,7 +21,12 @@ from hub.appkeys import (
     ACTIONS,
     AGENTS,
     ATTRIBUTES,
+    AUTOMATION_ENGINE,
+    AUTOMATIONS,
     AVAILABILITY,
+    BOT_CONSUMER,
+    BOT_DELIVERY,
+    BOTS,
     CHANNEL_ADMIN,
     CHANNELS,
     CONFIG,
@@ -63,6 +68,11 @@ from hub.appkeys import (
     TOKEN_CACHE,
     UPLOADS,
 )
+from hub.automations.engine import AutomationEngine
+from hub.automations.service import AutomationService
+from hub.bots.consumer import BotConsumer
+from hub.bots.delivery import BotDeliveryWorker
+from hub.bots.service import BotService
 from hub.channels import ChannelService, SettingsInvalid
 from hub.config import HubConfig
 from hub.console import setup_console
@@ -85,7 +95,7 @@ from hub.notify.consumer import NotificationConsumer
 from hub.notify.delivery import DeliveryWorker
 from hub.notify.service import NotificationService
 from hub.outbound import OutboxWorker, write_sends
-from hub.plugins import event_observer, load_notifiers, load_plugins
+from hub.plugins import event_observer, load_automation_hooks, load_notifiers, load_plugins
 from hub.profiles import ProfileWorker
 from hub.redact import SecretRedactor
 from hub.retention import Retention, RetentionPolicy
@@ -112,7 +122,7 @@ from hub.sessions import Sessions
 from hub.timers import Connections, TimedWork
 from hub.uploads import UploadStore
 from hub.users import TokenCache
-from hub.web import admin, api, notifications, org, routing, stream, webhooks, workspace
+from hub.web import admin, api, automations, bots, notifications, org, routing, stream, webhooks, workspace
 from hub.web import config as config_routes
 from hub.web.asyncapi import build_asyncapi
 from hub.web.cors import cors_middleware
@@ -201,6 +211,7 @@ def create_app(
     app[PLUGIN_MANAGER] = pm
     app[REGISTRY] = registry
     app[NOTIFIER_REGISTRY] = load_notifiers(pm, report)
+    load_automation_hooks(pm, report)
     app[PLUGIN_REPORT] = report
     app[METRICS] = Metrics()
     app[TOKEN_CACHE] = TokenCache()
@@ -220,6 +231,8 @@ def create_app(
             _outbox,
             _services,
             _notifications,
+            _automations,
+            _bots,
             _ingest_loops,
             _window_watcher,
             _retention,
@@ -237,6 +250,8 @@ def create_app(
         config_routes.routes,
         workspace.routes,
         notifications.routes,
+        automations.routes,
+        bots.routes,
     ):
         app.add_routes(table)
     setup_console(app, config)
@@ -537,6 +552,44 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
             await notifier.aclose()
         except Exception:
             log.exception("notifier %r failed to close", notifier.name)
+
+
+async def _automations(app: web.Application) -> AsyncIterator[None]:
+    """Rules, the out-of-office reply and time triggers: a consumer of the event log
+    (``hub.automations``)."""
+    cfg, store = app[CONFIG].hub, app[STORE]
+    app[AUTOMATIONS] = AutomationService(store, app[CHANNELS])
+    engine = AutomationEngine(
+        store,
+        app[ACTIONS],
+        app[CHANNELS],
+        max_depth=cfg.automation_max_depth,
+        messages_per_hour=cfg.automation_messages_per_hour,
+    )
+    app[AUTOMATION_ENGINE] = engine
+    store.bus.observers.append(engine.observe)
+    if cfg.run_workers:
+        await engine.start()
+    yield
+    store.bus.observers.remove(engine.observe)
+    await engine.stop()
+
+
+async def _bots(app: web.Application) -> AsyncIterator[None]:
+    """Agent bots: the event log to deliveries (a consumer), and the deliveries to the bots."""
+    store = app[STORE]
+    app[BOTS] = bots = BotService(store, app[CHANNELS].box)
+    delivery = BotDeliveryWorker(store, bots, app[CHANNELS], app[HTTP], on_sent=app[OUTBOX].notify)
+    consumer = BotConsumer(store, on_deliveries=delivery.notify)
+    app[BOT_DELIVERY], app[BOT_CONSUMER] = delivery, consumer
+    store.bus.observers.append(consumer.observe)
+    if app[CONFIG].hub.run_workers:
+        await consumer.start()
+        await delivery.start()
+    yield
+    store.bus.observers.remove(consumer.observe)
+    await consumer.stop()
+    await delivery.stop()
 
 
 async def _timers(app: web.Application) -> AsyncIterator[None]:

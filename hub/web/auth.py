@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from hub.access import Actor
-from hub.appkeys import ORG, STORE, TOKEN_CACHE
+from hub.appkeys import BOTS, ORG, STORE, TOKEN_CACHE
+from hub.bots.service import TOKEN_PREFIX as BOT_TOKEN_PREFIX
 from hub.users import authenticate_token
 from hub.web.errors import ApiError
 
@@ -46,10 +47,18 @@ async def require_actor(request: web.Request, permission: str | None = None) -> 
                 "unauthorized",
                 "send 'Authorization: Bearer <token>'; get one from POST /api/v1/auth/login",
             )
-        user = await authenticated_user(request)
-        if user is None:
-            raise ApiError(401, "unauthorized", "the token is unknown or revoked")
-        actor = await request.app[ORG].actor_for(user)
+        token = bearer_token(request) or ""
+        if token.startswith(BOT_TOKEN_PREFIX):
+            # An agent bot's token (hub.bots): the bot acts as itself, within its channels.
+            bot = await request.app[BOTS].authenticate(token)
+            if bot is None:
+                raise ApiError(401, "unauthorized", "the bot token is unknown, rotated, or its bot disabled")
+            actor = bot
+        else:
+            user = await authenticated_user(request)
+            if user is None:
+                raise ApiError(401, "unauthorized", "the token is unknown or revoked")
+            actor = await request.app[ORG].actor_for(user)
         request[_ACTOR_KEY] = actor
     if permission:
         actor.require(permission)

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
+from hub.bots.models import BotDeleted, BotOut, HandedOver
 from hub.models import Contact, Conversation, Message
 from hub.web.schemas import (
     ActorRef,
@@ -181,6 +182,16 @@ class NotificationsRead(_Strict):
     read_at: str
 
 
+class BotChange(BotOut):
+    """A bot created or changed (never its token or signing secret)."""
+
+    by: ActorRef
+
+
+class BotRemoved(BotDeleted):
+    by: ActorRef
+
+
 # The catalogue: event type -> the model of its data. One line per type.
 CATALOGUE: dict[str, Any] = {
     "message.created": Message,
@@ -201,6 +212,8 @@ CATALOGUE: dict[str, Any] = {
     "note.created": NoteOut,
     "notification.created": NotificationCreated,
     "notification.updated": NotificationsRead,
+    "bot.updated": Union[BotChange, BotRemoved],  # noqa: UP007
+    "conversation.handed_over": HandedOver,
 }
 
 

@@ -185,7 +185,9 @@ def build_openapi(app: web.Application, public_url: str) -> dict[str, Any]:
             )
             schemas[op.body.__name__] = _no_nul(body) if op.content_type == "application/json" else body
             for name, sub in schemas[op.body.__name__].pop("$defs", {}).items():
-                schemas.setdefault(name, _no_nul(sub))
+                # A model both read and written (a bot's flow) keeps the request's stricter
+                # schema, even when a response named it first: stored text never holds NUL.
+                schemas[name] = _no_nul(sub)
             entry["requestBody"] = {
                 "required": True,
                 "content": {

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from hub.access import PERMISSIONS
 from hub.appkeys import CONFIG, ORG, SESSIONS, TEAMS
+from hub.limits import EMAIL_PATTERN
 from hub.services.organisation import ROLE_NAME
 from hub.web.auth import require_actor
 from hub.web.config import config_response
@@ -35,7 +36,7 @@ routes = web.RouteTableDef()
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
     name: str | None = Field(default=None, max_length=200)
     role: str = Field(min_length=1, max_length=64, description="administrator, agent or a custom role")
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub.appkeys import AVAILABILITY
 from hub.web.auth import require_actor
@@ -51,6 +51,12 @@ class PolicyIn(BaseModel):
     team_id: str | None = Field(
         default=None, description="channel policies: only this team's members receive"
     )
+
+    @field_validator("capacity", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        # JSON Schema counts 312.0 as an integer; strict mode alone would refuse it.
+        return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 @routes.get("/api/v1/availability-statuses")

@@ -45,7 +45,15 @@ def _document() -> dict[str, Any]:
     return build_openapi(create_app(HubConfig()), "http://placeholder")
 
 
-schema = schemathesis.openapi.from_dict(_document())
+# Bodies holding automation conditions (issue 19): a "regex" test's pattern must compile in
+# Python's re, which JSON Schema's `format: regex` (ECMA-262) does not describe (a lone "]" is fine
+# in one, refused in the other), so a generated body can be valid for one and not the other. Every
+# other automations and business-hours operation is tested here; tests/test_automations.py and
+# tests/e2e/test_e2e_automations.py cover these bodies.
+CONDITION_BODIES = r"^/api/v1/admin/automations/(rules|rules/\{rule_id\}|dry-run|backtest)$"
+schema = schemathesis.openapi.from_dict(_document()).exclude(
+    path_regex=CONDITION_BODIES, method=["POST", "PATCH"]
+)
 
 
 # References to things that exist only at run time (a custom role, a channel, a user, a custom

@@ -16,10 +16,13 @@ _MB = 1024 * 1024
 
 
 # Written as patterns rather than validators, so the settings schema the admin API publishes
-# refuses exactly what the model refuses.
-_HOST = r"^[^/\s\x00]+$"
+# refuses exactly what the model refuses. Spaces are listed, not written \s: what \s matches
+# differs between regex engines (U+0085 is one for Python and Rust, not for JavaScript), so a
+# client checking the published schema would accept what the hub refuses.
+_SPACE = r"\x00-\x20\x7f-\x9f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_HOST = rf"^[^/{_SPACE}]+$"
 """A host name only: no scheme, path or spaces."""
-_ADDRESS = r'^[^\s<>,;"@\x00]+@[^\s<>,;"@\x00]+\.[^\s<>,;"@\x00]+$'
+_ADDRESS = rf'^[^{_SPACE}<>,;"@]+@[^{_SPACE}<>,;"@]+\.[^{_SPACE}<>,;"@]+$'
 """A bare address, without a display name or a list."""
 
 

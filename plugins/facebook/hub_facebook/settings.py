@@ -32,7 +32,7 @@ class MessengerSettings(ChannelSettings):
     verify_token: str = Field(min_length=1, description="Any string; paste it into the webhook setup")
     api_base_url: str = Field(
         default=DEFAULT_API_BASE_URL,
-        pattern=r"^\s*https?://[!-~]+\s*$",
+        pattern=r"^[ \t\n\r]*https?://[!-~]+[ \t\n\r]*$",  # ASCII spaces: \s differs between engines
         description="Graph API base URL including the version",
     )
     messages_per_second: float = Field(

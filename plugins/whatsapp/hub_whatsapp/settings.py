@@ -31,7 +31,7 @@ class Settings(ChannelSettings):
     )
     api_base_url: str = Field(
         default=DEFAULT_API_BASE_URL,
-        pattern=r"^\s*https?://[!-~]+\s*$",
+        pattern=r"^[ \t\n\r]*https?://[!-~]+[ \t\n\r]*$",  # ASCII spaces: \s differs between engines
         description="Graph API base URL including the version",
     )
     messages_per_second: int = Field(

@@ -1,0 +1,217 @@
+"""Feeding bots from the event log: a consumer with a durable cursor, like an app.
+
+It reads the events after its cursor (``cursors`` row ``_hub``/``bots``) and, in one transaction
+per batch with the new cursor:
+
+* a customer's new conversation on a channel with an enabled bot (created ``pending``) becomes the
+  bot's (``bot_conversations``, ``active``);
+* each event of a conversation a bot holds becomes a delivery for it (``bot_deliveries``), except
+  the bot's own messages (a bot is never fed what it said itself);
+* a human agent's reply, or an agent assigning the conversation, hands it over (``hand_over``):
+  the bot gets none of the events after it, nor those not yet delivered.
+
+The cursor moves by compare-and-set, so a crash neither skips nor repeats a batch, and two
+processes never both handle one; the deliveries keep the log's order (their ids grow with it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub import schema
+from hub.access import system_actor
+from hub.bots.service import hand_over, holding_bot, open_for_agents
+from hub.events import Store, Tx
+from hub.models import utcnow
+from hub.worker import Worker
+
+__all__ = ["CURSOR", "WATCHED", "BotConsumer"]
+
+log = logging.getLogger("hub.bots")
+CURSOR = ("_hub", "bots")
+E = schema.events
+K = schema.cursors
+BV = schema.bot_conversations
+BD = schema.bot_deliveries
+WATCHED = ("conversation.created", "conversation.updated", "message.created", "message.updated")
+
+
+def envelope(
+    seq: int, type_: str, channel_id: str | None, conversation_id: str, data: Any, at: Any
+) -> dict[str, Any]:
+    """An event as ``GET /api/v1/events`` hands it out."""
+    return {
+        "seq": seq,
+        "type": type_,
+        "channel_id": channel_id,
+        "conversation_id": conversation_id,
+        "created_at": at if isinstance(at, str) else at.isoformat(),
+        "data": data,
+    }
+
+
+class BotConsumer(Worker):
+    task_name = "hub-bots"
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        on_deliveries: Callable[[], None] | None = None,
+        batch_size: int = 200,
+        interval: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.on_deliveries = on_deliveries
+        self.batch_size = batch_size
+        self.interval = interval
+
+    def observe(self, event: Any) -> None:
+        if event.type in WATCHED:
+            self.notify()
+
+    async def start(self) -> None:
+        await self.init_cursor()
+        await super().start()
+
+    async def init_cursor(self) -> None:
+        """A hub that never ran bots starts at the end of the log."""
+        async with self.store.tx() as tx:
+            if await self._cursor(tx.conn) is None:
+                last = int(await tx.conn.scalar(sa.select(sa.func.max(E.c.seq))) or 0)
+                await tx.conn.execute(
+                    self.store.db.insert(K)
+                    .values(channel_id=CURSOR[0], name=CURSOR[1], value=str(last), updated_at=utcnow())
+                    .on_conflict_do_nothing(index_elements=["channel_id", "name"])
+                )
+
+    async def _cursor(self, conn: AsyncConnection) -> int | None:
+        value = await conn.scalar(
+            sa.select(K.c.value).where(K.c.channel_id == CURSOR[0], K.c.name == CURSOR[1])
+        )
+        return None if value is None else int(value)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                done = await self.step()
+            except Exception:
+                log.exception("bots: a batch failed; trying again in %s s", self.interval)
+                done = 0
+            if done < self.batch_size:
+                await self.idle(self.interval)
+
+    async def step(self) -> int:
+        """Handle the next batch of events; how many events it read (0: nothing new)."""
+        async with self.store.db.read() as conn:
+            start = await self._cursor(conn)
+            if start is None:
+                return 0
+            top = int(await conn.scalar(sa.select(sa.func.max(E.c.seq))) or 0)
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at
+                    )
+                    .where(E.c.seq > start, E.c.seq <= top, E.c.type.in_(WATCHED))
+                    .order_by(E.c.seq)
+                    .limit(self.batch_size)
+                )
+            ).all()
+        # A full batch stops at its last event; a short one covers everything up to ``top``.
+        last = rows[-1].seq if len(rows) == self.batch_size else top
+        if last <= start:
+            return 0
+        queued = 0
+        async with self.store.tx() as tx:
+            moved = await tx.conn.execute(
+                K.update()
+                .where(K.c.channel_id == CURSOR[0], K.c.name == CURSOR[1], K.c.value == str(start))
+                .values(value=str(last), updated_at=utcnow())
+            )
+            if not moved.rowcount:
+                return 0  # another process handled this batch
+            held: dict[str, Any] = {}
+            for seq, type_, channel_id, conversation_id, text, at in rows:
+                if conversation_id is None or type_ not in WATCHED:
+                    continue
+                queued += await self._one(
+                    tx, held, envelope(seq, type_, channel_id, conversation_id, json.loads(text), at)
+                )
+        if queued and self.on_deliveries is not None:
+            self.on_deliveries()
+        return len(rows)
+
+    async def _one(self, tx: Tx, held: dict[str, Any], event: dict[str, Any]) -> int:
+        cid, data, type_ = event["conversation_id"], event["data"], event["type"]
+        if cid not in held:
+            held[cid] = (
+                (await tx.conn.execute(sa.select(BV.c.bot_id, BV.c.state).where(BV.c.conversation_id == cid)))
+                .mappings()
+                .first()
+            )
+        row = held[cid]
+        if row is None and type_ == "conversation.created" and data.get("status") == "pending":
+            bot_id = (await holding_bot(tx.conn, [event["channel_id"]])).get(event["channel_id"])
+            if bot_id is None:
+                # Its bot was disabled or removed in between: nobody would answer, so agents do.
+                await open_for_agents(tx, system_actor("bots"), cid)
+                return 0
+            await tx.conn.execute(
+                BV.insert().values(
+                    conversation_id=cid, bot_id=bot_id, state="active", flow_state={}, created_at=utcnow()
+                )
+            )
+            row = held[cid] = {"bot_id": bot_id, "state": "active"}
+        if row is None or row["state"] != "active":
+            return 0
+        sender = data.get("sender") or {}
+        if (
+            type_ == "message.created"
+            and data.get("direction") == "outbound"
+            and sender.get("type") == "user"
+        ):
+            await self._takeover(tx, held, cid, "human_reply", "an agent replied to the customer", sender)
+            return 0
+        by = data.get("by") or {}
+        if (
+            type_ == "conversation.updated"
+            and "assignee_id" in (data.get("changed") or ())
+            and data.get("assignee_id")
+            and by.get("type") == "user"
+        ):
+            await self._takeover(tx, held, cid, "agent", "an agent assigned the conversation", by)
+            return 0
+        if type_ == "message.created" and sender.get("type") == "bot" and sender.get("id") == row["bot_id"]:
+            return 0  # its own message
+        if type_ == "conversation.updated" and set(data.get("changed") or ()) <= {"last_message_at"}:
+            return 0  # only the clock moved: the message's own event says it
+        now = utcnow()
+        await tx.conn.execute(
+            BD.insert().values(
+                bot_id=row["bot_id"],
+                conversation_id=cid,
+                seq=event["seq"],
+                payload=event,
+                state="pending",
+                attempts=0,
+                due_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        return 1
+
+    async def _takeover(
+        self, tx: Tx, held: dict[str, Any], cid: str, trigger: Any, reason: str, by: dict[str, Any]
+    ) -> None:
+        ref = {"type": by.get("type") or "user", "id": by.get("id") or "", "name": by.get("name")}
+        await hand_over(tx, cid, trigger=trigger, reason=reason, by=ref)
+        held[cid] = {"bot_id": held[cid]["bot_id"], "state": "handed_over"}
