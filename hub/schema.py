@@ -436,7 +436,7 @@ outbox = Table(
     Column(
         "conversation_id",
         String(32),
-        comment="sends of one conversation go out one at a time, in order (NULL: before 0013)",
+        comment="sends of one conversation go out one at a time, in order (NULL: before 0015)",
     ),
     Column("state", String(16), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),

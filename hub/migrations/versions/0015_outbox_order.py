@@ -5,8 +5,8 @@ the customer in either order. ``outbox.conversation_id`` lets a claim take a job
 earlier job of its conversation is still pending or in flight. Existing jobs get it from their
 message.
 
-Revision ID: 0013_outbox_order
-Revises: 0012_sessions
+Revision ID: 0015_outbox_order
+Revises: 0014_automations
 Create Date: 2026-12-07 01:10:00
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013_outbox_order"
-down_revision: str | None = "0012_sessions"
+revision: str = "0015_outbox_order"
+down_revision: str | None = "0014_automations"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -28,7 +28,7 @@ def upgrade() -> None:
                 "conversation_id",
                 sa.String(length=32),
                 nullable=True,
-                comment="sends of one conversation go out one at a time, in order (NULL: before 0013)",
+                comment="sends of one conversation go out one at a time, in order (NULL: before 0015)",
             )
         )
         batch.create_index("ix_outbox_conversation_state", ["conversation_id", "state", "id"])
