@@ -368,3 +368,124 @@ def test_an_attribute_form_sends_only_the_constraints_its_type_takes() -> None:
         {"applies_to": "contact", "key": "code", "type": "text"} | _definition("text", shown)
     )
     assert (text["pattern"], text["min"]) == ("^x$", 3) and isinstance(text["min"], int)
+
+
+# ---- automations, business hours, bots ----------------------------------------------------------
+
+
+async def test_a_rule_is_created_in_the_editor_refused_beside_its_json_and_moved(
+    acme_hub: HubTestApp,
+) -> None:
+    hub = acme_hub
+    csrf = await _login(hub, "auto-admin@example.test")
+    rule = {
+        "csrf_token": csrf,
+        "name": "refunds",
+        "mode": "live",
+        "enabled": "on",
+        "trigger": '{"type": "message_created", "direction": "inbound"}',
+        "conditions": '{"all": [{"field": "message.text", "op": "contains", "value": "refund"}]}',
+        "actions": '[{"type": "add_label", "label": "refunds"}]',
+        "cooldown_minutes": "0",
+    }
+    # Unreadable JSON, and JSON the API's model refuses: each error beside its text area.
+    bad = {**rule, "trigger": "{not json", "actions": '[{"type": "no_such_action"}]'}
+    resp = await hub.client.post("/console/automations", data=bad, allow_redirects=False)
+    assert resp.status == 422
+    html = await resp.text()
+    assert re.search(r'<p class="error" id="e-trigger">not JSON', html)
+    resp = await hub.client.post(
+        "/console/automations", data={**rule, "actions": "[]"}, allow_redirects=False
+    )
+    assert resp.status == 422
+    assert re.search(r'<p class="error" id="e-actions">.*at least 1 item', await resp.text())
+    api = "/api/v1/admin/automations/rules"
+    assert (await (await hub.client.get(api, headers=hub.admin_headers)).json())["rules"] == []
+
+    resp = await hub.client.post("/console/automations", data=rule, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    rules = (await (await hub.client.get(api, headers=hub.admin_headers)).json())["rules"]
+    assert [r["name"] for r in rules] == ["refunds"]
+    first = rules[0]
+    assert resp.headers["Location"] == f"/console/automations/{first['id']}"
+    assert first["definition"]["conditions"]["all"][0]["value"] == "refund"
+
+    # An edit is a new version; the second rule moves above the first.
+    resp = await hub.client.post(
+        f"/console/automations/{first['id']}", data={**rule, "name": "refunds v2"}, allow_redirects=False
+    )
+    assert resp.status == 303, await resp.text()
+    page = await (await hub.client.get(f"/console/automations/{first['id']}")).text()
+    assert "Version 2: refunds v2" in page and "Version 1: refunds" in page
+    resp = await hub.client.post(
+        "/console/automations", data={**rule, "name": "second"}, allow_redirects=False
+    )
+    assert resp.status == 303
+    rules = (await (await hub.client.get(api, headers=hub.admin_headers)).json())["rules"]
+    second = next(r for r in rules if r["name"] == "second")
+    for path in (f"/{second['id']}/move/up", f"/{first['id']}/shadow", f"/{second['id']}/disable"):
+        resp = await hub.client.post(
+            "/console/automations" + path, data={"csrf_token": csrf}, allow_redirects=False
+        )
+        assert resp.status == 303, path
+    rules = (await (await hub.client.get(api, headers=hub.admin_headers)).json())["rules"]
+    assert [(r["name"], r["mode"], r["enabled"]) for r in rules] == [
+        ("second", "live", False),
+        ("refunds v2", "shadow", True),
+    ]
+
+    # A backtest of the draft (nothing stored yet) shows its report; a dry run of a missing event
+    # is refused beside the event number.
+    resp = await hub.client.post("/console/automations-try/backtest", data={**rule, "days": "2"})
+    assert resp.status == 200
+    html = await resp.text()
+    assert "Backtest report" in html and "Events examined" in html
+    resp = await hub.client.post("/console/automations-try/dry-run", data={**rule, "event_seq": "999999"})
+    assert resp.status == 422
+    assert 'id="e-event_seq"' in await resp.text()
+
+
+async def test_bots_show_their_secret_once_and_agents_are_refused(acme_hub: HubTestApp) -> None:
+    hub = acme_hub
+    csrf = await _login(hub, "bot-admin@example.test")
+    resp = await hub.client.post(
+        "/console/bots",
+        data={
+            "csrf_token": csrf,
+            "name": "Helper",
+            "kind": "webhook",
+            "webhook_url": "https://bot.example/hook",
+        },
+    )
+    assert resp.status == 200, await resp.text()
+    html = await resp.text()
+    secret = re.search(r'id="bot-secret" type="text" value="([^"]+)"', html)
+    token = re.search(r'id="bot-token" type="text" value="([^"]+)"', html)
+    assert secret and token
+    listed = await (await hub.client.get("/console/bots")).text()
+    assert "Helper" in listed and secret.group(1) not in listed and token.group(1) not in listed
+    bots = (await (await hub.client.get("/api/v1/admin/bots", headers=hub.admin_headers)).json())["bots"]
+    assert [b["name"] for b in bots] == ["Helper"]
+    # The model's refusal is on the page, nothing stored.
+    resp = await hub.client.post(
+        "/console/bots", data={"csrf_token": csrf, "name": "NoUrl", "kind": "webhook"}
+    )
+    assert resp.status == 422
+    bots = (await (await hub.client.get("/api/v1/admin/bots", headers=hub.admin_headers)).json())["bots"]
+    assert len(bots) == 1
+
+    agent_csrf = await _login(hub, "bot-agent@example.test", role="agent")
+    home = await (await hub.client.get("/console/")).text()
+    for path in ("/console/automations", "/console/business-hours", "/console/bots"):
+        assert f'href="{path}"' not in home
+        assert (await hub.client.get(path)).status == 403
+    for path, form in (
+        ("/console/automations", {"name": "x", "trigger": "{}", "actions": "[]"}),
+        (f"/console/bots/{bots[0]['id']}/rotate", {}),
+        (f"/console/bots/{bots[0]['id']}/delete", {}),
+        ("/console/business-hours", {"name": "x"}),
+    ):
+        resp = await hub.client.post(path, data={"csrf_token": agent_csrf, **form}, allow_redirects=False)
+        assert resp.status == 403, path
+    bots = (await (await hub.client.get("/api/v1/admin/bots", headers=hub.admin_headers)).json())["bots"]
+    assert [b["name"] for b in bots] == ["Helper"]

@@ -20,7 +20,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from hub.appkeys import ORG
 from hub.config import HubConfig
-from hub.console import auth, channels, org, plugins, workspace
+from hub.console import auth, automations, channels, org, plugins, workspace
 from hub.console.base import PREFIX, SETUP_TOKEN, Handler, pages_middleware, session_key
 from hub.security import load_secret_key
 
@@ -80,7 +80,8 @@ def setup_console(parent: web.Application, config: HubConfig) -> web.Application
             )
 
     console.on_startup.append(start)
-    for table in (auth.routes, channels.routes, org.routes, plugins.routes, workspace.routes):
+    pages = (auth, channels, org, plugins, workspace, automations)
+    for table in (page.routes for page in pages):
         console.add_routes(table)
     console.router.add_static("/static", STATIC, name="static")
     parent.add_subapp(PREFIX, console)

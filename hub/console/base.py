@@ -73,6 +73,9 @@ NAV: list[tuple[str, str, str | None]] = [
     ("Macros", "/macros", "config.manage"),
     ("Attributes", "/attributes", "attributes.manage"),
     ("Notifications", "/notifications", "config.manage"),
+    ("Automations", "/automations", "automations.manage"),
+    ("Business hours", "/business-hours", "automations.manage"),
+    ("Bots", "/bots", "bots.manage"),
     ("Plugins", "/plugins", "plugins.read"),
 ]
 

@@ -18,7 +18,17 @@ from hub.web.auth import require_actor
 from hub.web.errors import ApiError, query_int, query_text, read_json
 from hub.web.openapi import operation, query_integer
 
-__all__ = ["routes"]
+__all__ = [
+    "BacktestIn",
+    "DryRunIn",
+    "HoursIn",
+    "RuleIn",
+    "RulePatch",
+    "hours_of_request",
+    "routes",
+    "rule_definition",
+    "subject_of",
+]
 
 routes = web.RouteTableDef()
 PERMISSION = "automations.manage"
@@ -274,9 +284,22 @@ class HoursList(BaseModel):
     business_hours: list[HoursOut]
 
 
-def _definition(rule: RuleIn) -> RuleDefinition:
-    # RuleDefinition checks what the request model cannot say (nesting, condition count): a 422.
+def rule_definition(rule: RuleIn) -> RuleDefinition:
+    """The rule the service stores. RuleDefinition checks what the request model cannot say
+    (nesting, condition count): a 422. The API and the console both call this."""
     return RuleDefinition.model_validate(rule.definition())
+
+
+def hours_of_request(req: HoursIn) -> Hours:
+    """The schedule part of a business-hours request (API and console)."""
+    return Hours.model_validate({"timezone": req.timezone, "weekly": req.weekly, "holidays": req.holidays})
+
+
+async def subject_of(automations: Any, req: Any) -> RuleDefinition:
+    """What a dry run or a backtest evaluates: the draft (``rule``) or the saved rule (``rule_id``)."""
+    if hasattr(req, "rule"):
+        return rule_definition(req.rule)
+    return await automations.definition_of(req.rule_id, None)
 
 
 # ---- rules --------------------------------------------------------------------------------------
@@ -301,7 +324,7 @@ async def list_rules(request: web.Request) -> web.StreamResponse:
 async def create_rule(request: web.Request) -> web.StreamResponse:
     actor = await require_actor(request, PERMISSION)
     req = RuleIn.model_validate(await read_json(request))
-    out = await request.app[AUTOMATIONS].create_rule(actor, _definition(req), req.position)
+    out = await request.app[AUTOMATIONS].create_rule(actor, rule_definition(req), req.position)
     return web.json_response(out, status=201)
 
 
@@ -403,12 +426,6 @@ async def list_runs(request: web.Request) -> web.StreamResponse:
 # ---- dry run and backtest -----------------------------------------------------------------------
 
 
-async def _subject(request: web.Request, req: Any) -> RuleDefinition:
-    if hasattr(req, "rule"):
-        return _definition(req.rule)
-    return await request.app[AUTOMATIONS].definition_of(req.rule_id, None)
-
-
 @routes.post("/api/v1/admin/automations/dry-run")
 @operation(
     "Evaluate a draft (or a rule) against one stored event: what it would do; nothing is done",
@@ -420,7 +437,7 @@ async def _subject(request: web.Request, req: Any) -> RuleDefinition:
 async def dry_run(request: web.Request) -> web.StreamResponse:
     await require_actor(request, PERMISSION)
     req = DryRunIn.model_validate(await read_json(request)).root
-    definition = await _subject(request, req)
+    definition = await subject_of(request.app[AUTOMATIONS], req)
     return web.json_response(await request.app[AUTOMATIONS].dry_run(definition, req.event_seq))
 
 
@@ -436,7 +453,7 @@ async def dry_run(request: web.Request) -> web.StreamResponse:
 async def backtest(request: web.Request) -> web.StreamResponse:
     await require_actor(request, PERMISSION)
     req = BacktestIn.model_validate(await read_json(request)).root
-    definition = await _subject(request, req)
+    definition = await subject_of(request.app[AUTOMATIONS], req)
     out = await request.app[AUTOMATIONS].backtest(definition, req.days, req.max_events)
     return web.json_response(out)
 
@@ -464,9 +481,8 @@ async def list_business_hours(request: web.Request) -> web.StreamResponse:
 async def create_business_hours(request: web.Request) -> web.StreamResponse:
     await require_actor(request, PERMISSION)
     req = HoursIn.model_validate(await read_json(request))
-    hours = Hours.model_validate({"timezone": req.timezone, "weekly": req.weekly, "holidays": req.holidays})
     out = await request.app[AUTOMATIONS].create_hours(
-        req.name, req.scope_type, req.scope_id, hours, req.autoresponder
+        req.name, req.scope_type, req.scope_id, hours_of_request(req), req.autoresponder
     )
     return web.json_response(out, status=201)
 
