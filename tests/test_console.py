@@ -489,3 +489,56 @@ async def test_bots_show_their_secret_once_and_agents_are_refused(acme_hub: HubT
         assert resp.status == 403, path
     bots = (await (await hub.client.get("/api/v1/admin/bots", headers=hub.admin_headers)).json())["bots"]
     assert [b["name"] for b in bots] == ["Helper"]
+
+
+async def test_business_hours_and_a_bots_channels_are_set_from_the_console(acme_hub: HubTestApp) -> None:
+    hub = acme_hub
+    csrf = await _login(hub, "hours-admin@example.test")
+    channel = {"csrf_token": csrf, "name": "Acme", "region": "eu", "api_key": "k", "id": "acme-h"}
+    assert (
+        await hub.client.post("/console/channels/new/acme", data=channel, allow_redirects=False)
+    ).status == 303
+    hours = {
+        "csrf_token": csrf,
+        "name": "Office",
+        "scope_type": "channel",
+        "scope_id": "acme-h",
+        "timezone": "Europe/Lisbon",
+        "weekly": '{"mon": [["09:00", "17:00"]]}',
+        "holidays": "2026-12-25, 2027-01-01",
+        "reply": "on",
+        "reply_text": "We are closed.",
+    }
+    for field, bad in (("timezone", "Mars/Base"), ("weekly", '{"mon": [["9", "17"]]}'), ("scope_id", "nope")):
+        resp = await hub.client.post("/console/business-hours", data={**hours, field: bad})
+        assert resp.status in (404, 422), field
+        assert f'id="e-{field}"' in await resp.text(), field
+    resp = await hub.client.post("/console/business-hours", data=hours, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    api = "/api/v1/admin/business-hours"
+    stored = (await (await hub.client.get(api, headers=hub.admin_headers)).json())["business_hours"]
+    assert [(h["name"], h["timezone"], h["holidays"]) for h in stored] == [
+        ("Office", "Europe/Lisbon", ["2026-12-25", "2027-01-01"])
+    ]
+    assert stored[0]["autoresponder"] == {"enabled": True, "text": "We are closed."}
+    resp = await hub.client.post(
+        f"/console/business-hours/{stored[0]['id']}/delete", data={"csrf_token": csrf}, allow_redirects=False
+    )
+    assert resp.status == 303
+    assert (await (await hub.client.get(api, headers=hub.admin_headers)).json())["business_hours"] == []
+
+    flow = '{"greeting": "Hi", "menu_button": "Menu", "options": [{"title": "Person", "handoff": true}]}'
+    resp = await hub.client.post(
+        "/console/bots", data={"csrf_token": csrf, "name": "Menu", "kind": "builtin", "flow": flow}
+    )
+    assert resp.status == 200, await resp.text()
+    bot = (await (await hub.client.get("/api/v1/admin/bots", headers=hub.admin_headers)).json())["bots"][0]
+    assert bot["kind"] == "builtin" and bot["channel_ids"] == []
+    resp = await hub.client.post(
+        f"/console/bots/{bot['id']}/channels",
+        data={"csrf_token": csrf, "channel_ids": "acme-h"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    got = await (await hub.client.get(f"/api/v1/admin/bots/{bot['id']}", headers=hub.admin_headers)).json()
+    assert got["channel_ids"] == ["acme-h"]

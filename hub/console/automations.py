@@ -459,7 +459,7 @@ async def create_hours(request: web.Request) -> web.StreamResponse:
     async def then(_: None) -> web.StreamResponse:
         return redirect(request, "/business-hours")
 
-    return await _submit(request, actor, _hours_page, shown, work, then)
+    return await _submit(request, actor, _hours_page, shown, work, then, "scope_id")
 
 
 async def _delete_hours(request: web.Request, actor: Actor) -> None:

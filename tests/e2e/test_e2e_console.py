@@ -324,6 +324,11 @@ async def test_an_agent_sees_no_admin_page_and_is_refused_by_url(
             "/console/macros",
             "/console/attributes",
             "/console/notifications",
+            "/console/automations",
+            "/console/automations/new",
+            "/console/automations/runs",
+            "/console/business-hours",
+            "/console/bots",
         ):
             resp = await page.goto(path)
             assert resp is not None and resp.status == 403, path
@@ -340,6 +345,13 @@ async def test_an_agent_sees_no_admin_page_and_is_refused_by_url(
             ("/console/quick-replies", {"code": "agent", "text": "hi"}),
             ("/console/attributes", {"applies_to": "contact", "key": "agent_x", "type": "text", "name": "X"}),
             ("/console/notifications", {"mention.push": "on"}),
+            (
+                "/console/automations",
+                {"name": "x", "trigger": '{"type": "message_created"}', "actions": "[]"},
+            ),
+            ("/console/automations-try/backtest", {"name": "x", "trigger": "{}", "actions": "[]"}),
+            ("/console/business-hours", {"name": "x", "scope_type": "team", "scope_id": "t"}),
+            ("/console/bots", {"name": "x", "kind": "webhook", "webhook_url": "https://x.example/"}),
         ):
             refused = await page.request.post(path, form={"csrf_token": token, **form})
             assert refused.status == 403, path
@@ -607,6 +619,97 @@ async def test_notification_defaults_are_a_table_of_choices(
     await api.ok("PATCH", "/api/v1/admin/notification-defaults", json_body={"preferences": before})
 
 
+# ---- automations and bots ------------------------------------------------------------------------
+
+
+async def test_a_rule_made_in_the_console_is_the_apis_and_its_backtest_reports(
+    admin: Page, hub: HubProcess, http: aiohttp.ClientSession
+) -> None:
+    api = Api(http, hub.base_url, hub.token)
+    name = unique("refunds-")
+    await admin.goto("/console/automations/new")
+    # The model's refusal beside the field: no action.
+    await admin.get_by_label("Name").fill(name)
+    await admin.get_by_label("Actions (JSON list)").fill("[]")
+    await admin.get_by_role("button", name="Create the rule").click()
+    assert "at least 1 item" in await admin.locator("#e-actions").inner_text()
+    assert name not in {r["name"] for r in (await api.ok("GET", "/api/v1/admin/automations/rules"))["rules"]}
+
+    await admin.get_by_label("Trigger (JSON)").fill('{"type": "message_created", "direction": "inbound"}')
+    await admin.get_by_label("Conditions (JSON)").fill(
+        '{"all": [{"field": "message.text", "op": "contains", "value": "refund"}]}'
+    )
+    await admin.get_by_label("Actions (JSON list)").fill(f'[{{"type": "add_label", "label": "{name}"}}]')
+    await admin.get_by_role("button", name="Create the rule").click()
+    await admin.wait_for_url(re.compile(r".*/console/automations/ar_[^/]+$"))
+    rules = (await api.ok("GET", "/api/v1/admin/automations/rules"))["rules"]
+    made = next(r for r in rules if r["name"] == name)
+    assert made["definition"]["actions"] == [{"type": "add_label", "label": name}]
+    assert made["definition"]["trigger"]["direction"] == "inbound" and made["mode"] == "live"
+    assert admin.url.endswith(made["id"])
+
+    # A backtest of the rule as typed: the report, from the service; nothing is done.
+    await admin.get_by_label("Days of history (backtest)").fill("3")
+    await admin.get_by_role("button", name="Backtest").click()
+    report = admin.locator("section.report")
+    await report.get_by_role("heading", name="Backtest report").wait_for()
+    facts = await report.inner_text()
+    assert re.search(r"Events examined\s+\d+", facts) and re.search(r"Matches\s+\d+", facts)
+    await shoot(admin, "automation-backtest")
+    # The list: shadow it from there, and its run log page answers with its filter.
+    await admin.goto("/console/automations")
+    await admin.get_by_role("button", name=f"Shadow {name}").click()
+    await admin.get_by_role("button", name=f"Run {name} live").wait_for()
+    after = next(
+        r for r in (await api.ok("GET", "/api/v1/admin/automations/rules"))["rules"] if r["id"] == made["id"]
+    )
+    assert after["mode"] == "shadow"
+    await admin.get_by_role("link", name=f"Runs of {name}").click()
+    await admin.get_by_role("heading", name="Run log").wait_for()
+    assert await admin.get_by_label("Rule").input_value() == made["id"]
+
+
+async def test_a_bot_created_in_the_console_shows_its_secret_once(
+    admin: Page, hub: HubProcess, http: aiohttp.ClientSession
+) -> None:
+    api = Api(http, hub.base_url, hub.token)
+    name = unique("Helper-")
+    await admin.goto("/console/bots")
+    new = section(admin, "Create a bot")
+    await new.get_by_label("Name").fill(name)
+    await new.get_by_label("Webhook URL (webhook bots)").fill("https://bot.example/hook")
+    await new.get_by_role("button", name="Create bot").click()
+    creds = admin.get_by_role("heading", name=f"Credentials of {name}")
+    await creds.wait_for()
+    secret = await admin.get_by_label("Signing secret").input_value()
+    token = await admin.get_by_label("API token").input_value()
+    assert len(secret) >= 32 and len(token) >= 20
+    await shoot(admin, "bot-created")
+    bot = next(b for b in (await api.ok("GET", "/api/v1/admin/bots"))["bots"] if b["name"] == name)
+    assert bot["kind"] == "webhook" and bot["webhook_url"] == "https://bot.example/hook"
+    # Its token works on the API (it is the bot's), and the page never shows it again.
+    async with http.get(
+        f"{hub.base_url}/api/v1/conversations", headers={"Authorization": f"Bearer {token}"}
+    ) as resp:
+        assert resp.status != 401
+    await admin.goto("/console/bots")
+    html = await admin.content()
+    assert name in html and secret not in html and token not in html
+    # Disable, rotate (new credentials, shown once), delete: the API sees each.
+    await admin.get_by_role("button", name=f"Disable {name}").click()
+    await admin.get_by_role("button", name=f"Enable {name}").wait_for()
+    assert (await api.ok("GET", f"/api/v1/admin/bots/{bot['id']}"))["enabled"] is False
+    admin.once("dialog", lambda dialog: dialog.accept())
+    await admin.get_by_role("button", name=f"Rotate credentials of {name}").click()
+    await creds.wait_for()
+    assert await admin.get_by_label("Signing secret").input_value() not in ("", secret)
+    await admin.goto("/console/bots")
+    admin.once("dialog", lambda dialog: dialog.accept())
+    await admin.get_by_role("button", name=f"Delete {name}").click()
+    await admin.get_by_role("heading", name="Create a bot").wait_for()
+    assert bot["id"] not in {b["id"] for b in (await api.ok("GET", "/api/v1/admin/bots"))["bots"]}
+
+
 async def test_every_page_passes_axe_and_fits_a_phone(admin: Page, hub: HubProcess) -> None:
     await admin.goto("/console/channels")
     channel_links = admin.locator(".cards .card-title a")
@@ -625,7 +728,16 @@ async def test_every_page_passes_axe_and_fits_a_phone(admin: Page, hub: HubProce
         "macros": "/console/macros",
         "attributes": "/console/attributes",
         "notifications": "/console/notifications",
+        "automations": "/console/automations",
+        "automation-new": "/console/automations/new",
+        "automation-runs": "/console/automations/runs",
+        "business-hours": "/console/business-hours",
+        "bots": "/console/bots",
     }
+    await admin.goto("/console/automations")
+    rule_links = admin.locator(".rule-card .card-title a")
+    if await rule_links.count():
+        pages["automation-edit"] = await rule_links.first.get_attribute("href") or "/console/automations"
     await admin.goto("/console/macros")
     edit_links = admin.get_by_role("link", name=re.compile("^Edit "))
     if await edit_links.count():
