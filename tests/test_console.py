@@ -4,6 +4,7 @@ The browser tests (tests/e2e/test_e2e_console.py) cover the same pages through c
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
@@ -440,6 +441,15 @@ async def test_a_rule_is_created_in_the_editor_refused_beside_its_json_and_moved
     assert resp.status == 200
     html = await resp.text()
     assert "Backtest report" in html and "Events examined" in html
+    # The API's backtest of the same draft and of the saved rule (the same service) agree.
+    draft = {k: json.loads(rule[k]) for k in ("trigger", "conditions", "actions")}
+    for body in ({"rule": {"name": "refunds", **draft}}, {"rule_id": first["id"]}):
+        got = await hub.client.post(
+            "/api/v1/admin/automations/backtest", json={**body, "days": 2.0}, headers=hub.admin_headers
+        )
+        assert got.status == 200, await got.text()
+        examined = (await got.json())["events_examined"]
+        assert re.search(rf"<dt>Events examined</dt><dd>{examined}</dd>", html)
     resp = await hub.client.post("/console/automations-try/dry-run", data={**rule, "event_seq": "999999"})
     assert resp.status == 422
     assert 'id="e-event_seq"' in await resp.text()
