@@ -106,6 +106,22 @@ async def run(conversations: int, requests: int, postgres: bool) -> int:
             timeout = aiohttp.ClientTimeout(total=120)
             async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as session:
                 api = Api(hub, session)
+                # A shadow rule on every message: the run log holds a run per conversation, the
+                # automations pages' worst case (shadow: logged only, so the seed stays as it was).
+                rule = await api.call(
+                    "POST",
+                    "/api/v1/admin/automations/rules",
+                    json_body={
+                        "name": "bench: every message",
+                        "mode": "shadow",
+                        "trigger": {"type": "message_created"},
+                        "conditions": {
+                            "all": [{"field": "message.text", "op": "contains", "value": "hello"}]
+                        },
+                        "actions": [{"type": "set_priority", "priority": "high"}],
+                    },
+                    expect=201,
+                )
                 print(f"seeding {conversations} conversations ...", flush=True)
                 channel_id = await seed(api, session, conversations)
                 await login(session, hub.base_url)
@@ -138,6 +154,13 @@ async def run(conversations: int, requests: int, postgres: bool) -> int:
                     "macros": f"{base}/macros",
                     "custom attributes": f"{base}/attributes",
                     "notification defaults": f"{base}/notifications",
+                    "automations": f"{base}/automations",
+                    "automation editor": f"{base}/automations/{rule['id']}",
+                    "new automation": f"{base}/automations/new",
+                    "run log (newest)": f"{base}/automations/runs",
+                    "run log of the rule": f"{base}/automations/runs?rule_id={rule['id']}",
+                    "business hours": f"{base}/business-hours",
+                    "bots": f"{base}/bots",
                 }
                 print(f"\n{conversations} conversations, {requests} sequential requests per page")
                 print(f"load average: {load_average()}")

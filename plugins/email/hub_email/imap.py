@@ -197,7 +197,9 @@ async def imap_session(settings: Settings) -> AsyncIterator[ImapSession]:
         session = ImapSession(client, settings, lost)
         yield session
     finally:
-        if not lost.is_set():
+        # LOGOUT only where the server can take it: not on a connection never made (aioimaplib
+        # refuses it in state STARTED, and the refusal surfaced as a task's unretrieved exception).
+        if not lost.is_set() and client.protocol.state in ("NONAUTH", "AUTH", "SELECTED"):
             try:
                 if session is not None and session.idling:  # stopped while idling: end it first
                     client.idle_done()
