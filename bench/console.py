@@ -106,8 +106,8 @@ async def run(conversations: int, requests: int, postgres: bool) -> int:
             timeout = aiohttp.ClientTimeout(total=120)
             async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as session:
                 api = Api(hub, session)
-                # A shadow rule on every message: the run log holds a run per conversation, the
-                # automations pages' worst case (shadow: logged only, so the seed stays as it was).
+                # A shadow rule on every message, so the run log pages have runs to show (shadow:
+                # logged only, so the seed stays as it was); the engine writes them meanwhile.
                 rule = await api.call(
                     "POST",
                     "/api/v1/admin/automations/rules",
