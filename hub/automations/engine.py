@@ -40,6 +40,7 @@ from hub.automations.hours import hours_for, hours_of
 from hub.channels import ChannelService
 from hub.db import new_id
 from hub.events import Store, Tx
+from hub.logcursor import LogCursor
 from hub.models import Event, utcnow
 from hub.records import fetch_conversation
 from hub.worker import Worker
@@ -47,7 +48,7 @@ from hub.worker import Worker
 __all__ = ["CURSOR", "AutomationEngine", "Rule", "load_rules", "rule_actor", "triggers_of"]
 
 log = logging.getLogger("hub.automations")
-CURSOR = ("_hub", "automations")
+CURSOR = LogCursor("automations")
 WATCHED = ("conversation.created", "conversation.updated", "message.created")
 E = schema.events
 K = schema.cursors
@@ -204,28 +205,13 @@ class AutomationEngine(Worker):
     async def init_cursor(self) -> None:
         """A hub that never ran rules starts at the end of the log: rules act on what happens from
         now on (a backtest is how to look at the past)."""
-        async with self.store.tx() as tx:
-            if await self._cursor(tx.conn) is None:
-                last = int(await tx.conn.scalar(sa.select(sa.func.max(E.c.seq))) or 0)
-                await tx.conn.execute(
-                    self.store.db.insert(K)
-                    .values(channel_id=CURSOR[0], name=CURSOR[1], value=str(last), updated_at=utcnow())
-                    .on_conflict_do_nothing(index_elements=["channel_id", "name"])
-                )
+        await CURSOR.start_at_end(self.store)
 
     async def _cursor(self, conn: AsyncConnection) -> int | None:
-        value = await conn.scalar(
-            sa.select(K.c.value).where(K.c.channel_id == CURSOR[0], K.c.name == CURSOR[1])
-        )
-        return None if value is None else int(value)
+        return await CURSOR.get(conn)
 
     async def _move(self, tx: Tx, start: int, to: int) -> bool:
-        moved = await tx.conn.execute(
-            K.update()
-            .where(K.c.channel_id == CURSOR[0], K.c.name == CURSOR[1], K.c.value == str(start))
-            .values(value=str(to), updated_at=utcnow())
-        )
-        return bool(moved.rowcount)
+        return await CURSOR.move(tx.conn, start, to)
 
     async def run(self) -> None:
         while True:

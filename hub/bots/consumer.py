@@ -28,13 +28,14 @@ from hub import schema
 from hub.access import system_actor
 from hub.bots.service import hand_over, holding_bot, open_for_agents
 from hub.events import Store, Tx
+from hub.logcursor import LogCursor
 from hub.models import utcnow
 from hub.worker import Worker
 
 __all__ = ["CURSOR", "WATCHED", "BotConsumer"]
 
 log = logging.getLogger("hub.bots")
-CURSOR = ("_hub", "bots")
+CURSOR = LogCursor("bots")
 E = schema.events
 K = schema.cursors
 BV = schema.bot_conversations
@@ -83,20 +84,10 @@ class BotConsumer(Worker):
 
     async def init_cursor(self) -> None:
         """A hub that never ran bots starts at the end of the log."""
-        async with self.store.tx() as tx:
-            if await self._cursor(tx.conn) is None:
-                last = int(await tx.conn.scalar(sa.select(sa.func.max(E.c.seq))) or 0)
-                await tx.conn.execute(
-                    self.store.db.insert(K)
-                    .values(channel_id=CURSOR[0], name=CURSOR[1], value=str(last), updated_at=utcnow())
-                    .on_conflict_do_nothing(index_elements=["channel_id", "name"])
-                )
+        await CURSOR.start_at_end(self.store)
 
     async def _cursor(self, conn: AsyncConnection) -> int | None:
-        value = await conn.scalar(
-            sa.select(K.c.value).where(K.c.channel_id == CURSOR[0], K.c.name == CURSOR[1])
-        )
-        return None if value is None else int(value)
+        return await CURSOR.get(conn)
 
     async def run(self) -> None:
         while True:
@@ -131,12 +122,7 @@ class BotConsumer(Worker):
             return 0
         queued = 0
         async with self.store.tx() as tx:
-            moved = await tx.conn.execute(
-                K.update()
-                .where(K.c.channel_id == CURSOR[0], K.c.name == CURSOR[1], K.c.value == str(start))
-                .values(value=str(last), updated_at=utcnow())
-            )
-            if not moved.rowcount:
+            if not await CURSOR.move(tx.conn, start, last):
                 return 0  # another process handled this batch
             held: dict[str, Any] = {}
             for seq, type_, channel_id, conversation_id, text, at in rows:

@@ -24,6 +24,7 @@ from hub import schema
 from hub.access import Actor
 from hub.db import new_id
 from hub.events import Store, Tx
+from hub.logcursor import LogCursor
 from hub.models import Event, utcnow
 from hub.notify.notifier import Notifier
 from hub.notify.service import effective_preferences, notification_dict
@@ -34,7 +35,7 @@ from hub.worker import Worker
 __all__ = ["CURSOR", "NotificationConsumer", "Target"]
 
 log = logging.getLogger("hub.notify")
-CURSOR = ("_hub", "notifications")
+CURSOR = LogCursor("notifications")
 E = schema.events
 K = schema.cursors
 C = schema.conversations
@@ -220,20 +221,10 @@ class NotificationConsumer(Worker):
     async def init_cursor(self) -> None:
         """A hub that never ran the consumer starts at the end of the log: it notifies of what
         happens from now on, not of the past."""
-        async with self.store.tx() as tx:
-            if await self._cursor(tx.conn) is None:
-                last = int(await tx.conn.scalar(sa.select(sa.func.max(E.c.seq))) or 0)
-                await tx.conn.execute(
-                    self.store.db.insert(K)
-                    .values(channel_id=CURSOR[0], name=CURSOR[1], value=str(last), updated_at=utcnow())
-                    .on_conflict_do_nothing(index_elements=["channel_id", "name"])
-                )
+        await CURSOR.start_at_end(self.store)
 
     async def _cursor(self, conn: AsyncConnection) -> int | None:
-        value = await conn.scalar(
-            sa.select(K.c.value).where(K.c.channel_id == CURSOR[0], K.c.name == CURSOR[1])
-        )
-        return None if value is None else int(value)
+        return await CURSOR.get(conn)
 
     async def run(self) -> None:
         while True:
@@ -265,12 +256,7 @@ class NotificationConsumer(Worker):
             return 0
         deliveries = 0
         async with self.store.tx() as tx:
-            moved = await tx.conn.execute(
-                K.update()
-                .where(K.c.channel_id == CURSOR[0], K.c.name == CURSOR[1], K.c.value == str(start))
-                .values(value=str(rows[-1].seq), updated_at=utcnow())
-            )
-            if not moved.rowcount:
+            if not await CURSOR.move(tx.conn, start, rows[-1].seq):
                 return 0  # another process handled this batch
             batch = _Batch(tx.conn)
             await batch.prefetch_assignees(
