@@ -330,3 +330,25 @@ async def test_managing_bots_needs_the_permission(api: Api, graph: ThreadedFakeG
     assert (await api.request("DELETE", f"/api/v1/admin/bots/{first['id']}")).status == 204
     assert_error(await fresh.get("/api/v1/conversations"), 401)
     assert_error(await api.get(f"/api/v1/admin/bots/{first['id']}"), 404)
+
+
+async def test_a_bot_token_sees_only_its_own_channels(
+    api: Api, graph: ThreadedFakeGraph, bot_server: BotServer
+) -> None:
+    ours = await create_wa_channel(api, graph.base_url, name="Bot scope: attached")
+    theirs = await create_wa_channel(api, graph.base_url, name="Bot scope: not attached")
+    bot = await make_bot(api, bot_server, ours, "/answer")
+    start = await api.last_seq()
+    outside = await conversation_of(api, start, await deliver_text(api, theirs, phone(), "not for the bot"))
+    as_bot = {"Authorization": f"Bearer {bot['token']}"}
+    assert_error(await api.get(f"/api/v1/conversations/{outside}", headers=as_bot), 404)
+    assert_error(await api.get(f"/api/v1/conversations/{outside}/messages", headers=as_bot), 404)
+    listed = await api.get(f"/api/v1/conversations?channel_id={theirs.id}", headers=as_bot)
+    ids = [c["id"] for c in listed.json.get("conversations", [])] if listed.status == 200 else []
+    assert outside not in ids, "a bot listed a conversation of a channel it is not attached to"
+    resp = await api.post(
+        f"/api/v1/conversations/{outside}/messages",
+        {"text": "not mine"},
+        headers={**as_bot, "Idempotency-Key": unique("k-")},
+    )
+    assert resp.status in (403, 404), resp.status
