@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ingest, latency, memory, outbound, scale
-from bench.common import load_average, machine_facts
+from bench.common import PROFILE_ENV, load_average, machine_facts
 from bench.context import Context
 from bench.report import render
 
@@ -55,6 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=60.0,
         metavar="SECONDS",
         help="how long the memory benchmark loads the hub",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="sample every hub process with py-spy (200 Hz) into DIR/<hub>-<pid>.txt (collapsed stacks)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary hub directories (logs, db)")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results/<timestamp>.json")
@@ -112,7 +118,11 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(amain(parse_args(argv)))
+    args = parse_args(argv)
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        os.environ[PROFILE_ENV] = str(Path(args.profile).resolve())
+    return asyncio.run(amain(args))
 
 
 if __name__ == "__main__":

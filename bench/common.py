@@ -31,6 +31,8 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 HUB_BIN = str(Path(sys.executable).with_name("hub"))
+# Set by ``python -m bench --profile DIR``: every hub process is sampled by py-spy into DIR.
+PROFILE_ENV = "HUB_BENCH_PROFILE"
 PG_URL = os.environ.get("HUB_BENCH_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 ADMIN_EMAIL = "bench@example.com"
 ADMIN_PASSWORD = "bench-password-123"
@@ -309,9 +311,30 @@ class Hub:
 
     def _spawn(self, cmd: list[str]) -> subprocess.Popen[bytes]:
         with open(self.log_path, "ab") as log:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, cwd=str(self.dir), env=self.env()
             )
+        if profile_dir := os.environ.get(PROFILE_ENV):
+            # py-spy samples the process until it exits; raw output is one collapsed stack a line
+            # (flamegraph.pl's input), which `python -m bench.profile` sums by stage.
+            out = Path(profile_dir) / f"{self.dir.name}-{proc.pid}.txt"
+            subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--pid",
+                    str(proc.pid),
+                    "-o",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        return proc
 
     def check_alive(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

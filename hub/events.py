@@ -286,10 +286,13 @@ class Store:
         arrives twice)."""
         return self.feed.published if self.feed is not None else None
 
-    async def horizon(self) -> int:
+    async def horizon(self, conn: AsyncConnection | None = None) -> int:
         """The highest seq a reader may go up to: every event at or below it that will ever exist
-        is visible now. On SQLite that is the newest seq; on PostgreSQL see the module's doc."""
+        is visible now. On SQLite that is the newest seq (read on ``conn`` when given, saving a
+        connection); on PostgreSQL see the module's doc."""
         if self.db.is_sqlite:
+            if conn is not None:
+                return int(await conn.scalar(sa.select(sa.func.max(schema.events.c.seq))) or 0)
             return await self.last_seq()
         async with self.db.read() as conn:
             row = (await conn.execute(_HORIZON, _MARK_PARAMS)).one()

@@ -283,6 +283,8 @@ class InboundProcessor(Worker):
         self._parsed: dict[int, list[ParsedEvent]] = {}
         self.leading = False
         self.poll_interval = 1.0
+        self._more = False  # the last pass read a full page: more may be due
+        self._next_due: datetime | None = None  # the first retry due, as of the last pass
 
     def offer(self, raw_id: int, parsed: list[ParsedEvent]) -> None:
         """Events the webhook handler already parsed from stored delivery ``raw_id``.
@@ -307,7 +309,9 @@ class InboundProcessor(Worker):
     async def _work(self) -> None:
         while True:  # the first pass picks up what a previous run left pending
             try:
-                while await self.process_pending() > 0:
+                # A short page was everything due: new deliveries notify (a notify that comes
+                # while working counts), so no pass is spent reading nothing.
+                while await self.process_pending() > 0 and self._more:
                     pass
             except asyncio.CancelledError:
                 raise
@@ -317,17 +321,19 @@ class InboundProcessor(Worker):
                 self.notify()
             # A delivery waiting for its retry wakes the loop when it is due; new ones notify
             # (stored by another process: through its NOTIFY, or this poll if that was lost).
-            due = await self._next_retry_in()
+            due = self._retry_in()
             if not self.store.db.is_sqlite:
                 due = min(due, self.poll_interval) if due is not None else self.poll_interval
             await self.idle(due)
 
-    async def _next_retry_in(self) -> float | None:
-        async with self.store.db.read() as conn:
-            due = await conn.scalar(sa.select(sa.func.min(R.c.due_at)).where(R.c.state == "pending"))
-        if due is None:
+    def _retry_in(self) -> float | None:
+        """Seconds until the first delivery waiting for its retry is due (as of the last pass)."""
+        if self._next_due is None:
             return None
-        return max(0.0, (due - utcnow()).total_seconds())
+        return max(0.0, (self._next_due - utcnow()).total_seconds())
+
+    def _retry_at(self, due: datetime) -> None:
+        self._next_due = due if self._next_due is None else min(self._next_due, due)
 
     async def process_pending(self, limit: int = 64) -> int:
         """Apply up to ``limit`` pending deliveries, skipping those waiting for a retry; returns how
@@ -354,6 +360,11 @@ class InboundProcessor(Worker):
         async with self.store.db.read() as conn:
             found = (await conn.execute(query)).mappings().all()
         rows = sorted((r for r in found if r["due_at"] is None or r["due_at"] <= now), key=lambda r: r["id"])
+        self._more = len(rows) >= limit
+        self._next_due = None
+        for r in found:
+            if r["due_at"] is not None and r["due_at"] > now:
+                self._retry_at(r["due_at"])
         last = rows[-1]["id"] if rows else 0
         held_back = [r for r in found if r["due_at"] is not None and r["due_at"] > now and r["id"] < last]
         ready = [p for p in (self._prepare(dict(row)) for row in rows) if p is not None]
@@ -511,6 +522,7 @@ class InboundProcessor(Worker):
             await self._finish(row["id"], "failed", error, attempts)
             return True
         due = utcnow() + timedelta(seconds=min(2**attempts * 0.1, 5))
+        self._retry_at(due)
         async with self.store.db.write() as conn:
             await conn.execute(
                 R.update()

@@ -4,9 +4,18 @@ order across restarts and processes (notifications, bots, automations).
 Each batch moves the cursor with a compare-and-set (``move``) inside the transaction that does the
 batch's work: if another process moved it first, the move fails, the transaction's work is not
 wanted, and that batch is that process's.
+
+A batch (``next_batch``) never reaches past the store's horizon: on PostgreSQL, an event whose
+transaction is still open may have a lower seq than one already visible, and a cursor moved past
+it would never see it.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -14,11 +23,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub import schema
 from hub.events import Store
 from hub.models import utcnow
+from hub.worker import Worker
 
-__all__ = ["LogCursor"]
+__all__ = ["LogBatch", "LogConsumer", "LogCursor"]
 
 E = schema.events
 K = schema.cursors
+COLUMNS = (E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at)
+
+
+@dataclass
+class LogBatch:
+    """What a consumer handles next: the events after ``start`` of the types it asked for, in seq
+    order, and ``last``, where the cursor moves once they are handled (past the events of other
+    types too)."""
+
+    start: int
+    last: int
+    rows: Sequence[Any]  # (seq, type, channel_id, conversation_id, data as JSON text, created_at)
 
 
 class LogCursor:
@@ -31,6 +53,29 @@ class LogCursor:
             sa.select(K.c.value).where(K.c.channel_id == self.key[0], K.c.name == self.key[1])
         )
         return None if value is None else int(value)
+
+    async def next_batch(self, store: Store, limit: int, types: Sequence[str]) -> LogBatch | None:
+        """The next events of ``types``, at most ``limit``; None when there is nothing new (or the
+        cursor does not exist yet). A full batch ends at its last event; a short one covers every
+        event up to the horizon, so events of other types are passed over without being read."""
+        async with store.db.read() as conn:
+            start = await self.get(conn)
+            if start is None:
+                return None
+            top = await store.horizon(conn)
+            if top <= start:
+                return None
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at
+                    )
+                    .where(E.c.seq > start, E.c.seq <= top, E.c.type.in_(types))
+                    .order_by(E.c.seq)
+                    .limit(limit)
+                )
+            ).all()
+        return LogBatch(start, rows[-1].seq if len(rows) == limit else top, rows)
 
     async def start_at_end(self, store: Store) -> None:
         """A consumer that never ran starts at the end of the log: it acts on what happens from
@@ -52,3 +97,48 @@ class LogCursor:
             .values(value=str(to), updated_at=utcnow())
         )
         return bool(moved.rowcount)
+
+
+class LogConsumer(Worker):
+    """A worker that follows the event log with its own cursor: woken by the events it watches
+    (``observe``), and every ``interval`` for those of other processes; ``step`` handles one batch
+    and says how many events it read (a full batch: read on at once)."""
+
+    cursor: ClassVar[LogCursor]
+    watched: ClassVar[tuple[str, ...]]
+    log: ClassVar[logging.Logger]
+
+    def __init__(self, store: Store, *, batch_size: int, interval: float) -> None:
+        super().__init__()
+        self.store = store
+        self.batch_size = batch_size
+        self.interval = interval
+
+    def observe(self, event: Any) -> None:
+        if event.type in self.watched:
+            self.notify()
+
+    async def start(self) -> None:
+        await self.init_cursor()
+        await super().start()
+
+    async def init_cursor(self) -> None:
+        """A consumer that never ran starts at the end of the log: it acts on what happens from
+        now on, not on the past."""
+        await self.cursor.start_at_end(self.store)
+
+    async def _cursor(self, conn: AsyncConnection) -> int | None:
+        return await self.cursor.get(conn)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                done = await self.step()
+            except Exception:
+                self.log.exception("%s: a batch failed; trying again in %s s", self.task_name, self.interval)
+                done = 0
+            if done < self.batch_size:
+                await self.idle(self.interval)
+
+    async def step(self) -> int:
+        raise NotImplementedError

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from hub import schema
 from hub.db import Database
 from hub.events import EventBus, Store
 from hub.fanout import Feed
+from hub.logcursor import LogConsumer
 from hub.migrate import upgrade
 
 
@@ -142,3 +144,40 @@ async def test_the_feed_publishes_out_of_order_commits_in_seq_order(pg_store: St
         await feed.stop()
         await other_feed.stop()
         await other.db.dispose()
+
+
+def _log_consumer(name: str, store: Store) -> LogConsumer:
+    from hub.automations.engine import AutomationEngine
+    from hub.bots.consumer import BotConsumer
+    from hub.notify.consumer import NotificationConsumer
+
+    if name == "notifications":
+        return NotificationConsumer(store, {})
+    if name == "bots":
+        return BotConsumer(store)
+    # With no rule, the engine moves past events without its executor or channels.
+    return AutomationEngine(store, cast(Any, None), cast(Any, None))
+
+
+@pytest.mark.parametrize("name", ["notifications", "bots", "automations"])
+async def test_no_log_consumer_moves_its_cursor_past_an_event_in_flight(pg_store: Store, name: str) -> None:
+    """The consumers that act on the log (notifications, bots, rules) read it with a cursor of
+    their own: one moved past A's event while A was open would never notify, feed or run rules on
+    it."""
+    store = pg_store
+    consumer = _log_consumer(name, store)
+    await consumer.init_cursor()
+    a = _OpenTx(store, "message.created")
+    seq_a = await a.seq
+    async with store.tx() as tx:
+        seq_b = (await tx.emit("message.created", {"n": "b"})).seq
+    step = asyncio.create_task(consumer.step())
+    await asyncio.sleep(0.3)
+    async with store.db.read() as conn:
+        during = await consumer.cursor.get(conn)
+    assert during is not None and during < seq_a, f"{name} moved its cursor to {during}, past {seq_a}"
+    assert not step.done(), f"{name} finished its batch while seq {seq_a} was in flight"
+    await a.finish()
+    await asyncio.wait_for(step, 5)
+    async with store.db.read() as conn:
+        assert await consumer.cursor.get(conn) == seq_b

@@ -40,10 +40,9 @@ from hub.automations.hours import hours_for, hours_of
 from hub.channels import ChannelService
 from hub.db import new_id
 from hub.events import Store, Tx
-from hub.logcursor import LogCursor
+from hub.logcursor import LogConsumer, LogCursor
 from hub.models import Event, utcnow
 from hub.records import fetch_conversation
-from hub.worker import Worker
 
 __all__ = ["CURSOR", "AutomationEngine", "Rule", "load_rules", "rule_actor", "triggers_of"]
 
@@ -160,8 +159,11 @@ class Outcome:
     later: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
-class AutomationEngine(Worker):
+class AutomationEngine(LogConsumer):
     task_name = "hub-automations"
+    cursor = CURSOR
+    watched = WATCHED
+    log = log
 
     def __init__(
         self,
@@ -175,23 +177,15 @@ class AutomationEngine(Worker):
         timer_interval: float = 1.0,
         batch_size: int = 100,
     ) -> None:
-        super().__init__()
-        self.store = store
+        super().__init__(store, batch_size=batch_size, interval=interval)
         self.executor = executor
         self.channels = channels
         self.max_depth = max_depth
         self.messages_per_hour = messages_per_hour
-        self.interval = interval
         self.timer_interval = timer_interval
-        self.batch_size = batch_size
         self._timers: asyncio.Task[None] | None = None
 
-    def observe(self, event: Event) -> None:
-        if event.type in WATCHED:
-            self.notify()
-
     async def start(self) -> None:
-        await self.init_cursor()
         await super().start()
         self._timers = asyncio.create_task(self._timer_loop(), name="hub-automation-timers")
 
@@ -202,62 +196,21 @@ class AutomationEngine(Worker):
             await asyncio.gather(task, return_exceptions=True)
         await super().stop()
 
-    async def init_cursor(self) -> None:
-        """A hub that never ran rules starts at the end of the log: rules act on what happens from
-        now on (a backtest is how to look at the past)."""
-        await CURSOR.start_at_end(self.store)
-
-    async def _cursor(self, conn: AsyncConnection) -> int | None:
-        return await CURSOR.get(conn)
-
     async def _move(self, tx: Tx, start: int, to: int) -> bool:
         return await CURSOR.move(tx.conn, start, to)
 
-    async def run(self) -> None:
-        while True:
-            try:
-                done = await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("automations: a batch failed; trying again in %s s", self.interval)
-                done = 0
-            if done < self.batch_size:
-                await self.idle(self.interval)
-
     async def step(self) -> int:
-        """Handle the next events, one transaction each; how many were handled."""
-        horizon = await self.store.horizon()
-        async with self.store.db.read() as conn:
-            start = await self._cursor(conn)
-            if start is None:
-                return 0
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at
-                    )
-                    .where(E.c.seq > start, E.c.seq <= horizon)
-                    .order_by(E.c.seq)
-                    .limit(self.batch_size)
-                )
-            ).all()
-        if not rows:
+        """Handle the next events, one transaction each; how many were read."""
+        batch = await CURSOR.next_batch(self.store, self.batch_size, WATCHED)
+        if batch is None:
             return 0
+        start = batch.start
         if not await self._active():
             # No rule and no autoresponder: nothing to evaluate, move past the whole batch at once.
-            async with self.store.tx() as tx:
-                moved = await self._move(tx, start, rows[-1].seq)
-            return len(rows) if moved else 0
-        done, skip_to = 0, None
-        for seq, type_, channel_id, conversation_id, text, at in rows:
-            if type_ not in WATCHED or not conversation_id:
-                skip_to, done = seq, done + 1  # moved past together with the next relevant event
-                continue
-            if skip_to is not None:
-                if not await self._skip(start, skip_to):
-                    return done
-                start, skip_to = skip_to, None
+            return len(batch.rows) if await self._skip(start, batch.last) else 0
+        for seq, type_, channel_id, conversation_id, text, at in batch.rows:
+            if not conversation_id:
+                continue  # moved past together with the next event handled
             event = Event.model_construct(
                 seq=seq,
                 type=type_,
@@ -267,18 +220,18 @@ class AutomationEngine(Worker):
                 created_at=at,
             )
             if not await self._one(start, event):
-                return done  # another process moved the cursor: read again from where it is
-            start, done = seq, done + 1
-        if skip_to is not None and not await self._skip(start, skip_to):
+                return 0  # another process moved the cursor: read again from where it is
+            start = seq
+        if batch.last > start and not await self._skip(start, batch.last):
             return 0
-        return done
+        return len(batch.rows)
 
     async def _active(self) -> bool:
         """Whether any rule or autoresponder could act (else events are passed over cheaply)."""
+        rule = sa.exists().where(R.c.enabled.is_(True))
+        hours = sa.exists().where(schema.business_hours.c.id.is_not(None))
         async with self.store.db.read() as conn:
-            rule = await conn.scalar(sa.select(R.c.id).where(R.c.enabled.is_(True)).limit(1))
-            hours = await conn.scalar(sa.select(schema.business_hours.c.id).limit(1))
-        return rule is not None or hours is not None
+            return bool(await conn.scalar(sa.select(sa.or_(rule, hours))))
 
     async def _skip(self, start: int, to: int) -> bool:
         async with self.store.tx() as tx:

@@ -24,13 +24,12 @@ from hub import schema
 from hub.access import Actor
 from hub.db import new_id
 from hub.events import Store, Tx
-from hub.logcursor import LogCursor
+from hub.logcursor import LogConsumer, LogCursor
 from hub.models import Event, utcnow
 from hub.notify.notifier import Notifier
 from hub.notify.service import effective_preferences, notification_dict
 from hub.routing import BUILTIN_AVAILABILITY
 from hub.services.organisation import load_actor
-from hub.worker import Worker
 
 __all__ = ["CURSOR", "NotificationConsumer", "Target"]
 
@@ -191,8 +190,11 @@ async def _sees(batch: _Batch, actor: Actor, event: Event) -> bool:
     return row is not None and actor.sees_conversation(dict(row))
 
 
-class NotificationConsumer(Worker):
+class NotificationConsumer(LogConsumer):
     task_name = "hub-notifications"
+    cursor = CURSOR
+    watched = WATCHED
+    log = log
 
     def __init__(
         self,
@@ -203,68 +205,25 @@ class NotificationConsumer(Worker):
         batch_size: int = 200,
         interval: float = 1.0,
     ) -> None:
-        super().__init__()
-        self.store = store
+        super().__init__(store, batch_size=batch_size, interval=interval)
         self.notifiers = notifiers
         self.on_deliveries = on_deliveries
-        self.batch_size = batch_size
-        self.interval = interval
-
-    def observe(self, event: Event) -> None:
-        if event.type in WATCHED:
-            self.notify()
-
-    async def start(self) -> None:
-        await self.init_cursor()
-        await super().start()
-
-    async def init_cursor(self) -> None:
-        """A hub that never ran the consumer starts at the end of the log: it notifies of what
-        happens from now on, not of the past."""
-        await CURSOR.start_at_end(self.store)
-
-    async def _cursor(self, conn: AsyncConnection) -> int | None:
-        return await CURSOR.get(conn)
-
-    async def run(self) -> None:
-        while True:
-            try:
-                done = await self.step()
-            except Exception:
-                log.exception("notifications: a batch failed; trying again in %s s", self.interval)
-                done = 0
-            if done < self.batch_size:
-                await self.idle(self.interval)
 
     async def step(self) -> int:
-        """Handle the next batch of events; how many events it read (0: nothing new)."""
-        async with self.store.db.read() as conn:
-            start = await self._cursor(conn)
-            if start is None:
-                return 0
-            rows = (
-                await conn.execute(
-                    sa.select(
-                        E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at
-                    )
-                    .where(E.c.seq > start)
-                    .order_by(E.c.seq)
-                    .limit(self.batch_size)
-                )
-            ).all()
-        if not rows:
+        """Handle the next batch of events; how many events of interest it read (0: nothing new)."""
+        batch = await CURSOR.next_batch(self.store, self.batch_size, WATCHED)
+        if batch is None:
             return 0
+        rows = batch.rows
         deliveries = 0
         async with self.store.tx() as tx:
-            if not await CURSOR.move(tx.conn, start, rows[-1].seq):
+            if not await CURSOR.move(tx.conn, batch.start, batch.last):
                 return 0  # another process handled this batch
-            batch = _Batch(tx.conn)
-            await batch.prefetch_assignees(
+            known = _Batch(tx.conn)
+            await known.prefetch_assignees(
                 {row.conversation_id for row in rows if row.type == "message.created" and row.conversation_id}
             )
             for seq, type_, channel_id, conversation_id, text, at in rows:
-                if type_ not in WATCHED:
-                    continue
                 event = Event.model_construct(
                     seq=seq,
                     type=type_,
@@ -273,8 +232,8 @@ class NotificationConsumer(Worker):
                     data=json.loads(text),
                     created_at=at,
                 )
-                for target in await targets(batch, event):
-                    deliveries += await self._notify(tx, batch, event, target)
+                for target in await targets(known, event):
+                    deliveries += await self._notify(tx, known, event, target)
         if deliveries and self.on_deliveries is not None:
             self.on_deliveries()
         return len(rows)
