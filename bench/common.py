@@ -586,3 +586,55 @@ async def ceiling_server() -> AsyncIterator[str]:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+# ---- the hub's own stage timings (/metrics) -------------------------------------------------------
+
+StageCounts = dict[str, list[tuple[float, float]]]  # stage -> cumulative (upper bound, count) buckets
+
+
+async def stage_counts(session: aiohttp.ClientSession, hub: Hub) -> StageCounts:
+    """The ``hub_inbound_stage_seconds`` histogram buckets from the hub's ``/metrics``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with session.get(f"{hub.base_url}/metrics") as resp:
+        text = await resp.text()
+    out: StageCounts = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "hub_inbound_stage_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                out.setdefault(sample.labels["stage"], []).append((float(sample.labels["le"]), sample.value))
+    for buckets in out.values():
+        buckets.sort()
+    return out
+
+
+def stage_quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """Prometheus's ``histogram_quantile``: linear within the bucket the quantile falls in."""
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower
+            return lower + (upper - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = upper, count
+    return lower
+
+
+def stage_summary(before: StageCounts, after: StageCounts) -> dict[str, dict[str, float]]:
+    """Per stage, over what happened between two readings: count, p50 and p99 in ms."""
+    out = {}
+    for stage, buckets in after.items():
+        prior = dict(before.get(stage, []))
+        diff = [(le, count - prior.get(le, 0.0)) for le, count in buckets]
+        out[stage] = {
+            "count": diff[-1][1] if diff else 0.0,
+            "p50_ms": 1000 * stage_quantile(diff, 0.50),
+            "p99_ms": 1000 * stage_quantile(diff, 0.99),
+        }
+    return out

@@ -23,11 +23,14 @@ from bench.common import (
     ceiling_server,
     cpu_seconds,
     percentile,
+    stage_counts,
+    stage_summary,
     wa_ids,
     wait_seq,
 )
 from bench.context import Context
 from bench.ingest import ingest_into_hub
+from hub.metrics import STAGES
 
 TARGET_RATE = 1000
 TARGET_P99_MS = 50.0
@@ -137,6 +140,7 @@ async def one_rate(
         while first.get("type") != "live":
             first = await asyncio.wait_for(ws.receive_json(), 10)
         reading = asyncio.create_task(reader())
+        stages0 = await stage_counts(api.session, hub)
         cpu0 = cpu_seconds(hub.pid) or 0.0
         url = f"{post_to or hub.base_url}/webhooks/{channel.id}"
         loop = await open_loop(url, requests, rate, on_sent=lambda i, t: sent_at.__setitem__(i, t))
@@ -151,6 +155,7 @@ async def one_rate(
             except TimeoutError:
                 pass
         cpu = (cpu_seconds(hub.pid) or 0.0) - cpu0
+        stages = stage_summary(stages0, await stage_counts(api.session, hub))
         reading.cancel()
     finally:
         await ws.close()
@@ -168,6 +173,9 @@ async def one_rate(
         "http_errors": loop["errors"],
         "non_200": sum(c for s, c in loop["statuses"].items() if s != 200),
         "hub_cpu_s": cpu,
+        # Each stage's p50/p99 from the hub's own histograms (hub.metrics.STAGES), on the process
+        # the app is connected to (with ``post_to``, accept and group commit happen on the other).
+        "stages": {name: stages[name] for name in STAGES if name in stages},
     }
     return out
 

@@ -98,6 +98,15 @@ def render(report: dict[str, Any]) -> str:
                     f"max {p['max_ms']:.1f} ms; POST->200 p50 {p['http_to_200']['p50_ms']:.1f} p99 "
                     f"{p['http_to_200']['p99_ms']:.1f} ms; hub CPU {p['hub_cpu_s']:.1f} s"
                 )
+                if p.get("stages"):
+                    details.append(
+                        "  stages (the hub's histograms, p50/p99 ms): "
+                        + "; ".join(
+                            f"{name} {st['p50_ms']:.1f}/{st['p99_ms']:.1f}"
+                            for name, st in p["stages"].items()
+                            if st["count"]
+                        )
+                    )
             details.append(
                 f"latency floor (bare handler POST->200 at {fl['rate']}/s): p50 {fl['p50_ms']:.1f} "
                 f"p99 {fl['p99_ms']:.1f} max {fl['max_ms']:.1f} ms"

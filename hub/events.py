@@ -184,6 +184,9 @@ class Subscription:
         self.max_bytes = max_bytes
         self.pending_bytes = 0
         self.lagging = False
+        self._first_at: float | None = None
+        # When the oldest frame of the last ``next_frames`` batch was offered (time.monotonic).
+        self.batch_since: float | None = None
 
     def offer(self, frame: Frame) -> None:
         if self.lagging:
@@ -198,6 +201,8 @@ class Subscription:
             self.lagging = True
             return
         self.pending_bytes += size
+        if self._first_at is None:
+            self._first_at = time.monotonic()
 
     async def next_frames(self) -> list[Frame]:
         """Every frame waiting (at least one): one wake-up per batch, not per frame."""
@@ -205,6 +210,7 @@ class Subscription:
         while not self.queue.empty():
             frames.append(self.queue.get_nowait())
         self.pending_bytes -= sum(len(f[1]) for f in frames)
+        self.batch_since, self._first_at = self._first_at, None
         return frames
 
 

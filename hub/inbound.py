@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -281,6 +282,7 @@ class InboundProcessor(Worker):
         self.processed = 0
         self._unusable: list[tuple[dict[str, Any], str, str]] = []
         self._parsed: dict[int, list[ParsedEvent]] = {}
+        self._stored_at: dict[int, float] = {}  # when each offered delivery was stored (monotonic)
         self.leading = False
         self.poll_interval = 1.0
         self._more = False  # the last pass read a full page: more may be due
@@ -294,6 +296,7 @@ class InboundProcessor(Worker):
         """
         if self.leading and len(self._parsed) < 10_000:
             self._parsed[raw_id] = parsed
+            self._stored_at[raw_id] = time.monotonic()
 
     async def run(self) -> None:
         await while_leading(self.store.db, INBOUND_LEADER, "inbound processing", self._lead)
@@ -305,6 +308,7 @@ class InboundProcessor(Worker):
         finally:
             self.leading = False
             self._parsed.clear()
+            self._stored_at.clear()
 
     async def _work(self) -> None:
         while True:  # the first pass picks up what a previous run left pending
@@ -414,6 +418,7 @@ class InboundProcessor(Worker):
         self._unusable.clear()
 
     def _prepare(self, row: dict[str, Any]) -> tuple[dict[str, Any], Channel, list[ParsedEvent]] | None:
+        row["stored_at"] = self._stored_at.pop(row["id"], None)
         channel = self.channels.get(row["channel_id"])
         if channel is None:
             # Disabled or removed after the delivery was stored: keep it for a replay.
@@ -462,7 +467,7 @@ class InboundProcessor(Worker):
         except Exception as exc:
             log.warning("a batch of %d deliveries failed (%s); applying them one by one", len(ready), exc)
             return None
-        self._processed(len(chosen))
+        self._processed([row for row, _, _ in chosen])
         # Held back: locked by another process, or behind an earlier delivery of its conversation
         # that is (or one another process finished meanwhile: the next pass no longer reads it).
         return len(ready) - len(chosen)
@@ -489,7 +494,7 @@ class InboundProcessor(Worker):
             if failed:
                 return "done" if await self._retry_later(row, failed) else "retry"
             await self._finish(row["id"], "done", None)
-        self._processed(1)
+        self._processed([row])
         return "done"
 
     async def _apply_each(
@@ -531,10 +536,18 @@ class InboundProcessor(Worker):
             )
         return False
 
-    def _processed(self, n: int) -> None:
-        self.processed += n
-        if self.metrics is not None:
-            self.metrics.inbound_processed.inc(n)
+    def _processed(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Count applied deliveries, and the time each spent from stored to applied (from when it
+        was received, for one stored by another process, whose store time this one does not know)."""
+        self.processed += len(rows)
+        if self.metrics is None:
+            return
+        self.metrics.inbound_processed.inc(len(rows))
+        now, wall = time.monotonic(), utcnow()
+        for row in rows:
+            stored = row.get("stored_at")
+            waited = now - stored if stored is not None else (wall - row["received_at"]).total_seconds()
+            self.metrics.stage("processing", waited)
 
     async def _finish(self, rid: int, state: str, error: str | None, attempts: int | None = None) -> None:
         values: dict[str, Any] = {"state": state, "error": error, "processed_at": utcnow(), "due_at": None}

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["Metrics"]
+__all__ = ["STAGES", "Metrics"]
+
+# The stages of an inbound message, webhook to app (``hub_inbound_stage_seconds``):
+# accept: the webhook handler up to storing (signature, parse); group_commit: waiting for and
+# committing the delivery; processing: stored to applied (contact, conversation, message, events
+# committed); fanout: published to written on an app's WebSocket (the oldest frame of each write).
+STAGES = ("accept", "group_commit", "processing", "fanout")
+_STAGE_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0
+)  # fmt: skip
 
 
 class Metrics:
@@ -32,6 +41,17 @@ class Metrics:
         self.request_seconds = Histogram(
             "hub_http_request_seconds", "HTTP request latency", ["route"], registry=self.registry
         )
+
+        self.stage_seconds = Histogram(
+            "hub_inbound_stage_seconds",
+            "Time an inbound message spends in each stage, webhook to app (see hub.metrics.STAGES)",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=self.registry,
+        )
+
+    def stage(self, name: str, seconds: float) -> None:
+        self.stage_seconds.labels(name).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -338,3 +338,32 @@ async def test_a_burst_of_events_streams_every_one_once_and_in_order(lite_hub: H
     assert [e["seq"] for e in got] == list(range(start + 1, start + 301))
     assert all(e["type"] == "test.burst" for e in got)
     await ws.close()
+
+
+async def test_each_stage_of_an_inbound_message_is_timed_in_metrics(lite_hub: Hub) -> None:
+    """Accept, group commit, processing and fan-out each get an observation per message in
+    ``hub_inbound_stage_seconds``, so a slow stage shows by name (the latency benchmark reads them)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async def counts() -> dict[str, float]:
+        resp = await hub.client.get("/metrics")
+        assert resp.status == 200
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(await resp.text()):
+            for s in family.samples:
+                if s.name == "hub_inbound_stage_seconds_count":
+                    out[s.labels["stage"]] = s.value
+        return out
+
+    hub = lite_hub
+    ws = await hub.client.ws_connect("/api/v1/stream?after=0", headers=hub.agent)
+    await until_live(ws)
+    before = await counts()
+    for i in range(3):
+        await hub.webhook(msg(f"st{i}", who=f"user{i}"))
+    await events_until(ws, has_message("st2"))
+    await ws.close()
+    after = await counts()
+    for stage in ("accept", "group_commit", "processing"):
+        assert after.get(stage, 0) - before.get(stage, 0) == 3, (stage, before, after)
+    assert after.get("fanout", 0) - before.get("fanout", 0) >= 1, (before, after)

@@ -205,7 +205,10 @@ class NotificationConsumer(LogConsumer):
         batch_size: int = 200,
         interval: float = 1.0,
     ) -> None:
-        super().__init__(store, batch_size=batch_size, interval=interval)
+        # No gathering: a message's notification goes to the conversation's assignee as read when
+        # its batch runs, so a batch that gathered the message and a reassignment just after it
+        # would notify the new assignee of a message from before their time.
+        super().__init__(store, batch_size=batch_size, interval=interval, gather=0.0)
         self.notifiers = notifiers
         self.on_deliveries = on_deliveries
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from typing import NamedTuple
 
 from aiohttp import WSMsgType, web
@@ -202,22 +203,30 @@ async def _deliver(ws: web.WebSocketResponse, viewer: _Viewer, frames: list[Fram
     start = 0
     for i, frame in enumerate(frames):
         if viewer.concerned(frame):
-            for f in await events.visible(viewer.actor, frames[start : i + 1]):
-                await _send(ws, _frame(f.text), viewer.send_within)
+            visible = await events.visible(viewer.actor, frames[start : i + 1])
+            await _send(ws, [_frame(f.text) for f in visible], viewer.send_within)
             start = i + 1
             await viewer.refresh()
-    for f in await events.visible(viewer.actor, frames[start:]):
-        await _send(ws, _frame(f.text), viewer.send_within)
+    visible = await events.visible(viewer.actor, frames[start:])
+    await _send(ws, [_frame(f.text) for f in visible], viewer.send_within)
 
 
 class _Behind(Exception):
     """The client stopped reading, or reads slower than events arrive."""
 
 
-async def _send(ws: web.WebSocketResponse, text: str, send_within: float) -> None:
-    # A client that never reads fills the socket's buffers, and then a send waits for ever: bound it.
+async def _send(ws: web.WebSocketResponse, texts: list[str], send_within: float) -> None:
+    """Write frames in order. A client that never reads fills the socket's buffers, and then a
+    write waits for ever: each frame must be written within ``send_within``, under one timeout
+    moved on after each frame (``wait_for`` per frame cost a task per frame)."""
+    if not texts:
+        return
+    loop = asyncio.get_running_loop()
     try:
-        await asyncio.wait_for(ws.send_str(text), send_within)
+        async with asyncio.timeout(None) as deadline:
+            for text in texts:
+                deadline.reschedule(loop.time() + send_within)
+                await ws.send_str(text)
     except TimeoutError:
         raise _Behind(f"a frame could not be written within {send_within:g} s") from None
 
@@ -247,12 +256,13 @@ async def _replay(
 
 
 async def _pump(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, after: int) -> None:
+    metrics = viewer.app[METRICS]
     async with store.bus.subscribe() as sub:
         # With a feed (PostgreSQL), every event after ``live_from`` reaches ``sub`` in seq order:
         # replay up to it and not beyond, where an event may still be in flight.
         cursor = await _replay(ws, store, viewer, after, store.live_from())
         live = json.dumps({"type": "live", "last_seq": cursor})
-        await _send(ws, live, viewer.send_within)
+        await _send(ws, [live], viewer.send_within)
         reader = asyncio.create_task(_read_until_closed(ws))
         try:
             while not ws.closed:
@@ -281,6 +291,8 @@ async def _pump(ws: web.WebSocketResponse, store: Store, viewer: _Viewer, after:
                     pending.append(frame)
                     cursor = frame.seq
                 await _deliver(ws, viewer, pending)
+                if pending and sub.batch_since is not None:
+                    metrics.stage("fanout", time.monotonic() - sub.batch_since)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -9,6 +9,7 @@ deliveries waiting to be stored, or stored and waiting to be processed) stores n
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp import web
 
@@ -80,6 +81,7 @@ async def handshake(request: web.Request) -> web.StreamResponse:
 async def receive(request: web.Request) -> web.StreamResponse:
     channel = _channel(request)
     metrics = request.app[METRICS]
+    begun = time.perf_counter()
     body = await request.read()
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
@@ -99,6 +101,8 @@ async def receive(request: web.Request) -> web.StreamResponse:
         # plugin replays it (`hub replay`).
         log.exception("channel %s parser raised; storing the delivery for replay", channel.channel_id)
     key = channel.delivery_key(body, headers)
+    storing = time.perf_counter()
+    metrics.stage("accept", storing - begun)
     try:
         rid = await request.app[RAW_INBOX].store_raw(
             channel.channel_id, key, body, _storable(channel, headers), received_at=raw.received_at
@@ -111,6 +115,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
         resp = error_response(503, "overloaded", f"the hub is overloaded ({exc}); retry later")
         resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return resp
+    metrics.stage("group_commit", time.perf_counter() - storing)
     metrics.webhooks.labels(channel.type_name, "stored" if rid else "duplicate").inc()
     if rid:
         processor = request.app[PROCESSOR]
