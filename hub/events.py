@@ -294,39 +294,42 @@ class Store:
 
     async def horizon(self, conn: AsyncConnection | None = None) -> int:
         """The highest seq a reader may go up to: every event at or below it that will ever exist
-        is visible now. On SQLite that is the newest seq (read on ``conn`` when given, saving a
-        connection); on PostgreSQL see the module's doc."""
+        is visible now. On SQLite that is the newest seq; on PostgreSQL see the module's doc.
+
+        Read on ``conn`` when given (a reading connection of the caller's, saving a checkout; on
+        PostgreSQL its transaction may be ended while waiting, which READ COMMITTED reads do not
+        notice), else on a connection of its own."""
+        if conn is None:
+            async with self.db.read() as own:
+                return await self.horizon(own)
         if self.db.is_sqlite:
-            if conn is not None:
-                return int(await conn.scalar(sa.select(sa.func.max(schema.events.c.seq))) or 0)
-            return await self.last_seq()
-        async with self.db.read() as conn:
-            row = (await conn.execute(_HORIZON, _MARK_PARAMS)).one()
-            top, writers = int(row[0] or 0), list(row[1] or [])
-            delay, deadline = 0.0005, time.monotonic() + self.horizon_timeout
-            while writers:
-                if time.monotonic() > deadline:
-                    # Never guess: a reader that went past ``top`` now could skip an event.
-                    raise TimeoutError(
-                        f"event-writing transactions {writers} still open after {self.horizon_timeout:g} s"
-                    )
-                # The transactions that held the mark when ``top`` was read may hold seqs below
-                # it: wait until they end (each ends in a commit or a rollback, both final).
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.02)
-                writers = list(await conn.scalars(_STILL_WRITING, {**_MARK_PARAMS, "writers": writers}))
-                await conn.rollback()  # a fresh snapshot and no transaction left open meanwhile
+            return int(await conn.scalar(sa.select(sa.func.max(schema.events.c.seq))) or 0)
+        row = (await conn.execute(_HORIZON, _MARK_PARAMS)).one()
+        top, writers = int(row[0] or 0), list(row[1] or [])
+        delay, deadline = 0.0005, time.monotonic() + self.horizon_timeout
+        while writers:
+            if time.monotonic() > deadline:
+                # Never guess: a reader that went past ``top`` now could skip an event.
+                raise TimeoutError(
+                    f"event-writing transactions {writers} still open after {self.horizon_timeout:g} s"
+                )
+            # The transactions that held the mark when ``top`` was read may hold seqs below it:
+            # wait until they end (each ends in a commit or a rollback, both final).
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+            writers = list(await conn.scalars(_STILL_WRITING, {**_MARK_PARAMS, "writers": writers}))
+            await conn.rollback()  # a fresh snapshot and no transaction left open meanwhile
         return top
 
     async def events_after(self, after: int, limit: int, upto: int | None = None) -> list[Frame]:
         """The events after ``after`` (and at most ``upto``, by default the horizon), oldest
         first, as frames: no model, no re-encoding."""
         E = schema.events
-        if upto is None:
-            upto = await self.horizon()
-        if upto <= after:
-            return []
         async with self.db.read() as conn:
+            if upto is None:
+                upto = await self.horizon(conn)
+            if upto <= after:
+                return []
             rows = await conn.execute(
                 sa.select(E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at)
                 .where(E.c.seq > after, E.c.seq <= upto)
