@@ -125,7 +125,7 @@ async def _with_db(cfg: HubConfig, fn: Callable[[Any], Awaitable[int]]) -> int:
     from hub.db import Database
     from hub.migrate import upgrade
 
-    db = Database(cfg.hub.database_url)
+    db = Database(cfg.hub.database_url, pool_size=cfg.hub.database_pool_size)
     try:
         await upgrade(db)
         return await fn(db)

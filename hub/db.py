@@ -59,7 +59,9 @@ def async_url(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False, checkpoint_interval: float = 1.0) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, checkpoint_interval: float = 1.0, pool_size: int = 30
+    ) -> None:
         self.url = async_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
@@ -89,15 +91,15 @@ class Database:
             # A connection costs no thread here, but one opened per checkout beyond the pool (and
             # closed on its return) was a sixth of the send API's CPU with 32 clients (profiled):
             # keep as many as a busy hub reads on at once, each holding up to 2 MB of page cache.
-            kwargs.update(async_creator=creator, pool_size=32, max_overflow=120)
+            kwargs.update(async_creator=creator, pool_size=pool_size, max_overflow=120)
         else:
-            # Thirty kept open, as many as were allowed before (10 + 20 overflow): an overflow
+            # All kept open (30 by default, as many as were allowed before: 10 + 20 overflow): an overflow
             # connection was opened and closed per checkout, and the pre-ping cost a round trip per
             # checkout; together they held the send API to 204/s against 493/s without them
             # (profiled, this machine). Without the ping, the first statement on a connection the
             # server dropped fails (that request or job errs and is retried) and SQLAlchemy then
             # replaces every pooled connection older than the failure.
-            kwargs.update(pool_size=30, max_overflow=0, pool_pre_ping=False)
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_pre_ping=False)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.checkpointer is not None:

@@ -455,3 +455,21 @@ async def test_cli_replay_pages_through_more_rows_than_a_page_and_shows_progress
     finally:
         await db.dispose()
     assert texts == [f"page {i}" for i in range(7)]
+
+
+async def test_the_pool_size_setting_sizes_the_pool_and_a_bad_one_is_refused(
+    tmp_path: Path, pg_session_url: str | None
+) -> None:
+    cfg = load_config(write(tmp_path / "p.toml", "[hub]\ndatabase_pool_size = 7\n"))
+    assert cfg.hub.database_pool_size == 7
+    urls = [f"sqlite:///{tmp_path / 'pool.db'}"] + ([pg_session_url] if pg_session_url else [])
+    for url in urls:
+        db = Database(url, pool_size=cfg.hub.database_pool_size)
+        try:
+            pool: Any = db.engine.sync_engine.pool
+            assert pool.size() == 7, url
+        finally:
+            await db.dispose()
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path / "q.toml", "[hub]\ndatabase_pool_size = 1\n"))
+    assert "hub.database_pool_size" in str(info.value)

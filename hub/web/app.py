@@ -260,7 +260,7 @@ def create_app(
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG].hub
-    db = Database(cfg.database_url)
+    db = Database(cfg.database_url, pool_size=cfg.database_pool_size)
     await upgrade(db)
     store = Store(
         db, EventBus(max_bytes=cfg.stream_queue_bytes), check=check_event if cfg.check_events else None
