@@ -68,9 +68,7 @@ class LogCursor:
                 return None
             rows = (
                 await conn.execute(
-                    sa.select(
-                        E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at
-                    )
+                    sa.select(*COLUMNS)
                     .where(E.c.seq > start, E.c.seq <= top, E.c.type.in_(types))
                     .order_by(E.c.seq)
                     .limit(limit)
@@ -116,7 +114,7 @@ class LogConsumer(Worker):
         self.interval = interval
         # After a short batch, events gather this long before the next: at a hundred messages a
         # second, one batch per message cost each consumer four statements a message (profiled),
-        # for a delay no notification, bot or rule needs to avoid.
+        # for a delay no bot or rule needs to avoid (notifications do not gather: see there).
         self.gather = gather
 
     def observe(self, event: Any) -> None:

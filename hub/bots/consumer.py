@@ -35,8 +35,6 @@ __all__ = ["CURSOR", "WATCHED", "BotConsumer"]
 
 log = logging.getLogger("hub.bots")
 CURSOR = LogCursor("bots")
-E = schema.events
-K = schema.cursors
 BV = schema.bot_conversations
 BD = schema.bot_deliveries
 WATCHED = ("conversation.created", "conversation.updated", "message.created", "message.updated")

@@ -35,8 +35,6 @@ __all__ = ["CURSOR", "NotificationConsumer", "Target"]
 
 log = logging.getLogger("hub.notify")
 CURSOR = LogCursor("notifications")
-E = schema.events
-K = schema.cursors
 C = schema.conversations
 U = schema.users
 NT = schema.notifications
