@@ -1,9 +1,11 @@
 """``memory``: the hub's RSS (``VmRSS`` from /proc/<pid>/status) during a long ingest run.
 
 The hub takes signed webhooks from 1,000 senders as fast as 32 clients can post them, for a
-bounded time and count; RSS is sampled every half second. Figures: RSS at start (after a
-warm-up), at the end (once the backlog is processed), the maximum, and the least-squares slope
-in MB/min over the load phase and over its second half (past the warm-up of caches and pools).
+bounded time and count; RSS is sampled every half second. What the hub refuses with 503 (its
+backlog bound: it accepts faster than it applies on PostgreSQL) is counted, not failed.
+Figures: RSS at start (after a warm-up), at the end (once the backlog is processed), the maximum,
+and the least-squares slope in MB/min over the load phase and over its second half (past the
+warm-up of caches and pools).
 """
 
 from __future__ import annotations
@@ -70,11 +72,15 @@ async def run(ctx: Context) -> dict[str, Any]:
             deadline=time.monotonic() + seconds,
         )
         load_end = time.monotonic() - t0
-        if res.ok == 0 or res.ok != sum(res.statuses.values()):
+        # 503 is the hub refusing more than its backlog bound (a provider delivers those again):
+        # when it accepts faster than it applies (PostgreSQL), a soak runs into it. Anything else
+        # is a failure.
+        refused = res.statuses.get(503, 0)
+        if res.ok == 0 or res.ok + refused != sum(res.statuses.values()) or res.errors:
             raise BenchError(f"hub answered {dict(res.statuses)} errors {dict(res.errors)}")
         # Each webhook from a known sender logs two events (message.created, conversation.updated);
         # reading them all back would load the hub, so only last_seq is watched here.
-        seq = await wait_seq(api, base + 2 * res.ok, within=300)
+        seq = await wait_seq(api, base + 2 * res.ok, within=900)
         processed = (seq - base) // 2
         end_kb = rss_kb(hub.pid) or 0
         stop.set()
@@ -84,6 +90,7 @@ async def run(ctx: Context) -> dict[str, Any]:
     return {
         "seconds": round(load_end, 1),
         "webhooks": res.ok,
+        "refused_503": refused,
         "accepted_per_s": res.rate,
         "processed": processed,
         "rss_start_mb": start_kb / 1024,

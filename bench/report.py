@@ -182,7 +182,9 @@ def render(report: dict[str, Any]) -> str:
             )
             details.append(
                 f"memory: {r['webhooks']:,} webhooks in {r['seconds']} s ({r['accepted_per_s']:.0f}/s), "
-                f"{r['processed']:,} processed; slope over the whole load {r['slope_mb_per_min']:.2f} MB/min"
+                f"{r['processed']:,} processed, {r.get('refused_503', 0):,} refused with 503 "
+                "(backlog bound); "
+                f"slope over the whole load {r['slope_mb_per_min']:.2f} MB/min"
             )
     if "scale" in res:
         _scale(res["scale"], rows, details)
