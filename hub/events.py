@@ -67,6 +67,11 @@ _STILL_WRITING = sa.text(
 )
 
 
+# What a reader of the log reads of each event (``events_after``, ``hub.logcursor``).
+_E = schema.events
+LOG_COLUMNS = (_E.c.seq, _E.c.type, _E.c.channel_id, _E.c.conversation_id, _E.c.data, _E.c.created_at)
+
+
 class Frame(NamedTuple):
     """One event as JSON text, with what a reader filters on (without decoding the text)."""
 
@@ -331,10 +336,7 @@ class Store:
             if upto <= after:
                 return []
             rows = await conn.execute(
-                sa.select(E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at)
-                .where(E.c.seq > after, E.c.seq <= upto)
-                .order_by(E.c.seq)
-                .limit(limit)
+                sa.select(*LOG_COLUMNS).where(E.c.seq > after, E.c.seq <= upto).order_by(E.c.seq).limit(limit)
             )
             return [
                 Frame(seq, envelope(seq, t, ch, cv, data, at), t, ch, cv) for seq, t, ch, cv, data, at in rows

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import schema
-from hub.events import Store
+from hub.events import LOG_COLUMNS, Store
 from hub.models import utcnow
 from hub.worker import Worker
 
@@ -30,7 +30,6 @@ __all__ = ["LogBatch", "LogConsumer", "LogCursor"]
 
 E = schema.events
 K = schema.cursors
-COLUMNS = (E.c.seq, E.c.type, E.c.channel_id, E.c.conversation_id, E.c.data, E.c.created_at)
 
 
 @dataclass
@@ -68,7 +67,7 @@ class LogCursor:
                 return None
             rows = (
                 await conn.execute(
-                    sa.select(*COLUMNS)
+                    sa.select(*LOG_COLUMNS)
                     .where(E.c.seq > start, E.c.seq <= top, E.c.type.in_(types))
                     .order_by(E.c.seq)
                     .limit(limit)
