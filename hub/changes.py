@@ -77,6 +77,17 @@ async def apply_change(tx: Tx, channel_id: str, ev: Change) -> None:
     )
 
 
+# Built once: it runs for every batch of inbound messages (building it cost more than running it).
+_WAITING = (
+    sa.select(P.c.id, P.c.target_external_id, P.c.change)
+    .where(
+        P.c.channel_id == sa.bindparam("b_cid"),
+        P.c.target_external_id.in_(sa.bindparam("b_ids", expanding=True)),
+    )
+    .order_by(P.c.id)
+)
+
+
 async def apply_pending_changes(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
     """Apply the changes that waited for these newly inserted messages, oldest first."""
     wanted: dict[str, list[str]] = defaultdict(list)
@@ -84,13 +95,7 @@ async def apply_pending_changes(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
         if row["external_id"]:
             wanted[row["channel_id"]].append(row["external_id"])
     for channel_id, ext_ids in wanted.items():
-        pending = (
-            await tx.conn.execute(
-                sa.select(P.c.id, P.c.target_external_id, P.c.change)
-                .where(P.c.channel_id == channel_id, P.c.target_external_id.in_(ext_ids))
-                .order_by(P.c.id)
-            )
-        ).all()
+        pending = (await tx.conn.execute(_WAITING, {"b_cid": channel_id, "b_ids": ext_ids})).all()
         if not pending:
             continue
         current = {r["external_id"]: r for r in rows if r["channel_id"] == channel_id}

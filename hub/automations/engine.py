@@ -55,6 +55,13 @@ F = schema.automation_fires
 CAUSED = schema.automation_caused
 T = schema.automation_timers
 M = schema.messages
+# Whether any rule or autoresponder could act: asked for every batch, so built once.
+_ACTIVE = sa.select(
+    sa.or_(
+        sa.exists().where(R.c.enabled.is_(True)),
+        sa.exists().where(schema.business_hours.c.id.is_not(None)),
+    )
+)
 
 
 def rule_actor(rule_id: str, name: str) -> Actor:
@@ -195,11 +202,11 @@ class AutomationEngine(LogConsumer):
         await super().stop()
 
     async def _move(self, tx: Tx, start: int, to: int) -> bool:
-        return await CURSOR.move(tx.conn, start, to)
+        return await self.move(tx.conn, start, to)
 
     async def step(self) -> int:
         """Handle the next events, one transaction each; how many were read."""
-        batch = await CURSOR.next_batch(self.store, self.batch_size, WATCHED)
+        batch = await self.next_batch()
         if batch is None:
             return 0
         start = batch.start
@@ -226,10 +233,8 @@ class AutomationEngine(LogConsumer):
 
     async def _active(self) -> bool:
         """Whether any rule or autoresponder could act (else events are passed over cheaply)."""
-        rule = sa.exists().where(R.c.enabled.is_(True))
-        hours = sa.exists().where(schema.business_hours.c.id.is_not(None))
         async with self.store.db.read() as conn:
-            return bool(await conn.scalar(sa.select(sa.or_(rule, hours))))
+            return bool(await conn.scalar(_ACTIVE))
 
     async def _skip(self, start: int, to: int) -> bool:
         async with self.store.tx() as tx:

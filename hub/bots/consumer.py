@@ -73,12 +73,12 @@ class BotConsumer(LogConsumer):
 
     async def step(self) -> int:
         """Handle the next batch of events; how many events of interest it read (0: nothing new)."""
-        batch = await CURSOR.next_batch(self.store, self.batch_size, WATCHED)
+        batch = await self.next_batch()
         if batch is None:
             return 0
         queued = 0
         async with self.store.tx() as tx:
-            if not await CURSOR.move(tx.conn, batch.start, batch.last):
+            if not await self.move(tx.conn, batch.start, batch.last):
                 return 0  # another process handled this batch
             held = await _holders(tx.conn, {row.conversation_id for row in batch.rows if row.conversation_id})
             for seq, type_, channel_id, conversation_id, text, at in batch.rows:
