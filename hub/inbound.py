@@ -10,14 +10,14 @@ cannot be stored holds back neither its siblings nor other deliveries; the deliv
 later (``due_at``), never by sleeping in the loop. Deliveries left pending by a crash are picked up
 at start.
 
-Several processes on one PostgreSQL database all store deliveries; one of them at a time applies
-them (``hub.leader``), in arrival order; when it stops or dies, another takes over where it stopped.
-Each transaction also locks the deliveries it applies (``FOR UPDATE SKIP LOCKED``) and marks only
-pending ones done, so even a former leader that has not noticed its loss yet never applies a
-delivery twice. Nor out of order: a delivery is applied only when no earlier delivery naming one of
-its contacts (``conversation_keys``) is locked by another transaction or waiting for its retry
-(``in_order``), so two messages of one conversation are never applied out of order, whichever
-processes apply them.
+Several processes on one PostgreSQL database all store deliveries and all apply them. Each pass
+claims the oldest due deliveries that no other pass holds (``FOR UPDATE SKIP LOCKED``) and marks
+only pending ones done, so no delivery is applied twice, and a process that dies mid-pass leaves
+its deliveries to the others the moment its transaction ends. Nor out of order: a claimed delivery
+is applied only when no earlier delivery naming one of its contacts (``conversation_keys``) is
+held by another pass or waiting for its retry (``in_order``); otherwise it waits for a later pass.
+So two messages of one conversation are never applied out of order, whichever processes apply
+them.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from hub.channel import Channel, RawEvent
 from hub.channels import ChannelService
 from hub.echoes import match_echoes
 from hub.events import Store, Tx
-from hub.leader import INBOUND_LEADER, while_leading
 from hub.metrics import Metrics
 from hub.models import (
     InboundMessage,
@@ -283,7 +282,7 @@ class InboundProcessor(Worker):
         self._unusable: list[tuple[dict[str, Any], str, str]] = []
         self._parsed: dict[int, list[ParsedEvent]] = {}
         self._stored_at: dict[int, float] = {}  # when each offered delivery was stored (monotonic)
-        self.leading = False
+        self._keys: dict[int, frozenset[tuple[str, str]]] = {}  # of deliveries another pass holds
         self.poll_interval = 1.0
         self._more = False  # the last pass read a full page: more may be due
         self._next_due: datetime | None = None  # the first retry due, as of the last pass
@@ -294,21 +293,22 @@ class InboundProcessor(Worker):
         Kept only while this processor runs and up to a bound; otherwise the delivery is simply
         parsed again when processed (parsing is pure, so the result is the same).
         """
-        if self.leading and len(self._parsed) < 10_000:
-            self._parsed[raw_id] = parsed
-            self._stored_at[raw_id] = time.monotonic()
+        if not self.running:
+            return
+        if len(self._parsed) >= 10_000:
+            # Deliveries another process applied are never taken from here: start over.
+            self._parsed.clear()
+            self._stored_at.clear()
+        self._parsed[raw_id] = parsed
+        self._stored_at[raw_id] = time.monotonic()
 
     async def run(self) -> None:
-        await while_leading(self.store.db, INBOUND_LEADER, "inbound processing", self._lead)
-
-    async def _lead(self) -> None:
-        self.leading = True
         try:
             await self._work()
         finally:
-            self.leading = False
             self._parsed.clear()
             self._stored_at.clear()
+            self._keys.clear()
 
     async def _work(self) -> None:
         while True:  # the first pass picks up what a previous run left pending
@@ -340,35 +340,71 @@ class InboundProcessor(Worker):
         self._next_due = due if self._next_due is None else min(self._next_due, due)
 
     async def process_pending(self, limit: int = 64) -> int:
-        """Apply up to ``limit`` pending deliveries, skipping those waiting for a retry; returns how
-        many were dealt with (applied, retried later or finished as unusable).
+        """Claim up to ``limit`` due deliveries, oldest first, and apply them in one transaction;
+        returns how many were dealt with (applied, retried later or finished as unusable).
 
-        Per-conversation order holds even when another process applies deliveries at the same
-        time (a former leader that has not noticed its loss yet): a delivery is held back, for a
-        later pass, while an earlier delivery of one of its contacts is locked by another
-        transaction or waits for its retry.
+        Every process runs this at once. On PostgreSQL the claim skips deliveries another process's
+        pass holds (``FOR UPDATE SKIP LOCKED``), so each pass takes its own, none twice. Order per
+        conversation holds all the same: a claimed delivery is held back, for a later pass, while
+        an earlier delivery naming one of its contacts is not this pass's (held by another process,
+        or committed by its webhook after the claim) or waits for its retry (``in_order``).
         """
         now = utcnow()
-        async with self.store.db.read() as conn:
-            found = (await conn.execute(_PENDING, {"b_now": now, "b_limit": limit})).mappings().all()
-        rows = sorted((r for r in found if r["due_at"] is None or r["due_at"] <= now), key=lambda r: r["id"])
-        self._more = len(rows) >= limit
-        self._next_due = None
-        for r in found:
-            if r["due_at"] is not None and r["due_at"] > now:
-                self._retry_at(r["due_at"])
-        last = rows[-1]["id"] if rows else 0
-        held_back = [r for r in found if r["due_at"] is not None and r["due_at"] > now and r["id"] < last]
-        ready = [p for p in (self._prepare(dict(row)) for row in rows) if p is not None]
+        rows: list[dict[str, Any]] = []
+        ready: list[tuple[dict[str, Any], Channel, list[ParsedEvent]]] = []
+        blocked: set[tuple[str, str]] = set()
+        chosen: list[dict[str, Any]] | None = None
+        try:
+            async with self.store.tx() as tx:
+                claim = _CLAIM_DUE if self.store.db.is_sqlite else _CLAIM_DUE_LOCKED
+                rows = [
+                    dict(r)
+                    for r in (await tx.conn.execute(claim, {"b_now": now, "b_limit": limit})).mappings()
+                ]
+                # What is pending and not claimed here: earlier deliveries (they order the
+                # claimed ones) and those waiting for their retry (when to wake up for them).
+                top = rows[-1]["id"] if rows else 0
+                others = await tx.conn.execute(
+                    _UNCLAIMED, {"b_now": now, "b_top": top, "b_ids": [r["id"] for r in rows]}
+                )
+                self._more = len(rows) >= limit
+                self._next_due = None
+                earlier = []
+                for other in others.mappings():
+                    if other["due_at"] is not None and other["due_at"] > now:
+                        self._retry_at(other["due_at"])
+                    if other["id"] < top:
+                        earlier.append(other)
+                blocked = self._keys_of(earlier)
+                ready = [p for p in (self._prepare(row) for row in rows) if p is not None]
+                if ready:
+                    take = in_order(
+                        [(row["id"], self._keys_for(row, parsed)) for row, _, parsed in ready],
+                        {row["id"] for row, _, _ in ready},
+                        blocked,
+                    )
+                    batch = [r for r in ready if r[0]["id"] in take]
+                    await apply_deliveries(tx, [(channel, parsed) for _, channel, parsed in batch])
+                    await tx.conn.execute(
+                        _DONE, {"b_ids": [row["id"] for row, _, _ in batch], "b_at": utcnow()}
+                    )
+                    chosen = [row for row, _, _ in batch]
+        except Exception as exc:
+            if not ready:
+                raise
+            # All or nothing: the batch rolled back and published nothing. Each delivery is applied
+            # on its own now, so a bad one only holds back itself (and its conversation).
+            log.warning("a batch of %d deliveries failed (%s); applying them one by one", len(ready), exc)
+        finally:
+            self._forget([row["id"] for row in rows])
         await self._finish_unusable()
-        blocked = self._keys_of(held_back)
-        if len(ready) > 1:
-            held = await self._apply_batch(ready, blocked)
-            if held is not None:
-                return len(rows) - held
+        if chosen is not None:
+            self._processed(chosen)
+            # Held back: behind an earlier delivery of their conversation; a later pass takes them.
+            return len(rows) - (len(ready) - len(chosen))
         held = 0
         for row, channel, parsed in ready:
-            keys = conversation_keys(row["channel_id"], parsed)
+            keys = self._keys_for(row, parsed)
             if keys & blocked:
                 blocked |= keys
                 held += 1
@@ -379,19 +415,39 @@ class InboundProcessor(Worker):
                 held += outcome == "elsewhere"
         return len(rows) - held
 
+    def _keys_for(self, row: dict[str, Any], parsed: Sequence[ParsedEvent]) -> set[tuple[str, str]]:
+        return conversation_keys(row["channel_id"], parsed)
+
     def _keys_of(self, rows: Sequence[Any]) -> set[tuple[str, str]]:
-        """The conversation keys of deliveries that are not applied yet (parsed for their keys only)."""
+        """The conversation keys of deliveries this pass does not apply (parsed for their keys
+        only, once: another process's claimed deliveries come up in every pass beside them)."""
         keys: set[tuple[str, str]] = set()
         for row in rows:
+            known = self._keys.get(row["id"])
+            if known is None:
+                known = self._parse_keys(row)
+                if len(self._keys) >= 10_000:
+                    self._keys.clear()
+                self._keys[row["id"]] = known
+            keys |= known
+        return keys
+
+    def _parse_keys(self, row: Any) -> frozenset[tuple[str, str]]:
+        parsed = self._parsed.get(row["id"])
+        if parsed is None:
             channel = self.channels.get(row["channel_id"])
             if channel is None:
-                continue
+                return frozenset()
             raw = RawEvent(row["channel_id"], row["body"], row["headers"] or {}, row["received_at"])
             try:
-                keys |= conversation_keys(row["channel_id"], channel.parse(raw))
+                parsed = channel.parse(raw)
             except Exception:
-                continue  # it fails again when its turn comes, and is finished as failed
-        return keys
+                return frozenset()  # it fails again when its turn comes, and is finished as failed
+        return frozenset(conversation_keys(row["channel_id"], parsed))
+
+    def _forget(self, ids: Sequence[int]) -> None:
+        for rid in ids:
+            self._keys.pop(rid, None)
 
     async def process_one(self, row: dict[str, Any]) -> None:
         """Parse and apply one stored delivery (also used by ``hub replay``)."""
@@ -427,34 +483,6 @@ class InboundProcessor(Worker):
             self._unusable.append((row, "failed", f"parse: {type(exc).__name__}: {exc}"))
             return None
         return row, channel, parsed
-
-    async def _apply_batch(
-        self, ready: list[tuple[dict[str, Any], Channel, list[ParsedEvent]]], blocked: set[tuple[str, str]]
-    ) -> int | None:
-        """Apply several deliveries in one transaction (one commit instead of many); returns how
-        many were held back for order's sake (see ``in_order``), or None when the batch failed.
-
-        All or nothing: when one fails the whole batch rolls back, publishes nothing, and the caller
-        applies them one by one, so a bad delivery only holds back itself (and its conversation).
-        """
-        try:
-            async with self.store.tx() as tx:
-                mine = await _claim(tx, [row["id"] for row, _, _ in ready])
-                take = in_order(
-                    [(row["id"], conversation_keys(row["channel_id"], parsed)) for row, _, parsed in ready],
-                    mine,
-                    blocked,
-                )
-                chosen = [r for r in ready if r[0]["id"] in take]
-                await apply_deliveries(tx, [(channel, parsed) for _, channel, parsed in chosen])
-                await tx.conn.execute(_DONE, {"b_ids": [row["id"] for row, _, _ in chosen], "b_at": utcnow()})
-        except Exception as exc:
-            log.warning("a batch of %d deliveries failed (%s); applying them one by one", len(ready), exc)
-            return None
-        self._processed([row for row, _, _ in chosen])
-        # Held back: locked by another process, or behind an earlier delivery of its conversation
-        # that is (or one another process finished meanwhile: the next pass no longer reads it).
-        return len(ready) - len(chosen)
 
     async def _apply_one(
         self, row: dict[str, Any], channel: Channel, parsed: list[ParsedEvent], *, replay: bool = False
@@ -537,22 +565,24 @@ class InboundProcessor(Worker):
             await conn.execute(R.update().where(R.c.id == rid).values(**values))
 
 
-# Built once (building a statement cost more than running it on SQLite, profiled): the pending
-# deliveries that are due, oldest first, and in the same round trip those waiting for their retry
-# (few), whose conversations wait with them.
+# Built once: building a statement cost more than running it on SQLite (profiled).
 _COLUMNS = (R.c.id, R.c.channel_id, R.c.body, R.c.headers, R.c.received_at, R.c.attempts, R.c.due_at)
 _NOW = sa.bindparam("b_now", type_=schema.TS)
-_PENDING = sa.union_all(
-    sa.select(
-        sa.select(*_COLUMNS)
-        .where(R.c.state == "pending", sa.or_(R.c.due_at.is_(None), R.c.due_at <= _NOW))
-        .order_by(R.c.id)
-        .limit(sa.bindparam("b_limit"))
-        .subquery()
-    ),
-    sa.select(sa.select(*_COLUMNS).where(R.c.state == "pending", R.c.due_at > _NOW).subquery()),
-)
 _IDS: sa.BindParameter[list[int]] = sa.bindparam("b_ids", expanding=True)
+# A pass's claim: the due deliveries, oldest first (locked, skipping those another pass holds, on
+# PostgreSQL); then every other pending one that is earlier, or waits for its retry.
+_CLAIM_DUE = (
+    sa.select(*_COLUMNS)
+    .where(R.c.state == "pending", sa.or_(R.c.due_at.is_(None), R.c.due_at <= _NOW))
+    .order_by(R.c.id)
+    .limit(sa.bindparam("b_limit"))
+)
+_CLAIM_DUE_LOCKED = _CLAIM_DUE.with_for_update(skip_locked=True)
+_UNCLAIMED = sa.select(*_COLUMNS).where(
+    R.c.state == "pending",
+    R.c.id.not_in(_IDS),
+    sa.or_(R.c.id < sa.bindparam("b_top"), R.c.due_at > _NOW),
+)
 _CLAIM = sa.select(R.c.id).where(R.c.id.in_(_IDS), R.c.state == "pending")
 _CLAIM_LOCKED = _CLAIM.with_for_update(skip_locked=True)
 _DONE_ANY = R.update().values(
