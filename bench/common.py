@@ -372,6 +372,31 @@ async def reset_postgres(url: str) -> None:
         await conn.close()
 
 
+async def analyze(hub: Hub) -> None:
+    """PostgreSQL: refresh the planner's statistics, as autovacuum does in production (it is off on
+    some machines, and every run starts from an empty schema). Without them the planner guessed
+    a sequential scan for the echo check once ``messages`` had grown (177 ms a call against
+    0.1 ms on its index, measured in a soak). A no-op on SQLite."""
+    if not hub.postgres:
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(hub.database_url, timeout=5)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def analyzing(hub: Hub, every: float, stop: asyncio.Event) -> None:
+    """``analyze`` every ``every`` seconds until ``stop``: a long run's tables keep growing."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+        if not stop.is_set():
+            await analyze(hub)
+
+
 @contextlib.asynccontextmanager
 async def running_hub(directory: Path, *, postgres: bool) -> AsyncIterator[Hub]:
     hub = Hub(directory, postgres=postgres)

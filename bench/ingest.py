@@ -17,6 +17,7 @@ from bench.common import (
     BenchError,
     Channel,
     DriveResult,
+    analyze,
     ceiling_server,
     cpu_seconds,
     drive,
@@ -116,6 +117,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         channel = await api.create_whatsapp()
         warm, _ = build(channel, 10 if ctx.quick else 200, senders, "warm-up")
         await ingest_into_hub(api, channel, warm, concurrency=concurrency, within=within)
+        await analyze(hub)
         requests, _ = build(channel, count, senders, "ingest")
         t0 = time.monotonic()
         figures = await ingest_into_hub(api, channel, requests, concurrency=concurrency, within=within)

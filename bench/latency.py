@@ -20,6 +20,7 @@ from bench.common import (
     Api,
     BenchError,
     Channel,
+    analyze,
     ceiling_server,
     cpu_seconds,
     percentile,
@@ -199,6 +200,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         # Warm-up: every sender's contact and conversation exist before the timed phases.
         warm = [channel.webhook(s, f"warm-up {i}")[:2] for i, s in enumerate(senders)]
         await ingest_into_hub(api, channel, warm, concurrency=16, within=120)
+        await analyze(hub)
         for rate in rates:
             phases.append(await one_rate(api, channel, rate, seconds, senders, drain_timeout))
             if rate != rates[-1]:

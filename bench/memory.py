@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import Api, BenchError, Channel, drive, rss_kb, slope, wa_ids, wait_seq
+from bench.common import Api, BenchError, Channel, analyze, analyzing, drive, rss_kb, slope, wa_ids, wait_seq
 from bench.context import Context
 from bench.ingest import ingest_into_hub
 
@@ -47,6 +47,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         senders = wa_ids(1000)
         warm = [channel.webhook(s, "warm-up")[:2] for s in senders[: 10 if ctx.quick else 1000]]
         await ingest_into_hub(api, channel, warm, concurrency=32, within=120)
+        await analyze(hub)
         stop = asyncio.Event()
         t0 = time.monotonic()
 
@@ -61,6 +62,8 @@ async def run(ctx: Context) -> dict[str, Any]:
                     pass
 
         sampling = asyncio.create_task(sampler())
+        # The tables grow all through the soak; autovacuum would analyze them as they do.
+        statistics = asyncio.create_task(analyzing(hub, 60.0, stop))
         start_kb = rss_kb(hub.pid) or 0
         base = await api.last_seq()
         url = f"{hub.base_url}/webhooks/{channel.id}"
@@ -85,6 +88,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         end_kb = rss_kb(hub.pid) or 0
         stop.set()
         await sampling
+        await statistics
     load = [(t / 60, kb / 1024) for t, kb in samples if t <= load_end]
     second_half = [(t, mb) for t, mb in load if t >= load_end / 120]
     return {

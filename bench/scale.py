@@ -30,6 +30,7 @@ from bench.common import (
     BenchError,
     Channel,
     Hub,
+    analyze,
     ceiling_server,
     cpu_seconds,
     drive,
@@ -129,6 +130,7 @@ async def setup(ctx: Context, name: str, processes: int, postgres: bool) -> dict
         senders = wa_ids(100)
         warm, _ = build(channel, 20 if ctx.quick else 200, 100, "warm-up")
         await ingest(apis, channel, warm, concurrency, within)
+        await analyze(hubs[0])
         requests, _ = build(channel, count, 100, name)
         out.update(await ingest(apis, channel, requests, concurrency, within))
         if processes > 1:

@@ -31,7 +31,7 @@ class HubSection(BaseModel):
         le=1000,
         description="database connections each process keeps open; on PostgreSQL a process holds "
         "this many plus one for event notifications and one per leadership it waits for or holds "
-        "(inbound processing, reply windows, each pull channel), against max_connections",
+        "(reply windows, each pull channel), against max_connections",
     )
     public_url: str = "http://127.0.0.1:8080"
     secret_key: str = Field(

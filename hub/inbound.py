@@ -356,21 +356,12 @@ class InboundProcessor(Worker):
         chosen: list[dict[str, Any]] | None = None
         try:
             async with self.store.tx() as tx:
-                claim = _CLAIM_DUE if self.store.db.is_sqlite else _CLAIM_DUE_LOCKED
-                rows = [
-                    dict(r)
-                    for r in (await tx.conn.execute(claim, {"b_now": now, "b_limit": limit})).mappings()
-                ]
-                # What is pending and not claimed here: earlier deliveries (they order the
-                # claimed ones) and those waiting for their retry (when to wake up for them).
+                rows, others = await self._claim_due(tx, now, limit)
                 top = rows[-1]["id"] if rows else 0
-                others = await tx.conn.execute(
-                    _UNCLAIMED, {"b_now": now, "b_top": top, "b_ids": [r["id"] for r in rows]}
-                )
                 self._more = len(rows) >= limit
                 self._next_due = None
                 earlier = []
-                for other in others.mappings():
+                for other in others:
                     if other["due_at"] is not None and other["due_at"] > now:
                         self._retry_at(other["due_at"])
                     if other["id"] < top:
@@ -379,7 +370,10 @@ class InboundProcessor(Worker):
                 ready = [p for p in (self._prepare(row) for row in rows) if p is not None]
                 if ready:
                     take = in_order(
-                        [(row["id"], self._keys_for(row, parsed)) for row, _, parsed in ready],
+                        [
+                            (row["id"], conversation_keys(row["channel_id"], parsed))
+                            for row, _, parsed in ready
+                        ],
                         {row["id"] for row, _, _ in ready},
                         blocked,
                     )
@@ -404,7 +398,7 @@ class InboundProcessor(Worker):
             return len(rows) - (len(ready) - len(chosen))
         held = 0
         for row, channel, parsed in ready:
-            keys = self._keys_for(row, parsed)
+            keys = conversation_keys(row["channel_id"], parsed)
             if keys & blocked:
                 blocked |= keys
                 held += 1
@@ -415,8 +409,25 @@ class InboundProcessor(Worker):
                 held += outcome == "elsewhere"
         return len(rows) - held
 
-    def _keys_for(self, row: dict[str, Any], parsed: Sequence[ParsedEvent]) -> set[tuple[str, str]]:
-        return conversation_keys(row["channel_id"], parsed)
+    async def _claim_due(
+        self, tx: Tx, now: datetime, limit: int
+    ) -> tuple[list[dict[str, Any]], Sequence[Any]]:
+        """This pass's deliveries (due, oldest first), and what else is pending that orders them or
+        wakes the loop: earlier deliveries held by other passes, and those waiting for a retry."""
+        params = {"b_now": now, "b_limit": limit}
+        if self.store.db.is_sqlite:
+            # One process, and this pass holds the write lock: nothing is held elsewhere or stored
+            # meanwhile, so the due ones and those waiting for their retry come in one statement.
+            found = (await tx.conn.execute(_PENDING, params)).mappings().all()
+            due = sorted(
+                (dict(r) for r in found if r["due_at"] is None or r["due_at"] <= now), key=lambda r: r["id"]
+            )
+            return due, [r for r in found if r["due_at"] is not None and r["due_at"] > now]
+        rows = [dict(r) for r in (await tx.conn.execute(_CLAIM_DUE_LOCKED, params)).mappings()]
+        # Read after the claim: a delivery committed meanwhile with a lower id counts as earlier.
+        top = rows[-1]["id"] if rows else 0
+        unclaimed = {"b_now": now, "b_top": top, "b_ids": [r["id"] for r in rows]}
+        return rows, (await tx.conn.execute(_UNCLAIMED, unclaimed)).mappings().all()
 
     def _keys_of(self, rows: Sequence[Any]) -> set[tuple[str, str]]:
         """The conversation keys of deliveries this pass does not apply (parsed for their keys
@@ -571,13 +582,15 @@ _NOW = sa.bindparam("b_now", type_=schema.TS)
 _IDS: sa.BindParameter[list[int]] = sa.bindparam("b_ids", expanding=True)
 # A pass's claim: the due deliveries, oldest first (locked, skipping those another pass holds, on
 # PostgreSQL); then every other pending one that is earlier, or waits for its retry.
-_CLAIM_DUE = (
+_DUE = (
     sa.select(*_COLUMNS)
     .where(R.c.state == "pending", sa.or_(R.c.due_at.is_(None), R.c.due_at <= _NOW))
     .order_by(R.c.id)
     .limit(sa.bindparam("b_limit"))
 )
-_CLAIM_DUE_LOCKED = _CLAIM_DUE.with_for_update(skip_locked=True)
+_CLAIM_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_WAITING = sa.select(*_COLUMNS).where(R.c.state == "pending", R.c.due_at > _NOW)
+_PENDING = sa.union_all(sa.select(_DUE.subquery()), sa.select(_WAITING.subquery()))
 _UNCLAIMED = sa.select(*_COLUMNS).where(
     R.c.state == "pending",
     R.c.id.not_in(_IDS),

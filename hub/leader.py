@@ -1,7 +1,7 @@
 """One process at a time for work whose order matters: a PostgreSQL session advisory lock.
 
-Inbound deliveries must be applied in arrival order (two messages of one conversation never out
-of order), so one process applies them while the others wait to take over. The lock lives on a
+A pull channel's mailbox is read by one process (two would read every message twice), and the
+reply-window announcements are made by one; the others wait to take over. The lock lives on a
 connection of its own: when the leading process dies (even SIGKILL) its connection closes, the
 server releases the lock, and a waiting process gets it at once. A leader whose connection is
 lost stops leading (``lost``), since another process may lead by then.
@@ -20,10 +20,9 @@ from sqlalchemy.engine import make_url
 
 from hub.db import Database
 
-__all__ = ["INBOUND_LEADER", "WINDOWS_LEADER", "Leadership", "key_for", "while_leading"]
+__all__ = ["WINDOWS_LEADER", "Leadership", "key_for", "while_leading"]
 
 log = logging.getLogger("hub.leader")
-INBOUND_LEADER = 0x6875625F696E62  # "hub_inb"
 WINDOWS_LEADER = 0x6875625F77696E  # "hub_win"
 
 

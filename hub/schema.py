@@ -217,6 +217,9 @@ raw_events = Table(
     Column("due_at", TS, comment="a failed delivery's next try; NULL: now"),
     UniqueConstraint("channel_id", "dedupe_key"),
     Index("ix_raw_events_state_id", "state", "id"),
+    # A pass reads the deliveries waiting for their retry (``hub.inbound``): without it, every pass
+    # scanned the whole backlog (36 ms with 53,000 pending on PostgreSQL).
+    Index("ix_raw_events_state_due_at", "state", "due_at"),
 )
 
 cursors = Table(

@@ -1,10 +1,9 @@
 """Per-conversation order of inbound deliveries, whichever processes apply them.
 
-One process leads inbound processing (``hub.leader``), but a former leader that has not yet noticed
-its loss can still be applying deliveries while the new one starts, and a delivery can wait for its
+Every process applies deliveries, each pass claiming its own, and a delivery can wait for its
 retry. Neither may let a later message of a conversation be applied before an earlier one: the
-processor holds a delivery back while an earlier delivery of one of its contacts is locked by
-another transaction or waiting for its retry, and applies everything else meanwhile.
+processor holds a delivery back while an earlier delivery of one of its contacts is held by
+another pass or waiting for its retry, and applies everything else meanwhile.
 """
 
 from __future__ import annotations

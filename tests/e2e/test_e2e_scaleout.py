@@ -5,7 +5,8 @@
 * a SIGKILL of one process mid-load loses and doubles nothing: every delivery answered 200 is one
   message, whichever process took it and whichever applied it;
 * a rolling restart (each process stopped and started again in turn, under load) loses nothing;
-* a channel's send rate limit holds for both processes together.
+* a channel's send rate limit holds for both processes together;
+* both processes apply stored deliveries, and no delivery is applied twice.
 """
 
 from __future__ import annotations
@@ -140,6 +141,37 @@ async def test_webhooks_to_one_process_stream_in_order_from_the_other(
     assert took < 30
 
 
+async def _processed(api: Api) -> float:
+    """The deliveries this process has applied (``hub_inbound_processed_total`` on its /metrics)."""
+    text = (await api.get("/metrics", auth=False)).text
+    line = next(x for x in text.splitlines() if x.startswith("hub_inbound_processed_total "))
+    return float(line.split()[1])
+
+
+async def test_both_processes_apply_deliveries_and_none_twice(pair: Pair, graph: ThreadedFakeGraph) -> None:
+    ch = await create_wa_channel(pair.api_a, graph.base_url, name="Shared applying")
+    base = await pair.api_b.last_seq()
+    before = [await _processed(pair.api_a), await _processed(pair.api_b)]
+    bodies = _bodies(ch, 200, 40, "shared")
+    apis = [pair.api_a, pair.api_b]
+    # Half to each process, in waves of concurrent posts: each process stores, and is woken for,
+    # its own half; which process applies which delivery is up to their claims.
+    for i in range(0, len(bodies), 20):
+        wave = bodies[i : i + 20]
+        statuses = await asyncio.gather(*(_post(apis[j % 2], ch, b) for j, (_, b) in enumerate(wave)))
+        assert statuses == [200] * len(wave)
+    expected = {m for m, _ in bodies}
+
+    async def applied() -> Counter[str] | None:
+        return await _count_messages(pair.api_b, expected, base)
+
+    counts = await wait_until(applied, within=60, what="both processes to apply every delivery")
+    assert counts == Counter({m: 1 for m in expected}), "a delivery was applied twice"
+    done = [await _processed(pair.api_a) - before[0], await _processed(pair.api_b) - before[1]]
+    assert sum(done) == len(bodies), f"applied {done}: each delivery once, by one process or the other"
+    assert all(n > 0 for n in done), f"applied {done}: one process did all the applying"
+
+
 async def test_disabling_a_channel_on_one_process_holds_on_the_other_within_a_second(
     pair: Pair, graph: ThreadedFakeGraph
 ) -> None:
@@ -234,7 +266,7 @@ async def test_a_sigkill_mid_load_loses_and_doubles_nothing(pair: Pair, graph: T
     ch = await create_wa_channel(pair.api_a, graph.base_url, name="Killed mid-load")
     base = await pair.api_b.last_seq()
     bodies = _bodies(ch, 120, 10, "kill")
-    # The first process started leads inbound processing: kill that one.
+    # Both apply deliveries: whatever the killed one held in its pass goes back to the other.
     answered = await _load(pair, ch, bodies, pair.a.kill)
     assert answered == {m for m, _ in bodies}, "every delivery was taken by one process or the other"
     expected = set(answered)
