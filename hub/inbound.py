@@ -26,7 +26,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -389,11 +389,12 @@ class InboundProcessor(Worker):
             # All or nothing: the batch rolled back and published nothing. Each delivery is applied
             # on its own now, so a bad one only holds back itself (and its conversation).
             log.warning("a batch of %d deliveries failed (%s); applying them one by one", len(ready), exc)
-        finally:
-            self._forget([row["id"] for row in rows])
+        # What a held delivery was parsed into is kept for the pass that applies it.
+        self._forget(row["id"] for row, _, _ in self._unusable)
         await self._finish_unusable()
         if chosen is not None:
             self._processed(chosen)
+            self._forget(row["id"] for row in chosen)
             # Held back: behind an earlier delivery of their conversation; a later pass takes them.
             return len(rows) - (len(ready) - len(chosen))
         held = 0
@@ -404,7 +405,9 @@ class InboundProcessor(Worker):
                 held += 1
                 continue
             outcome = await self._apply_one(row, channel, parsed)
-            if outcome != "done":
+            if outcome == "done":
+                self._forget([row["id"]])
+            else:
                 blocked |= keys
                 held += outcome == "elsewhere"
         return len(rows) - held
@@ -456,9 +459,12 @@ class InboundProcessor(Worker):
                 return frozenset()  # it fails again when its turn comes, and is finished as failed
         return frozenset(conversation_keys(row["channel_id"], parsed))
 
-    def _forget(self, ids: Sequence[int]) -> None:
+    def _forget(self, ids: Iterable[int]) -> None:
+        """Drop what is kept of deliveries that are finished."""
         for rid in ids:
             self._keys.pop(rid, None)
+            self._parsed.pop(rid, None)
+            self._stored_at.pop(rid, None)
 
     async def process_one(self, row: dict[str, Any]) -> None:
         """Parse and apply one stored delivery (also used by ``hub replay``)."""
@@ -473,16 +479,15 @@ class InboundProcessor(Worker):
         self._unusable.clear()
 
     def _prepare(self, row: dict[str, Any]) -> tuple[dict[str, Any], Channel, list[ParsedEvent]] | None:
-        row["stored_at"] = self._stored_at.pop(row["id"], None)
+        row["stored_at"] = self._stored_at.get(row["id"])
         channel = self.channels.get(row["channel_id"])
         if channel is None:
             # Disabled or removed after the delivery was stored: keep it for a replay.
-            self._parsed.pop(row["id"], None)
             self._unusable.append((row, "skipped", "channel not active"))
             return None
         raw = RawEvent(row["channel_id"], row["body"], row["headers"] or {}, row["received_at"])
         try:
-            parsed = self._parsed.pop(row["id"], None)
+            parsed = self._parsed.get(row["id"])
             if parsed is None:
                 parsed = channel.parse(raw)
             # Re-validate what a plugin returned so a wrong shape fails here, not in storage.

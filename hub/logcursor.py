@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub import schema
-from hub.events import LOG_COLUMNS, Store
+from hub.events import LOG_COLUMNS, Frame, Store
 from hub.models import utcnow
 from hub.worker import Worker
 
@@ -137,10 +137,27 @@ class LogConsumer(Worker):
         # moves it). Saves reading it per batch; a wrong value (a move rolled back) costs one
         # batch whose move then fails, and is forgotten.
         self._at: int | None = None
+        self._lost = False  # a move found the cursor moved by another process
 
     def observe(self, event: Any) -> None:
         if event.type in self.watched:
             self.notify()
+
+    def observe_remote(self, frames: Sequence[Frame]) -> None:
+        if any(frame.type in self.watched for frame in frames):
+            self.notify()
+
+    def attach(self) -> None:
+        """Wake on the watched events of this process and (PostgreSQL) of the others: one
+        process at a time follows the log (see ``run``), whichever process committed them."""
+        self.store.bus.observers.append(self.observe)
+        if self.store.feed is not None:
+            self.store.feed.on_remote.append(self.observe_remote)
+
+    def detach(self) -> None:
+        self.store.bus.observers.remove(self.observe)
+        if self.store.feed is not None and self.observe_remote in self.store.feed.on_remote:
+            self.store.feed.on_remote.remove(self.observe_remote)
 
     async def start(self) -> None:
         await self.init_cursor()
@@ -162,6 +179,7 @@ class LogConsumer(Worker):
         """Move the cursor in the caller's transaction (``LogCursor.move``)."""
         moved = await self.cursor.move(conn, start, to)
         self._at = to if moved and self.store.db.is_sqlite else None
+        self._lost = self._lost or not moved
         return moved
 
     async def run(self) -> None:
@@ -172,7 +190,14 @@ class LogConsumer(Worker):
                 self.log.exception("%s: a batch failed; trying again in %s s", self.task_name, self.interval)
                 self._at = None
                 done = 0
-            if done < self.batch_size:
+            if self._lost:
+                # Another process follows this log: leave it to that one, and look again in a
+                # while (the one that lost did every batch a second time, profiled with two
+                # processes). If that process stops, this one takes over within ``interval``.
+                self._lost = False
+                await asyncio.sleep(self.interval)
+                self._wake.clear()
+            elif done < self.batch_size:
                 await self.idle(self.interval)
                 await asyncio.sleep(self.gather)
 

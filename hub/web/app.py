@@ -539,12 +539,12 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
     delivery = DeliveryWorker(store, notifiers, cfg.hub.public_url)
     consumer = NotificationConsumer(store, notifiers, on_deliveries=delivery.notify)
     app[NOTIFICATION_DELIVERY], app[NOTIFICATION_CONSUMER] = delivery, consumer
-    store.bus.observers.append(consumer.observe)
+    consumer.attach()
     if cfg.hub.run_workers:
         await consumer.start()
         await delivery.start()
     yield
-    store.bus.observers.remove(consumer.observe)
+    consumer.detach()
     await consumer.stop()
     await delivery.stop()
     for notifier in notifiers.values():
@@ -567,11 +567,11 @@ async def _automations(app: web.Application) -> AsyncIterator[None]:
         messages_per_hour=cfg.automation_messages_per_hour,
     )
     app[AUTOMATION_ENGINE] = engine
-    store.bus.observers.append(engine.observe)
+    engine.attach()
     if cfg.run_workers:
         await engine.start()
     yield
-    store.bus.observers.remove(engine.observe)
+    engine.detach()
     await engine.stop()
 
 
@@ -582,12 +582,12 @@ async def _bots(app: web.Application) -> AsyncIterator[None]:
     delivery = BotDeliveryWorker(store, bots, app[CHANNELS], app[HTTP], on_sent=app[OUTBOX].notify)
     consumer = BotConsumer(store, on_deliveries=delivery.notify)
     app[BOT_DELIVERY], app[BOT_CONSUMER] = delivery, consumer
-    store.bus.observers.append(consumer.observe)
+    consumer.attach()
     if app[CONFIG].hub.run_workers:
         await consumer.start()
         await delivery.start()
     yield
-    store.bus.observers.remove(consumer.observe)
+    consumer.detach()
     await consumer.stop()
     await delivery.stop()
 

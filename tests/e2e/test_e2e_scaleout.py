@@ -154,6 +154,11 @@ async def test_both_processes_apply_deliveries_and_none_twice(pair: Pair, graph:
     before = [await _processed(pair.api_a), await _processed(pair.api_b)]
     bodies = _bodies(ch, 200, 40, "shared")
     apis = [pair.api_a, pair.api_b]
+
+    async def known() -> bool:  # the other process learns of the new channel from its event
+        return await _post(pair.api_b, ch, bodies[1][1]) == 200
+
+    await wait_until(known, within=5, what="the other process to know the new channel")
     # Half to each process, in waves of concurrent posts: each process stores, and is woken for,
     # its own half; which process applies which delivery is up to their claims.
     for i in range(0, len(bodies), 20):
