@@ -312,3 +312,39 @@ async def test_assignment_notifies_and_offline_suppresses_push_but_not_in_app(
     assert (await call(hub, "GET", "/api/v1/notifications?unread=true", hub.agent, 200))[
         "notifications"
     ] == []
+
+
+async def test_a_message_goes_to_the_assignee_at_that_message_whatever_follows_in_its_batch(
+    notify_hub: Hub,
+) -> None:
+    """The consumer handles events in batches: a message and the unassignment just after it can
+    be read together. The agent it was assigned to when the customer wrote is told; reading the
+    assignee when the batch runs would tell nobody (and, reassigned, someone who was not there)."""
+    from hub.appkeys import NOTIFICATION_CONSUMER
+
+    hub = notify_hub
+    conv = await conversation(hub, "una")
+    path = f"/api/v1/conversations/{conv['id']}"
+    await call(hub, "PATCH", path, hub.admin, 200, json={"assignee_id": hub.agent_id})
+
+    async def assigned() -> Any:
+        page = await call(hub, "GET", "/api/v1/notifications", hub.agent, 200)
+        return [n for n in page["notifications"] if n["event"] == "assigned"]
+
+    await eventually(assigned, within=20)
+    consumer = hub.client.app[NOTIFICATION_CONSUMER]
+    await consumer.stop()  # what follows lands in one batch
+    later = {"type": "message", "id": "m-una-2", "from": "una", "name": "Una", "text": "still there?"}
+    assert (await hub.webhook({**later, "ts": int(time.time())})).status == 200
+
+    async def stored() -> Any:
+        return any(m["external_id"] == "m-una-2" for m in await hub.messages(conv["id"]))
+
+    await eventually(stored)
+    await call(hub, "PATCH", path, hub.admin, 200, json={"assignee_id": None})
+    while await consumer.step():
+        pass
+    page = await call(hub, "GET", "/api/v1/notifications", hub.agent, 200)
+    told = [n for n in page["notifications"] if n["event"] == "new_message"]
+    assert [n["data"]["message_id"] for n in told] != [], "the agent assigned at the message was not told"
+    assert len(told) == 1

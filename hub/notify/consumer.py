@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,6 +64,7 @@ class _Batch:
         self._prefs: dict[str, dict[str, dict[str, bool]]] = {}
         self._push_off: set[str] | None = None
         self._assignees: dict[str, str | None] = {}
+        self.at_message: dict[int, str | None] = {}  # message seq -> the assignee at that message
 
     async def prefetch_assignees(self, conversation_ids: set[str]) -> None:
         """Read the assignees of these conversations in one query (an inbound message's
@@ -109,6 +111,24 @@ class _Batch:
         return user_id not in self._push_off
 
 
+def assignees_at(events: Sequence[Event]) -> dict[int, str | None]:
+    """The assignee each stored message's conversation had at that message, where the log says:
+    the transaction that stores messages logs its conversation's ``conversation.created`` or
+    ``conversation.updated`` (with ``assignee_id``, after any routing) beside them, every event of
+    that transaction with one ``created_at``. A message whose conversation event is not in this
+    batch is left out (its assignee is read from the conversation instead)."""
+    conv_events: dict[tuple[str | None, datetime], str | None] = {
+        (e.conversation_id, e.created_at): e.data.get("assignee_id")
+        for e in events
+        if e.type in ("conversation.created", "conversation.updated") and e.conversation_id
+    }
+    return {
+        e.seq: conv_events[(e.conversation_id, e.created_at)]
+        for e in events
+        if e.type == "message.created" and (e.conversation_id, e.created_at) in conv_events
+    }
+
+
 async def targets(batch: _Batch, event: Event) -> list[Target]:
     """Who is told of ``event``, as what: the one place that decides it."""
     data = event.data
@@ -138,7 +158,10 @@ async def targets(batch: _Batch, event: Event) -> list[Target]:
         if woke and data.get("status") == "open" and assignee:
             out.append((assignee, "snooze_ended", f"The conversation with {name} is open again", None, {}))
     elif event.type == "message.created" and data.get("direction") == "inbound" and event.conversation_id:
-        assignee = await batch.assignee(event.conversation_id)
+        if event.seq in batch.at_message:
+            assignee = batch.at_message[event.seq]
+        else:
+            assignee = await batch.assignee(event.conversation_id)
         if assignee:
             sender = (data.get("sender") or {}).get("name") or "The customer"
             text = data.get("text") or f"({data.get('kind', 'message')})"
@@ -203,10 +226,9 @@ class NotificationConsumer(LogConsumer):
         batch_size: int = 200,
         interval: float = 1.0,
     ) -> None:
-        # No gathering: a message's notification goes to the conversation's assignee as read when
-        # its batch runs, so a batch that gathered the message and a reassignment just after it
-        # would notify the new assignee of a message from before their time.
-        super().__init__(store, batch_size=batch_size, interval=interval, gather=0.0)
+        # Events gather like the other consumers': a message's notification goes to the assignee
+        # the conversation had at that message (``assignees_at``), not when the batch runs.
+        super().__init__(store, batch_size=batch_size, interval=interval)
         self.notifiers = notifiers
         self.on_deliveries = on_deliveries
 
@@ -221,11 +243,8 @@ class NotificationConsumer(LogConsumer):
             if not await self.move(tx.conn, batch.start, batch.last):
                 return 0  # another process handled this batch
             known = _Batch(tx.conn)
-            await known.prefetch_assignees(
-                {row.conversation_id for row in rows if row.type == "message.created" and row.conversation_id}
-            )
-            for seq, type_, channel_id, conversation_id, text, at in rows:
-                event = Event.model_construct(
+            events = [
+                Event.model_construct(
                     seq=seq,
                     type=type_,
                     channel_id=channel_id,
@@ -233,6 +252,17 @@ class NotificationConsumer(LogConsumer):
                     data=json.loads(text),
                     created_at=at,
                 )
+                for seq, type_, channel_id, conversation_id, text, at in rows
+            ]
+            known.at_message = assignees_at(events)
+            await known.prefetch_assignees(
+                {
+                    e.conversation_id
+                    for e in events
+                    if e.type == "message.created" and e.conversation_id and e.seq not in known.at_message
+                }
+            )
+            for event in events:
                 for target in await targets(known, event):
                     deliveries += await self._notify(tx, known, event, target)
         if deliveries and self.on_deliveries is not None:
