@@ -168,9 +168,6 @@ class LogConsumer(Worker):
         now on, not on the past."""
         await self.cursor.start_at_end(self.store)
 
-    async def _cursor(self, conn: AsyncConnection) -> int | None:
-        return await self.cursor.get(conn)
-
     async def next_batch(self) -> LogBatch | None:
         """The next batch of the watched events (``LogCursor.next_batch``)."""
         return await self.cursor.next_batch(self.store, self.batch_size, self.watched, self._at)

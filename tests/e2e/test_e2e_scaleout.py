@@ -6,7 +6,8 @@
   message, whichever process took it and whichever applied it;
 * a rolling restart (each process stopped and started again in turn, under load) loses nothing;
 * a channel's send rate limit holds for both processes together;
-* both processes apply stored deliveries, and no delivery is applied twice.
+* both processes apply stored deliveries, and no delivery is applied twice;
+* a process carries on when PostgreSQL drops every connection (a server restart).
 """
 
 from __future__ import annotations
@@ -175,6 +176,42 @@ async def test_both_processes_apply_deliveries_and_none_twice(pair: Pair, graph:
     done = [await _processed(pair.api_a) - before[0], await _processed(pair.api_b) - before[1]]
     assert sum(done) == len(bodies), f"applied {done}: each delivery once, by one process or the other"
     assert all(n > 0 for n in done), f"applied {done}: one process did all the applying"
+
+
+async def test_a_process_recovers_when_postgresql_drops_every_connection(
+    pair: Pair, graph: ThreadedFakeGraph
+) -> None:
+    """A server restart ends every connection, pooled or listening: a webhook may be refused once
+    (in the error shape, for the provider to retry), then the process stores, applies and streams
+    as before, without being restarted."""
+    import asyncpg
+
+    ch = await create_wa_channel(pair.api_a, graph.base_url, name="Server restart")
+    base = await pair.api_a.last_seq()
+    url = pair.a.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    admin = await asyncpg.connect(url, timeout=5)
+    try:
+        ended = await admin.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert ended, "the processes held no connection to end"
+    bodies = _bodies(ch, 20, 4, "after restart")
+    statuses = {m: await _post(pair.api_a, ch, b) for m, b in bodies}
+    assert set(statuses.values()) <= {200, 500, 503}, statuses
+    assert [statuses[m] for m, _ in bodies[-5:]] == [200] * 5, statuses
+    for m, b in bodies:  # what was refused, the provider delivers again
+        if statuses[m] != 200:
+            assert await _post(pair.api_a, ch, b) == 200
+    expected = {m for m, _ in bodies}
+
+    async def applied() -> Counter[str] | None:
+        return await _count_messages(pair.api_a, expected, base)
+
+    counts = await wait_until(applied, within=30, what="every delivery applied after the restart")
+    assert counts == Counter({m: 1 for m in expected})
 
 
 async def test_disabling_a_channel_on_one_process_holds_on_the_other_within_a_second(
