@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -25,7 +26,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal, Protocol, Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from hub.errors import BadSignature
 from hub.manifest import deprecated
@@ -64,6 +65,10 @@ SECRET_SETTING_NAMES = ("secret", "password", "access_token", "api_key", "privat
 """Parts of a setting's name that say it holds a credential, which must then be a ``SecretStr``."""
 
 
+# The SecretStr fields of each settings class (``ChannelSettings.secret_fields``).
+_SECRET_FIELDS: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
 class ChannelSettings(BaseModel):
     """Base of a channel's settings model.
 
@@ -83,15 +88,14 @@ class ChannelSettings(BaseModel):
     @classmethod
     def secret_fields(cls) -> list[str]:
         """Names of the fields typed ``SecretStr`` (optional or not)."""
-        from pydantic import SecretStr
-
-        names = []
-        for name, info in cls.model_fields.items():
-            ann = info.annotation
-            args = getattr(ann, "__args__", ())
-            if ann is SecretStr or SecretStr in args:
-                names.append(name)
-        return names
+        names = _SECRET_FIELDS.get(cls)
+        if names is None:  # a class's fields do not change: worked out once (every webhook asks)
+            names = _SECRET_FIELDS[cls] = tuple(
+                name
+                for name, info in cls.model_fields.items()
+                if info.annotation is SecretStr or SecretStr in getattr(info.annotation, "__args__", ())
+            )
+        return list(names)
 
 
 class ReplyWindowPolicy(BaseModel):
@@ -457,8 +461,6 @@ class Channel:
 
     def secret_values(self) -> list[str]:
         """The values of this instance's ``SecretStr`` settings (for redaction; never log them)."""
-        from pydantic import SecretStr
-
         values = []
         for name in type(self.settings).secret_fields():
             value = getattr(self.settings, name, None)

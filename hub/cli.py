@@ -55,8 +55,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    web.run_app(app, host=host, port=port, print=announce, access_log=None, shutdown_timeout=10)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=announce,
+        access_log=None,
+        shutdown_timeout=10,
+        loop=new_event_loop(cfg.hub.event_loop),
+    )
     return 0
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """The loop ``hub serve`` runs on: uvloop unless told otherwise or not installed (its
+    transports and callbacks cost less CPU per request, profiled under webhook load)."""
+    if kind != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise SystemExit('event_loop = "uvloop" but uvloop is not installed') from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

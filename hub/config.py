@@ -10,7 +10,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -99,6 +99,12 @@ class HubSection(BaseModel):
         ge=0.0,
         description="after a crash, seconds to wait for a status naming a send of unknown outcome "
         "before sending it again (channels with the client_reference capability)",
+    )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="the event loop `hub serve` runs on: uvloop (installed with the hub where it "
+        "builds, not on Windows) costs less CPU per request than asyncio's own; auto takes uvloop "
+        "when it is installed",
     )
     run_workers: bool = Field(
         default=True,

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.schema import Table
 
-from hub import sqlite_driver
+from hub import jsontext, sqlite_driver
 from hub.errors import ConfigError
 from hub.sqlite_driver import Checkpointer, LoopConnection
 
@@ -100,6 +100,8 @@ class Database:
             # server dropped fails (that request or job errs and is retried) and SQLAlchemy then
             # replaces every pooled connection older than the failure.
             kwargs.update(pool_size=pool_size, max_overflow=0, pool_pre_ping=False)
+        # JSON columns (delivery headers, settings, reactions...) through orjson (``hub.jsontext``).
+        kwargs.update(json_serializer=jsontext.strict_dumps, json_deserializer=jsontext.loads)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.checkpointer is not None:

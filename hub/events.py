@@ -18,7 +18,6 @@ other processes with ``NOTIFY``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub import schema
+from hub import jsontext, schema
 from hub.db import Database
 from hub.models import Event, utcnow
 
@@ -172,7 +171,7 @@ class Tx:
 
 
 def dump(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+    return jsontext.dumps(data)
 
 
 def envelope(

@@ -16,17 +16,18 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Any, ClassVar, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub import schema
+from hub import jsontext, schema
 from hub.events import LOG_COLUMNS, Frame, Store
 from hub.models import utcnow
 from hub.worker import Worker
 
-__all__ = ["LogBatch", "LogConsumer", "LogCursor"]
+__all__ = ["LogBatch", "LogConsumer", "LogCursor", "LoggedEvent"]
 
 E = schema.events
 K = schema.cursors
@@ -55,6 +56,18 @@ _MOVE = (
 )
 
 
+class LoggedEvent(NamedTuple):
+    """An event as a consumer reads it: ``hub.models.Event``'s fields, built for a tenth of what
+    ``Event.model_construct`` cost (profiled: a fifth of the notification consumer's time)."""
+
+    seq: int
+    type: str
+    channel_id: str | None
+    conversation_id: str | None
+    data: dict[str, Any]
+    created_at: datetime
+
+
 @dataclass
 class LogBatch:
     """What a consumer handles next: the events after ``start`` of the types it asked for, in seq
@@ -64,6 +77,13 @@ class LogBatch:
     start: int
     last: int
     rows: Sequence[Any]  # (seq, type, channel_id, conversation_id, data as JSON text, created_at)
+
+    def events(self) -> list[LoggedEvent]:
+        """The rows with their data decoded."""
+        return [
+            LoggedEvent(seq, type_, channel_id, conversation_id, jsontext.loads(text), at)
+            for seq, type_, channel_id, conversation_id, text, at in self.rows
+        ]
 
 
 class LogCursor:

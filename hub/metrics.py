@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["STAGES", "Metrics"]
@@ -50,8 +52,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Children by label, looked up once: ``labels()`` ran several times per webhook (profiled).
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def stage(self, name: str, seconds: float) -> None:
-        self.stage_seconds.labels(name).observe(seconds)
+        self._child(self.stage_seconds, name).observe(seconds)
+
+    def webhook(self, channel_type: str, outcome: str) -> None:
+        """Count a webhook request by outcome (``hub_webhooks_total``)."""
+        self._child(self.webhooks, channel_type, outcome).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub import schema
+from hub import jsontext, schema
 from hub.access import Actor
 from hub.access.permissions import BUILTIN_ROLES
 from hub.actions import SEND_ACTIONS, ActionContext, ActionExecutor, ActionResult, SendText, spawn
@@ -221,7 +221,7 @@ class AutomationEngine(LogConsumer):
                 type=type_,
                 channel_id=channel_id,
                 conversation_id=conversation_id,
-                data=json.loads(text),
+                data=jsontext.loads(text),
                 created_at=at,
             )
             if not await self._one(start, event):

@@ -16,7 +16,6 @@ processes never both handle one; the deliveries keep the log's order (their ids 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub import schema
+from hub import jsontext, schema
 from hub.access import system_actor
 from hub.bots.service import hand_over, holding_bot, open_for_agents
 from hub.events import Store, Tx
@@ -84,8 +83,10 @@ class BotConsumer(LogConsumer):
             for seq, type_, channel_id, conversation_id, text, at in batch.rows:
                 if conversation_id is None:
                     continue
+                if conversation_id not in held and type_ != "conversation.created":
+                    continue  # no bot holds it, nor can one start to (``_one``): not decoded
                 queued += await self._one(
-                    tx, held, envelope(seq, type_, channel_id, conversation_id, json.loads(text), at)
+                    tx, held, envelope(seq, type_, channel_id, conversation_id, jsontext.loads(text), at)
                 )
         if queued and self.on_deliveries is not None:
             self.on_deliveries()

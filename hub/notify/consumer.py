@@ -12,7 +12,6 @@ statuses made so); in-app and email are not.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -25,8 +24,8 @@ from hub import schema
 from hub.access import Actor
 from hub.db import new_id
 from hub.events import Store, Tx
-from hub.logcursor import LogConsumer, LogCursor
-from hub.models import Event, utcnow
+from hub.logcursor import LogConsumer, LogCursor, LoggedEvent
+from hub.models import utcnow
 from hub.notify.notifier import Notifier
 from hub.notify.service import effective_preferences, notification_dict
 from hub.routing import BUILTIN_AVAILABILITY
@@ -111,7 +110,7 @@ class _Batch:
         return user_id not in self._push_off
 
 
-def assignees_at(events: Sequence[Event]) -> dict[int, str | None]:
+def assignees_at(events: Sequence[LoggedEvent]) -> dict[int, str | None]:
     """The assignee each stored message's conversation had at that message, where the log says:
     the transaction that stores messages logs its conversation's ``conversation.created`` or
     ``conversation.updated`` (with ``assignee_id``, after any routing) beside them, every event of
@@ -129,7 +128,7 @@ def assignees_at(events: Sequence[Event]) -> dict[int, str | None]:
     }
 
 
-async def targets(batch: _Batch, event: Event) -> list[Target]:
+async def targets(batch: _Batch, event: LoggedEvent) -> list[Target]:
     """Who is told of ``event``, as what: the one place that decides it."""
     data = event.data
     out: list[Target] = []
@@ -198,7 +197,7 @@ async def targets(batch: _Batch, event: Event) -> list[Target]:
     return kept
 
 
-async def _sees(batch: _Batch, actor: Actor, event: Event) -> bool:
+async def _sees(batch: _Batch, actor: Actor, event: LoggedEvent) -> bool:
     row = (
         (
             await batch.conn.execute(
@@ -243,17 +242,7 @@ class NotificationConsumer(LogConsumer):
             if not await self.move(tx.conn, batch.start, batch.last):
                 return 0  # another process handled this batch
             known = _Batch(tx.conn)
-            events = [
-                Event.model_construct(
-                    seq=seq,
-                    type=type_,
-                    channel_id=channel_id,
-                    conversation_id=conversation_id,
-                    data=json.loads(text),
-                    created_at=at,
-                )
-                for seq, type_, channel_id, conversation_id, text, at in rows
-            ]
+            events = batch.events()
             known.at_message = assignees_at(events)
             await known.prefetch_assignees(
                 {
@@ -269,7 +258,7 @@ class NotificationConsumer(LogConsumer):
             self.on_deliveries()
         return len(rows)
 
-    async def _notify(self, tx: Tx, batch: _Batch, event: Event, target: Target) -> int:
+    async def _notify(self, tx: Tx, batch: _Batch, event: LoggedEvent, target: Target) -> int:
         user_id, kind, title, body, extra = target
         wanted = (await batch.prefs(user_id)).get(kind, {})
         media = {m for m, on in wanted.items() if on}

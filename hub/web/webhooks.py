@@ -87,14 +87,14 @@ async def receive(request: web.Request) -> web.StreamResponse:
     try:
         channel.authenticate(body, headers)
     except BadSignature as exc:
-        metrics.webhooks.labels(channel.type_name, "bad_signature").inc()
+        metrics.webhook(channel.type_name, "bad_signature")
         raise ApiError(401, "bad_signature", str(exc)) from None
     raw = RawEvent(channel.channel_id, body, headers)
     parsed = None
     try:
         parsed = channel.parse(raw)
     except BadPayload as exc:
-        metrics.webhooks.labels(channel.type_name, "bad_payload").inc()
+        metrics.webhook(channel.type_name, "bad_payload")
         raise ApiError(400, "bad_payload", str(exc)) from None
     except Exception:
         # A parser bug must not lose the delivery: store it; it fails in processing and a fixed
@@ -110,13 +110,13 @@ async def receive(request: web.Request) -> web.StreamResponse:
     except Overloaded as exc:
         # Nothing was stored: the provider delivers again later, and meanwhile the heap and the
         # backlog stop growing.
-        metrics.webhooks.labels(channel.type_name, "overloaded").inc()
+        metrics.webhook(channel.type_name, "overloaded")
         log.warning("webhook for channel %s refused with 503: %s", channel.channel_id, exc)
         resp = error_response(503, "overloaded", f"the hub is overloaded ({exc}); retry later")
         resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return resp
     metrics.stage("group_commit", time.perf_counter() - storing)
-    metrics.webhooks.labels(channel.type_name, "stored" if rid else "duplicate").inc()
+    metrics.webhook(channel.type_name, "stored" if rid else "duplicate")
     if rid:
         processor = request.app[PROCESSOR]
         if parsed is not None:

@@ -28,6 +28,7 @@ from hub_meta.payload import as_obj as _obj
 from hub_meta.payload import id_text as _str
 from pydantic import ValidationError
 
+from hub import jsontext
 from hub.errors import BadPayload
 from hub.models import (
     Attachment,
@@ -416,7 +417,7 @@ def parse_body(
 ) -> list[ParsedEvent]:
     """Parse one webhook body; ``BadPayload`` only for a body that is no WhatsApp webhook."""
     try:
-        payload = json.loads(body)
+        payload = jsontext.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadPayload(f"the body is not JSON: {exc.__class__.__name__}") from None
     if not isinstance(payload, dict):
