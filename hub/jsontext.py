@@ -51,7 +51,14 @@ def strict_dumps(data: Any) -> str:
 
 def loads(text: str | bytes) -> Any:
     """The value of JSON ``text``; raises ``ValueError`` (``json.JSONDecodeError``) when it is not JSON."""
-    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if isinstance(text, str):
+        raw = text.encode("utf-8", "surrogatepass")
+    elif isinstance(text, bytes | bytearray):
+        raw = text
+    else:
+        # json's TypeError, which callers rely on: SQLAlchemy's SQLite JSON type hands over a
+        # number the column's affinity turned into one, and takes the TypeError as "it is one".
+        return json.loads(text)
     if _LONG_RUN not in raw.translate(_DIGITS):
         try:
             return orjson.loads(text)

@@ -79,6 +79,13 @@ def test_what_is_not_json_still_raises_a_value_error(text: str | bytes) -> None:
         jsontext.loads(text)
 
 
+def test_what_is_not_text_raises_the_type_error_json_raises() -> None:
+    # SQLAlchemy's SQLite JSON type reads a stored scalar that SQLite turned into a number this way.
+    for value in (5, 1.5, None):
+        with pytest.raises(TypeError):
+            jsontext.loads(value)  # type: ignore[arg-type]
+
+
 def test_serve_runs_on_uvloop_unless_told_otherwise() -> None:
     uvloop = pytest.importorskip("uvloop", reason="uvloop is installed with the hub except on Windows")
     for kind, expected in (
