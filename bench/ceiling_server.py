@@ -9,6 +9,8 @@ import sys
 
 from aiohttp import web
 
+from hub.cli import new_event_loop
+
 
 async def _handle(request: web.Request) -> web.StreamResponse:
     await request.read()
@@ -20,8 +22,15 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/webhooks/{channel_id}", _handle)
     app.router.add_get("/healthz", lambda _r: _handle_get())
+    # On the loop `hub serve` runs on (uvloop where installed): the ceiling is bare aiohttp at its
+    # best, not a handicapped one.
     web.run_app(
-        app, host="127.0.0.1", port=port, access_log=None, print=lambda _m: print("ready", flush=True)
+        app,
+        host="127.0.0.1",
+        port=port,
+        access_log=None,
+        print=lambda _m: print("ready", flush=True),
+        loop=new_event_loop("auto"),
     )
 
 

@@ -534,6 +534,7 @@ class DriveResult:
     errors: Counter[str] = field(default_factory=Counter)
     start: float = 0.0  # time.time() at the first request
     elapsed: float = 0.0
+    cpu_ms_per_request: float | None = None  # of the server driven, where it was measured
 
     @property
     def ok(self) -> int:
@@ -585,8 +586,8 @@ async def drive(
 
 
 @contextlib.asynccontextmanager
-async def ceiling_server() -> AsyncIterator[str]:
-    """The bare aiohttp server in a subprocess; yields its base URL."""
+async def ceiling_server(pids: list[int] | None = None) -> AsyncIterator[str]:
+    """The bare aiohttp server in a subprocess; yields its base URL (and adds its pid to ``pids``)."""
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -602,6 +603,8 @@ async def ceiling_server() -> AsyncIterator[str]:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         if b"ready" not in line:
             raise BenchError("the ceiling server did not start")
+        if pids is not None:
+            pids.append(proc.pid)
         yield f"http://127.0.0.1:{port}"
     finally:
         if proc.returncode is None:

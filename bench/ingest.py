@@ -96,14 +96,21 @@ async def ingest_into_hub(
 async def ceiling(
     requests: list[tuple[bytes, dict[str, str]]], *, concurrency: int, within: float
 ) -> DriveResult:
-    async with ceiling_server() as base:
+    pids: list[int] = []
+    async with ceiling_server(pids) as base:
         url = f"{base}/webhooks/ceiling"
         await drive(
             lambda _i: url, requests[: min(200, len(requests))], concurrency=concurrency, within=within
         )
+        before = cpu_seconds(pids[0])
         res = await drive(lambda _i: url, requests, concurrency=concurrency, within=within)
+        after = cpu_seconds(pids[0])
     if res.ok != len(requests):
         raise BenchError(f"ceiling server answered {dict(res.statuses)} errors {dict(res.errors)}")
+    # What the bare handler costs a request: the floor under the hub's CPU per webhook.
+    res.cpu_ms_per_request = (
+        1000 * (after - before) / len(requests) if before is not None and after is not None else None
+    )
     return res
 
 
@@ -124,6 +131,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         figures["wall_s"] = time.monotonic() - t0
     ceil = await ceiling(requests, concurrency=concurrency, within=within)
     figures["ceiling_per_s"] = ceil.rate
+    figures["ceiling_cpu_ms_per_request"] = ceil.cpu_ms_per_request
     figures["ratio_accepted"] = figures["accepted_per_s"] / ceil.rate
     figures["ratio_processed"] = figures["processed_per_s"] / ceil.rate
     figures["target"] = f"processed/s >= {TARGET_RATIO} x ceiling"

@@ -72,6 +72,11 @@ def render(report: dict[str, Any]) -> str:
             details.append(
                 f"ingest: {r['webhooks']:,} webhooks, {r['concurrency']} clients; hub CPU "
                 f"{r['hub_cpu_ms_per_webhook']:.2f} ms/webhook"
+                + (
+                    f"; bare handler {r['ceiling_cpu_ms_per_request']:.3f} ms/request"
+                    if r.get("ceiling_cpu_ms_per_request") is not None
+                    else ""
+                )
             )
     if "latency" in res:
         r = res["latency"]

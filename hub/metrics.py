@@ -65,6 +65,10 @@ class Metrics:
     def stage(self, name: str, seconds: float) -> None:
         self._child(self.stage_seconds, name).observe(seconds)
 
+    def request(self, route: str, seconds: float) -> None:
+        """Time an HTTP request by route pattern (``hub_http_request_seconds``)."""
+        self._child(self.request_seconds, route).observe(seconds)
+
     def webhook(self, channel_type: str, outcome: str) -> None:
         """Count a webhook request by outcome (``hub_webhooks_total``)."""
         self._child(self.webhooks, channel_type, outcome).inc()

@@ -194,7 +194,7 @@ async def timing_middleware(request: web.Request, handler: Any) -> web.StreamRes
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].request_seconds.labels(route).observe(time.perf_counter() - start)
+        request.app[METRICS].request(route, time.perf_counter() - start)
 
 
 def create_app(
