@@ -51,8 +51,8 @@ def repair_events(events: Sequence[E]) -> list[E]:
         # writes NUL as an escape, so one fast call tells (a quarter of the walk's cost, measured).
         try:
             clean = "\\u0000" not in ev.model_dump_json()
-        except ValueError:  # PydanticSerializationError: a surrogate, or data it cannot write
-            clean = False
+        except Exception:  # a surrogate (PydanticSerializationError), or data it cannot write: the
+            clean = False  # walk below decides, as it always did
         if clean:
             out.append(ev)
             continue

@@ -473,3 +473,21 @@ async def test_the_pool_size_setting_sizes_the_pool_and_a_bad_one_is_refused(
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path / "q.toml", "[hub]\ndatabase_pool_size = 1\n"))
     assert "hub.database_pool_size" in str(info.value)
+
+
+def test_serve_runs_on_uvloop_unless_told_otherwise() -> None:
+    from hub.cli import new_event_loop
+
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is installed with the hub except on Windows")
+    for kind, expected in (
+        ("auto", uvloop.Loop),
+        ("uvloop", uvloop.Loop),
+        ("asyncio", asyncio.BaseEventLoop),
+    ):
+        loop = new_event_loop(kind)
+        try:
+            assert isinstance(loop, expected), kind
+            if kind == "asyncio":
+                assert not isinstance(loop, uvloop.Loop)
+        finally:
+            loop.close()

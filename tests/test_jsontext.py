@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub import jsontext
-from hub.cli import new_event_loop
 
 
 def reference(data: object) -> str:
@@ -84,19 +82,3 @@ def test_what_is_not_text_raises_the_type_error_json_raises() -> None:
     for value in (5, 1.5, None):
         with pytest.raises(TypeError):
             jsontext.loads(value)  # type: ignore[arg-type]
-
-
-def test_serve_runs_on_uvloop_unless_told_otherwise() -> None:
-    uvloop = pytest.importorskip("uvloop", reason="uvloop is installed with the hub except on Windows")
-    for kind, expected in (
-        ("auto", uvloop.Loop),
-        ("uvloop", uvloop.Loop),
-        ("asyncio", asyncio.BaseEventLoop),
-    ):
-        loop = new_event_loop(kind)
-        try:
-            assert isinstance(loop, expected), kind
-            if kind == "asyncio":
-                assert not isinstance(loop, uvloop.Loop)
-        finally:
-            loop.close()
