@@ -2,7 +2,7 @@
 
 Every event is encoded once when logged and decoded by each log consumer (notifications, bots,
 rules), and JSON columns go through the same two functions (``Database``'s engine). The standard
-library's ``json`` was about a seventh of the hub's CPU under webhook load (profiled); orjson does
+library's ``json`` was about a tenth of the hub's CPU under webhook load (profiled); orjson does
 the same work several times faster.
 
 The text is what ``json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)``

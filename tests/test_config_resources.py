@@ -26,6 +26,7 @@ RESOURCES = {
     "quick_replies": "/api/v1/quick-replies",
     "macros": "/api/v1/macros",
     "notification_preferences": "/api/v1/me/notification-preferences",
+    "business_hours": "/api/v1/business-hours",
 }
 
 
@@ -132,6 +133,48 @@ async def test_workspace_resources_are_announced_with_the_etag_a_read_then_gets(
     assert after.status == 200 and [m["name"] for m in (await after.json())["macros"]] == ["Close"]
     bundle = await (await get(hub, "/api/v1/config")).json()
     assert bundle["notification_preferences"]["preferences"]["mention"]["email"] is False
+
+
+async def test_business_hours_reach_every_agent_as_a_resource_without_the_reply(lite_hub: Hub) -> None:
+    hub = lite_hub
+    c = hub.client
+    channel_id = (await (await get(hub, "/api/v1/channels", hub.admin)).json())["channels"][0]["id"]
+    before = (await get(hub, "/api/v1/business-hours")).headers["ETag"]
+    seq = await last_seq(hub)
+    hours = {
+        "name": "Support",
+        "scope_type": "channel",
+        "scope_id": channel_id,
+        "timezone": "Europe/Berlin",
+        "weekly": {"mon": [["09:00", "17:00"]]},
+        "holidays": ["2026-12-25"],
+        "autoresponder": {"enabled": True, "text": "We are closed"},
+    }
+    made = await c.post("/api/v1/admin/business-hours", json=hours, headers=hub.admin)
+    assert made.status == 201, await made.text()
+    hours_id = (await made.json())["id"]
+    # An agent, who may not manage automations, reads the schedule; the reply text stays admin's.
+    assert (await get(hub, "/api/v1/admin/business-hours")).status == 403
+    read = await get(hub, "/api/v1/business-hours")
+    assert read.status == 200 and read.headers["ETag"] != before
+    [schedule] = (await read.json())["business_hours"]
+    assert schedule["id"] == hours_id and schedule["scope_id"] == channel_id
+    assert schedule["weekly"] == {"mon": [["09:00", "17:00"]]} and schedule["holidays"] == ["2026-12-25"]
+    assert "autoresponder" not in schedule
+    [event] = [e["data"] for e in await config_events(hub, seq) if e["data"]["resource"] == "business_hours"]
+    assert read.headers["ETag"] == f'"{event["etag"]}"' and event["by"]["type"] == "user"
+    # A change and a deletion are announced too, each with the ETag a read then gets.
+    for change in (
+        c.patch(f"/api/v1/admin/business-hours/{hours_id}", json={"timezone": "UTC"}, headers=hub.admin),
+        c.delete(f"/api/v1/admin/business-hours/{hours_id}", headers=hub.admin),
+    ):
+        seq = await last_seq(hub)
+        assert (await change).status in (200, 204)
+        [event] = [
+            e["data"] for e in await config_events(hub, seq) if e["data"]["resource"] == "business_hours"
+        ]
+        assert (await get(hub, "/api/v1/business-hours")).headers["ETag"] == f'"{event["etag"]}"'
+    assert (await (await get(hub, "/api/v1/business-hours")).json())["business_hours"] == []
 
 
 async def test_existing_config_events_are_unified_on_resource_and_etag(lite_hub: Hub) -> None:

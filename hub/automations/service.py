@@ -21,6 +21,7 @@ from hub.db import new_id
 from hub.events import Store
 from hub.models import Event, utcnow
 from hub.records import fetch_conversation
+from hub.services.config import ConfigRegistry, config_changed
 from hub.services.errors import Conflict, Invalid, NotFound
 
 __all__ = ["MASK", "AutomationService"]
@@ -89,10 +90,37 @@ def _hours(row: Any) -> dict[str, Any]:
     }
 
 
+def _schedule(row: Any) -> dict[str, Any]:
+    """Business hours as every reader sees them (``GET /api/v1/business-hours``): no reply text."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "scope_type": row["scope_type"],
+        "scope_id": row["scope_id"],
+        "timezone": row["timezone"],
+        "weekly": row["weekly"],
+        "holidays": row["holidays"],
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+async def _load_schedules(conn: AsyncConnection, actor: Actor) -> dict[str, Any]:
+    """The ``business_hours`` configuration resource."""
+    rows = await conn.execute(sa.select(BH).order_by(BH.c.name, BH.c.id))
+    return {"business_hours": [_schedule(r) for r in rows.mappings()]}
+
+
 class AutomationService:
-    def __init__(self, store: Store, channels: ChannelService) -> None:
+    def __init__(self, store: Store, channels: ChannelService, config: ConfigRegistry | None = None) -> None:
         self.store = store
         self.channels = channels
+        self.config = config
+        if config is not None:
+            # The schedules, for the app to say when a channel or a team answers (every reader
+            # sees the same: like teams, they name no conversation). Not the out-of-office text.
+            config.register(
+                "business_hours", _load_schedules, description="business hours of channels and teams"
+            )
 
     # ---- rules ----------------------------------------------------------------------------------
 
@@ -375,7 +403,14 @@ class AutomationService:
             raise NotFound(f"team {scope_id} does not exist")
 
     async def create_hours(
-        self, name: str, scope_type: str, scope_id: str, hours: Hours, autoresponder: Autoresponder
+        self,
+        name: str,
+        scope_type: str,
+        scope_id: str,
+        hours: Hours,
+        autoresponder: Autoresponder,
+        *,
+        by: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         now = utcnow()
         row = {
@@ -398,9 +433,12 @@ class AutomationService:
             if taken:
                 raise Conflict(f"the {scope_type} {scope_id} already has business hours ({taken})")
             await tx.conn.execute(BH.insert().values(**row))
+            await config_changed(self.config, tx, "business_hours", by=by)
         return _hours(row)
 
-    async def update_hours(self, hours_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update_hours(
+        self, hours_id: str, changes: dict[str, Any], *, by: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         async with self.store.tx() as tx:
             row = (await tx.conn.execute(sa.select(BH).where(BH.c.id == hours_id))).mappings().first()
             if row is None:
@@ -419,13 +457,15 @@ class AutomationService:
             }
             await tx.conn.execute(BH.update().where(BH.c.id == hours_id).values(**values))
             current.update(values)
+            await config_changed(self.config, tx, "business_hours", by=by)
         return _hours(current)
 
-    async def delete_hours(self, hours_id: str) -> None:
+    async def delete_hours(self, hours_id: str, *, by: dict[str, Any] | None = None) -> None:
         async with self.store.tx() as tx:
             gone = await tx.conn.execute(BH.delete().where(BH.c.id == hours_id))
             if not gone.rowcount:
                 raise NotFound(f"business hours {hours_id} do not exist")
+            await config_changed(self.config, tx, "business_hours", by=by)
 
     async def rules_in_order(self) -> list[str]:
         async with self.store.db.read() as conn:

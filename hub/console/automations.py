@@ -453,7 +453,7 @@ async def create_hours(request: web.Request) -> web.StreamResponse:
         }
         req = HoursIn.model_validate(body)
         await request.config_dict[AUTOMATIONS].create_hours(
-            req.name, req.scope_type, req.scope_id, hours_of_request(req), req.autoresponder
+            req.name, req.scope_type, req.scope_id, hours_of_request(req), req.autoresponder, by=actor.ref
         )
 
     async def then(_: None) -> web.StreamResponse:
@@ -463,7 +463,7 @@ async def create_hours(request: web.Request) -> web.StreamResponse:
 
 
 async def _delete_hours(request: web.Request, actor: Actor) -> None:
-    await request.config_dict[AUTOMATIONS].delete_hours(request.match_info["hours_id"])
+    await request.config_dict[AUTOMATIONS].delete_hours(request.match_info["hours_id"], by=actor.ref)
 
 
 action_route(

@@ -558,7 +558,7 @@ async def _automations(app: web.Application) -> AsyncIterator[None]:
     """Rules, the out-of-office reply and time triggers: a consumer of the event log
     (``hub.automations``)."""
     cfg, store = app[CONFIG].hub, app[STORE]
-    app[AUTOMATIONS] = AutomationService(store, app[CHANNELS])
+    app[AUTOMATIONS] = AutomationService(store, app[CHANNELS], app[CONFIG_REGISTRY])
     engine = AutomationEngine(
         store,
         app[ACTIONS],

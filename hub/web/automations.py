@@ -479,10 +479,10 @@ async def list_business_hours(request: web.Request) -> web.StreamResponse:
     response=HoursOut,
 )
 async def create_business_hours(request: web.Request) -> web.StreamResponse:
-    await require_actor(request, PERMISSION)
+    actor = await require_actor(request, PERMISSION)
     req = HoursIn.model_validate(await read_json(request))
     out = await request.app[AUTOMATIONS].create_hours(
-        req.name, req.scope_type, req.scope_id, hours_of_request(req), req.autoresponder
+        req.name, req.scope_type, req.scope_id, hours_of_request(req), req.autoresponder, by=actor.ref
     )
     return web.json_response(out, status=201)
 
@@ -496,17 +496,17 @@ async def create_business_hours(request: web.Request) -> web.StreamResponse:
     response=HoursOut,
 )
 async def patch_business_hours(request: web.Request) -> web.StreamResponse:
-    await require_actor(request, PERMISSION)
+    actor = await require_actor(request, PERMISSION)
     req = HoursPatch.model_validate(await read_json(request))
     changes = req.model_dump(exclude_unset=True, mode="json")
     return web.json_response(
-        await request.app[AUTOMATIONS].update_hours(request.match_info["hours_id"], changes)
+        await request.app[AUTOMATIONS].update_hours(request.match_info["hours_id"], changes, by=actor.ref)
     )
 
 
 @routes.delete("/api/v1/admin/business-hours/{hours_id}")
 @operation("Delete business hours", "automations", status=204, errors=(403, 404))
 async def delete_business_hours(request: web.Request) -> web.StreamResponse:
-    await require_actor(request, PERMISSION)
-    await request.app[AUTOMATIONS].delete_hours(request.match_info["hours_id"])
+    actor = await require_actor(request, PERMISSION)
+    await request.app[AUTOMATIONS].delete_hours(request.match_info["hours_id"], by=actor.ref)
     return web.Response(status=204)

@@ -37,6 +37,7 @@ from hub.web.schemas import (
     LabelList,
     LabelOut,
     OwnPermissions,
+    ScheduleList,
     TeamList,
 )
 from hub.web.workspace import MacroList, QuickReplyList
@@ -59,6 +60,7 @@ class ConfigBundle(BaseModel):
     quick_replies: QuickReplyList
     macros: MacroList
     notification_preferences: PreferencesOut
+    business_hours: ScheduleList
     etags: dict[str, str] = Field(description="resource name -> the ETag its own route sends (unquoted)")
 
 
@@ -95,6 +97,17 @@ async def list_labels(request: web.Request) -> web.StreamResponse:
 )
 async def list_attributes(request: web.Request) -> web.StreamResponse:
     return await config_response(request, "custom_attributes")
+
+
+@routes.get("/api/v1/business-hours")
+@operation(
+    "When each channel and team answers: weekly hours in a time zone, and holidays (cacheable)",
+    "config",
+    response=ScheduleList,
+    etag=True,
+)
+async def list_business_hours(request: web.Request) -> web.StreamResponse:
+    return await config_response(request, "business_hours")
 
 
 @routes.get("/api/v1/me/permissions")

@@ -119,7 +119,9 @@ class AccessChanged(_Strict):
 class ConfigChanged(_Strict):
     """A configuration resource changed (hub.services.config): refetch it if your ETag differs."""
 
-    resource: str = Field(description="the resource: labels, teams, custom_attributes, channels, ...")
+    resource: str = Field(
+        description="the resource: labels, teams, custom_attributes, channels, business_hours, ..."
+    )
     etag: str | None = Field(description="its new ETag (unquoted); null when it differs per user")
     user_id: str | None = Field(default=None, description="the one user it changed for, if so")
     user_ids: list[str] | None = Field(default=None, description="the users it changed for, if some")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,8 @@ __all__ = [
     "RevokedOut",
     "RoleList",
     "RoleOut",
+    "ScheduleList",
+    "ScheduleOut",
     "SearchOut",
     "TeamList",
     "TeamOut",
@@ -138,6 +140,27 @@ class TeamOut(Out):
 
 class TeamList(Out):
     teams: list[TeamOut]
+
+
+class ScheduleOut(Out):
+    """When a channel or a team answers: weekly hours in its time zone, and holidays (closed)."""
+
+    id: str
+    name: str
+    scope_type: Literal["channel", "team"]
+    scope_id: str
+    timezone: str = Field(description="an IANA time zone, e.g. Europe/Berlin")
+    weekly: dict[str, list[list[str]]] = Field(
+        description='day ("mon" .. "sun") -> open intervals ["HH:MM", "HH:MM"] in that time zone '
+        "(24:00 ends the day; an interval ending at or before its start runs past midnight); a day "
+        "not named is closed"
+    )
+    holidays: list[str] = Field(description="dates (YYYY-MM-DD) closed all day")
+    updated_at: str
+
+
+class ScheduleList(Out):
+    business_hours: list[ScheduleOut]
 
 
 class ChannelMembersOut(Out):
