@@ -154,7 +154,9 @@ async def test_business_hours_reach_every_agent_as_a_resource_without_the_reply(
     assert made.status == 201, await made.text()
     hours_id = (await made.json())["id"]
     # An agent, who may not manage automations, reads the schedule; the reply text stays admin's.
+    # Without a token, nobody does.
     assert (await get(hub, "/api/v1/admin/business-hours")).status == 403
+    assert (await c.get("/api/v1/business-hours")).status == 401
     read = await get(hub, "/api/v1/business-hours")
     assert read.status == 200 and read.headers["ETag"] != before
     [schedule] = (await read.json())["business_hours"]
