@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -191,6 +192,9 @@ async def test_openapi_documents_every_route(lite_hub: Hub) -> None:
     doc = await resp.json()
     assert doc["openapi"].startswith("3.")
     assert doc["servers"] == [{"url": "http://hub.test"}]
+    # A generated client names a method by its operation id: two alike would clash.
+    ids = [op["operationId"] for item in doc["paths"].values() for op in item.values() if "operationId" in op]
+    assert [i for i, n in Counter(ids).items() if n > 1] == []
     for route in app.router.routes():
         if route.method == "HEAD" or is_console(route):
             continue

@@ -106,7 +106,7 @@ async def list_attributes(request: web.Request) -> web.StreamResponse:
     response=ScheduleList,
     etag=True,
 )
-async def list_business_hours(request: web.Request) -> web.StreamResponse:
+async def list_schedules(request: web.Request) -> web.StreamResponse:
     return await config_response(request, "business_hours")
 
 
