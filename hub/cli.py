@@ -49,9 +49,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def announce(_: str) -> None:
         where = cfg.hub.database_url.split("@")[-1]
+        # The loop actually running (uvloop's is uvloop.Loop, asyncio's lives in asyncio).
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
         print(
             f"hub {__version__} serving on http://{host}:{port} (database: {where}, "
-            f"public URL: {cfg.hub.public_url})",
+            f"event loop: {loop}, public URL: {cfg.hub.public_url})",
             flush=True,
         )
 

@@ -105,9 +105,16 @@ def _schedule(row: Any) -> dict[str, Any]:
 
 
 async def _load_schedules(conn: AsyncConnection, actor: Actor) -> dict[str, Any]:
-    """The ``business_hours`` configuration resource."""
+    """The ``business_hours`` configuration resource: those of teams (every reader sees the
+    teams), and those of the channels the reader serves."""
     rows = await conn.execute(sa.select(BH).order_by(BH.c.name, BH.c.id))
-    return {"business_hours": [_schedule(r) for r in rows.mappings()]}
+    return {
+        "business_hours": [
+            _schedule(r)
+            for r in rows.mappings()
+            if r["scope_type"] != "channel" or actor.sees_channel(r["scope_id"])
+        ]
+    }
 
 
 class AutomationService:
@@ -116,10 +123,13 @@ class AutomationService:
         self.channels = channels
         self.config = config
         if config is not None:
-            # The schedules, for the app to say when a channel or a team answers (every reader
-            # sees the same: like teams, they name no conversation). Not the out-of-office text.
+            # The schedules, for the app to say when a channel or a team answers; a channel's only
+            # to those who serve it (per reader, like ``channels``). Not the out-of-office text.
             config.register(
-                "business_hours", _load_schedules, description="business hours of channels and teams"
+                "business_hours",
+                _load_schedules,
+                per_user=True,
+                description="business hours of your channels and of teams",
             )
 
     # ---- rules ----------------------------------------------------------------------------------

@@ -204,3 +204,45 @@ async def test_two_contacts_merge_with_their_conversations_and_identities(
     assert sorted(i["identity"] for i in merged["channel_identities"]) == sorted([f"wa:{one}", f"wa:{two}"])
     assert (await api.ok("GET", f"/api/v1/conversations/{conv_b}"))["contact"]["id"] == keep
     assert_error(await api.get(f"/api/v1/contacts/{gone}"), 404, "not_found")
+
+
+async def test_serve_runs_on_uvloop_where_it_is_installed(shared_hub: HubProcess) -> None:
+    pytest.importorskip("uvloop", reason="uvloop is installed with the hub except on Windows")
+    # hub serve names the loop actually running when it starts serving.
+    assert "event loop: uvloop," in shared_hub.log_text()
+
+
+async def test_business_hours_reach_the_agents_of_the_channel_and_no_one_else(
+    api: Api,
+    agent: tuple[str, Api],
+    graph: ThreadedFakeGraph,
+    shared_hub: HubProcess,
+    http: aiohttp.ClientSession,
+) -> None:
+    agent_id, app = agent
+    served = await create_wa_channel(api, graph.base_url, name="Hours served")
+    other = await create_wa_channel(api, graph.base_url, name="Hours not served")
+    await api.ok("PUT", f"/api/v1/admin/channels/{served.id}/members", json_body={"user_ids": [agent_id]})
+    _, before = await cached_read(app, "/api/v1/business-hours")
+    assert app.token
+    async with EventStream(http, shared_hub.base_url, app.token, await api.last_seq()) as stream:
+        await stream.wait_live()
+        for channel in (served, other):
+            body = {
+                "name": unique("hours-"),
+                "scope_type": "channel",
+                "scope_id": channel.id,
+                "timezone": "Europe/Berlin",
+                "weekly": {"mon": [["09:00", "17:00"]]},
+                "autoresponder": {"enabled": True, "text": "We are closed"},
+            }
+            await api.ok("POST", "/api/v1/admin/business-hours", expect=201, json_body=body)
+            event = await stream.wait_event("config.updated", resource="business_hours")
+            assert event["data"]["etag"] is None  # it differs per reader: revalidate
+    fresh = await app.get("/api/v1/business-hours", headers={"If-None-Match": before})
+    assert fresh.status == 200, fresh
+    scopes = {h["scope_id"]: h for h in fresh.json["business_hours"]}
+    assert served.id in scopes and other.id not in scopes
+    assert scopes[served.id]["timezone"] == "Europe/Berlin" and "autoresponder" not in scopes[served.id]
+    admin = await api.ok("GET", "/api/v1/business-hours")
+    assert {served.id, other.id} <= {h["scope_id"] for h in admin["business_hours"]}
