@@ -266,3 +266,18 @@ async def lite_hub(make_hub: Callable[..., Awaitable[Hub]], sqlite_url: str) -> 
     h = await make_hub(sqlite_url)
     await h.create_channel()
     return h
+
+
+async def drop_every_connection(url: str) -> int:
+    """What a server restart does to the hub's connections (pool, LISTEN): how many it ended."""
+    import asyncpg
+
+    admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=5)
+    try:
+        ended = await admin.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    return len(ended)

@@ -13,23 +13,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.conftest import Hub, eventually
+from tests.conftest import Hub, drop_every_connection, eventually
 from tests.test_pipeline import msg
-
-
-async def _drop_every_connection(url: str) -> int:
-    """What a server restart does to the hub's connections (pool, LISTEN): how many it ended."""
-    import asyncpg
-
-    admin = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=5)
-    try:
-        ended = await admin.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await admin.close()
-    return len(ended)
 
 
 async def test_the_hub_recovers_when_postgresql_drops_every_connection(
@@ -45,7 +30,7 @@ async def test_the_hub_recovers_when_postgresql_drops_every_connection(
     assert (await hub.webhook(msg("before", who="alice"))).status == 200
     await eventually(lambda: _created(hub, {"before"}))
 
-    assert await _drop_every_connection(pg_session_url) > 0
+    assert await drop_every_connection(pg_session_url) > 0
 
     answered: dict[str, int] = {}
     for i in range(20):

@@ -92,16 +92,7 @@ def _hours(row: Any) -> dict[str, Any]:
 
 def _schedule(row: Any) -> dict[str, Any]:
     """Business hours as every reader sees them (``GET /api/v1/business-hours``): no reply text."""
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "scope_type": row["scope_type"],
-        "scope_id": row["scope_id"],
-        "timezone": row["timezone"],
-        "weekly": row["weekly"],
-        "holidays": row["holidays"],
-        "updated_at": row["updated_at"].isoformat(),
-    }
+    return {k: v for k, v in _hours(row).items() if k not in ("autoresponder", "created_at")}
 
 
 async def _load_schedules(conn: AsyncConnection, actor: Actor) -> dict[str, Any]:

@@ -42,6 +42,8 @@ from e2e_support import (
     wait_until,
 )
 
+from tests.conftest import drop_every_connection
+
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.asyncio(loop_scope="module")]
 
 
@@ -184,20 +186,9 @@ async def test_a_process_recovers_when_postgresql_drops_every_connection(
     """A server restart ends every connection, pooled or listening: a webhook may be refused once
     (in the error shape, for the provider to retry), then the process stores, applies and streams
     as before, without being restarted."""
-    import asyncpg
-
     ch = await create_wa_channel(pair.api_a, graph.base_url, name="Server restart")
     base = await pair.api_a.last_seq()
-    url = pair.a.database_url.replace("postgresql+asyncpg://", "postgresql://")
-    admin = await asyncpg.connect(url, timeout=5)
-    try:
-        ended = await admin.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await admin.close()
-    assert ended, "the processes held no connection to end"
+    assert await drop_every_connection(pair.a.database_url), "the processes held no connection to end"
     bodies = _bodies(ch, 20, 4, "after restart")
     statuses = {m: await _post(pair.api_a, ch, b) for m, b in bodies}
     assert set(statuses.values()) <= {200, 500, 503}, statuses
